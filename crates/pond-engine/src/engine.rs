@@ -1,0 +1,432 @@
+//! [`Engine`]: one DuckDB instance with every Pond database attached, the
+//! database catalog (create, drop, rename, list) and the session registry.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use pond_auth::Identity;
+use pond_meta::{DatabaseRecord, MetaStore};
+
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::extensions;
+use crate::metrics::Metrics;
+use crate::session::Session;
+use crate::sql::{quote_ident, quote_literal};
+
+/// Name of the database that exists from the first start and cannot be dropped.
+pub const DEFAULT_DATABASE: &str = "default";
+
+/// Catalog names DuckDB reserves; Pond databases may not use them.
+const RESERVED: &[&str] = &["memory", "system", "temp", "main", "information_schema", "pg_catalog"];
+
+/// A database as clients see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DatabaseInfo {
+    pub name: String,
+    pub created_at: String,
+    pub path: String,
+}
+
+/// Cheap to clone; all clones share one DuckDB instance.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: EngineConfig,
+    /// Connection used for administration (ATTACH/DETACH) and to open new sessions.
+    root: Mutex<duckdb::Connection>,
+    meta: Arc<MetaStore>,
+    /// Serialises create/drop/rename so checks and changes do not interleave.
+    ddl: Mutex<()>,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    pub(crate) open_sessions: AtomicUsize,
+    pub(crate) metrics: Metrics,
+    closed: AtomicBool,
+    pub(crate) started: Instant,
+}
+
+impl Engine {
+    /// Opens DuckDB, loads extensions, attaches every database (creating
+    /// `default` on the first start) and removes files left by interrupted
+    /// create/drop operations.
+    pub fn open(config: EngineConfig, meta: Arc<MetaStore>, metrics: Metrics) -> Result<Self> {
+        let db_dir = databases_dir(&config);
+        std::fs::create_dir_all(&db_dir).map_err(|e| Error::io(&db_dir, e))?;
+        let ext_dir = config.extension_dir();
+        std::fs::create_dir_all(&ext_dir).map_err(|e| Error::io(&ext_dir, e))?;
+
+        let mut duck = duckdb::Config::default()
+            .with("extension_directory", ext_dir.to_string_lossy())?
+            .with("autoinstall_known_extensions", "false")?
+            .enable_autoload_extension(true)?;
+        if let Some(t) = config.threads {
+            duck = duck.threads(t as i64)?;
+        }
+        if let Some(m) = &config.memory_limit {
+            duck = duck.max_memory(m)?;
+        }
+        let root = duckdb::Connection::open_in_memory_with_flags(duck)?;
+        extensions::load_all(&root, &ext_dir, &config.extensions, config.install_from_repository)?;
+
+        let inner = Arc::new(Inner {
+            config,
+            root: Mutex::new(root),
+            meta,
+            ddl: Mutex::new(()),
+            sessions: Mutex::new(HashMap::new()),
+            open_sessions: AtomicUsize::new(0),
+            metrics,
+            closed: AtomicBool::new(false),
+            started: Instant::now(),
+        });
+        let engine = Engine { inner };
+        engine.attach_all()?;
+        Ok(engine)
+    }
+
+    fn attach_all(&self) -> Result<()> {
+        let inner = &self.inner;
+        if !inner.meta.snapshot().databases.iter().any(|d| d.name == DEFAULT_DATABASE) {
+            let record = new_record(DEFAULT_DATABASE);
+            inner.meta.update(|m| {
+                m.databases.push(record);
+                Ok::<_, Error>(())
+            })?;
+        }
+        let snapshot = inner.meta.snapshot();
+        let root = inner.root.lock();
+        for db in &snapshot.databases {
+            let path = self.file_path(&db.file_id);
+            if !path.exists() {
+                tracing::warn!(database = %db.name, path = %path.display(), "database file is missing; starting it empty");
+            }
+            root.execute_batch(&attach_sql(&path, &db.name))?;
+        }
+        drop(root);
+        self.remove_orphans(&snapshot.databases);
+        tracing::info!(databases = snapshot.databases.len(), "databases attached");
+        Ok(())
+    }
+
+    /// Files in the databases directory that no database refers to are left over
+    /// from a crash between a file operation and the metadata write.
+    fn remove_orphans(&self, records: &[DatabaseRecord]) {
+        let dir = databases_dir(&self.inner.config);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let id = name.split('.').next().unwrap_or("");
+            if !records.iter().any(|r| r.file_id == id) {
+                tracing::warn!(file = %name, "removing database file no database refers to");
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    fn file_path(&self, file_id: &str) -> PathBuf {
+        databases_dir(&self.inner.config).join(format!("{file_id}.duckdb"))
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.inner.config
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// All databases, sorted by name.
+    pub fn databases(&self) -> Vec<DatabaseInfo> {
+        let mut v: Vec<_> = self
+            .inner
+            .meta
+            .snapshot()
+            .databases
+            .into_iter()
+            .map(|d| DatabaseInfo { path: self.file_path(&d.file_id).display().to_string(), name: d.name, created_at: d.created_at })
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Resolves a database name as a client wrote it (case-insensitive).
+    pub fn resolve_database(&self, name: &str) -> Result<String> {
+        self.inner
+            .meta
+            .snapshot()
+            .databases
+            .into_iter()
+            .find(|d| d.name.eq_ignore_ascii_case(name))
+            .map(|d| d.name)
+            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
+    }
+
+    pub fn database_exists(&self, name: &str) -> bool {
+        self.resolve_database(name).is_ok()
+    }
+
+    /// `CREATE DATABASE`. Returns false if it existed and `if_not_exists`.
+    pub fn create_database(&self, name: &str, if_not_exists: bool) -> Result<bool> {
+        let name = validate_name(name)?;
+        let _ddl = self.inner.ddl.lock();
+        if self.database_exists(&name) {
+            return if if_not_exists { Ok(false) } else { Err(Error::DatabaseExists(name)) };
+        }
+        let record = new_record(&name);
+        let path = self.file_path(&record.file_id);
+        self.inner.root.lock().execute_batch(&attach_sql(&path, &name))?;
+        let res = self.inner.meta.update(|m| {
+            m.databases.push(record);
+            Ok::<_, Error>(())
+        });
+        if let Err(e) = res {
+            let _ = self.inner.root.lock().execute_batch(&format!("DETACH {}", quote_ident(&name)));
+            remove_db_files(&path);
+            return Err(e);
+        }
+        tracing::info!(database = %name, "database created");
+        Ok(true)
+    }
+
+    /// `DROP DATABASE`. Returns false if it did not exist and `if_exists`.
+    pub fn drop_database(&self, name: &str, if_exists: bool) -> Result<bool> {
+        let _ddl = self.inner.ddl.lock();
+        let Ok(name) = self.resolve_database(name) else {
+            return if if_exists { Ok(false) } else { Err(Error::DatabaseNotFound(name.to_string())) };
+        };
+        if name == DEFAULT_DATABASE {
+            return Err(Error::InvalidRequest(format!("database '{DEFAULT_DATABASE}' cannot be dropped")));
+        }
+        let record = self.record(&name)?;
+        let path = self.file_path(&record.file_id);
+        self.inner.root.lock().execute_batch(&format!("DETACH {}", quote_ident(&name)))?;
+        let res = self.inner.meta.update(|m| {
+            m.databases.retain(|d| d.name != name);
+            Ok::<_, Error>(())
+        });
+        if let Err(e) = res {
+            let _ = self.inner.root.lock().execute_batch(&attach_sql(&path, &name));
+            return Err(e);
+        }
+        remove_db_files(&path);
+        tracing::info!(database = %name, "database dropped");
+        Ok(true)
+    }
+
+    /// `ALTER DATABASE from RENAME TO to`: a metadata change plus re-attaching the
+    /// same file under the new name.
+    pub fn rename_database(&self, from: &str, to: &str) -> Result<()> {
+        let to = validate_name(to)?;
+        let _ddl = self.inner.ddl.lock();
+        let from = self.resolve_database(from)?;
+        if from == DEFAULT_DATABASE {
+            return Err(Error::InvalidRequest(format!("database '{DEFAULT_DATABASE}' cannot be renamed")));
+        }
+        if self.database_exists(&to) {
+            return Err(Error::DatabaseExists(to));
+        }
+        let record = self.record(&from)?;
+        let path = self.file_path(&record.file_id);
+        {
+            let root = self.inner.root.lock();
+            root.execute_batch(&format!("DETACH {}", quote_ident(&from)))?;
+            if let Err(e) = root.execute_batch(&attach_sql(&path, &to)) {
+                let _ = root.execute_batch(&attach_sql(&path, &from));
+                return Err(e.into());
+            }
+        }
+        let res = self.inner.meta.update(|m| {
+            if let Some(d) = m.databases.iter_mut().find(|d| d.name == from) {
+                d.name = to.clone();
+            }
+            Ok::<_, Error>(())
+        });
+        if let Err(e) = res {
+            let root = self.inner.root.lock();
+            let _ = root.execute_batch(&format!("DETACH {}", quote_ident(&to)));
+            let _ = root.execute_batch(&attach_sql(&path, &from));
+            return Err(e);
+        }
+        tracing::info!(from = %from, to = %to, "database renamed");
+        Ok(())
+    }
+
+    fn record(&self, name: &str) -> Result<DatabaseRecord> {
+        self.inner
+            .meta
+            .snapshot()
+            .databases
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
+    }
+
+    /// Opens a session: its own DuckDB connection with `database` (default:
+    /// `default`) as the current database. Long-lived sessions are registered
+    /// so they can be found by id and closed when idle.
+    pub fn open_session(&self, identity: Identity, protocol: &'static str, database: Option<&str>, register: bool) -> Result<Arc<Session>> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::InvalidRequest("server is shutting down".into()));
+        }
+        let max = self.inner.config.max_sessions;
+        if self.inner.open_sessions.fetch_add(1, Ordering::SeqCst) >= max {
+            self.inner.open_sessions.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::TooManySessions(max));
+        }
+        self.inner.metrics.sessions_changed(1);
+        // From here on the Session's Drop gives the slot back.
+        let conn = match self.inner.root.lock().try_clone() {
+            Ok(c) => c,
+            Err(e) => {
+                self.inner.open_sessions.fetch_sub(1, Ordering::SeqCst);
+                self.inner.metrics.sessions_changed(-1);
+                return Err(e.into());
+            }
+        };
+        let session = Arc::new(Session::new(Arc::downgrade(&self.inner), identity, protocol, conn));
+        let db = self.resolve_database(database.unwrap_or(DEFAULT_DATABASE))?;
+        session.use_database_blocking(&db, None)?;
+        if register {
+            self.inner.sessions.lock().insert(session.id.clone(), session.clone());
+        }
+        Ok(session)
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Session>> {
+        let s = self.inner.sessions.lock().get(id).cloned();
+        if let Some(s) = &s {
+            s.touch();
+        }
+        s
+    }
+
+    /// Closes a registered session: cancels what it runs; its connection (and
+    /// any open transaction, rolled back) goes when the last user lets go.
+    pub fn close_session(&self, id: &str) -> bool {
+        let s = self.inner.sessions.lock().remove(id);
+        if let Some(s) = &s {
+            s.cancel();
+        }
+        s.is_some()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.inner.open_sessions.load(Ordering::SeqCst)
+    }
+
+    /// Closes registered sessions idle for longer than the idle timeout.
+    pub fn reap_idle_sessions(&self) -> usize {
+        let timeout = self.inner.config.idle_timeout;
+        let idle: Vec<String> = self
+            .inner
+            .sessions
+            .lock()
+            .iter()
+            .filter(|(_, s)| !s.is_running() && s.idle_for() > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &idle {
+            tracing::info!(session = %id, "closing idle session");
+            self.close_session(id);
+        }
+        idle.len()
+    }
+
+    /// Refuses new sessions, cancels running statements and checkpoints every
+    /// database so the files are complete without their WALs.
+    pub fn shutdown(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let sessions: Vec<_> = self.inner.sessions.lock().drain().map(|(_, s)| s).collect();
+        for s in &sessions {
+            s.cancel();
+        }
+        drop(sessions);
+        let root = self.inner.root.lock();
+        for db in self.databases() {
+            if let Err(e) = root.execute_batch(&format!("CHECKPOINT {}", quote_ident(&db.name))) {
+                tracing::warn!(database = %db.name, error = %e, "checkpoint at shutdown failed");
+            }
+        }
+        tracing::info!("engine shut down");
+        Ok(())
+    }
+
+    /// DuckDB's version string.
+    pub fn duckdb_version(&self) -> String {
+        self.inner.root.lock().version().unwrap_or_else(|_| extensions::DUCKDB_VERSION.to_string())
+    }
+}
+
+impl Inner {
+    pub(crate) fn engine(self: &Arc<Self>) -> Engine {
+        Engine { inner: self.clone() }
+    }
+}
+
+fn databases_dir(config: &EngineConfig) -> PathBuf {
+    config.data_dir.join("databases")
+}
+
+fn new_record(name: &str) -> DatabaseRecord {
+    DatabaseRecord { name: name.to_string(), file_id: uuid::Uuid::new_v4().simple().to_string(), created_at: pond_meta::now_rfc3339() }
+}
+
+fn attach_sql(path: &std::path::Path, name: &str) -> String {
+    format!("ATTACH {} AS {}", quote_literal(&path.to_string_lossy()), quote_ident(name))
+}
+
+fn remove_db_files(path: &std::path::Path) {
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(path.with_extension("duckdb.wal"));
+}
+
+/// Database names: a letter or `_`, then letters, digits or `_`; at most 63
+/// characters; not one of DuckDB's reserved catalog names. Stored in lower case.
+pub fn validate_name(name: &str) -> Result<String> {
+    let bad = |reason: &str| Error::InvalidName { name: name.to_string(), reason: reason.to_string() };
+    if name.is_empty() {
+        return Err(bad("the name is empty"));
+    }
+    if name.len() > 63 {
+        return Err(bad("at most 63 characters"));
+    }
+    let mut chars = name.chars();
+    let first = chars.next().unwrap_or('0');
+    if !(first.is_ascii_alphabetic() || first == '_') {
+        return Err(bad("must start with a letter or '_'"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+        return Err(bad(&format!("character '{c}' is not allowed (use letters, digits and '_')")));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED.contains(&lower.as_str()) {
+        return Err(bad("the name is reserved by DuckDB"));
+    }
+    Ok(lower)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(validate_name("Sales_2024").unwrap(), "sales_2024");
+        for bad in ["", "1abc", "a-b", "a b", "memory", "SYSTEM", "x\"y", &"a".repeat(64)] {
+            assert!(validate_name(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}
+
+impl Engine {
+    pub(crate) fn root_clone(&self) -> Result<duckdb::Connection> {
+        Ok(self.inner.root.lock().try_clone()?)
+    }
+}

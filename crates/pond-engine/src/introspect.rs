@@ -1,0 +1,240 @@
+//! What exists: databases' schemas, tables and views, their columns and keys,
+//! read from DuckDB's own catalog functions (`duckdb_tables()`, …) and limited
+//! to Pond databases. Protocols turn these into their metadata answers
+//! (Flight SQL GetTables, later pg_catalog); the security work filters them
+//! by grants here, once, for every protocol.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::SchemaRef;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::sql::{quote_ident, quote_literal};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableInfo {
+    pub catalog: String,
+    pub schema: String,
+    pub name: String,
+    /// "BASE TABLE", "VIEW" or "LOCAL TEMPORARY".
+    pub table_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyColumn {
+    pub catalog: String,
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+    /// 1-based position in the key.
+    pub seq: i32,
+    pub key_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignKey {
+    pub pk: KeyColumn,
+    pub fk: KeyColumn,
+}
+
+/// Filters of a table listing; patterns use SQL LIKE syntax (`%`, `_`).
+#[derive(Debug, Clone, Default)]
+pub struct TableFilter {
+    pub catalog: Option<String>,
+    pub schema_pattern: Option<String>,
+    pub table_pattern: Option<String>,
+    pub table_types: Vec<String>,
+}
+
+pub const TABLE_TYPES: &[&str] = &["BASE TABLE", "LOCAL TEMPORARY", "VIEW"];
+
+impl Engine {
+    /// Runs a catalog query on a fresh connection (so it never disturbs a
+    /// session's running statement) and returns its batches.
+    async fn catalog_query(&self, sql: String) -> Result<Vec<RecordBatch>> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = engine.system_connection()?;
+            let mut stmt = conn.prepare(&sql)?;
+            let batches: Vec<RecordBatch> = stmt.query_arrow([])?.collect();
+            Ok(batches)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    fn database_list_sql(&self) -> String {
+        let names: Vec<String> = self.databases().iter().map(|d| quote_literal(&d.name)).collect();
+        names.join(", ")
+    }
+
+    /// Schemas of Pond databases, as (catalog, schema), sorted.
+    pub async fn list_schemas(&self, catalog: Option<&str>, schema_pattern: Option<&str>) -> Result<Vec<(String, String)>> {
+        let mut sql = format!(
+            "SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({}) AND NOT internal",
+            self.database_list_sql()
+        );
+        if let Some(c) = catalog {
+            sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
+        }
+        if let Some(p) = schema_pattern {
+            sql.push_str(&format!(" AND schema_name LIKE {} ESCAPE '\\'", quote_literal(p)));
+        }
+        sql.push_str(" ORDER BY 1, 2");
+        let batches = self.catalog_query(sql).await?;
+        Ok(rows(&batches).into_iter().map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default())).collect())
+    }
+
+    /// Tables and views of Pond databases, sorted by catalog, schema, name.
+    pub async fn list_tables(&self, f: &TableFilter) -> Result<Vec<TableInfo>> {
+        let mut sql = format!(
+            "SELECT database_name, schema_name, table_name, CASE WHEN temporary THEN 'LOCAL TEMPORARY' ELSE 'BASE TABLE' END AS t \
+             FROM duckdb_tables() WHERE NOT internal \
+             UNION ALL SELECT database_name, schema_name, view_name, 'VIEW' FROM duckdb_views() WHERE NOT internal"
+        );
+        sql = format!("SELECT * FROM ({sql}) WHERE database_name IN ({})", self.database_list_sql());
+        if let Some(c) = &f.catalog {
+            sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
+        }
+        if let Some(p) = &f.schema_pattern {
+            sql.push_str(&format!(" AND schema_name LIKE {} ESCAPE '\\'", quote_literal(p)));
+        }
+        if let Some(p) = &f.table_pattern {
+            sql.push_str(&format!(" AND table_name LIKE {} ESCAPE '\\'", quote_literal(p)));
+        }
+        if !f.table_types.is_empty() {
+            let types: Vec<String> = f.table_types.iter().map(|t| quote_literal(t)).collect();
+            sql.push_str(&format!(" AND t IN ({})", types.join(", ")));
+        }
+        sql.push_str(" ORDER BY 1, 2, 3");
+        let batches = self.catalog_query(sql).await?;
+        Ok(rows(&batches)
+            .into_iter()
+            .map(|r| TableInfo {
+                catalog: r[0].clone().unwrap_or_default(),
+                schema: r[1].clone().unwrap_or_default(),
+                name: r[2].clone().unwrap_or_default(),
+                table_type: r[3].clone().unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// The Arrow schema a `SELECT *` of the table returns.
+    pub async fn table_schema(&self, catalog: &str, schema: &str, table: &str) -> Result<SchemaRef> {
+        let sql = format!("SELECT * FROM {}.{}.{} LIMIT 0", quote_ident(catalog), quote_ident(schema), quote_ident(table));
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = engine.system_connection()?;
+            let mut stmt = conn.prepare(&sql)?;
+            let arrow = stmt.query_arrow([])?;
+            Ok(arrow.get_schema())
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Primary key columns of a table, in key order.
+    pub async fn primary_keys(&self, catalog: Option<&str>, schema: Option<&str>, table: &str) -> Result<Vec<KeyColumn>> {
+        let mut sql = format!(
+            "SELECT database_name, schema_name, table_name, unnest(constraint_column_names) AS col, \
+             generate_subscripts(constraint_column_names, 1) AS seq, constraint_name \
+             FROM duckdb_constraints() WHERE constraint_type = 'PRIMARY KEY' AND database_name IN ({}) AND table_name = {}",
+            self.database_list_sql(),
+            quote_literal(table)
+        );
+        if let Some(c) = catalog {
+            sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
+        }
+        if let Some(s) = schema {
+            sql.push_str(&format!(" AND schema_name = {}", quote_literal(s)));
+        }
+        sql = format!("SELECT database_name, schema_name, table_name, col, seq::VARCHAR, constraint_name FROM ({sql}) ORDER BY 1, 2, 3, 5");
+        let batches = self.catalog_query(sql).await?;
+        Ok(rows(&batches).into_iter().map(key_column).collect())
+    }
+
+    /// Foreign keys, optionally restricted to the referencing (fk) table and/or
+    /// the referenced (pk) table.
+    pub async fn foreign_keys(
+        &self,
+        fk_table: Option<(Option<&str>, Option<&str>, &str)>,
+        pk_table: Option<(Option<&str>, Option<&str>, &str)>,
+    ) -> Result<Vec<ForeignKey>> {
+        // duckdb_constraints() lists FOREIGN KEY constraints on the referencing
+        // table with the referenced table and columns.
+        let mut sql = format!(
+            "SELECT database_name, schema_name, table_name, constraint_column_names, referenced_table, referenced_column_names, constraint_name \
+             FROM duckdb_constraints() WHERE constraint_type = 'FOREIGN KEY' AND database_name IN ({})",
+            self.database_list_sql()
+        );
+        if let Some((c, s, t)) = fk_table {
+            sql.push_str(&format!(" AND table_name = {}", quote_literal(t)));
+            if let Some(c) = c {
+                sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
+            }
+            if let Some(s) = s {
+                sql.push_str(&format!(" AND schema_name = {}", quote_literal(s)));
+            }
+        }
+        if let Some((c, s, t)) = pk_table {
+            sql.push_str(&format!(" AND referenced_table = {}", quote_literal(t)));
+            if let Some(c) = c {
+                sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
+            }
+            if let Some(s) = s {
+                sql.push_str(&format!(" AND schema_name = {}", quote_literal(s)));
+            }
+        }
+        let sql = format!(
+            "SELECT database_name, schema_name, table_name, unnest(constraint_column_names) AS fk_col, referenced_table, \
+             unnest(referenced_column_names) AS pk_col, generate_subscripts(constraint_column_names, 1)::VARCHAR AS seq, constraint_name \
+             FROM ({sql}) ORDER BY 1, 2, 3, 7"
+        );
+        let batches = self.catalog_query(sql).await?;
+        Ok(rows(&batches)
+            .into_iter()
+            .map(|r| {
+                let get = |i: usize| r[i].clone().unwrap_or_default();
+                let seq = get(6).parse().unwrap_or(1);
+                ForeignKey {
+                    // DuckDB foreign keys reference tables in the same database and schema.
+                    pk: KeyColumn { catalog: get(0), schema: get(1), table: get(4), column: get(5), seq, key_name: None },
+                    fk: KeyColumn { catalog: get(0), schema: get(1), table: get(2), column: get(3), seq, key_name: r[7].clone() },
+                }
+            })
+            .collect())
+    }
+
+    /// A new connection to the shared instance, for work outside any session.
+    pub fn system_connection(&self) -> Result<duckdb::Connection> {
+        Ok(self.root_clone()?)
+    }
+}
+
+fn key_column(r: Vec<Option<String>>) -> KeyColumn {
+    let get = |i: usize| r[i].clone().unwrap_or_default();
+    KeyColumn { catalog: get(0), schema: get(1), table: get(2), column: get(3), seq: get(4).parse().unwrap_or(1), key_name: r[5].clone() }
+}
+
+/// All values of all batches as optional strings (catalog answers are text).
+fn rows(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let cols: Vec<Arc<dyn Array>> = b
+            .columns()
+            .iter()
+            .map(|c| arrow_cast::cast(c, &arrow_schema::DataType::Utf8).unwrap_or_else(|_| c.clone()))
+            .collect();
+        for r in 0..b.num_rows() {
+            out.push(
+                cols.iter()
+                    .map(|c| c.as_string_opt::<i32>().and_then(|s| if s.is_null(r) { None } else { Some(s.value(r).to_string()) }))
+                    .collect(),
+            );
+        }
+    }
+    out
+}

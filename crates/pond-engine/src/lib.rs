@@ -1,0 +1,27 @@
+//! The engine: one embedded DuckDB instance holding every Pond database, the
+//! sessions clients run statements in, and Pond's own SQL statements.
+//!
+//! It owns everything that is the same whatever protocol a client speaks:
+//! databases (create, drop, rename, list; one DuckDB file each, all attached so
+//! cross-database joins work), sessions (own connection, transactions, prepared
+//! statements, cancellation, timeouts, limits), result streaming as Arrow record
+//! batches, bulk ingest and metrics. Protocol crates translate their wire format
+//! to calls on [`Engine`] and [`Session`]; they hold no business logic.
+//!
+//! Start with [`Engine::open`], [`Engine::open_session`] and [`Session::query`].
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod extensions;
+pub mod introspect;
+pub mod metrics;
+pub mod params;
+pub mod session;
+pub mod sql;
+
+pub use config::EngineConfig;
+pub use engine::{DatabaseInfo, Engine, DEFAULT_DATABASE};
+pub use error::{Error, ErrorKind, Result};
+pub use metrics::Metrics;
+pub use session::{IngestMode, IngestRequest, PreparedInfo, QueryStream, Session};

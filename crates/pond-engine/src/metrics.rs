@@ -1,0 +1,105 @@
+//! Prometheus metrics shared by every protocol: queries, errors, latency,
+//! sessions and bytes sent, labelled by protocol.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabel {
+    pub protocol: String,
+}
+
+/// All of Pond's metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    queries: Family<ProtocolLabel, Counter>,
+    errors: Family<ProtocolLabel, Counter>,
+    latency: Family<ProtocolLabel, Histogram>,
+    bytes_sent: Family<ProtocolLabel, Counter>,
+    rows_sent: Family<ProtocolLabel, Counter>,
+    sessions: Gauge<i64, AtomicI64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pond");
+        let queries = Family::<ProtocolLabel, Counter>::default();
+        let errors = Family::<ProtocolLabel, Counter>::default();
+        let latency = Family::<ProtocolLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+        });
+        let bytes_sent = Family::<ProtocolLabel, Counter>::default();
+        let rows_sent = Family::<ProtocolLabel, Counter>::default();
+        let sessions = Gauge::<i64, AtomicI64>::default();
+        registry.register("queries", "Statements executed", queries.clone());
+        registry.register("query_errors", "Statements that failed", errors.clone());
+        registry.register("query_duration_seconds", "Time from request to the first result batch", latency.clone());
+        registry.register("bytes_sent", "Result bytes sent to clients", bytes_sent.clone());
+        registry.register("rows_sent", "Result rows sent to clients", rows_sent.clone());
+        registry.register("sessions", "Open client sessions", sessions.clone());
+        Self { inner: Arc::new(Inner { registry, queries, errors, latency, bytes_sent, rows_sent, sessions }) }
+    }
+
+    fn label(protocol: &str) -> ProtocolLabel {
+        ProtocolLabel { protocol: protocol.to_string() }
+    }
+
+    pub fn query(&self, protocol: &str, seconds: f64, ok: bool) {
+        let l = Self::label(protocol);
+        self.inner.queries.get_or_create(&l).inc();
+        self.inner.latency.get_or_create(&l).observe(seconds);
+        if !ok {
+            self.inner.errors.get_or_create(&l).inc();
+        }
+    }
+
+    pub fn error(&self, protocol: &str) {
+        self.inner.errors.get_or_create(&Self::label(protocol)).inc();
+    }
+
+    pub fn sent(&self, protocol: &str, bytes: u64, rows: u64) {
+        let l = Self::label(protocol);
+        self.inner.bytes_sent.get_or_create(&l).inc_by(bytes);
+        self.inner.rows_sent.get_or_create(&l).inc_by(rows);
+    }
+
+    pub(crate) fn sessions_changed(&self, delta: i64) {
+        self.inner.sessions.inc_by(delta);
+    }
+
+    pub fn open_sessions(&self) -> i64 {
+        self.inner.sessions.get()
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
+        out
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send_sync() {
+    fn f<T: Send + Sync>() {}
+    f::<Metrics>();
+    let _ = Ordering::Relaxed;
+}

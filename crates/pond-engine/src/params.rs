@@ -1,0 +1,163 @@
+//! Converting bound parameters (an Arrow record batch, one row per execution)
+//! into DuckDB values, and Arrow types into DuckDB column types for ingest.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::*;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::{DataType, TimeUnit as ArrowUnit};
+use duckdb::types::{TimeUnit, Value};
+
+use crate::error::{Error, Result};
+
+/// Parameter rows for one execution each.
+pub type ParamRows = Vec<Vec<Value>>;
+
+/// Turns every row of `batch` into one parameter row.
+pub fn rows_from_batch(batch: &RecordBatch) -> Result<ParamRows> {
+    let mut rows = Vec::with_capacity(batch.num_rows());
+    for r in 0..batch.num_rows() {
+        let mut row = Vec::with_capacity(batch.num_columns());
+        for (c, col) in batch.columns().iter().enumerate() {
+            row.push(value_at(col.as_ref(), r).map_err(|e| {
+                Error::InvalidRequest(format!("parameter {} ('{}') in row {}: {e}", c + 1, batch.schema().field(c).name(), r + 1))
+            })?);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn unit(u: &ArrowUnit) -> TimeUnit {
+    match u {
+        ArrowUnit::Second => TimeUnit::Second,
+        ArrowUnit::Millisecond => TimeUnit::Millisecond,
+        ArrowUnit::Microsecond => TimeUnit::Microsecond,
+        ArrowUnit::Nanosecond => TimeUnit::Nanosecond,
+    }
+}
+
+/// One Arrow value as a DuckDB value.
+pub fn value_at(a: &dyn Array, i: usize) -> std::result::Result<Value, String> {
+    if a.is_null(i) {
+        return Ok(Value::Null);
+    }
+    Ok(match a.data_type() {
+        DataType::Null => Value::Null,
+        DataType::Boolean => Value::Boolean(a.as_boolean().value(i)),
+        DataType::Int8 => Value::TinyInt(a.as_primitive::<Int8Type>().value(i)),
+        DataType::Int16 => Value::SmallInt(a.as_primitive::<Int16Type>().value(i)),
+        DataType::Int32 => Value::Int(a.as_primitive::<Int32Type>().value(i)),
+        DataType::Int64 => Value::BigInt(a.as_primitive::<Int64Type>().value(i)),
+        DataType::UInt8 => Value::UTinyInt(a.as_primitive::<UInt8Type>().value(i)),
+        DataType::UInt16 => Value::USmallInt(a.as_primitive::<UInt16Type>().value(i)),
+        DataType::UInt32 => Value::UInt(a.as_primitive::<UInt32Type>().value(i)),
+        DataType::UInt64 => Value::UBigInt(a.as_primitive::<UInt64Type>().value(i)),
+        DataType::Float16 => Value::Float(a.as_primitive::<Float16Type>().value(i).to_f32()),
+        DataType::Float32 => Value::Float(a.as_primitive::<Float32Type>().value(i)),
+        DataType::Float64 => Value::Double(a.as_primitive::<Float64Type>().value(i)),
+        DataType::Utf8 => Value::Text(a.as_string::<i32>().value(i).to_string()),
+        DataType::LargeUtf8 => Value::Text(a.as_string::<i64>().value(i).to_string()),
+        DataType::Utf8View => Value::Text(a.as_string_view().value(i).to_string()),
+        DataType::Binary => Value::Blob(a.as_binary::<i32>().value(i).to_vec()),
+        DataType::LargeBinary => Value::Blob(a.as_binary::<i64>().value(i).to_vec()),
+        DataType::BinaryView => Value::Blob(a.as_binary_view().value(i).to_vec()),
+        DataType::FixedSizeBinary(_) => Value::Blob(a.as_fixed_size_binary().value(i).to_vec()),
+        DataType::Date32 => Value::Date32(a.as_primitive::<Date32Type>().value(i)),
+        DataType::Date64 => Value::Date32((a.as_primitive::<Date64Type>().value(i) / 86_400_000) as i32),
+        DataType::Timestamp(u, tz) => {
+            let v = match u {
+                ArrowUnit::Second => a.as_primitive::<TimestampSecondType>().value(i),
+                ArrowUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(i),
+                ArrowUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i),
+                ArrowUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(i),
+            };
+            if tz.is_some() {
+                // DuckDB binds TIMESTAMP; an instant with a zone is passed as UTC text
+                // with an offset so DuckDB casts it to TIMESTAMPTZ where needed.
+                let micros = match u {
+                    ArrowUnit::Second => v * 1_000_000,
+                    ArrowUnit::Millisecond => v * 1_000,
+                    ArrowUnit::Microsecond => v,
+                    ArrowUnit::Nanosecond => v / 1_000,
+                };
+                let dt = chrono::DateTime::from_timestamp_micros(micros).ok_or("timestamp out of range")?;
+                Value::Text(dt.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+            } else {
+                Value::Timestamp(unit(u), v)
+            }
+        }
+        DataType::Time32(ArrowUnit::Second) => Value::Time64(TimeUnit::Second, a.as_primitive::<Time32SecondType>().value(i) as i64),
+        DataType::Time32(_) => Value::Time64(TimeUnit::Millisecond, a.as_primitive::<Time32MillisecondType>().value(i) as i64),
+        DataType::Time64(ArrowUnit::Microsecond) => Value::Time64(TimeUnit::Microsecond, a.as_primitive::<Time64MicrosecondType>().value(i)),
+        DataType::Time64(_) => Value::Time64(TimeUnit::Nanosecond, a.as_primitive::<Time64NanosecondType>().value(i)),
+        DataType::Decimal128(p, s) => {
+            let v = a.as_primitive::<Decimal128Type>().value(i);
+            if *p <= 38 && *s >= 0 {
+                Value::Decimal(duckdb::types::Decimal::new(*p, *s as u8, v).map_err(|e| e.to_string())?)
+            } else {
+                Value::Text(Decimal128Type::format_decimal(v, *p, *s))
+            }
+        }
+        DataType::Decimal256(p, s) => Value::Text(Decimal256Type::format_decimal(a.as_primitive::<Decimal256Type>().value(i), *p, *s)),
+        DataType::Interval(_) => {
+            let s = arrow_cast::display::ArrayFormatter::try_new(a, &Default::default()).map_err(|e| e.to_string())?;
+            Value::Text(s.value(i).to_string())
+        }
+        DataType::List(_) => list_values(a.as_list::<i32>().value(i).as_ref())?,
+        DataType::LargeList(_) => list_values(a.as_list::<i64>().value(i).as_ref())?,
+        DataType::Dictionary(_, _) => {
+            let s = arrow_cast::display::ArrayFormatter::try_new(a, &Default::default()).map_err(|e| e.to_string())?;
+            Value::Text(s.value(i).to_string())
+        }
+        other => return Err(format!("parameters of Arrow type {other} are not supported")),
+    })
+}
+
+fn list_values(a: &dyn Array) -> std::result::Result<Value, String> {
+    (0..a.len()).map(|j| value_at(a, j)).collect::<std::result::Result<Vec<_>, _>>().map(Value::List)
+}
+
+/// DuckDB column type for an Arrow type, for `CREATE TABLE` during bulk ingest.
+pub fn duckdb_type(dt: &DataType) -> Result<String> {
+    Ok(match dt {
+        DataType::Null => "INTEGER".into(),
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 => "UTINYINT".into(),
+        DataType::UInt16 => "USMALLINT".into(),
+        DataType::UInt32 => "UINTEGER".into(),
+        DataType::UInt64 => "UBIGINT".into(),
+        DataType::Float16 | DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BLOB".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Timestamp(u, None) => match u {
+            ArrowUnit::Second => "TIMESTAMP_S".into(),
+            ArrowUnit::Millisecond => "TIMESTAMP_MS".into(),
+            ArrowUnit::Microsecond => "TIMESTAMP".into(),
+            ArrowUnit::Nanosecond => "TIMESTAMP_NS".into(),
+        },
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
+        DataType::Interval(_) | DataType::Duration(_) => "INTERVAL".into(),
+        DataType::Decimal128(p, s) if *p <= 38 => format!("DECIMAL({p},{s})"),
+        DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => "DOUBLE".into(),
+        DataType::List(f) | DataType::LargeList(f) => format!("{}[]", duckdb_type(f.data_type())?),
+        DataType::FixedSizeList(f, n) => format!("{}[{n}]", duckdb_type(f.data_type())?),
+        DataType::Struct(fields) => {
+            let parts: Result<Vec<String>> =
+                fields.iter().map(|f| Ok(format!("{} {}", crate::sql::quote_ident(f.name()), duckdb_type(f.data_type())?))).collect();
+            format!("STRUCT({})", parts?.join(", "))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => format!("MAP({}, {})", duckdb_type(kv[0].data_type())?, duckdb_type(kv[1].data_type())?),
+            _ => return Err(Error::InvalidRequest("malformed Arrow map type".into())),
+        },
+        DataType::Dictionary(_, v) => duckdb_type(v)?,
+        other => return Err(Error::InvalidRequest(format!("cannot ingest Arrow type {other}"))),
+    })
+}

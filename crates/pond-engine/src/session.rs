@@ -1,0 +1,829 @@
+//! [`Session`]: one client's DuckDB connection and everything that is per
+//! client: current database and schema, open transaction, prepared statements,
+//! and the statement that is running (which can be cancelled or time out).
+//!
+//! All DuckDB work runs on tokio's blocking pool, never on the async workers.
+//! A running statement holds the session's connection; its results flow through
+//! a small bounded channel ([`QueryStream`]), so a slow reader slows DuckDB down
+//! instead of filling memory.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_select::coalesce::BatchCoalescer;
+use duckdb::types::Value;
+use futures::Stream;
+use parking_lot::Mutex;
+use pond_auth::Identity;
+use tokio::sync::{mpsc, Notify};
+
+use crate::engine::Inner;
+use crate::error::{Error, Result};
+use crate::params::{duckdb_type, ParamRows};
+use crate::sql::{self, quote_ident, PondStatement, Statement};
+
+/// Batches buffered between DuckDB and the network per running statement.
+const CHANNEL_BATCHES: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum StopReason {
+    None = 0,
+    Cancelled = 1,
+    Timeout = 2,
+    Superseded = 3,
+}
+
+/// Shared state of one running statement.
+pub(crate) struct RunState {
+    finished: AtomicBool,
+    reason: AtomicU8,
+    wake: Notify,
+    interrupt: Arc<duckdb::InterruptHandle>,
+    timeout: Option<Duration>,
+}
+
+impl RunState {
+    fn stop(&self, reason: StopReason) {
+        if self.finished.load(Ordering::SeqCst) {
+            return;
+        }
+        let _ = self.reason.compare_exchange(StopReason::None as u8, reason as u8, Ordering::SeqCst, Ordering::SeqCst);
+        self.wake.notify_one();
+        self.interrupt.interrupt();
+    }
+
+    fn reason(&self) -> StopReason {
+        match self.reason.load(Ordering::SeqCst) {
+            1 => StopReason::Cancelled,
+            2 => StopReason::Timeout,
+            3 => StopReason::Superseded,
+            _ => StopReason::None,
+        }
+    }
+
+    /// The error to report when a statement stopped early.
+    fn stop_error(&self) -> Option<Error> {
+        match self.reason() {
+            StopReason::None => None,
+            StopReason::Cancelled => Some(Error::Cancelled),
+            StopReason::Timeout => Some(Error::Timeout(self.timeout.unwrap_or_default())),
+            StopReason::Superseded => Some(Error::InvalidRequest(
+                "result discarded: a newer statement ran on this session before it was fetched".into(),
+            )),
+        }
+    }
+
+    /// Maps a DuckDB error raised by an interrupt to the reason we interrupted.
+    fn map_error(&self, e: Error) -> Error {
+        self.stop_error().unwrap_or(e)
+    }
+}
+
+enum Msg {
+    Schema(SchemaRef),
+    Batch(RecordBatch),
+    Error(Error),
+}
+
+/// A statement's result: the schema, then record batches as DuckDB produces
+/// them (coalesced to about `result_batch_bytes`). Dropping it before the end
+/// stops DuckDB.
+pub struct QueryStream {
+    schema: SchemaRef,
+    rx: mpsc::Receiver<Msg>,
+    run: Arc<RunState>,
+    done: bool,
+}
+
+impl QueryStream {
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Reads the whole result into memory (for small, internal results).
+    pub async fn collect(mut self) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        while let Some(b) = futures::StreamExt::next(&mut self).await {
+            out.push(b?);
+        }
+        Ok(out)
+    }
+}
+
+impl Stream for QueryStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Ready(Some(Msg::Batch(b))) => Poll::Ready(Some(Ok(b))),
+            Poll::Ready(Some(Msg::Error(e))) => {
+                self.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(Some(Msg::Schema(_))) => Poll::Ready(Some(Err(Error::Internal("schema sent twice".into())))),
+            Poll::Ready(None) => {
+                self.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for QueryStream {
+    fn drop(&mut self) {
+        if !self.done {
+            self.run.stop(StopReason::Cancelled);
+        }
+    }
+}
+
+/// A prepared statement kept in a session.
+#[derive(Clone)]
+struct Prepared {
+    statements: Vec<Statement>,
+    param_count: usize,
+    params: Option<Arc<ParamRows>>,
+}
+
+/// What clients learn when they prepare a statement.
+#[derive(Debug, Clone)]
+pub struct PreparedInfo {
+    pub handle: Vec<u8>,
+    pub param_count: usize,
+    /// Result schema, when DuckDB can tell it without running the statement.
+    pub dataset_schema: Option<SchemaRef>,
+}
+
+/// How bulk ingest treats the target table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestMode {
+    /// Create; fail if it exists.
+    Create,
+    /// Append; fail if it does not exist.
+    Append,
+    /// Drop and re-create if it exists.
+    Replace,
+    /// Create if missing, then append.
+    CreateAppend,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestRequest {
+    pub table: String,
+    pub catalog: Option<String>,
+    pub schema: Option<String>,
+    pub temporary: bool,
+    pub mode: IngestMode,
+}
+
+struct State {
+    database: String,
+    schema: String,
+    transaction: Option<Vec<u8>>,
+    prepared: HashMap<Vec<u8>, Prepared>,
+}
+
+/// One client session. See the module documentation.
+pub struct Session {
+    pub id: String,
+    pub identity: Identity,
+    pub protocol: &'static str,
+    engine: Weak<Inner>,
+    conn: Arc<Mutex<duckdb::Connection>>,
+    interrupt: Arc<duckdb::InterruptHandle>,
+    state: Mutex<State>,
+    last_used: AtomicU64,
+    current: Mutex<Option<Arc<RunState>>>,
+    created: Instant,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(inner) = self.engine.upgrade() {
+            inner.open_sessions.fetch_sub(1, Ordering::SeqCst);
+            inner.metrics.sessions_changed(-1);
+        }
+    }
+}
+
+impl Session {
+    pub(crate) fn new(engine: Weak<Inner>, identity: Identity, protocol: &'static str, conn: duckdb::Connection) -> Self {
+        let interrupt = conn.interrupt_handle();
+        Self {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            identity,
+            protocol,
+            engine,
+            conn: Arc::new(Mutex::new(conn)),
+            interrupt,
+            state: Mutex::new(State {
+                database: String::new(),
+                schema: "main".into(),
+                transaction: None,
+                prepared: HashMap::new(),
+            }),
+            last_used: AtomicU64::new(0),
+            current: Mutex::new(None),
+            created: Instant::now(),
+        }
+    }
+
+    fn engine(&self) -> Result<Arc<Inner>> {
+        self.engine.upgrade().ok_or_else(|| Error::InvalidRequest("server is shutting down".into()))
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last_used.store(self.created.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn idle_for(&self) -> Duration {
+        self.created.elapsed().saturating_sub(Duration::from_millis(self.last_used.load(Ordering::Relaxed)))
+    }
+
+    pub(crate) fn is_running(&self) -> bool {
+        self.current.lock().as_ref().is_some_and(|r| !r.finished.load(Ordering::SeqCst))
+    }
+
+    pub fn current_database(&self) -> String {
+        self.state.lock().database.clone()
+    }
+
+    pub fn current_schema(&self) -> String {
+        self.state.lock().schema.clone()
+    }
+
+    pub fn in_transaction(&self) -> bool {
+        self.state.lock().transaction.is_some()
+    }
+
+    /// Stops the running statement, if any (DuckDB is interrupted).
+    pub fn cancel(&self) {
+        if let Some(run) = self.current.lock().as_ref() {
+            run.stop(StopReason::Cancelled);
+        }
+    }
+
+    /// Starts `work` on the blocking pool with the session's connection. A
+    /// statement still running from before (e.g. a result nobody fetched) is
+    /// stopped first: DuckDB runs one statement per connection.
+    fn spawn<T, F>(self: &Arc<Self>, work: F) -> (Arc<RunState>, tokio::task::JoinHandle<Result<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Arc<Session>, &duckdb::Connection, &Arc<RunState>) -> Result<T> + Send + 'static,
+    {
+        self.touch();
+        let timeout = self.engine.upgrade().and_then(|e| e.config.query_timeout);
+        let run = Arc::new(RunState {
+            finished: AtomicBool::new(false),
+            reason: AtomicU8::new(StopReason::None as u8),
+            wake: Notify::new(),
+            interrupt: self.interrupt.clone(),
+            timeout,
+        });
+        if let Some(prev) = self.current.lock().replace(run.clone()) {
+            prev.stop(StopReason::Superseded);
+        }
+        if let Some(t) = timeout {
+            let weak = Arc::downgrade(&run);
+            tokio::spawn(async move {
+                tokio::time::sleep(t).await;
+                if let Some(run) = weak.upgrade() {
+                    run.stop(StopReason::Timeout);
+                }
+            });
+        }
+        let me = self.clone();
+        let r = run.clone();
+        let conn = self.conn.clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            let guard = conn.lock();
+            let out = if let Some(e) = r.stop_error() { Err(e) } else { work(&me, &guard, &r) };
+            r.finished.store(true, Ordering::SeqCst);
+            drop(guard);
+            me.touch();
+            out.map_err(|e| r.map_error(e))
+        });
+        (run, handle)
+    }
+
+    /// Runs `sql` (one or more statements; parameters apply to the last) and
+    /// streams the last statement's result. Returns once DuckDB has executed
+    /// the statements and produced the first batch, so DDL and DML take effect
+    /// even if the caller never reads the stream.
+    pub async fn query(self: &Arc<Self>, sql: &str, params: Option<ParamRows>) -> Result<QueryStream> {
+        let statements = sql::parse(sql)?;
+        self.query_statements(statements, params.map(Arc::new)).await
+    }
+
+    async fn query_statements(self: &Arc<Self>, statements: Vec<Statement>, params: Option<Arc<ParamRows>>) -> Result<QueryStream> {
+        if statements.is_empty() {
+            return Err(Error::InvalidRequest("empty query: no SQL statement given".into()));
+        }
+        let started = Instant::now();
+        let metrics = self.engine()?.metrics.clone();
+        let (tx, mut rx) = mpsc::channel::<Msg>(CHANNEL_BATCHES);
+        let batch_bytes = self.engine()?.config.result_batch_bytes;
+        let (run, _handle) = self.spawn(move |session, conn, run| {
+            let r = produce(session, conn, run, &statements, params.as_deref(), &tx, batch_bytes);
+            if let Err(e) = r {
+                let _ = send(run, &tx, Msg::Error(run.map_error(e)));
+            }
+            Ok(())
+        });
+        let first = rx.recv().await;
+        let ok = matches!(first, Some(Msg::Schema(_)));
+        metrics.query(self.protocol, started.elapsed().as_secs_f64(), ok);
+        match first {
+            Some(Msg::Schema(schema)) => Ok(QueryStream { schema, rx, run, done: false }),
+            Some(Msg::Error(e)) => Err(e),
+            Some(Msg::Batch(_)) => Err(Error::Internal("batch before schema".into())),
+            None => Err(run.stop_error().unwrap_or_else(|| Error::Internal("statement ended without a result".into()))),
+        }
+    }
+
+    /// Runs `sql` and returns the number of rows changed (DoPut updates).
+    pub async fn update(self: &Arc<Self>, sql: &str, params: Option<ParamRows>) -> Result<i64> {
+        let statements = sql::parse(sql)?;
+        self.update_statements(statements, params.map(Arc::new)).await
+    }
+
+    async fn update_statements(self: &Arc<Self>, statements: Vec<Statement>, params: Option<Arc<ParamRows>>) -> Result<i64> {
+        if statements.is_empty() {
+            return Err(Error::InvalidRequest("empty statement".into()));
+        }
+        let started = Instant::now();
+        let metrics = self.engine()?.metrics.clone();
+        let (_run, handle) = self.spawn(move |session, conn, _run| {
+            let n = statements.len();
+            let mut changed = 0i64;
+            for (i, st) in statements.iter().enumerate() {
+                let last = i + 1 == n;
+                match st {
+                    Statement::Pond(p) => {
+                        session.run_pond(conn, p)?;
+                    }
+                    Statement::DuckDb(text) if last => {
+                        changed = execute_update(conn, text, params.as_deref())?;
+                    }
+                    Statement::DuckDb(text) => conn.execute_batch(text)?,
+                }
+                session.track_transaction(st);
+            }
+            Ok(changed)
+        });
+        let r = handle.await.map_err(|e| Error::Internal(format!("worker failed: {e}")))?;
+        metrics.query(self.protocol, started.elapsed().as_secs_f64(), r.is_ok());
+        r
+    }
+
+    /// Keeps the session's idea of an open transaction in step with
+    /// BEGIN/COMMIT/ROLLBACK sent as plain SQL.
+    fn track_transaction(&self, st: &Statement) {
+        if let Statement::DuckDb(text) = st {
+            let first = text.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+            let mut state = self.state.lock();
+            match first.trim_end_matches(';') {
+                "begin" | "start" if state.transaction.is_none() => state.transaction = Some(new_handle()),
+                "commit" | "rollback" | "end" | "abort" => state.transaction = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Executes one of Pond's own statements; returns its result batch.
+    fn run_pond(&self, conn: &duckdb::Connection, st: &PondStatement) -> Result<RecordBatch> {
+        let engine = self.engine()?.engine();
+        match st {
+            PondStatement::CreateDatabase { name, if_not_exists } => {
+                engine.create_database(name, *if_not_exists)?;
+            }
+            PondStatement::DropDatabase { name, if_exists } => {
+                let resolved = engine.resolve_database(name).ok();
+                if resolved.as_deref() == Some(self.current_database().as_str()) {
+                    return Err(Error::InvalidRequest(format!(
+                        "cannot drop database '{name}' while it is this session's current database (USE another first)"
+                    )));
+                }
+                engine.drop_database(name, *if_exists)?;
+            }
+            PondStatement::RenameDatabase { from, to } => {
+                engine.rename_database(from, to)?;
+                let mut state = self.state.lock();
+                if state.database.eq_ignore_ascii_case(from) {
+                    state.database = to.to_ascii_lowercase();
+                    drop(state);
+                    conn.execute_batch(&format!("USE {}", quote_ident(&to.to_ascii_lowercase())))?;
+                }
+            }
+            PondStatement::ShowDatabases => {
+                let names: Vec<String> = engine.databases().into_iter().map(|d| d.name).collect();
+                let schema = Arc::new(Schema::new(vec![Field::new("database_name", DataType::Utf8, false)]));
+                return Ok(RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names)) as ArrayRef])?);
+            }
+            PondStatement::Use { database, schema } => {
+                let db = engine.resolve_database(database)?;
+                self.use_database_on(conn, &db, schema.as_deref())?;
+            }
+        }
+        Ok(success_batch())
+    }
+
+    fn use_database_on(&self, conn: &duckdb::Connection, db: &str, schema: Option<&str>) -> Result<()> {
+        let target = match schema {
+            Some(s) => format!("{}.{}", quote_ident(db), quote_ident(s)),
+            None => quote_ident(db),
+        };
+        conn.execute_batch(&format!("USE {target}"))?;
+        let mut state = self.state.lock();
+        state.database = db.to_string();
+        state.schema = schema.unwrap_or("main").to_string();
+        Ok(())
+    }
+
+    /// Used when the session opens (no statement can be running yet).
+    pub(crate) fn use_database_blocking(&self, db: &str, schema: Option<&str>) -> Result<()> {
+        let conn = self.conn.lock();
+        self.use_database_on(&conn, db, schema)
+    }
+
+    /// Switches the current database (and optionally schema), like `USE`.
+    pub async fn set_database(self: &Arc<Self>, database: &str, schema: Option<&str>) -> Result<()> {
+        let db = self.engine()?.engine().resolve_database(database)?;
+        let schema = schema.map(str::to_string);
+        let (_r, h) = self.spawn(move |s, conn, _| s.use_database_on(conn, &db, schema.as_deref()));
+        h.await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Switches the current schema within the current database.
+    pub async fn set_schema(self: &Arc<Self>, schema: &str) -> Result<()> {
+        let db = self.current_database();
+        self.set_database(&db, Some(schema)).await
+    }
+
+    // ----- prepared statements -------------------------------------------------
+
+    /// Prepares `sql`. Single DuckDB statements are prepared by DuckDB (which
+    /// checks them and counts parameters); Pond statements and multi-statement
+    /// strings are kept as text and run when executed.
+    pub async fn prepare(self: &Arc<Self>, sql: &str) -> Result<PreparedInfo> {
+        let statements = sql::parse(sql)?;
+        if statements.is_empty() {
+            return Err(Error::InvalidRequest("cannot prepare an empty statement".into()));
+        }
+        let single = match statements.as_slice() {
+            [Statement::DuckDb(text)] => Some(text.clone()),
+            _ => None,
+        };
+        let param_count = match single {
+            Some(text) => {
+                let (_r, h) = self.spawn(move |_, conn, _| {
+                    let stmt = conn.prepare(&text)?;
+                    Ok(stmt.parameter_count())
+                });
+                h.await.map_err(|e| Error::Internal(e.to_string()))??
+            }
+            None => 0,
+        };
+        let handle = new_handle();
+        self.state.lock().prepared.insert(handle.clone(), Prepared { statements, param_count, params: None });
+        Ok(PreparedInfo { handle, param_count, dataset_schema: None })
+    }
+
+    fn prepared(&self, handle: &[u8]) -> Result<Prepared> {
+        self.state
+            .lock()
+            .prepared
+            .get(handle)
+            .cloned()
+            .ok_or_else(|| Error::InvalidRequest("unknown or closed prepared statement handle".into()))
+    }
+
+    pub fn prepared_param_count(&self, handle: &[u8]) -> Result<usize> {
+        Ok(self.prepared(handle)?.param_count)
+    }
+
+    /// Binds parameter rows to a prepared statement (replacing earlier ones).
+    pub fn bind(&self, handle: &[u8], rows: ParamRows) -> Result<()> {
+        let mut state = self.state.lock();
+        let p = state
+            .prepared
+            .get_mut(handle)
+            .ok_or_else(|| Error::InvalidRequest("unknown or closed prepared statement handle".into()))?;
+        if let Some(row) = rows.first() {
+            if row.len() != p.param_count {
+                return Err(Error::InvalidRequest(format!(
+                    "statement has {} parameter(s) but {} value(s) were bound",
+                    p.param_count,
+                    row.len()
+                )));
+            }
+        }
+        p.params = Some(Arc::new(rows));
+        Ok(())
+    }
+
+    pub fn close_prepared(&self, handle: &[u8]) -> bool {
+        self.state.lock().prepared.remove(handle).is_some()
+    }
+
+    pub async fn query_prepared(self: &Arc<Self>, handle: &[u8]) -> Result<QueryStream> {
+        let p = self.prepared(handle)?;
+        self.check_bound(&p)?;
+        self.query_statements(p.statements, p.params).await
+    }
+
+    pub async fn update_prepared(self: &Arc<Self>, handle: &[u8]) -> Result<i64> {
+        let p = self.prepared(handle)?;
+        self.check_bound(&p)?;
+        self.update_statements(p.statements, p.params).await
+    }
+
+    fn check_bound(&self, p: &Prepared) -> Result<()> {
+        if p.param_count > 0 && p.params.as_ref().is_none_or(|r| r.is_empty()) {
+            return Err(Error::InvalidRequest(format!(
+                "statement has {} parameter(s) but none were bound",
+                p.param_count
+            )));
+        }
+        Ok(())
+    }
+
+    // ----- transactions --------------------------------------------------------
+
+    /// Begins a transaction; returns its id.
+    pub async fn begin(self: &Arc<Self>) -> Result<Vec<u8>> {
+        if self.in_transaction() {
+            return Err(Error::InvalidRequest("a transaction is already open on this session".into()));
+        }
+        self.update("BEGIN TRANSACTION", None).await?;
+        Ok(self.state.lock().transaction.clone().unwrap_or_default())
+    }
+
+    /// Checks a transaction id sent by a client against the open transaction.
+    pub fn check_transaction(&self, id: &[u8]) -> Result<()> {
+        match &self.state.lock().transaction {
+            Some(t) if t.as_slice() == id => Ok(()),
+            _ => Err(Error::InvalidRequest("unknown transaction id (it was committed, rolled back, or never begun here)".into())),
+        }
+    }
+
+    pub async fn commit(self: &Arc<Self>) -> Result<()> {
+        self.update("COMMIT", None).await.map(|_| ())
+    }
+
+    pub async fn rollback(self: &Arc<Self>) -> Result<()> {
+        self.update("ROLLBACK", None).await.map(|_| ())
+    }
+
+    // ----- bulk ingest ---------------------------------------------------------
+
+    /// Appends record batches from `batches` into a table, creating or
+    /// replacing it as `req.mode` says. Atomic unless a transaction is open (then
+    /// it is part of that transaction). Returns the number of rows ingested.
+    pub async fn ingest(self: &Arc<Self>, req: IngestRequest, schema: SchemaRef, mut batches: mpsc::Receiver<RecordBatch>) -> Result<i64> {
+        let started = Instant::now();
+        let metrics = self.engine()?.metrics.clone();
+        let (_run, handle) = self.spawn(move |session, conn, run| {
+            let own_txn = conn.is_autocommit();
+            if own_txn {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+            }
+            let r = (|| {
+                let (catalog, schema_name) = if req.temporary {
+                    ("temp".to_string(), "main".to_string())
+                } else {
+                    let db = match &req.catalog {
+                        Some(c) => session.engine()?.engine().resolve_database(c)?,
+                        None => session.current_database(),
+                    };
+                    (db, req.schema.clone().unwrap_or_else(|| session.current_schema()))
+                };
+                let qualified = format!("{}.{}.{}", quote_ident(&catalog), quote_ident(&schema_name), quote_ident(&req.table));
+                let exists: i64 = conn.query_row(
+                    "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+                    duckdb::params![catalog, schema_name, req.table],
+                    |r| r.get(0),
+                )?;
+                let create = match (exists > 0, req.mode) {
+                    (true, IngestMode::Create) => {
+                        return Err(Error::InvalidRequest(format!("table {catalog}.{schema_name}.{} already exists (mode create)", req.table)))
+                    }
+                    (false, IngestMode::Append) => {
+                        return Err(Error::InvalidRequest(format!("table {catalog}.{schema_name}.{} does not exist (mode append)", req.table)))
+                    }
+                    (true, IngestMode::Replace) => {
+                        conn.execute_batch(&format!("DROP TABLE {qualified}"))?;
+                        true
+                    }
+                    (true, _) => false,
+                    (false, _) => true,
+                };
+                if create {
+                    let cols: Result<Vec<String>> =
+                        schema.fields().iter().map(|f| Ok(format!("{} {}", quote_ident(f.name()), duckdb_type(f.data_type())?))).collect();
+                    let kw = if req.temporary { "CREATE TEMPORARY TABLE" } else { "CREATE TABLE" };
+                    let target = if req.temporary { quote_ident(&req.table) } else { qualified.clone() };
+                    conn.execute_batch(&format!("{kw} {target} ({})", cols?.join(", ")))?;
+                }
+                let mut appender = conn.appender_to_catalog_and_db(&req.table, &catalog, &schema_name)?;
+                let mut rows = 0i64;
+                while let Some(batch) = batches.blocking_recv() {
+                    if run.stop_error().is_some() {
+                        return Err(Error::Cancelled);
+                    }
+                    rows += batch.num_rows() as i64;
+                    appender.append_record_batch(batch)?;
+                }
+                appender.flush()?;
+                Ok(rows)
+            })();
+            match r {
+                Ok(rows) => {
+                    if own_txn {
+                        conn.execute_batch("COMMIT")?;
+                    }
+                    Ok(rows)
+                }
+                Err(e) => {
+                    if own_txn {
+                        let _ = conn.execute_batch("ROLLBACK");
+                    }
+                    Err(e)
+                }
+            }
+        });
+        let r = handle.await.map_err(|e| Error::Internal(e.to_string()))?;
+        metrics.query(self.protocol, started.elapsed().as_secs_f64(), r.is_ok());
+        r
+    }
+}
+
+fn new_handle() -> Vec<u8> {
+    uuid::Uuid::new_v4().as_bytes().to_vec()
+}
+
+fn success_batch() -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![Field::new("Success", DataType::Boolean, true)]));
+    RecordBatch::try_new(schema, vec![Arc::new(BooleanArray::from(Vec::<bool>::new())) as ArrayRef])
+        .unwrap_or_else(|_| RecordBatch::new_empty(Arc::new(Schema::empty())))
+}
+
+/// Sends on the channel, giving up when the statement is stopped (e.g. the
+/// client went away or a newer statement superseded this one).
+fn send(run: &RunState, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<()> {
+    match tx.try_send(msg) {
+        Ok(()) => return Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Cancelled),
+        Err(mpsc::error::TrySendError::Full(msg)) => {
+            if let Some(e) = run.stop_error() {
+                return Err(e);
+            }
+            futures::executor::block_on(async {
+                tokio::select! {
+                    r = tx.send(msg) => r.map_err(|_| Error::Cancelled),
+                    _ = run.wake.notified() => Err(run.stop_error().unwrap_or(Error::Cancelled)),
+                }
+            })
+        }
+    }
+}
+
+fn bind_values(row: Option<&Vec<Value>>) -> Vec<Value> {
+    row.cloned().unwrap_or_default()
+}
+
+fn execute_update(conn: &duckdb::Connection, text: &str, params: Option<&ParamRows>) -> Result<i64> {
+    let mut stmt = conn.prepare(text)?;
+    match params {
+        Some(rows) if rows.len() > 1 => {
+            let own_txn = conn.is_autocommit();
+            if own_txn {
+                conn.execute_batch("BEGIN TRANSACTION")?;
+            }
+            let mut total = 0i64;
+            for row in rows.iter() {
+                match stmt.execute(duckdb::params_from_iter(row.iter())) {
+                    Ok(n) => total += n as i64,
+                    Err(e) => {
+                        if own_txn {
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
+                        return Err(e.into());
+                    }
+                }
+            }
+            if own_txn {
+                conn.execute_batch("COMMIT")?;
+            }
+            Ok(total)
+        }
+        _ => Ok(stmt.execute(duckdb::params_from_iter(bind_values(params.and_then(|r| r.first())).iter()))? as i64),
+    }
+}
+
+/// The body of a query: runs all statements, streams the last one's result.
+fn produce(
+    session: &Arc<Session>,
+    conn: &duckdb::Connection,
+    run: &Arc<RunState>,
+    statements: &[Statement],
+    params: Option<&ParamRows>,
+    tx: &mpsc::Sender<Msg>,
+    batch_bytes: usize,
+) -> Result<()> {
+    let n = statements.len();
+    if params.is_some() && n > 1 {
+        return Err(Error::InvalidRequest("parameters can only be bound to a single statement".into()));
+    }
+    for (i, st) in statements.iter().enumerate() {
+        let last = i + 1 == n;
+        match st {
+            Statement::Pond(p) => {
+                let batch = session.run_pond(conn, p)?;
+                if last {
+                    send(run, tx, Msg::Schema(batch.schema()))?;
+                    if batch.num_rows() > 0 {
+                        send(run, tx, Msg::Batch(batch))?;
+                    }
+                }
+            }
+            Statement::DuckDb(text) if last => {
+                let rows: Vec<Vec<Value>> = match params {
+                    Some(r) if !r.is_empty() => r.clone(),
+                    _ => vec![Vec::new()],
+                };
+                let mut stmt = conn.prepare(text)?;
+                let mut schema_sent = false;
+                for row in &rows {
+                    drop(stmt.stream_arrow(duckdb::params_from_iter(row.iter()))?);
+                    let schema = stmt.schema();
+                    session.track_transaction(st);
+                    stream_result(&stmt, &schema, run, tx, batch_bytes, !schema_sent)?;
+                    schema_sent = true;
+                }
+            }
+            Statement::DuckDb(text) => {
+                conn.execute_batch(text)?;
+                session.track_transaction(st);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Streams DuckDB's chunks, coalesced to about `batch_bytes` per batch. The
+/// first chunk is fetched before the schema is announced, so execution errors
+/// reach the caller as errors of the request rather than of the stream.
+fn stream_result(
+    stmt: &duckdb::Statement<'_>,
+    schema: &SchemaRef,
+    run: &RunState,
+    tx: &mpsc::Sender<Msg>,
+    batch_bytes: usize,
+    announce: bool,
+) -> Result<()> {
+    let first = next_batch(stmt, schema)?;
+    if announce {
+        send(run, tx, Msg::Schema(schema.clone()))?;
+    }
+    let Some(first) = first else { return Ok(()) };
+    let per_row = (first.get_array_memory_size() / first.num_rows().max(1)).max(1);
+    let target_rows = (batch_bytes / per_row).clamp(2048, 1 << 20);
+    let mut coalescer = BatchCoalescer::new(schema.clone(), target_rows);
+    coalescer.push_batch(first)?;
+    loop {
+        while let Some(b) = coalescer.next_completed_batch() {
+            send(run, tx, Msg::Batch(b))?;
+        }
+        match next_batch(stmt, schema)? {
+            Some(b) => coalescer.push_batch(b)?,
+            None => break,
+        }
+    }
+    coalescer.finish_buffered_batch()?;
+    while let Some(b) = coalescer.next_completed_batch() {
+        send(run, tx, Msg::Batch(b))?;
+    }
+    Ok(())
+}
+
+fn next_batch(stmt: &duckdb::Statement<'_>, schema: &SchemaRef) -> Result<Option<RecordBatch>> {
+    let Some(array) = stmt.step()? else { return Ok(None) };
+    let batch = RecordBatch::from(&array);
+    if batch.num_rows() == 0 {
+        return Ok(None);
+    }
+    // Keep the statement's schema (field metadata, nullability) on every batch.
+    Ok(Some(RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap_or(batch)))
+}

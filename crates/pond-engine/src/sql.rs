@@ -1,0 +1,302 @@
+//! Splitting SQL text into statements and recognising Pond's own statements
+//! (`CREATE DATABASE`, `DROP DATABASE`, `ALTER DATABASE … RENAME TO`,
+//! `SHOW DATABASES`, `USE`), which Pond executes itself instead of DuckDB.
+//!
+//! The splitter understands DuckDB's lexical rules that can hide a `;`: single-quoted
+//! strings (with `''`), `E'…'` strings with backslash escapes, double-quoted
+//! identifiers, dollar-quoted strings, `--` and `/* */` comments.
+
+use crate::error::{Error, Result};
+
+/// One statement of a multi-statement string.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    /// Handled by Pond.
+    Pond(PondStatement),
+    /// Passed to DuckDB as written.
+    DuckDb(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PondStatement {
+    CreateDatabase { name: String, if_not_exists: bool },
+    DropDatabase { name: String, if_exists: bool },
+    RenameDatabase { from: String, to: String },
+    ShowDatabases,
+    Use { database: String, schema: Option<String> },
+}
+
+/// Splits `sql` into statements, dropping empty ones (only whitespace/comments).
+pub fn split_statements(sql: &str) -> Vec<String> {
+    let bytes = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\'' => {
+                let escapes = i > 0 && matches!(bytes[i - 1], b'e' | b'E') && (i < 2 || !is_ident_byte(bytes[i - 2]));
+                i = skip_quoted(bytes, i, b'\'', escapes);
+            }
+            b'"' => i = skip_quoted(bytes, i, b'"', false),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i += 2;
+                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
+                    i += 1;
+                }
+                i = (i + 2).min(bytes.len());
+            }
+            b'$' => i = skip_dollar_quoted(bytes, i),
+            b';' => {
+                push_statement(&mut out, &sql[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
+        }
+    }
+    push_statement(&mut out, &sql[start..]);
+    out
+}
+
+fn is_ident_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn push_statement(out: &mut Vec<String>, text: &str) {
+    if !tokenize(text).is_empty() {
+        out.push(text.trim().to_string());
+    }
+}
+
+/// Returns the index just past the closing quote (or the end of input).
+fn skip_quoted(bytes: &[u8], open: usize, quote: u8, backslash_escapes: bool) -> usize {
+    let mut i = open + 1;
+    while i < bytes.len() {
+        if backslash_escapes && bytes[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if bytes[i] == quote {
+            if bytes.get(i + 1) == Some(&quote) {
+                i += 2;
+                continue;
+            }
+            return i + 1;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+/// `$tag$ … $tag$`; a `$` that does not open a tag (e.g. `$1`) is skipped alone.
+fn skip_dollar_quoted(bytes: &[u8], open: usize) -> usize {
+    let mut j = open + 1;
+    while j < bytes.len() && is_ident_byte(bytes[j]) && !(j == open + 1 && bytes[j].is_ascii_digit()) {
+        j += 1;
+    }
+    if j >= bytes.len() || bytes[j] != b'$' {
+        return open + 1;
+    }
+    let tag = &bytes[open..=j];
+    let mut k = j + 1;
+    while k + tag.len() <= bytes.len() {
+        if &bytes[k..k + tag.len()] == tag {
+            return k + tag.len();
+        }
+        k += 1;
+    }
+    bytes.len()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Token {
+    /// Unquoted word, lower-cased.
+    Word(String),
+    /// Double-quoted identifier, as written.
+    Quoted(String),
+    Symbol(char),
+    Other,
+}
+
+fn tokenize(text: &str) -> Vec<Token> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c.is_whitespace() {
+            i += 1;
+        } else if c == '-' && chars.get(i + 1) == Some(&'-') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && chars.get(i + 1) == Some(&'*') {
+            i += 2;
+            while i < chars.len() && !(chars[i] == '*' && chars.get(i + 1) == Some(&'/')) {
+                i += 1;
+            }
+            i += 2;
+        } else if c == '"' {
+            let mut s = String::new();
+            i += 1;
+            while i < chars.len() {
+                if chars[i] == '"' {
+                    if chars.get(i + 1) == Some(&'"') {
+                        s.push('"');
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                s.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(Token::Quoted(s));
+        } else if c.is_alphanumeric() || c == '_' {
+            let mut s = String::new();
+            while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-') {
+                s.push(chars[i]);
+                i += 1;
+            }
+            out.push(Token::Word(s.to_lowercase()));
+        } else if matches!(c, '.' | ';' | '(' | ')' | ',') {
+            out.push(Token::Symbol(c));
+            i += 1;
+        } else {
+            out.push(Token::Other);
+            i += 1;
+        }
+    }
+    out
+}
+
+fn is_word(t: Option<&Token>, w: &str) -> bool {
+    matches!(t, Some(Token::Word(x)) if x == w)
+}
+
+fn ident(t: Option<&Token>) -> Option<String> {
+    match t {
+        Some(Token::Word(w)) => Some(w.clone()),
+        Some(Token::Quoted(q)) => Some(q.clone()),
+        _ => None,
+    }
+}
+
+/// Classifies one statement. Returns an error for statements that are clearly
+/// meant as Pond statements but are malformed (e.g. `CREATE DATABASE` without a name).
+pub fn classify(statement: &str) -> Result<Statement> {
+    let t = tokenize(statement);
+    let w = |i: usize, s: &str| is_word(t.get(i), s);
+    let syntax = |what: &str| Error::InvalidRequest(format!("syntax error in '{}': expected {what}", statement.trim()));
+    let end_at = |i: usize| t.len() == i || (t.len() == i + 1 && t[i] == Token::Symbol(';'));
+
+    if w(0, "create") && w(1, "database") {
+        let (if_not_exists, at) = if w(2, "if") && w(3, "not") && w(4, "exists") { (true, 5) } else { (false, 2) };
+        let name = ident(t.get(at)).ok_or_else(|| syntax("CREATE DATABASE [IF NOT EXISTS] <name>"))?;
+        if !end_at(at + 1) {
+            return Err(syntax("nothing after the database name"));
+        }
+        return Ok(Statement::Pond(PondStatement::CreateDatabase { name, if_not_exists }));
+    }
+    if w(0, "drop") && w(1, "database") {
+        let (if_exists, at) = if w(2, "if") && w(3, "exists") { (true, 4) } else { (false, 2) };
+        let name = ident(t.get(at)).ok_or_else(|| syntax("DROP DATABASE [IF EXISTS] <name>"))?;
+        if !end_at(at + 1) {
+            return Err(syntax("nothing after the database name"));
+        }
+        return Ok(Statement::Pond(PondStatement::DropDatabase { name, if_exists }));
+    }
+    if w(0, "alter") && w(1, "database") {
+        let from = ident(t.get(2)).ok_or_else(|| syntax("ALTER DATABASE <name> RENAME TO <new_name>"))?;
+        if !(w(3, "rename") && w(4, "to")) {
+            return Err(syntax("ALTER DATABASE <name> RENAME TO <new_name> (only RENAME is supported)"));
+        }
+        let to = ident(t.get(5)).ok_or_else(|| syntax("a new name after RENAME TO"))?;
+        if !end_at(6) {
+            return Err(syntax("nothing after the new name"));
+        }
+        return Ok(Statement::Pond(PondStatement::RenameDatabase { from, to }));
+    }
+    if w(0, "show") && w(1, "databases") && end_at(2) {
+        return Ok(Statement::Pond(PondStatement::ShowDatabases));
+    }
+    if w(0, "use") {
+        let database = ident(t.get(1)).ok_or_else(|| syntax("USE <database>[.<schema>]"))?;
+        if end_at(2) {
+            return Ok(Statement::Pond(PondStatement::Use { database, schema: None }));
+        }
+        if t.get(2) == Some(&Token::Symbol('.')) {
+            let schema = ident(t.get(3)).ok_or_else(|| syntax("a schema name after '.'"))?;
+            if end_at(4) {
+                return Ok(Statement::Pond(PondStatement::Use { database, schema: Some(schema) }));
+            }
+        }
+        return Err(syntax("USE <database>[.<schema>]"));
+    }
+    Ok(Statement::DuckDb(statement.to_string()))
+}
+
+/// Splits and classifies a whole request.
+pub fn parse(sql: &str) -> Result<Vec<Statement>> {
+    split_statements(sql).iter().map(|s| classify(s)).collect()
+}
+
+/// Quotes an identifier for DuckDB.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for DuckDB.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_respecting_quotes_and_comments() {
+        let s = split_statements("select 'a;b'; select \"x;y\" from t -- c;\n; /* ; */ select $$;$$; select E'\\';'; ;  ");
+        assert_eq!(s, vec!["select 'a;b'", "select \"x;y\" from t -- c;", "/* ; */ select $$;$$", "select E'\\';'"]);
+    }
+
+    #[test]
+    fn dollar_parameters_are_not_quotes() {
+        assert_eq!(split_statements("select $1; select $2"), vec!["select $1", "select $2"]);
+        assert_eq!(split_statements("select $a$x;y$a$ ; select 1").len(), 2);
+    }
+
+    #[test]
+    fn comment_only_statements_vanish() {
+        assert!(split_statements("-- nothing\n ; /* nope */").is_empty());
+    }
+
+    #[test]
+    fn recognises_pond_statements() {
+        use PondStatement::*;
+        let p = |s: &str| match classify(s).unwrap() {
+            Statement::Pond(p) => Some(p),
+            Statement::DuckDb(_) => None,
+        };
+        assert_eq!(p("CREATE DATABASE Sales"), Some(CreateDatabase { name: "sales".into(), if_not_exists: false }));
+        assert_eq!(p("create database if not exists \"Mixed\""), Some(CreateDatabase { name: "Mixed".into(), if_not_exists: true }));
+        assert_eq!(p("DROP DATABASE IF EXISTS a;"), Some(DropDatabase { name: "a".into(), if_exists: true }));
+        assert_eq!(p("ALTER DATABASE a RENAME TO b"), Some(RenameDatabase { from: "a".into(), to: "b".into() }));
+        assert_eq!(p("show databases"), Some(ShowDatabases));
+        assert_eq!(p("USE default"), Some(Use { database: "default".into(), schema: None }));
+        assert_eq!(p("use db.s"), Some(Use { database: "db".into(), schema: Some("s".into()) }));
+        assert_eq!(p("SELECT 1"), None);
+        assert_eq!(p("CREATE TABLE database(a int)"), None);
+        assert!(classify("CREATE DATABASE").is_err());
+        assert!(classify("ALTER DATABASE a SET x").is_err());
+        assert!(classify("CREATE DATABASE a b").is_err());
+    }
+}

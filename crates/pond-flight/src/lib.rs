@@ -1,0 +1,99 @@
+//! Arrow Flight SQL listener. It translates Flight SQL calls (gRPC, via
+//! `arrow-flight` and `tonic`) into calls on `pond_engine` sessions and
+//! results back into Arrow IPC; it holds no business logic of its own.
+//!
+//! How a query flows: `Handshake` (Basic) creates a session and answers with
+//! `authorization: Bearer <token>`; `GetFlightInfo` executes the statement at
+//! once (DDL/DML take effect even if never fetched) and parks the result
+//! stream under a ticket; `DoGet` streams it out in ~1.5 MiB messages.
+//!
+//! Start with [`FlightSqlServer`] and the `service` module.
+
+mod metadata;
+mod options;
+mod service;
+mod sessions;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use pond_auth::Authenticator;
+use pond_engine::Engine;
+
+pub use service::PondFlightService;
+
+/// IPC body compression for result streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    #[default]
+    None,
+    Lz4,
+    Zstd,
+}
+
+impl std::str::FromStr for Compression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "none" | "" => Ok(Compression::None),
+            "lz4" | "lz4_frame" => Ok(Compression::Lz4),
+            "zstd" => Ok(Compression::Zstd),
+            other => Err(format!("unknown compression '{other}' (none, lz4, zstd)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FlightOptions {
+    /// Default IPC compression; a client may ask per call with the
+    /// `pond-compression` header.
+    pub compression: Compression,
+    /// Results not fetched within this time are dropped (and DuckDB stopped).
+    pub unfetched_result_ttl: Duration,
+}
+
+impl Default for FlightOptions {
+    fn default() -> Self {
+        Self { compression: Compression::None, unfetched_result_ttl: Duration::from_secs(300) }
+    }
+}
+
+/// The Flight SQL server: build it, then [`FlightSqlServer::serve`] it on a listener.
+pub struct FlightSqlServer {
+    service: PondFlightService,
+}
+
+impl FlightSqlServer {
+    pub fn new(engine: Engine, auth: Arc<Authenticator>, options: FlightOptions) -> Self {
+        Self { service: PondFlightService::new(engine, auth, options) }
+    }
+
+    /// Serves until `shutdown` resolves. HTTP/2 limits are raised for clients
+    /// that send large headers (JDBC turns URL parameters into headers) and
+    /// messages up to 64 MiB are accepted (bulk ingest, bound parameters).
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error> {
+        let svc = FlightServiceServer::new(self.service)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .max_encoding_message_size(64 * 1024 * 1024);
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tonic::transport::Server::builder()
+            .http2_max_header_list_size(256 * 1024)
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+    }
+}
+
+/// Binds a listener (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await
+}

@@ -1,0 +1,27 @@
+//! Engine and auth errors to gRPC status codes, in one place.
+
+use pond_engine::{Error, ErrorKind};
+use tonic::{Code, Status};
+
+pub fn to_status(e: Error) -> Status {
+    let code = match e.kind() {
+        ErrorKind::InvalidArgument => Code::InvalidArgument,
+        ErrorKind::NotFound => Code::NotFound,
+        ErrorKind::AlreadyExists => Code::AlreadyExists,
+        ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::ResourceExhausted => Code::ResourceExhausted,
+        ErrorKind::Cancelled => Code::Cancelled,
+        ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
+        ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Internal => Code::Internal,
+    };
+    Status::new(code, e.to_string())
+}
+
+pub fn auth_status(e: pond_auth::Error) -> Status {
+    Status::unauthenticated(e.to_string())
+}
+
+pub fn arrow_status(e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("invalid Arrow data: {e}"))
+}

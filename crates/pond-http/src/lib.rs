@@ -1,0 +1,113 @@
+//! HTTP API (axum): queries in JSON, Arrow IPC or CSV, health, readiness,
+//! Prometheus metrics and database listing. It translates HTTP to engine
+//! sessions (one short-lived session per request) and engine errors to HTTP
+//! status codes with JSON bodies; it holds no business logic of its own.
+//!
+//! Start with [`router`] and the `query` module.
+
+mod auth;
+mod error;
+mod json;
+mod query;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use pond_auth::Authenticator;
+use pond_engine::Engine;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+pub use error::HttpError;
+
+/// Shared state of the HTTP listener.
+#[derive(Clone)]
+pub struct HttpState {
+    pub engine: Engine,
+    pub auth: Arc<Authenticator>,
+    /// False while the server shuts down: `/ready` then answers 503.
+    pub ready: Arc<AtomicBool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self { max_body_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+/// All routes.
+pub fn router(state: HttpState, options: &HttpOptions) -> Router {
+    let x_request_id = header::HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/databases", get(databases))
+        .route("/api/v1/query", post(query::query))
+        .route("/api/v1/auth/login", post(auth::login))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(options.max_body_bytes))
+        .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-").to_string();
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn health() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+async fn ready(State(s): State<HttpState>) -> Response {
+    if s.ready.load(Ordering::SeqCst) {
+        Json(serde_json::json!({"status": "ready"})).into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({"status": "shutting down"}))).into_response()
+    }
+}
+
+async fn metrics(State(s): State<HttpState>) -> Response {
+    let mut resp = s.engine.metrics().encode().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+async fn databases(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> Result<Response, HttpError> {
+    auth::authenticate(&s, &headers).await?;
+    let list: Vec<_> = s
+        .engine
+        .databases()
+        .into_iter()
+        .map(|d| serde_json::json!({"name": d.name, "created_at": d.created_at}))
+        .collect();
+    Ok(Json(serde_json::json!({"databases": list})).into_response())
+}
+
+async fn not_found() -> HttpError {
+    HttpError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

@@ -1,0 +1,184 @@
+//! Pond's system metadata: the list of databases and the users that may log in
+//! (later also grants and tokens), kept as one JSON document `<data-dir>/system/pond.json`.
+//!
+//! Every change is written to a temporary file, fsynced, renamed over the old
+//! document and the directory is fsynced, so a crash at any point leaves either the
+//! old or the new document, never a torn one. This crate owns only the format and
+//! the atomic write; the engine and the auth crate decide what goes in.
+//!
+//! Start with [`MetaStore`] and [`SystemMeta`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("system metadata I/O error at {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("system metadata file {path} is not valid JSON: {source}")]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One database known to Pond. Its DuckDB file is named by `file_id`, not by its
+/// name, so renaming a database is a metadata-only change.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DatabaseRecord {
+    pub name: String,
+    pub file_id: String,
+    pub created_at: String,
+}
+
+/// A user that may log in. `password_hash` is a PHC string (argon2id).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserRecord {
+    pub name: String,
+    pub password_hash: String,
+    #[serde(default)]
+    pub superuser: bool,
+    pub created_at: String,
+}
+
+/// The whole metadata document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SystemMeta {
+    /// Format version of this document.
+    #[serde(default = "format_version")]
+    pub version: u32,
+    #[serde(default)]
+    pub databases: Vec<DatabaseRecord>,
+    #[serde(default)]
+    pub users: Vec<UserRecord>,
+}
+
+fn format_version() -> u32 {
+    1
+}
+
+/// The metadata document on disk plus an in-memory copy. Changes go through
+/// [`MetaStore::update`], which persists before it returns.
+pub struct MetaStore {
+    path: PathBuf,
+    current: Mutex<SystemMeta>,
+}
+
+impl MetaStore {
+    /// Opens (or creates) `<dir>/pond.json`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let path = dir.join("pond.json");
+        // A leftover temp file from a crash mid-write is garbage: the rename never happened.
+        let _ = fs::remove_file(tmp_path(&path));
+        let current = match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt { path: path.clone(), source })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SystemMeta { version: 1, ..Default::default() },
+            Err(source) => return Err(Error::Io { path, source }),
+        };
+        Ok(Self { path, current: Mutex::new(current) })
+    }
+
+    /// A copy of the current document.
+    pub fn snapshot(&self) -> SystemMeta {
+        self.current.lock().clone()
+    }
+
+    /// Applies `f` to a copy of the document; if `f` succeeds the copy is written
+    /// atomically and becomes current. Concurrent updates are serialised.
+    pub fn update<T, E>(&self, f: impl FnOnce(&mut SystemMeta) -> std::result::Result<T, E>) -> std::result::Result<T, E>
+    where
+        E: From<Error>,
+    {
+        let mut guard = self.current.lock();
+        let mut next = guard.clone();
+        let out = f(&mut next)?;
+        if next != *guard {
+            write_atomically(&self.path, &next)?;
+            *guard = next;
+        }
+        Ok(out)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    path.with_extension("json.tmp")
+}
+
+fn write_atomically(path: &Path, meta: &SystemMeta) -> Result<()> {
+    let io = |source| Error::Io { path: path.to_path_buf(), source };
+    let tmp = tmp_path(path);
+    let bytes = serde_json::to_vec_pretty(meta).map_err(|e| io(std::io::Error::other(e)))?;
+    {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+    }
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Current time as RFC 3339 text, for `created_at` fields.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn update_persists_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(dir.path()).unwrap();
+        store
+            .update(|m| {
+                m.databases.push(DatabaseRecord { name: "a".into(), file_id: "f1".into(), created_at: now_rfc3339() });
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        let reopened = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.snapshot().databases[0].name, "a");
+    }
+
+    #[test]
+    fn failed_update_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(dir.path()).unwrap();
+        let r: std::result::Result<(), Error> = store.update(|m| {
+            m.users.clear();
+            m.databases.push(DatabaseRecord { name: "x".into(), file_id: "f".into(), created_at: String::new() });
+            Err(Error::Io { path: PathBuf::new(), source: std::io::Error::other("boom") })
+        });
+        assert!(r.is_err());
+        assert!(store.snapshot().databases.is_empty());
+        assert!(!store.path().exists());
+    }
+
+    #[test]
+    fn leftover_temp_file_from_crash_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = MetaStore::open(dir.path()).unwrap();
+        store
+            .update(|m| {
+                m.databases.push(DatabaseRecord { name: "kept".into(), file_id: "f".into(), created_at: String::new() });
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        // Simulate a crash after writing the temp file but before the rename.
+        fs::write(tmp_path(store.path()), b"{ torn").unwrap();
+        let reopened = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.snapshot().databases[0].name, "kept");
+    }
+}

@@ -1,0 +1,227 @@
+//! Command line: `pond serve`, `pond sql`, `pond version`, `pond extensions install`.
+//!
+//! Every flag also reads an environment variable. `pond serve --config FILE`
+//! (POND_CONFIG) reads a TOML file with the same settings, keys spelled like
+//! the long flags (`flight-addr = "0.0.0.0:32010"`; `flight_addr` also works).
+//! Precedence: flag > environment > file > default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "pond", version, about = "Pond: DuckDB as a secure, multi-user, networked analytics server", args_override_self = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Interactive SQL shell over Flight SQL.
+    Sql(SqlArgs),
+    /// Print version information.
+    Version,
+    /// Manage DuckDB extensions.
+    Extensions {
+        #[command(subcommand)]
+        command: ExtensionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExtensionsCommand {
+    /// Install extensions offline from the official PyPI wheels
+    /// (duckdb-extension-<name>==1.5.5) into the extension directory.
+    Install(ExtensionsInstallArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExtensionsInstallArgs {
+    /// Extension directory (default: <data-dir>/extensions).
+    #[arg(long = "extension-dir", env = "POND_EXTENSION_DIR")]
+    pub extension_dir: Option<PathBuf>,
+    #[arg(long = "data-dir", env = "POND_DATA_DIR", default_value = "./pond-data")]
+    pub data_dir: PathBuf,
+    /// Python interpreter whose pip downloads the wheels.
+    #[arg(long = "python", env = "POND_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Extensions to install (default: icu).
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Directory for databases, system metadata and extensions.
+    #[arg(long = "data-dir", env = "POND_DATA_DIR", default_value = "./pond-data")]
+    pub data_dir: PathBuf,
+    /// Optional TOML file with the same settings as these flags.
+    #[arg(long = "config", env = "POND_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub listen: ListenArgs,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    #[command(flatten)]
+    pub log: LogArgs,
+    /// Write the listening addresses as JSON to this file once ready.
+    #[arg(long = "ready-file", env = "POND_READY_FILE")]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ListenArgs {
+    /// Arrow Flight SQL listener (port 0 picks a free port).
+    #[arg(long = "flight-addr", env = "POND_FLIGHT_ADDR", default_value = "127.0.0.1:32010")]
+    pub flight_addr: SocketAddr,
+    /// HTTP listener (port 0 picks a free port).
+    #[arg(long = "http-addr", env = "POND_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+    /// IPC compression of Flight results: none, lz4 or zstd.
+    #[arg(long = "flight-compression", env = "POND_FLIGHT_COMPRESSION", default_value = "none")]
+    pub flight_compression: String,
+    /// Largest HTTP request body in bytes (larger: 413).
+    #[arg(long = "max-body-bytes", env = "POND_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct EngineArgs {
+    /// DuckDB extension directory (default: <data-dir>/extensions).
+    #[arg(long = "extension-dir", env = "POND_EXTENSION_DIR")]
+    pub extension_dir: Option<PathBuf>,
+    /// Extensions loaded at start, comma-separated.
+    #[arg(long = "extensions", env = "POND_EXTENSIONS", default_value = "icu", value_delimiter = ',')]
+    pub extensions: Vec<String>,
+    /// Do not try DuckDB's online repository for missing extensions.
+    #[arg(long = "offline", env = "POND_OFFLINE")]
+    pub offline: bool,
+    /// Most sessions open at once.
+    #[arg(long = "max-sessions", env = "POND_MAX_SESSIONS", default_value_t = 512)]
+    pub max_sessions: usize,
+    /// Close sessions idle for this many seconds.
+    #[arg(long = "idle-timeout-secs", env = "POND_IDLE_TIMEOUT_SECS", default_value_t = 3600)]
+    pub idle_timeout_secs: u64,
+    /// Interrupt statements running longer than this (0: no limit).
+    #[arg(long = "query-timeout-ms", env = "POND_QUERY_TIMEOUT_MS", default_value_t = 0)]
+    pub query_timeout_ms: u64,
+    /// DuckDB worker threads (default: all cores).
+    #[arg(long = "threads", env = "POND_THREADS")]
+    pub threads: Option<usize>,
+    /// DuckDB memory limit, e.g. "8GB" (default: DuckDB's).
+    #[arg(long = "memory-limit", env = "POND_MEMORY_LIMIT")]
+    pub memory_limit: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LogArgs {
+    /// Log format: text or json.
+    #[arg(long = "log-format", env = "POND_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. "info" or "pond=debug".
+    #[arg(long = "log-level", env = "POND_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    /// Server host.
+    #[arg(long = "host", env = "POND_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+    /// Flight SQL port.
+    #[arg(long = "port", env = "POND_PORT", default_value_t = 32010)]
+    pub port: u16,
+    #[arg(long = "user", short = 'u', env = "POND_USER", default_value = "admin")]
+    pub user: String,
+    /// Password; prefer the POND_PASSWORD environment variable (flags are visible to other local users). Prompted for when absent.
+    #[arg(long = "password", env = "POND_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+    /// Database to use.
+    #[arg(long = "database", short = 'd', env = "POND_DATABASE")]
+    pub database: Option<String>,
+    /// Run one command and exit.
+    #[arg(short = 'c', long = "command")]
+    pub command: Option<String>,
+    /// Run the statements in a file and exit.
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Print how long each statement took.
+    #[arg(long = "timing")]
+    pub timing: bool,
+}
+
+impl ServeArgs {
+    pub fn server_config(&self) -> Result<pond::ServerConfig, String> {
+        let mut c = pond::ServerConfig::new(self.data_dir.clone());
+        c.flight_addr = self.listen.flight_addr;
+        c.http_addr = self.listen.http_addr;
+        c.flight_compression = self.listen.flight_compression.parse()?;
+        c.max_body_bytes = self.listen.max_body_bytes;
+        c.ready_file = self.ready_file.clone();
+        c.admin_password = std::env::var("POND_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+        let e = &mut c.engine;
+        e.extension_dir = self.engine.extension_dir.clone();
+        e.extensions = self.engine.extensions.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        e.install_from_repository = !self.engine.offline;
+        e.max_sessions = self.engine.max_sessions;
+        e.idle_timeout = Duration::from_secs(self.engine.idle_timeout_secs);
+        e.query_timeout = (self.engine.query_timeout_ms > 0).then(|| Duration::from_millis(self.engine.query_timeout_ms));
+        e.threads = self.engine.threads;
+        e.memory_limit = self.engine.memory_limit.clone();
+        Ok(c)
+    }
+}
+
+/// Parses the command line, applying a `serve --config` TOML file to every
+/// setting that neither a flag nor an environment variable gave.
+pub fn parse() -> Result<Cli, String> {
+    let args: Vec<String> = std::env::args().collect();
+    let matches = Cli::command().get_matches_from(&args);
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    let Command::Serve(serve) = &cli.command else { return Ok(cli) };
+    let Some(path) = &serve.config else { return Ok(cli) };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    let table: toml::Table = text.parse().map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+    let Some((_, sub)) = matches.subcommand() else { return Ok(cli) };
+    let known: Vec<String> = Cli::command()
+        .find_subcommand("serve")
+        .map(|c| c.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mut injected = Vec::new();
+    for (key, value) in &table {
+        let long = key.replace('_', "-");
+        if !known.contains(&long) || long == "config" {
+            return Err(format!("config file {}: unknown setting '{key}'", path.display()));
+        }
+        let id = long.replace('-', "_");
+        let from_user = matches!(sub.value_source(&id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
+        if from_user {
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => {
+                if *b {
+                    injected.push(format!("--{long}"));
+                }
+                continue;
+            }
+            toml::Value::Array(items) => items.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(","),
+            other => return Err(format!("config file {}: setting '{key}' has an unsupported value {other}", path.display())),
+        };
+        injected.push(format!("--{long}={text}"));
+    }
+    // Re-parse with the file's settings placed before the user's own flags.
+    let pos = args.iter().position(|a| a == "serve").map(|p| p + 1).unwrap_or(args.len());
+    let mut merged = args[..pos].to_vec();
+    merged.extend(injected);
+    merged.extend_from_slice(&args[pos..]);
+    let matches = Cli::command().try_get_matches_from(&merged).map_err(|e| e.to_string())?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}

@@ -1,0 +1,273 @@
+//! Pond as a library: build a [`Server`] in-process, start it, and stop it.
+//! The `pond` binary and the end-to-end tests both use this.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), pond::ServerError> {
+//! let server = pond::Server::builder()
+//!     .data_dir("/tmp/pond-data")
+//!     .flight_addr("127.0.0.1:0".parse().unwrap())
+//!     .http_addr("127.0.0.1:0".parse().unwrap())
+//!     .admin_password("secret")
+//!     .start()
+//!     .await?;
+//! println!("Flight SQL on {}", server.flight_addr());
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pond_auth::{Authenticator, Bootstrap};
+use pond_engine::{Engine, EngineConfig, Metrics};
+use pond_flight::{Compression, FlightOptions, FlightSqlServer};
+use pond_http::{HttpOptions, HttpState};
+use pond_meta::MetaStore;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Engine(#[from] pond_engine::Error),
+    #[error(transparent)]
+    Auth(#[from] pond_auth::Error),
+    #[error(transparent)]
+    Meta(#[from] pond_meta::Error),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything a server needs; see [`ServerBuilder`] for defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub engine: EngineConfig,
+    pub flight_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    /// Password of the bootstrap `admin` on the first start (never logged).
+    pub admin_password: Option<String>,
+    pub flight_compression: Compression,
+    pub max_body_bytes: usize,
+    pub token_ttl: Duration,
+    /// When set, the chosen addresses are written here as JSON once listening.
+    pub ready_file: Option<PathBuf>,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            engine: EngineConfig::new(data_dir),
+            flight_addr: ([127, 0, 0, 1], 32010).into(),
+            http_addr: ([127, 0, 0, 1], 8000).into(),
+            admin_password: None,
+            flight_compression: Compression::None,
+            max_body_bytes: 64 * 1024 * 1024,
+            token_ttl: Duration::from_secs(12 * 3600),
+            ready_file: None,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds a [`Server`].
+pub struct ServerBuilder {
+    config: ServerConfig,
+}
+
+impl ServerBuilder {
+    pub fn config(config: ServerConfig) -> Self {
+        Self { config }
+    }
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.engine.data_dir = dir.into();
+        self
+    }
+    pub fn flight_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.flight_addr = addr;
+        self
+    }
+    pub fn http_addr(mut self, addr: SocketAddr) -> Self {
+        self.config.http_addr = addr;
+        self
+    }
+    pub fn admin_password(mut self, password: impl Into<String>) -> Self {
+        self.config.admin_password = Some(password.into());
+        self
+    }
+    pub fn extension_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.engine.extension_dir = Some(dir.into());
+        self
+    }
+    pub fn extensions(mut self, names: Vec<String>) -> Self {
+        self.config.engine.extensions = names;
+        self
+    }
+    pub fn query_timeout(mut self, t: Option<Duration>) -> Self {
+        self.config.engine.query_timeout = t;
+        self
+    }
+    pub fn max_sessions(mut self, n: usize) -> Self {
+        self.config.engine.max_sessions = n;
+        self
+    }
+    pub fn idle_timeout(mut self, t: Duration) -> Self {
+        self.config.engine.idle_timeout = t;
+        self
+    }
+    pub fn max_body_bytes(mut self, n: usize) -> Self {
+        self.config.max_body_bytes = n;
+        self
+    }
+    pub fn engine_config(mut self, f: impl FnOnce(&mut EngineConfig)) -> Self {
+        f(&mut self.config.engine);
+        self
+    }
+
+    /// Opens the data dir, starts DuckDB and both listeners.
+    pub async fn start(self) -> Result<Server, ServerError> {
+        Server::start(self.config).await
+    }
+}
+
+/// A running Pond server.
+pub struct Server {
+    engine: Engine,
+    flight_addr: SocketAddr,
+    http_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    ready: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<Result<(), ServerError>>>,
+    drain_timeout: Duration,
+}
+
+impl Server {
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder { config: ServerConfig::new("./pond-data") }
+    }
+
+    pub fn builder_from(config: ServerConfig) -> ServerBuilder {
+        ServerBuilder { config }
+    }
+
+    async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        let data_dir = config.engine.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::Io { path: data_dir.display().to_string(), source })?;
+        let meta = Arc::new(MetaStore::open(&data_dir.join("system"))?);
+        let auth = Arc::new(Authenticator::new(meta.clone(), config.token_ttl));
+        match auth.bootstrap(&data_dir, config.admin_password.as_deref())? {
+            Bootstrap::Generated { password, file } => {
+                // Printed once, on the terminal only (never through the logs).
+                eprintln!("Pond created user 'admin' with password: {password}\n(also saved in {}, mode 0600)", file.display());
+            }
+            Bootstrap::FromEnvironment => tracing::info!("created user 'admin' with the password from POND_ADMIN_PASSWORD"),
+            Bootstrap::Existing => {}
+        }
+
+        let metrics = Metrics::new();
+        let engine_config = config.engine.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config, meta, metrics))
+            .await
+            .map_err(|e| ServerError::Other(format!("engine start failed: {e}")))??;
+
+        let flight_listener = tokio::net::TcpListener::bind(config.flight_addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.flight_addr, what: "Flight SQL", source })?;
+        let http_listener = tokio::net::TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.http_addr, what: "HTTP", source })?;
+        let flight_addr = flight_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.flight_addr, what: "Flight SQL", source })?;
+        let http_addr = http_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.http_addr, what: "HTTP", source })?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let wait = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let ready = Arc::new(AtomicBool::new(true));
+        let mut tasks = Vec::new();
+
+        let flight = FlightSqlServer::new(
+            engine.clone(),
+            auth.clone(),
+            FlightOptions { compression: config.flight_compression, ..Default::default() },
+        );
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            flight.serve(flight_listener, wait(rx)).await.map_err(|e| ServerError::Other(format!("Flight SQL listener: {e}")))
+        }));
+
+        let state = HttpState { engine: engine.clone(), auth: auth.clone(), ready: ready.clone() };
+        let router = pond_http::router(state, &HttpOptions { max_body_bytes: config.max_body_bytes });
+        let rx = stop_rx.clone();
+        tasks.push(tokio::spawn(async move {
+            pond_http::serve(http_listener, router, wait(rx)).await.map_err(|e| ServerError::Other(format!("HTTP listener: {e}")))
+        }));
+
+        // Close sessions that have been idle too long.
+        let reaper_engine = engine.clone();
+        let mut rx = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => { reaper_engine.reap_idle_sessions(); }
+                    _ = rx.wait_for(|s| *s) => break,
+                }
+            }
+        });
+
+        tracing::info!(flight = %flight_addr, http = %http_addr, data_dir = %data_dir.display(), "Pond is listening");
+        if let Some(path) = &config.ready_file {
+            let doc = serde_json::json!({"flight": flight_addr.to_string(), "http": http_addr.to_string()});
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, doc.to_string())
+                .and_then(|_| std::fs::rename(&tmp, path))
+                .map_err(|source| ServerError::Io { path: path.display().to_string(), source })?;
+        }
+        Ok(Self { engine, flight_addr, http_addr, stop, ready, tasks, drain_timeout: config.drain_timeout })
+    }
+
+    pub fn flight_addr(&self) -> SocketAddr {
+        self.flight_addr
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the drain
+    /// timeout), cancels what still runs and checkpoints every database.
+    pub async fn shutdown(self) -> Result<(), ServerError> {
+        self.ready.store(false, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+        let drain = futures::future::join_all(self.tasks);
+        match tokio::time::timeout(self.drain_timeout, drain).await {
+            Ok(results) => {
+                for r in results {
+                    if let Ok(Err(e)) = r {
+                        tracing::warn!(error = %e, "listener stopped with an error");
+                    }
+                }
+            }
+            Err(_) => tracing::warn!("in-flight requests did not finish within the drain timeout; cancelling them"),
+        }
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || engine.shutdown())
+            .await
+            .map_err(|e| ServerError::Other(e.to_string()))??;
+        Ok(())
+    }
+}

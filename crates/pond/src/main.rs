@@ -1,0 +1,121 @@
+//! The `pond` binary: command line parsing, logging and wiring; the work
+//! happens in the library crates.
+
+mod cli;
+mod shell;
+
+use std::process::ExitCode;
+
+use cli::{Command, ExtensionsCommand};
+
+fn init_logging(format: &str, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format.eq_ignore_ascii_case("json") {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match cli::parse() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Sql(args) => sql(args).await,
+            Command::Version => {
+                println!("pond {} (DuckDB {})", env!("CARGO_PKG_VERSION"), pond_engine::extensions::DUCKDB_VERSION);
+                Ok(())
+            }
+            Command::Extensions { command: ExtensionsCommand::Install(args) } => {
+                let dir = args.extension_dir.clone().unwrap_or_else(|| args.data_dir.join("extensions"));
+                let names = if args.names.is_empty() { vec!["icu".to_string()] } else { args.names.clone() };
+                tokio::task::spawn_blocking(move || pond_engine::extensions::install_from_pypi(&dir, &names, &args.python).map(|v| (dir, v)))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map(|(dir, installed)| {
+                        if installed.is_empty() {
+                            println!("already installed in {}", dir.display());
+                        } else {
+                            println!("installed {} into {}", installed.join(", "), dir.display());
+                        }
+                    })
+                    .map_err(|e| e.to_string())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: cli::ServeArgs) -> Result<(), String> {
+    init_logging(&args.log.log_format, &args.log.log_level);
+    let config = args.server_config()?;
+    let server = pond::Server::builder_from(config).start().await.map_err(|e| e.to_string())?;
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining requests and checkpointing databases");
+    server.shutdown().await.map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn sql(args: cli::SqlArgs) -> Result<(), String> {
+    if args.password.is_some() && std::env::var_os("POND_PASSWORD").is_none() {
+        eprintln!("warning: --password is visible to other users of this machine; prefer POND_PASSWORD");
+    }
+    let mut shell = shell::Shell::connect(&args).await?;
+    if let Some(c) = &args.command {
+        return if shell.run_and_print(c).await { Ok(()) } else { Err("statement failed".into()) };
+    }
+    if let Some(f) = &args.file {
+        let text = std::fs::read_to_string(f).map_err(|e| format!("cannot read {}: {e}", f.display()))?;
+        for stmt in pond_engine::sql::split_statements(&text) {
+            if !shell.run_and_print(&stmt).await {
+                return Err(format!("statement failed: {stmt}"));
+            }
+        }
+        return Ok(());
+    }
+    shell.interactive().await
+}

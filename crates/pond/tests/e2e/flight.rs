@@ -1,0 +1,250 @@
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, Int64Array, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+use futures::TryStreamExt;
+use std::sync::Arc;
+use tonic::Code;
+
+use crate::{column_strings, query, rows, TestServer, ADMIN_PASSWORD};
+
+fn code(e: &arrow::error::ArrowError) -> String {
+    e.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn handshake_returns_bearer_and_rejects_wrong_password() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    assert_eq!(column_strings(&query(&mut c, "SELECT 41 + 1").await.unwrap(), 0), vec!["42"]);
+    let err = s.flight_as("admin", "wrong").await.err().expect("wrong password is rejected");
+    assert!(code(&err).contains("Unauthenticated") || code(&err).contains("invalid user name or password"), "{err}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ddl_and_dml_run_without_doget() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    // GetFlightInfo only: the statement must take effect even though the result is never fetched.
+    c.execute("CREATE TABLE eager(a INTEGER)".into(), None).await.unwrap();
+    c.execute("INSERT INTO eager VALUES (1), (2), (3)".into(), None).await.unwrap();
+    let n = c.execute_update("INSERT INTO eager VALUES (4), (5)".into(), None).await.unwrap();
+    assert_eq!(n, 2);
+    let mut other = s.flight().await;
+    assert_eq!(column_strings(&query(&mut other, "SELECT count(*) FROM eager").await.unwrap(), 0), vec!["5"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prepared_statements_bind_one_and_many_rows() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    query(&mut c, "CREATE TABLE p(id BIGINT, name VARCHAR)").await.unwrap();
+    let mut ins = c.prepare("INSERT INTO p VALUES (?, ?)".into(), None).await.unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, false), Field::new("b", DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(StringArray::from(vec![Some("x"), None, Some("z")]))],
+    )
+    .unwrap();
+    ins.set_parameters(batch).unwrap();
+    assert_eq!(ins.execute_update().await.unwrap(), 3);
+    ins.close().await.unwrap();
+
+    let mut sel = c.prepare("SELECT name FROM p WHERE id = ?".into(), None).await.unwrap();
+    let one = RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])), vec![Arc::new(Int64Array::from(vec![3]))]).unwrap();
+    sel.set_parameters(one).unwrap();
+    let info = sel.execute().await.unwrap();
+    let mut got = Vec::new();
+    for ep in info.endpoint {
+        let b: Vec<RecordBatch> = c.do_get(ep.ticket.unwrap()).await.unwrap().try_collect().await.unwrap();
+        got.extend(b);
+    }
+    assert_eq!(column_strings(&got, 0), vec!["z"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transactions_commit_and_roll_back() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    query(&mut c, "CREATE TABLE t(a INTEGER)").await.unwrap();
+    let txn = c.begin_transaction().await.unwrap();
+    c.execute_update("INSERT INTO t VALUES (1)".into(), Some(txn.clone())).await.unwrap();
+    let mut other = s.flight().await;
+    assert_eq!(column_strings(&query(&mut other, "SELECT count(*) FROM t").await.unwrap(), 0), vec!["0"], "uncommitted rows are invisible");
+    c.end_transaction(txn, arrow_flight::sql::EndTransaction::Rollback).await.unwrap();
+    assert_eq!(column_strings(&query(&mut c, "SELECT count(*) FROM t").await.unwrap(), 0), vec!["0"]);
+    let txn = c.begin_transaction().await.unwrap();
+    c.execute_update("INSERT INTO t VALUES (2)".into(), Some(txn.clone())).await.unwrap();
+    c.end_transaction(txn, arrow_flight::sql::EndTransaction::Commit).await.unwrap();
+    assert_eq!(column_strings(&query(&mut other, "SELECT sum(a) FROM t").await.unwrap(), 0), vec!["2"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sessions_keep_their_own_state() {
+    let s = TestServer::start().await;
+    let mut a = s.flight().await;
+    let mut b = s.flight().await;
+    query(&mut a, "CREATE TEMP TABLE mine AS SELECT 1 AS x").await.unwrap();
+    query(&mut a, "CREATE DATABASE other").await.unwrap();
+    query(&mut a, "USE other").await.unwrap();
+    assert_eq!(column_strings(&query(&mut a, "SELECT current_database()").await.unwrap(), 0), vec!["other"]);
+    assert_eq!(column_strings(&query(&mut b, "SELECT current_database()").await.unwrap(), 0), vec!["default"]);
+    assert!(query(&mut b, "SELECT * FROM mine").await.is_err(), "temp tables are per session");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_lists_databases_tables_and_sql_info() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    query(&mut c, "CREATE DATABASE sales").await.unwrap();
+    query(&mut c, "CREATE TABLE sales.main.orders(id INTEGER PRIMARY KEY, amount DECIMAL(10,2))").await.unwrap();
+    query(&mut c, "CREATE TABLE sales.main.items(order_id INTEGER REFERENCES orders(id), sku VARCHAR)").await.unwrap();
+
+    let info = c.get_catalogs().await.unwrap();
+    let cats: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
+    let names = column_strings(&cats, 0);
+    assert!(names.contains(&"sales".to_string()) && names.contains(&"default".to_string()), "{names:?}");
+    assert!(!names.contains(&"memory".to_string()) && !names.contains(&"system".to_string()));
+
+    let info = c.get_db_schemas(CommandGetDbSchemas { catalog: Some("sales".into()), db_schema_filter_pattern: None }).await.unwrap();
+    let schemas: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(column_strings(&schemas, 1), vec!["main"]);
+
+    let info = c
+        .get_tables(CommandGetTables {
+            catalog: Some("sales".into()),
+            db_schema_filter_pattern: None,
+            table_name_filter_pattern: Some("ord%".into()),
+            table_types: vec![],
+            include_schema: true,
+        })
+        .await
+        .unwrap();
+    let tables: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(column_strings(&tables, 2), vec!["orders"]);
+    let schema_bytes = tables[0].column(4).as_any().downcast_ref::<arrow::array::BinaryArray>().unwrap().value(0).to_vec();
+    let schema = arrow::ipc::convert::try_schema_from_ipc_buffer(&schema_bytes).unwrap();
+    assert_eq!(schema.field(1).data_type(), &DataType::Decimal128(10, 2));
+    assert_eq!(schema.field(1).metadata().get("ARROW:FLIGHT:SQL:TABLE_NAME").map(String::as_str), Some("orders"));
+
+    let info = c.get_primary_keys(arrow_flight::sql::CommandGetPrimaryKeys { catalog: Some("sales".into()), db_schema: None, table: "orders".into() }).await.unwrap();
+    let pk: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(column_strings(&pk, 3), vec!["id"]);
+
+    let info = c.get_imported_keys(arrow_flight::sql::CommandGetImportedKeys { catalog: Some("sales".into()), db_schema: None, table: "items".into() }).await.unwrap();
+    let fk: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(column_strings(&fk, 2), vec!["orders"]);
+    assert_eq!(column_strings(&fk, 7), vec!["order_id"]);
+
+    let info = c.get_sql_info(vec![SqlInfo::FlightSqlServerName, SqlInfo::FlightSqlServerTransaction]).await.unwrap();
+    let si: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
+    assert_eq!(rows(&si), 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_results_stream_in_coalesced_messages() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    let batches = query(&mut c, "SELECT i, i::VARCHAR AS s FROM range(1000000) t(i)").await.unwrap();
+    assert_eq!(rows(&batches), 1_000_000);
+    // DuckDB produces 2,048-row chunks; Pond coalesces them into far fewer batches.
+    assert!(batches.len() < 100, "expected coalesced batches, got {}", batches.len());
+    let sum: i64 = batches.iter().map(|b| arrow::compute::sum(b.column(0).as_any().downcast_ref::<Int64Array>().unwrap()).unwrap()).sum();
+    assert_eq!(sum, 999_999 * 1_000_000 / 2);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_map_to_grpc_codes_with_duckdb_message() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    let e = query(&mut c, "SELEC 1").await.unwrap_err().to_string();
+    assert!(e.contains("Parser Error") && e.contains(&format!("{:?}", Code::InvalidArgument)), "{e}");
+    let e = query(&mut c, "SELECT * FROM no_such_table").await.unwrap_err().to_string();
+    assert!(e.contains("no_such_table"), "{e}");
+    let e = query(&mut c, "USE nowhere").await.unwrap_err().to_string();
+    assert!(e.contains("database 'nowhere' does not exist") && e.contains(&format!("{:?}", Code::NotFound)), "{e}");
+    // The session still works after errors.
+    assert_eq!(column_strings(&query(&mut c, "SELECT 1").await.unwrap(), 0), vec!["1"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn query_timeout_interrupts_duckdb() {
+    let s = TestServer::start_with(|b| b.query_timeout(Some(Duration::from_millis(300)))).await;
+    let mut c = s.flight().await;
+    let started = Instant::now();
+    let e = query(&mut c, "SELECT count(*) FROM range(100000000000)").await.unwrap_err().to_string();
+    assert!(e.contains("timeout") && e.contains(&format!("{:?}", Code::DeadlineExceeded)), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(20), "interrupted promptly");
+    assert_eq!(column_strings(&query(&mut c, "SELECT 7").await.unwrap(), 0), vec!["7"], "session usable after a timeout");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_disconnect_mid_stream_stops_query_and_server_keeps_serving() {
+    let s = TestServer::start().await;
+    {
+        let mut c = s.flight().await;
+        let info = c.execute("SELECT i, repeat('x', 100) FROM range(50000000) t(i)".into(), None).await.unwrap();
+        let mut stream = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap();
+        let first = stream.try_next().await.unwrap();
+        assert!(first.is_some());
+        // Dropping the stream and the client closes the HTTP/2 stream mid-result.
+    }
+    let mut other = s.flight().await;
+    assert_eq!(column_strings(&query(&mut other, "SELECT 'still here'").await.unwrap(), 0), vec!["still here"]);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_sessions_is_enforced() {
+    let s = TestServer::start_with(|b| b.max_sessions(2)).await;
+    let _a = s.flight().await;
+    let _b = s.flight().await;
+    let e = s.flight_as("admin", ADMIN_PASSWORD).await.err().expect("third session refused").to_string();
+    assert!(e.contains("too many sessions"), "{e}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bulk_ingest_creates_and_appends() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use arrow_flight::sql::command_statement_ingest::table_definition_options::{TableExistsOption, TableNotExistOption};
+    use arrow_flight::sql::command_statement_ingest::TableDefinitionOptions;
+    use arrow_flight::sql::CommandStatementIngest;
+    let s = TestServer::start().await;
+    let mut c: FlightSqlServiceClient<_> = s.flight().await;
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("v", DataType::Utf8, true)]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec!["a", "b"]))]).unwrap();
+    let cmd = |if_not_exist: TableNotExistOption, if_exists: TableExistsOption| CommandStatementIngest {
+        table_definition_options: Some(TableDefinitionOptions { if_not_exist: if_not_exist as i32, if_exists: if_exists as i32 }),
+        table: "ingested".into(),
+        schema: None,
+        catalog: None,
+        temporary: false,
+        transaction_id: None,
+        options: Default::default(),
+    };
+    let n = c
+        .execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Fail), futures::stream::iter(vec![Ok(batch.clone())]))
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    let again = c.execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Fail), futures::stream::iter(vec![Ok(batch.clone())])).await;
+    assert!(again.is_err(), "create mode fails when the table exists");
+    c.execute_ingest(cmd(TableNotExistOption::Fail, TableExistsOption::Append), futures::stream::iter(vec![Ok(batch.clone())])).await.unwrap();
+    assert_eq!(column_strings(&query(&mut c, "SELECT count(*), count(DISTINCT v) FROM ingested").await.unwrap(), 0), vec!["4"]);
+    c.execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Replace), futures::stream::iter(vec![Ok(batch)])).await.unwrap();
+    assert_eq!(column_strings(&query(&mut c, "SELECT count(*) FROM ingested").await.unwrap(), 0), vec!["2"]);
+    let _ = StringArray::from(vec!["unused"]).len();
+    s.stop().await;
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: Rust unit tests, the end-to-end test binary (real
+# server, real listeners, real DuckDB), and the Python interop suite (real
+# ADBC / pyarrow.flight / HTTP clients against a real `pond serve` process).
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$POND_ROOT"
+"$(dirname "$0")/setup.sh"
+
+echo "== cargo test (unit + end-to-end)" >&2
+cargo test --release --workspace -- --test-threads=4
+
+echo "== interop tests (Python clients against pond serve)" >&2
+"$POND_VENV/bin/python" -m pytest tests/interop -q

@@ -1,0 +1,119 @@
+"""Fixtures for Pond's interoperability suite: a real `pond serve` process and real clients.
+
+Run: .venv/bin/python -m pytest tests/interop -q
+Binary: $POND_BIN, else $CARGO_TARGET_DIR/release/pond (default ~/.cache/pond/target).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import PASSWORD, Http, adbc_connect  # noqa: E402
+from pond_server import PondServer, PondStartError, ensure_extensions, pond_bin  # noqa: E402
+
+# Extensions the suite needs for the server and the in-process reference.
+NEEDED_EXTENSIONS = ["icu", "tpch"]
+
+
+@pytest.fixture(scope="session")
+def ext_dir():
+    return ensure_extensions(NEEDED_EXTENSIONS)
+
+
+def _start(tmp_path_factory, ext_dir, name, **kw) -> PondServer:
+    if not pond_bin().exists():
+        pytest.fail(f"pond binary missing at {pond_bin()}; build it with `cargo build --release -p pond` or set POND_BIN")
+    base = tmp_path_factory.mktemp(name)
+    server = PondServer(data_dir=base / "data", password=PASSWORD, ext_dir=ext_dir, **kw)
+    try:
+        server.start()
+    except PondStartError as e:
+        pytest.fail(str(e))
+    return server
+
+
+def _stop(server: PondServer) -> None:
+    rc = server.stop()
+    assert rc == 0, f"pond exited with {rc} after SIGTERM; log tail:\n{server.log_tail()}"
+
+
+@pytest.fixture(scope="session")
+def pond(tmp_path_factory, ext_dir):
+    """The main server, shared by the whole session (tests use unique names)."""
+    server = _start(tmp_path_factory, ext_dir, "pond-main", extensions="icu,tpch")
+    yield server
+    _stop(server)
+
+
+@pytest.fixture(scope="module")
+def pond_timeout(tmp_path_factory, ext_dir):
+    """A second server with a 1.5 s statement timeout."""
+    server = _start(tmp_path_factory, ext_dir, "pond-timeout", query_timeout_ms=1500)
+    yield server
+    _stop(server)
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture
+def uname():
+    """Unique lower-case identifiers: uname('t') -> 't_1a2b3c_7'."""
+    run = uuid.uuid4().hex[:6]
+
+    def make(prefix: str = "x") -> str:
+        return f"{prefix}_{run}_{next(_counter)}"
+
+    return make
+
+
+@pytest.fixture
+def connect(pond):
+    """Factory for ADBC connections to the main server; all are closed after the test."""
+    opened = []
+
+    def make(server: PondServer | None = None, **kw):
+        conn = adbc_connect(server or pond, **kw)
+        opened.append(conn)
+        return conn
+
+    yield make
+    for conn in reversed(opened):
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+
+@pytest.fixture
+def conn(connect):
+    return connect()
+
+
+@pytest.fixture(scope="session")
+def http(pond):
+    return Http(pond)
+
+
+@pytest.fixture
+def reference(ext_dir):
+    """In-process duckdb==1.5.5 with the same extension files (icu loaded)."""
+    import duckdb
+
+    con = duckdb.connect(config={"extension_directory": str(ext_dir)})
+    con.execute("LOAD icu")
+    yield con
+    con.close()
+
+
+def pytest_report_header(config):
+    return [f"pond binary: {pond_bin()} (exists={pond_bin().exists()})",
+            f"extension dir: {os.environ.get('POND_EXTENSION_DIR') or '~/.cache/pond/extensions'}"]

@@ -1,0 +1,79 @@
+"""Client helpers shared by the interop tests (ADBC, HTTP)."""
+
+from __future__ import annotations
+
+import requests
+
+from pond_server import PondServer
+
+ADMIN = "admin"
+PASSWORD = "interop-Secret-1"
+
+
+def adbc_connect(server: PondServer, *, autocommit: bool = True, password: str = PASSWORD,
+                 database: str | None = None, db_kwargs: dict | None = None):
+    import adbc_driver_flightsql.dbapi as flight_sql
+
+    kwargs = {"username": ADMIN, "password": password}
+    if database is not None:
+        kwargs["adbc.flight.sql.rpc.call_header.database"] = database
+    kwargs.update(db_kwargs or {})
+    return flight_sql.connect(server.flight_uri, db_kwargs=kwargs, autocommit=autocommit)
+
+
+def query_table(conn, sql: str, params=None):
+    with conn.cursor() as cur:
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+        return cur.fetch_arrow_table()
+
+
+def query_rows(conn, sql: str, params=None):
+    with conn.cursor() as cur:
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+        return cur.fetchall()
+
+
+def run(conn, sql: str, params=None) -> None:
+    with conn.cursor() as cur:
+        if params is None:
+            cur.execute(sql)
+        else:
+            cur.execute(sql, params)
+
+
+class Http:
+    """Tiny requests wrapper for Pond's HTTP API."""
+
+    def __init__(self, server: PondServer):
+        self.base = server.http_url
+        self.session = requests.Session()
+        self.auth = (ADMIN, PASSWORD)
+
+    def query(self, sql: str, *, database: str | None = None, fmt: str | None = None,
+              auth=..., headers=None, stream: bool = False, timeout: float = 120):
+        body = {"sql": sql}
+        if database is not None:
+            body["database"] = database
+        if fmt is not None:
+            body["format"] = fmt
+        return self.session.post(
+            f"{self.base}/api/v1/query", json=body,
+            auth=self.auth if auth is ... else auth,
+            headers=headers, stream=stream, timeout=timeout,
+        )
+
+    def get(self, path: str, **kw):
+        kw.setdefault("timeout", 30)
+        return self.session.get(f"{self.base}{path}", **kw)
+
+    def post(self, path: str, **kw):
+        kw.setdefault("timeout", 30)
+        return self.session.post(f"{self.base}{path}", **kw)
+
+
