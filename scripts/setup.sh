@@ -22,7 +22,9 @@ if [ "$mode" != "--serve" ]; then
 fi
 
 echo "building pond (release; the first build compiles DuckDB and takes ~17 minutes)..." >&2
-cargo build --release -p pond --bin pond
+# Always the same cargo invocation (whole workspace, all targets): another
+# selection can unify build-dependency features differently and recompile DuckDB.
+cargo build --release --workspace --all-targets
 
 if [ "$mode" = "--serve" ]; then
   "$POND_BIN" extensions install --extension-dir "$POND_EXTENSION_DIR" icu

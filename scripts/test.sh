@@ -8,7 +8,7 @@ cd "$POND_ROOT"
 "$(dirname "$0")/setup.sh"
 
 echo "== cargo test (unit + end-to-end)" >&2
-cargo test --release --workspace -- --test-threads=4
+cargo test --release --workspace --all-targets -- --test-threads=4
 
 echo "== interop tests (Python clients against pond serve)" >&2
 "$POND_VENV/bin/python" -m pytest tests/interop -q

@@ -32,7 +32,8 @@ def _start(tmp_path_factory, ext_dir, name, **kw) -> PondServer:
     if not pond_bin().exists():
         pytest.fail(f"pond binary missing at {pond_bin()}; build it with `cargo build --release -p pond` or set POND_BIN")
     base = tmp_path_factory.mktemp(name)
-    server = PondServer(data_dir=base / "data", password=PASSWORD, ext_dir=ext_dir, **kw)
+    kw.setdefault("password", PASSWORD)
+    server = PondServer(data_dir=base / "data", ext_dir=ext_dir, **kw)
     try:
         server.start()
     except PondStartError as e:
@@ -59,6 +60,21 @@ def pond_timeout(tmp_path_factory, ext_dir):
     server = _start(tmp_path_factory, ext_dir, "pond-timeout", query_timeout_ms=1500)
     yield server
     _stop(server)
+
+
+@pytest.fixture
+def start_server(tmp_path_factory, ext_dir):
+    """Factory for extra servers with their own flags; each is stopped (exit 0 checked) after the test."""
+    started = []
+
+    def make(name: str, **kw) -> PondServer:
+        server = _start(tmp_path_factory, ext_dir, name, **kw)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        _stop(server)
 
 
 _counter = itertools.count()

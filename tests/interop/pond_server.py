@@ -72,7 +72,7 @@ def ensure_extensions(names: list[str], ext_dir: Optional[Path] = None) -> Path:
     binary = pond_bin()
     if binary.exists():
         subprocess.run(
-            [str(binary), "extensions", "install", "--extension-dir", str(ext_dir), *missing],
+            [str(binary), "extensions", "install", "--extension-dir", str(ext_dir), "--python", sys.executable, *missing],
             check=False,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -7,6 +7,7 @@ import decimal
 
 import adbc_driver_manager
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from helpers import query_rows, query_table, run
@@ -31,7 +32,7 @@ def test_fetch_many_rows_in_batches(conn):
         cur.execute("SELECT range AS i, range * 2 AS j FROM range(300000)")
         t = cur.fetch_arrow_table()
     assert t.num_rows == 300000
-    assert pa.compute.sum(t["i"]).as_py() == 300000 * 299999 // 2
+    assert pc.sum(t["i"]).as_py() == 300000 * 299999 // 2
     assert t["j"][299999].as_py() == 599998
 
 

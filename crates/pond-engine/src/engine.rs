@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::Mutex;
 use pond_auth::Identity;
@@ -49,7 +48,6 @@ pub(crate) struct Inner {
     pub(crate) open_sessions: AtomicUsize,
     pub(crate) metrics: Metrics,
     closed: AtomicBool,
-    pub(crate) started: Instant,
 }
 
 impl Engine {
@@ -84,7 +82,6 @@ impl Engine {
             open_sessions: AtomicUsize::new(0),
             metrics,
             closed: AtomicBool::new(false),
-            started: Instant::now(),
         });
         let engine = Engine { inner };
         engine.attach_all()?;

@@ -74,7 +74,7 @@ impl Engine {
     /// Schemas of Pond databases, as (catalog, schema), sorted.
     pub async fn list_schemas(&self, catalog: Option<&str>, schema_pattern: Option<&str>) -> Result<Vec<(String, String)>> {
         let mut sql = format!(
-            "SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({}) AND NOT internal",
+            "SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({})",
             self.database_list_sql()
         );
         if let Some(c) = catalog {

@@ -410,6 +410,9 @@ impl Session {
             }
             PondStatement::DropDatabase { name, if_exists } => {
                 let resolved = engine.resolve_database(name).ok();
+                if resolved.as_deref() == Some(crate::DEFAULT_DATABASE) {
+                    return Err(Error::InvalidRequest(format!("database '{}' cannot be dropped", crate::DEFAULT_DATABASE)));
+                }
                 if resolved.as_deref() == Some(self.current_database().as_str()) {
                     return Err(Error::InvalidRequest(format!(
                         "cannot drop database '{name}' while it is this session's current database (USE another first)"

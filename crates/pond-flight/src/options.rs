@@ -41,7 +41,6 @@ pub struct SetSessionOptionsRequest {
 pub mod error_value {
     pub const INVALID_NAME: i32 = 1;
     pub const INVALID_VALUE: i32 = 2;
-    pub const ERROR: i32 = 3;
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -9,7 +9,7 @@ use arrow_flight::error::FlightError;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    command_statement_ingest::table_definition_options::{TableExistsOption, TableNotExistOption},
+    TableExistsOption, TableNotExistOption,
     ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
     ActionEndTransactionRequest, CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
@@ -180,7 +180,7 @@ impl PondFlightService {
 
     /// Reads a DoPut body into record batches.
     async fn read_batches(request: Request<PeekableFlightDataStream>) -> Result<(Option<SchemaRef>, Vec<RecordBatch>), Status> {
-        let stream = request.into_inner().map_err(FlightError::from);
+        let stream = data_messages(request.into_inner());
         let mut decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream);
         let mut batches = Vec::new();
         while let Some(b) = decoded.next().await {
@@ -201,6 +201,14 @@ impl PondFlightService {
         }
         session.cancel();
     }
+}
+
+/// The Arrow IPC messages of a DoPut body. The first message may carry only
+/// the command descriptor (no IPC header), which is not Arrow data.
+fn data_messages(stream: PeekableFlightDataStream) -> impl Stream<Item = Result<arrow_flight::FlightData, FlightError>> + Send {
+    stream
+        .map_err(FlightError::from)
+        .try_filter(|fd| futures::future::ready(!fd.data_header.is_empty()))
 }
 
 fn flight_error_status(e: FlightError) -> Status {
@@ -316,7 +324,7 @@ impl FlightSqlService for PondFlightService {
         };
         let req = IngestRequest { table: cmd.table, catalog: cmd.catalog, schema: cmd.schema, temporary: cmd.temporary, mode };
         // Decode while DuckDB appends: batches flow through a small channel.
-        let stream = request.into_inner().map_err(FlightError::from);
+        let stream = data_messages(request.into_inner());
         let mut decoded = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream);
         let first = decoded.next().await.transpose().map_err(flight_error_status)?;
         let schema = match (&first, decoded.schema()) {
@@ -358,9 +366,11 @@ impl FlightSqlService for PondFlightService {
         let info = session.prepare(&req.query).await.map_err(to_status)?;
         let params = Schema::new((1..=info.param_count).map(|i| Field::new(format!("${i}"), DataType::Null, true)).collect::<Vec<_>>());
         let parameter_schema = if info.param_count > 0 { ipc_schema(&params)? } else { bytes::Bytes::new() };
+        // When DuckDB cannot tell the result schema before running, send an
+        // empty schema (valid IPC, zero fields): some clients fail on empty bytes.
         let dataset_schema = match &info.dataset_schema {
             Some(s) => ipc_schema(s)?,
-            None => bytes::Bytes::new(),
+            None => ipc_schema(&Schema::empty())?,
         };
         Ok(ActionCreatePreparedStatementResult { prepared_statement_handle: info.handle.into(), dataset_schema, parameter_schema })
     }

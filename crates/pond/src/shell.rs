@@ -129,7 +129,7 @@ impl Shell {
     }
 }
 
-fn message(e: &arrow::error::ArrowError) -> String {
+fn message(e: &impl std::fmt::Display) -> String {
     let s = e.to_string();
     // Tonic wraps the server's message; show just the message.
     match s.find("message: \"") {

@@ -10,10 +10,13 @@ mod lifecycle;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use arrow::array::Array;
 use arrow::record_batch::RecordBatch;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use tonic::transport::Channel;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub const ADMIN_PASSWORD: &str = "e2e-admin-secret";
 
@@ -67,7 +70,7 @@ impl TestServer {
         self.flight_as("admin", ADMIN_PASSWORD).await.expect("login")
     }
 
-    pub async fn flight_as(&self, user: &str, password: &str) -> Result<FlightSqlServiceClient<Channel>, arrow::error::ArrowError> {
+    pub async fn flight_as(&self, user: &str, password: &str) -> Result<FlightSqlServiceClient<Channel>, BoxError> {
         let channel = Channel::from_shared(format!("http://{}", self.server().flight_addr())).unwrap().connect().await.unwrap();
         let mut client = FlightSqlServiceClient::new(channel);
         client.handshake(user, password).await?;
@@ -83,7 +86,7 @@ impl TestServer {
 }
 
 /// Runs a statement over Flight SQL and collects the result.
-pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, arrow::error::ArrowError> {
+pub async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<Vec<RecordBatch>, BoxError> {
     let info = client.execute(sql.to_string(), None).await?;
     let mut out = Vec::new();
     for ep in info.endpoint {

@@ -1,0 +1,224 @@
+"""Type round-trip matrix: every DuckDB type over Flight SQL (ADBC and raw pyarrow.flight) and
+HTTP Arrow must equal what in-process duckdb==1.5.5 returns as Arrow for the same query.
+
+Where Pond legitimately differs from the in-process reference, the difference is written
+down in KNOWN_DIFFERENCES and asserted exactly (so a change in either direction is noticed).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyarrow as pa
+import pyarrow.flight as flight
+import pyarrow.ipc as ipc
+import pytest
+
+import flight_proto as fp
+from helpers import ADMIN, PASSWORD, Http, adbc_connect, query_rows, run
+
+# (column, DuckDB type, value row 1, value row 2); row 3 is NULL in every column.
+COLUMNS: list[tuple[str, str, str, str]] = [
+    ("c_boolean", "BOOLEAN", "true", "false"),
+    ("c_tinyint", "TINYINT", "127", "-128"),
+    ("c_smallint", "SMALLINT", "32767", "-32768"),
+    ("c_integer", "INTEGER", "2147483647", "-2147483648"),
+    ("c_bigint", "BIGINT", "9223372036854775807", "-9223372036854775808"),
+    ("c_utinyint", "UTINYINT", "255", "0"),
+    ("c_usmallint", "USMALLINT", "65535", "0"),
+    ("c_uinteger", "UINTEGER", "4294967295", "0"),
+    ("c_ubigint", "UBIGINT", "18446744073709551615", "0"),
+    ("c_hugeint", "HUGEINT", "170141183460469231731687303715884105727", "-170141183460469231731687303715884105728"),
+    # The second value does not fit decimal128(38, 0); DuckDB's own conversion wraps it.
+    ("c_uhugeint", "UHUGEINT", "99999999999999999999999999999999999999", "340282366920938463463374607431768211455"),
+    ("c_float", "FLOAT", "1.5", "'-inf'"),
+    ("c_double", "DOUBLE", "2.25", "'nan'"),
+    ("c_decimal_4_1", "DECIMAL(4,1)", "123.4", "-999.9"),
+    ("c_decimal_18_3", "DECIMAL(18,3)", "999999999999999.999", "-0.001"),
+    ("c_decimal_38_10", "DECIMAL(38,10)", "1234567890123456789012345678.0123456789", "-0.0000000001"),
+    ("c_varchar", "VARCHAR", "'héllo 🦆'", "''"),
+    ("c_blob", "BLOB", "'\\xAA\\xBB\\x00'::BLOB", "''::BLOB"),
+    ("c_date", "DATE", "DATE '2024-02-29'", "DATE '1900-01-01'"),
+    ("c_time", "TIME", "TIME '12:34:56.789'", "TIME '23:59:59.999999'"),
+    ("c_timestamp", "TIMESTAMP", "TIMESTAMP '2024-01-02 03:04:05.123456'", "TIMESTAMP '1900-01-01 00:00:00'"),
+    ("c_timestamp_s", "TIMESTAMP_S", "TIMESTAMP_S '2024-01-02 03:04:05'", "TIMESTAMP_S '1960-06-30 12:00:00'"),
+    ("c_timestamp_ms", "TIMESTAMP_MS", "TIMESTAMP_MS '2024-01-02 03:04:05.123'", "TIMESTAMP_MS '1969-12-31 23:59:59.999'"),
+    ("c_timestamp_ns", "TIMESTAMP_NS", "TIMESTAMP_NS '2024-01-02 03:04:05.123456789'", "TIMESTAMP_NS '1970-01-01 00:00:00.000000001'"),
+    ("c_timestamptz", "TIMESTAMPTZ", "TIMESTAMPTZ '2024-01-02 03:04:05.123456+02'", "TIMESTAMPTZ '1999-12-31 23:59:59+00'"),
+    ("c_timetz", "TIMETZ", "TIMETZ '12:00:00+01'", "TIMETZ '23:59:59-08'"),
+    ("c_interval", "INTERVAL", "INTERVAL '1 year 2 months 3 days 04:05:06.789'", "INTERVAL '-1 day'"),
+    ("c_uuid", "UUID", "'12345678-1234-5678-1234-567812345678'", "'ffffffff-ffff-ffff-ffff-ffffffffffff'"),
+    ("c_json", "JSON", "'{\"a\": 1}'", "'[1, 2, null]'"),
+    ("c_enum", "mood", "'ok'", "'happy'"),
+    ("c_list", "INTEGER[]", "[1, 2, NULL]", "[]"),
+    ("c_list_struct", "STRUCT(a INTEGER, b VARCHAR)[]", "[{'a': 1, 'b': 'x'}]", "[]"),
+    ("c_array", "DOUBLE[3]", "[1.0, 2.0, 3.0]", "[NULL, 5.0, 6.0]"),
+    ("c_struct", "STRUCT(x INTEGER, y VARCHAR)", "{'x': 1, 'y': 'z'}", "{'x': NULL, 'y': NULL}"),
+    ("c_map", "MAP(VARCHAR, INTEGER)", "MAP {'k1': 1, 'k2': 2}", "MAP {}"),
+    ("c_union", "UNION(num INTEGER, str VARCHAR)", "union_value(num := 7)", "union_value(str := 'seven')"),
+    ("c_bit", "BIT", "'10110'::BIT", "'1'::BIT"),
+    ("c_varint", "VARINT", "123456789012345678901234567890", "-1"),
+]
+
+TRANSPORTS = ["adbc", "flight_raw", "http_arrow"]
+
+# (transport, column) -> (Arrow type Pond returns, why). Asserted exactly: the column must
+# have that type, and its values must equal the reference's values cast to it.
+KNOWN_DIFFERENCES: dict[tuple[str, str], tuple[str, str]] = {}
+
+
+def setup_sql() -> list[str]:
+    cols = ", ".join(f"{name} {ty}" for name, ty, _, _ in COLUMNS)
+    row1 = ", ".join(v for _, _, v, _ in COLUMNS)
+    row2 = ", ".join(v for _, _, _, v in COLUMNS)
+    nulls = ", ".join("NULL" for _ in COLUMNS)
+    return [
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+        f"CREATE TABLE types_t (id INTEGER, {cols})",
+        f"INSERT INTO types_t VALUES (1, {row1}), (2, {row2}), (3, {nulls})",
+    ]
+
+
+SELECT = "SELECT * FROM types_t ORDER BY id"
+
+
+@pytest.fixture(scope="module")
+def types_db(pond):
+    import uuid
+
+    db = f"types_{uuid.uuid4().hex[:8]}"
+    admin = adbc_connect(pond)
+    run(admin, f"CREATE DATABASE {db}")
+    c = adbc_connect(pond, database=db)
+    for stmt in setup_sql():
+        run(c, stmt)
+    tz = query_rows(c, "SELECT current_setting('TimeZone')")[0][0]
+    c.close()
+    yield db, tz
+    run(admin, f"DROP DATABASE {db}")
+    admin.close()
+
+
+@pytest.fixture(scope="module")
+def reference_table(types_db, ext_dir):
+    import duckdb
+
+    _, tz = types_db
+    con = duckdb.connect(config={"extension_directory": str(ext_dir)})
+    con.execute("LOAD icu")
+    con.execute(f"SET TimeZone = '{tz}'")
+    for stmt in setup_sql():
+        con.execute(stmt)
+    table = con.execute(SELECT).to_arrow_table()
+    con.close()
+    return table
+
+
+def _fetch_adbc(pond, db):
+    c = adbc_connect(pond, database=db)
+    try:
+        with c.cursor() as cur:
+            cur.execute(SELECT)
+            return cur.fetch_arrow_table()
+    finally:
+        c.close()
+
+
+def _fetch_flight_raw(pond, db):
+    client = flight.FlightClient(pond.flight_uri)
+    try:
+        auth = client.authenticate_basic_token(ADMIN, PASSWORD)
+        o = flight.FlightCallOptions(headers=[auth, (b"database", db.encode())])
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(fp.statement_query(SELECT)), o)
+        return pa.concat_tables(client.do_get(ep.ticket, o).read_all() for ep in info.endpoints)
+    finally:
+        client.close()
+
+
+def _fetch_http(pond, db):
+    r = Http(pond).query(SELECT, database=db, fmt="arrow")
+    assert r.status_code == 200, r.text
+    return ipc.open_stream(r.content).read_all()
+
+
+_cache: dict = {}
+
+
+@pytest.fixture(scope="module")
+def fetched(pond, types_db):
+    db, _ = types_db
+
+    def get(transport: str) -> pa.Table:
+        if transport not in _cache:
+            fn = {"adbc": _fetch_adbc, "flight_raw": _fetch_flight_raw, "http_arrow": _fetch_http}[transport]
+            _cache[transport] = fn(pond, db)
+        return _cache[transport]
+
+    yield get
+    _cache.clear()
+
+
+def _values_equal(got: pa.Array, want: pa.Array) -> bool:
+    if got.equals(want):
+        return True
+    try:
+        a, b = got.to_pylist(), want.to_pylist()
+    except Exception:  # noqa: BLE001 - values Python cannot represent; Arrow said unequal
+        return False
+
+    def same(x, y):
+        if isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y):
+            return True
+        if isinstance(x, list) and isinstance(y, list):
+            return len(x) == len(y) and all(same(p, q) for p, q in zip(x, y))
+        return x == y
+
+    return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+
+
+def _show(arr: pa.Array) -> str:
+    try:
+        return repr(arr.to_pylist())
+    except Exception:  # noqa: BLE001
+        return str(arr)
+
+
+def _column(table: pa.Table, name: str) -> tuple[pa.Field, pa.Array]:
+    idx = table.schema.get_field_index(name)
+    assert idx >= 0, f"column {name} missing; got {table.schema.names}"
+    col = table.column(idx)
+    arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return table.schema.field(idx), arr
+
+
+def test_reference_sanity(reference_table):
+    assert reference_table.num_rows == 3
+    assert reference_table.column_names == ["id"] + [c[0] for c in COLUMNS]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_column_names_and_row_count(fetched, reference_table, transport):
+    got = fetched(transport)
+    assert got.column_names == reference_table.column_names
+    assert got.num_rows == reference_table.num_rows
+    assert got.column("id").to_pylist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("column", [c[0] for c in COLUMNS])
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_type_round_trip(fetched, reference_table, transport, column):
+    got_field, got = _column(fetched(transport), column)
+    ref_field, want = _column(reference_table, column)
+    known = KNOWN_DIFFERENCES.get((transport, column))
+    if known is not None:
+        documented_type, why = known
+        assert str(got_field.type) == documented_type, (
+            f"documented difference changed: expected {documented_type} ({why}), got {got_field.type}; reference {ref_field.type}")
+        want = want.cast(got_field.type)
+    else:
+        assert got_field.type == ref_field.type, (
+            f"{transport} {column}: Arrow type {got_field.type} != reference {ref_field.type}")
+        assert (got_field.metadata or {}) == (ref_field.metadata or {}), (
+            f"{transport} {column}: field metadata {got_field.metadata} != reference {ref_field.metadata}")
+    assert _values_equal(got, want), f"{transport} {column}: values {_show(got)} != reference {_show(want)}"
+    assert got.null_count == want.null_count
