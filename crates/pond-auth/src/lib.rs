@@ -199,7 +199,12 @@ impl Authenticator {
 
 /// Decodes the payload of `Authorization: Basic <base64(user:password)>`.
 pub fn decode_basic(payload: &str) -> Result<(String, String)> {
-    let bytes = base64::engine::general_purpose::STANDARD
+    // Some clients (ADBC's Go driver) omit the '=' padding.
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = lenient
         .decode(payload)
         .map_err(|_| Error::Malformed("Basic credentials are not valid base64".into()))?;
     let text = String::from_utf8(bytes).map_err(|_| Error::Malformed("Basic credentials are not UTF-8".into()))?;
@@ -301,6 +306,8 @@ mod tests {
         assert!(a.verify_token(&t).is_err());
         let basic = base64::engine::general_purpose::STANDARD.encode("admin:pw");
         assert_eq!(a.verify_authorization_header(&format!("Basic {basic}")).unwrap(), id);
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("admin:pw");
+        assert_eq!(a.verify_authorization_header(&format!("Basic {unpadded}")).unwrap(), id);
     }
 
     #[test]

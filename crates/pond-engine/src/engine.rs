@@ -90,8 +90,10 @@ impl Engine {
 
     fn attach_all(&self) -> Result<()> {
         let inner = &self.inner;
+        let mut fresh = None;
         if !inner.meta.snapshot().databases.iter().any(|d| d.name == DEFAULT_DATABASE) {
             let record = new_record(DEFAULT_DATABASE);
+            fresh = Some(record.file_id.clone());
             inner.meta.update(|m| {
                 m.databases.push(record);
                 Ok::<_, Error>(())
@@ -101,7 +103,7 @@ impl Engine {
         let root = inner.root.lock();
         for db in &snapshot.databases {
             let path = self.file_path(&db.file_id);
-            if !path.exists() {
+            if !path.exists() && fresh.as_deref() != Some(db.file_id.as_str()) {
                 tracing::warn!(database = %db.name, path = %path.display(), "database file is missing; starting it empty");
             }
             root.execute_batch(&attach_sql(&path, &db.name))?;

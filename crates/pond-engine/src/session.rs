@@ -707,7 +707,7 @@ fn bind_values(row: Option<&Vec<Value>>) -> Vec<Value> {
 }
 
 fn execute_update(conn: &duckdb::Connection, text: &str, params: Option<&ParamRows>) -> Result<i64> {
-    let mut stmt = conn.prepare(text)?;
+    let mut stmt = conn.prepare_cached(text)?;
     match params {
         Some(rows) if rows.len() > 1 => {
             let own_txn = conn.is_autocommit();
@@ -766,7 +766,7 @@ fn produce(
                     Some(r) if !r.is_empty() => r.clone(),
                     _ => vec![Vec::new()],
                 };
-                let mut stmt = conn.prepare(text)?;
+                let mut stmt = conn.prepare_cached(text)?;
                 let mut schema_sent = false;
                 for row in &rows {
                     drop(stmt.stream_arrow(duckdb::params_from_iter(row.iter()))?);

@@ -82,10 +82,11 @@ impl FlightSqlServer {
         let svc = FlightServiceServer::new(self.service)
             .max_decoding_message_size(64 * 1024 * 1024)
             .max_encoding_message_size(64 * 1024 * 1024);
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // Small request/response round trips (SELECT 1) must not wait for
+        // Nagle's algorithm and delayed ACKs: set TCP_NODELAY on every connection.
+        let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
             .http2_max_header_list_size(256 * 1024)
-            .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
