@@ -158,3 +158,28 @@ def parse_session_options(data: bytes) -> dict[str, object]:
         else:
             result[key] = value_fields
     return result
+
+
+def get_cross_reference(pk_table: str, fk_table: str, catalog: str | None = None, schema: str | None = None) -> bytes:
+    payload = b""
+    if catalog is not None:
+        payload += field_bytes(1, catalog.encode())
+    if schema is not None:
+        payload += field_bytes(2, schema.encode())
+    payload += field_bytes(3, pk_table.encode())
+    if catalog is not None:
+        payload += field_bytes(4, catalog.encode())
+    if schema is not None:
+        payload += field_bytes(5, schema.encode())
+    payload += field_bytes(6, fk_table.encode())
+    return any_msg("CommandGetCrossReference", payload)
+
+
+def cancel_query_request(serialized_flight_info: bytes) -> bytes:
+    """Any(ActionCancelQueryRequest { bytes info = 1; }) (the deprecated Flight SQL CancelQuery action)."""
+    return any_msg("ActionCancelQueryRequest", field_bytes(1, serialized_flight_info))
+
+
+def unpack_any(data: bytes) -> tuple[str, bytes]:
+    f = parse_fields(data)
+    return f.get(1, [b""])[0].decode(), f.get(2, [b""])[0]

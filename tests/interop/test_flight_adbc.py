@@ -96,6 +96,14 @@ def test_parameters_types_and_null(conn, uname):
     assert query_rows(conn, f"SELECT count(*) FROM {t} WHERE s = ?", ("nope",)) == [(0,)]
 
 
+def test_prepare_reports_parameter_schema(conn):
+    with conn.cursor() as cur:
+        param_schema = cur.adbc_prepare("SELECT ?::INTEGER + 1 AS a, ?::VARCHAR AS b")
+        assert param_schema is not None and len(param_schema) == 2, param_schema
+        cur.execute("SELECT ?::INTEGER + 1 AS a, ?::VARCHAR AS b", (1, "x"))
+        assert cur.fetchall() == [(2, "x")]
+
+
 def test_prepared_statement_reused(conn):
     with conn.cursor() as cur:
         for i in range(5):
@@ -208,8 +216,10 @@ def test_ingest_catalog_and_schema(conn, uname):
     run(conn, f"CREATE DATABASE {db}")
     try:
         run(conn, f"CREATE SCHEMA {db}.staging")
+        # separate cursors: an ADBC statement keeps ingest options set by earlier calls
         with conn.cursor() as cur:
             cur.adbc_ingest("events", _sample(12), mode="create", catalog_name=db, db_schema_name="staging")
+        with conn.cursor() as cur:
             cur.adbc_ingest("events2", _sample(3), mode="create", catalog_name=db)
         assert query_rows(conn, f"SELECT count(*) FROM {db}.staging.events") == [(12,)]
         assert query_rows(conn, f"SELECT count(*) FROM {db}.main.events2") == [(3,)]

@@ -145,9 +145,11 @@ def test_database_header(client, uname):
         assert t.to_pylist() == [{"db": d}]
         sql(client, opts(auth, (b"database", d.encode())), "CREATE TABLE hdr_t AS SELECT 1 AS one")
         assert sql(client, opts(auth), f"SELECT one FROM {d}.main.hdr_t").to_pylist() == [{"one": 1}]
-        # the header does not change the session's database for later calls without it
+        # Pond applies the header like USE on the token's session (it sticks for later calls)
+        sql(client, opts(auth), 'USE "default"')
         assert sql(client, opts(auth), "SELECT current_database() AS db").to_pylist() == [{"db": "default"}]
     finally:
+        sql(client, opts(auth), 'USE "default"')
         sql(client, opts(auth), f"DROP DATABASE {d}")
 
 
@@ -207,6 +209,16 @@ def test_primary_and_foreign_keys(client, uname):
     assert (imported[0]["pk_table_name"], imported[0]["pk_column_name"], imported[0]["fk_table_name"], imported[0]["fk_column_name"]) == (p, "id", c, "pid")
     exported = fetch(client, opts(auth), fp.get_exported_keys(p, "default", "main")).to_pylist()
     assert [(r["fk_table_name"], r["fk_column_name"]) for r in exported] == [(c, "pid")]
+
+
+def test_cross_reference(client, uname):
+    auth = login(client)
+    p, c, other = uname("xr_parent"), uname("xr_child"), uname("xr_other")
+    sql(client, opts(auth), f"CREATE TABLE {p} (id INTEGER PRIMARY KEY)")
+    sql(client, opts(auth), f"CREATE TABLE {other} (id INTEGER PRIMARY KEY)")
+    sql(client, opts(auth), f"CREATE TABLE {c} (id INTEGER, pid INTEGER REFERENCES {p}(id), oid INTEGER REFERENCES {other}(id))")
+    rows = fetch(client, opts(auth), fp.get_cross_reference(p, c, "default", "main")).to_pylist()
+    assert [(r["pk_table_name"], r["pk_column_name"], r["fk_table_name"], r["fk_column_name"]) for r in rows] == [(p, "id", c, "pid")]
 
 
 def test_sql_info_and_xdbc_type_info(client):
@@ -277,6 +289,19 @@ def test_cancel_flight_info(client):
     assert err is not None, f"DoGet after CancelFlightInfo ended without an error after {rows} rows (silent truncation)"
     # and the session is free for the next statement
     assert sql(client, opts(auth, timeout=30), "SELECT 7 AS v").to_pylist() == [{"v": 7}]
+
+
+def test_cancel_query_action(client):
+    """The deprecated Flight SQL CancelQuery action (older JDBC drivers use it)."""
+    auth = login(client)
+    info = client.get_flight_info(
+        flight.FlightDescriptor.for_command(fp.statement_query("SELECT range AS i, md5(range::VARCHAR) AS h FROM range(5000000000)")), opts(auth))
+    results = list(client.do_action(flight.Action("CancelQuery", fp.cancel_query_request(info.serialize())), opts(auth)))
+    assert results
+    type_url, payload = fp.unpack_any(results[0].body.to_pybytes())
+    assert type_url.endswith("ActionCancelQueryResult"), type_url
+    assert fp.parse_fields(payload).get(1, [0])[0] in (1, 2)  # CANCELLED / CANCELLING
+    assert sql(client, opts(auth, timeout=30), "SELECT 8 AS v").to_pylist() == [{"v": 8}]
 
 
 def test_list_actions(client):

@@ -7,12 +7,16 @@ down in KNOWN_DIFFERENCES and asserted exactly (so a change in either direction 
 
 from __future__ import annotations
 
+import decimal
+import json
 import math
+import re
 
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.ipc as ipc
 import pytest
+import requests
 
 import flight_proto as fp
 from helpers import ADMIN, PASSWORD, Http, adbc_connect, query_rows, run
@@ -114,48 +118,51 @@ def reference_table(types_db, ext_dir):
     return table
 
 
-def _fetch_adbc(pond, db):
+def _fetch_adbc(pond, db, sql):
     c = adbc_connect(pond, database=db)
     try:
         with c.cursor() as cur:
-            cur.execute(SELECT)
+            cur.execute(sql)
             return cur.fetch_arrow_table()
     finally:
         c.close()
 
 
-def _fetch_flight_raw(pond, db):
+def _fetch_flight_raw(pond, db, sql):
     client = flight.FlightClient(pond.flight_uri)
     try:
         auth = client.authenticate_basic_token(ADMIN, PASSWORD)
         o = flight.FlightCallOptions(headers=[auth, (b"database", db.encode())])
-        info = client.get_flight_info(flight.FlightDescriptor.for_command(fp.statement_query(SELECT)), o)
+        info = client.get_flight_info(flight.FlightDescriptor.for_command(fp.statement_query(sql)), o)
         return pa.concat_tables(client.do_get(ep.ticket, o).read_all() for ep in info.endpoints)
     finally:
         client.close()
 
 
-def _fetch_http(pond, db):
-    r = Http(pond).query(SELECT, database=db, fmt="arrow")
+def _fetch_http(pond, db, sql):
+    r = Http(pond).query(sql, database=db, fmt="arrow")
     assert r.status_code == 200, r.text
     return ipc.open_stream(r.content).read_all()
 
 
-_cache: dict = {}
+FETCHERS = {"adbc": _fetch_adbc, "flight_raw": _fetch_flight_raw, "http_arrow": _fetch_http}
 
 
 @pytest.fixture(scope="module")
 def fetched(pond, types_db):
+    """fetched(transport) -> the whole table; fetched(transport, column) -> `id` plus that column,
+    so one failing type does not hide the others."""
     db, _ = types_db
+    cache: dict = {}
 
-    def get(transport: str) -> pa.Table:
-        if transport not in _cache:
-            fn = {"adbc": _fetch_adbc, "flight_raw": _fetch_flight_raw, "http_arrow": _fetch_http}[transport]
-            _cache[transport] = fn(pond, db)
-        return _cache[transport]
+    def get(transport: str, column: str | None = None) -> pa.Table:
+        key = (transport, column)
+        if key not in cache:
+            sql = SELECT if column is None else f"SELECT id, {column} FROM types_t ORDER BY id"
+            cache[key] = FETCHERS[transport](pond, db, sql)
+        return cache[key]
 
-    yield get
-    _cache.clear()
+    return get
 
 
 def _values_equal(got: pa.Array, want: pa.Array) -> bool:
@@ -207,7 +214,7 @@ def test_column_names_and_row_count(fetched, reference_table, transport):
 @pytest.mark.parametrize("column", [c[0] for c in COLUMNS])
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_type_round_trip(fetched, reference_table, transport, column):
-    got_field, got = _column(fetched(transport), column)
+    got_field, got = _column(fetched(transport, column), column)
     ref_field, want = _column(reference_table, column)
     known = KNOWN_DIFFERENCES.get((transport, column))
     if known is not None:
@@ -222,3 +229,144 @@ def test_type_round_trip(fetched, reference_table, transport, column):
             f"{transport} {column}: field metadata {got_field.metadata} != reference {ref_field.metadata}")
     assert _values_equal(got, want), f"{transport} {column}: values {_show(got)} != reference {_show(want)}"
     assert got.null_count == want.null_count
+
+
+# ----------------------------------------------------------------------------- HTTP JSON and CSV
+#
+# The text formats have no Arrow reference; DuckDB's own renderings are the reference:
+# `to_json(col)` for JSON and `COPY ... TO 'x.csv' (HEADER)` for CSV. Accepted, documented
+# representation choices of Pond are listed below and asserted exactly.
+
+TIMESTAMP_COLUMNS = {"c_timestamp", "c_timestamp_s", "c_timestamp_ms", "c_timestamp_ns", "c_timestamptz"}
+
+# Pond's JSON renders these differently from to_json(), on purpose.
+JSON_KNOWN_DIFFERENCES: dict[str, tuple[list, str]] = {
+    "c_blob": (["aabb00", "", None], "BLOB as lower-case hex"),
+    "c_json": (['{"a": 1}', "[1, 2, null]", None], "JSON values as strings holding the JSON text"),
+    "c_interval": (["14 mons 3 days 4 hours 5 mins 6.789000000 secs", "-1 days", None], "Arrow's interval text"),
+}
+# Pond's CSV renders these differently from DuckDB's COPY, on purpose.
+CSV_KNOWN_DIFFERENCES: dict[str, tuple[list[str], str]] = {
+    "c_blob": (["aabb00", '""', ""], "BLOB as lower-case hex"),
+    "c_interval": (["14 mons 3 days 4 hours 5 mins 6.789000000 secs", "-1 days", ""], "Arrow's interval text"),
+}
+NESTED_COLUMNS = {"c_list", "c_list_struct", "c_array", "c_struct", "c_map", "c_union"}
+
+TYPE_ALIASES = {
+    "TIMESTAMP WITH TIME ZONE": {"TIMESTAMPTZ"},
+    "TIME WITH TIME ZONE": {"TIMETZ"},
+    "BIGNUM": {"VARINT"},
+    "ENUM('sad', 'ok', 'happy')": {"mood", "ENUM"},
+}
+
+
+@pytest.fixture(scope="module")
+def reference_text(types_db, ext_dir, tmp_path_factory):
+    """{column: (DuckDB type name, [to_json values parsed], [CSV lines])} from in-process DuckDB."""
+    import duckdb
+
+    _, tz = types_db
+    con = duckdb.connect(config={"extension_directory": str(ext_dir)})
+    con.execute("LOAD icu")
+    con.execute(f"SET TimeZone = '{tz}'")
+    for stmt in setup_sql():
+        con.execute(stmt)
+    types = {name: ty for name, ty, *_ in con.execute("DESCRIBE types_t").fetchall()}
+    out = {}
+    tmp = tmp_path_factory.mktemp("csvref")
+    for name, *_ in COLUMNS:
+        js = [None if v is None else json.loads(v, parse_float=decimal.Decimal)
+              for (v,) in con.execute(f"SELECT to_json({name})::VARCHAR FROM types_t ORDER BY id").fetchall()]
+        path = tmp / f"{name}.csv"
+        con.execute(f"COPY (SELECT {name} FROM types_t ORDER BY id) TO '{path}' (HEADER)")
+        out[name] = (types[name], js, path.read_text().split("\n"))
+    con.close()
+    return out
+
+
+def _norm_json(v, column):
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"  # JSON has no NaN/Infinity: Pond sends strings, to_json bare tokens
+        if math.isinf(v):
+            return "Infinity" if v > 0 else "-Infinity"
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, (int, decimal.Decimal)):
+        return decimal.Decimal(v).normalize()
+    if isinstance(v, str):
+        if column in TIMESTAMP_COLUMNS:
+            v = v.replace("T", " ", 1)  # ISO 8601 'T' separator accepted
+            v = re.sub(r"(Z|[+-]00(:00)?)$", "+00", v)
+        return v
+    if isinstance(v, list):
+        return [_norm_json(x, column) for x in v]
+    if isinstance(v, dict):
+        return {k: _norm_json(x, column) for k, x in v.items()}
+    return v
+
+
+def _type_ok(got: str, duck: str) -> bool:
+    def n(t):
+        return t.replace('"', "").upper()
+
+    return n(got) == n(duck) or got in TYPE_ALIASES.get(duck, set())
+
+
+@pytest.mark.parametrize("column", [c[0] for c in COLUMNS])
+def test_http_json_column(pond, types_db, reference_text, column):
+    db, _ = types_db
+    r = Http(pond).query(f"SELECT {column} FROM types_t ORDER BY id", database=db, fmt="json")
+    assert r.status_code == 200, r.text
+    body = json.loads(r.text, parse_float=decimal.Decimal)
+    duck_type, want, _ = reference_text[column]
+    got_type = body["columns"][0]["type"]
+    got = [row[0] for row in body["data"]]
+    problems = []
+    if not _type_ok(got_type, duck_type):
+        problems.append(f"type {got_type!r} != DuckDB type {duck_type!r}")
+    if column in JSON_KNOWN_DIFFERENCES:
+        documented, why = JSON_KNOWN_DIFFERENCES[column]
+        if got != documented:
+            problems.append(f"values {got!r} != documented {documented!r} ({why})")
+    elif _norm_json(got, column) != _norm_json(want, column):
+        problems.append(f"values {got!r} != to_json {want!r}")
+    assert not problems, f"{column}: " + "; ".join(problems)
+
+
+@pytest.mark.parametrize("column", [c[0] for c in COLUMNS])
+def test_http_csv_column(pond, types_db, reference_text, column):
+    db, _ = types_db
+    try:
+        r = Http(pond).query(f"SELECT {column} FROM types_t ORDER BY id", database=db, fmt="csv")
+        text = r.text
+    except requests.exceptions.RequestException as e:
+        pytest.fail(f"{column}: CSV response aborted: {e!r}")
+    assert r.status_code == 200, text
+    lines = text.split("\n")
+    _, _, ref = reference_text[column]
+    assert lines[0] == column
+    assert len(lines) == 5 and lines[4] == "", f"expected header + 3 rows, got {lines!r}"
+    rows = lines[1:4]
+    # NULL must be an empty field; test_http_csv_null_vs_empty_string checks that it is not '""'
+    assert rows[2] in ("", '""'), f"{column}: NULL rendered as {rows[2]!r}"
+    rows[2] = ""
+    if column in CSV_KNOWN_DIFFERENCES:
+        documented, why = CSV_KNOWN_DIFFERENCES[column]
+        assert rows == documented, f"{column}: {rows!r} != documented {documented!r} ({why})"
+    elif column in NESTED_COLUMNS:
+        assert rows[0] and rows[1] is not None  # any faithful text; must not abort or be empty
+    else:
+        norm = (lambda x: x.replace("T", " ", 1)) if column in TIMESTAMP_COLUMNS else (lambda x: x)
+        got = [norm(x) for x in rows]
+        want = ref[1:4]
+        if column in ("c_double", "c_float"):
+            got, want = [x.lower() for x in got], [x.lower() for x in want]
+        assert got == want, f"{column}: CSV {rows!r} != DuckDB COPY {ref[1:4]!r}"
+
+
+def test_http_csv_null_vs_empty_string(pond):
+    """CSV must keep NULL (empty field) apart from the empty string ("") like DuckDB's COPY does."""
+    r = Http(pond).query("SELECT * FROM (VALUES (1, NULL), (2, ''), (3, 'x')) t(id, s) ORDER BY id", fmt="csv")
+    assert r.status_code == 200, r.text
+    assert r.text.split("\n")[1:4] == ["1,", '2,""', "3,x"], r.text

@@ -341,7 +341,11 @@ impl Session {
             }
             Ok(())
         });
+        // If the caller goes away while DuckDB is still working towards the
+        // first batch (client cancelled the call, disconnected), stop DuckDB.
+        let guard = StopOnDrop(Some(run.clone()));
         let first = rx.recv().await;
+        guard.disarm();
         let ok = matches!(first, Some(Msg::Schema(_)));
         metrics.query(self.protocol, started.elapsed().as_secs_f64(), ok);
         match first {
@@ -364,7 +368,7 @@ impl Session {
         }
         let started = Instant::now();
         let metrics = self.engine()?.metrics.clone();
-        let (_run, handle) = self.spawn(move |session, conn, _run| {
+        let (run, handle) = self.spawn(move |session, conn, _run| {
             let n = statements.len();
             let mut changed = 0i64;
             for (i, st) in statements.iter().enumerate() {
@@ -382,7 +386,9 @@ impl Session {
             }
             Ok(changed)
         });
+        let guard = StopOnDrop(Some(run));
         let r = handle.await.map_err(|e| Error::Internal(format!("worker failed: {e}")))?;
+        guard.disarm();
         metrics.query(self.protocol, started.elapsed().as_secs_f64(), r.is_ok());
         r
     }
@@ -669,6 +675,24 @@ impl Session {
         let r = handle.await.map_err(|e| Error::Internal(e.to_string()))?;
         metrics.query(self.protocol, started.elapsed().as_secs_f64(), r.is_ok());
         r
+    }
+}
+
+/// Stops a statement when dropped, unless disarmed: ties DuckDB's work to the
+/// lifetime of the request future that waits for it.
+struct StopOnDrop(Option<Arc<RunState>>);
+
+impl StopOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(run) = self.0.take() {
+            run.stop(StopReason::Cancelled);
+        }
     }
 }
 

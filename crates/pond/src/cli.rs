@@ -180,7 +180,10 @@ impl ServeArgs {
 /// Parses the command line, applying a `serve --config` TOML file to every
 /// setting that neither a flag nor an environment variable gave.
 pub fn parse() -> Result<Cli, String> {
-    let args: Vec<String> = std::env::args().collect();
+    parse_from(std::env::args().collect())
+}
+
+pub fn parse_from(args: Vec<String>) -> Result<Cli, String> {
     let matches = Cli::command().get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
     let Command::Serve(serve) = &cli.command else { return Ok(cli) };
@@ -224,4 +227,55 @@ pub fn parse() -> Result<Cli, String> {
     merged.extend_from_slice(&args[pos..]);
     let matches = Cli::command().try_get_matches_from(&merged).map_err(|e| e.to_string())?;
     Cli::from_arg_matches(&matches).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, String> {
+        let argv = std::iter::once("pond").chain(args.iter().copied()).map(String::from).collect();
+        match parse_from(argv)?.command {
+            Command::Serve(s) => Ok(s),
+            _ => Err("not serve".into()),
+        }
+    }
+
+    #[test]
+    fn config_file_fills_what_flags_do_not_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pond.toml");
+        std::fs::write(&file, "flight-addr = \"127.0.0.1:4000\"\nhttp_addr = \"127.0.0.1:4001\"\nmax-sessions = 7\nextensions = [\"icu\", \"tpch\"]\noffline = true\n").unwrap();
+        let cfg = file.to_str().unwrap();
+        let s = serve(&["serve", "--config", cfg]).unwrap();
+        assert_eq!(s.listen.flight_addr.port(), 4000);
+        assert_eq!(s.listen.http_addr.port(), 4001);
+        assert_eq!(s.engine.max_sessions, 7);
+        assert_eq!(s.engine.extensions, vec!["icu", "tpch"]);
+        assert!(s.engine.offline);
+        // A flag wins over the file.
+        let s = serve(&["serve", "--config", cfg, "--flight-addr", "127.0.0.1:5000"]).unwrap();
+        assert_eq!(s.listen.flight_addr.port(), 5000);
+        assert_eq!(s.listen.http_addr.port(), 4001);
+    }
+
+    #[test]
+    fn config_file_errors_name_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pond.toml");
+        std::fs::write(&file, "flight-adr = \"x\"\n").unwrap();
+        let e = serve(&["serve", "--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("unknown setting 'flight-adr'"), "{e}");
+        std::fs::write(&file, "flight-addr = \"not an address\"\n").unwrap();
+        let e = serve(&["serve", "--config", file.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("flight-addr"), "{e}");
+    }
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let s = serve(&["serve"]).unwrap();
+        assert_eq!(s.listen.flight_addr.to_string(), "127.0.0.1:32010");
+        assert_eq!(s.listen.http_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.data_dir, PathBuf::from("./pond-data"));
+    }
 }

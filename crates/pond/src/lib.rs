@@ -214,9 +214,10 @@ impl Server {
 
         // Close sessions that have been idle too long.
         let reaper_engine = engine.clone();
+        let every = (config.engine.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(10));
         let mut rx = stop_rx.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     _ = tick.tick() => { reaper_engine.reap_idle_sessions(); }

@@ -132,8 +132,8 @@ impl Shell {
 fn message(e: &impl std::fmt::Display) -> String {
     let s = e.to_string();
     // Tonic wraps the server's message; show just the message.
-    match s.find("message: \"") {
-        Some(i) => s[i + 10..].split("\", ").next().unwrap_or(&s).to_string(),
-        None => s,
-    }
+    let Some(i) = s.find("message: \"") else { return s };
+    let rest = &s[i + 10..];
+    let end = rest.find("\", ").or_else(|| rest.rfind('"')).unwrap_or(rest.len());
+    rest[..end].replace("\\n", "\n").replace("\\\"", "\"")
 }

@@ -248,3 +248,31 @@ async fn bulk_ingest_creates_and_appends() {
     let _ = StringArray::from(vec!["unused"]).len();
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cancelling_the_call_interrupts_duckdb() {
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    // The client gives up on a query that would run for minutes.
+    let slow = c.execute("SELECT count(*) FROM range(1000000000000) a".into(), None);
+    assert!(tokio::time::timeout(Duration::from_millis(500), slow).await.is_err());
+    // The same session runs its next statement at once: DuckDB was interrupted,
+    // not left running with the session's connection.
+    let started = Instant::now();
+    assert_eq!(column_strings(&query(&mut c, "SELECT 'next'").await.unwrap(), 0), vec!["next"]);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn idle_sessions_are_closed() {
+    let s = TestServer::start_with(|b| b.idle_timeout(Duration::from_millis(200))).await;
+    let mut c = s.flight().await;
+    query(&mut c, "CREATE TEMP TABLE scratch AS SELECT 1 AS x").await.unwrap();
+    assert_eq!(s.server().engine().session_count(), 1);
+    crate::eventually(|| s.server().engine().session_count() == 0, "idle session to close").await;
+    // The token still authenticates; a fresh session has none of the old state.
+    let e = query(&mut c, "SELECT * FROM scratch").await.unwrap_err().to_string();
+    assert!(e.contains("scratch"), "{e}");
+    s.stop().await;
+}
