@@ -161,3 +161,61 @@ pub fn duckdb_type(dt: &DataType) -> Result<String> {
         other => return Err(Error::InvalidRequest(format!("cannot ingest Arrow type {other}"))),
     })
 }
+
+/// DuckDB's name for a result column's logical type ("HUGEINT", "DECIMAL(18,3)",
+/// "INTEGER[]", "STRUCT(a INTEGER)", "JSON", …). Enum members and fixed array
+/// sizes are not exposed by the C API, so those print as "ENUM" and "T[]".
+pub fn logical_type_name(lt: &duckdb::core::LogicalTypeHandle) -> String {
+    use duckdb::core::LogicalTypeId as Id;
+    if let Some(alias) = lt.get_alias() {
+        return alias;
+    }
+    let children = |lt: &duckdb::core::LogicalTypeHandle| -> Vec<String> {
+        (0..lt.num_children())
+            .map(|i| format!("{} {}", crate::sql::quote_ident(&lt.child_name(i)), logical_type_name(&lt.child(i))))
+            .collect()
+    };
+    match lt.try_id() {
+        Ok(id) => match id {
+            Id::Boolean => "BOOLEAN".into(),
+            Id::Tinyint => "TINYINT".into(),
+            Id::Smallint => "SMALLINT".into(),
+            Id::Integer => "INTEGER".into(),
+            Id::Bigint => "BIGINT".into(),
+            Id::UTinyint => "UTINYINT".into(),
+            Id::USmallint => "USMALLINT".into(),
+            Id::UInteger => "UINTEGER".into(),
+            Id::UBigint => "UBIGINT".into(),
+            Id::Hugeint => "HUGEINT".into(),
+            Id::UHugeint => "UHUGEINT".into(),
+            Id::Float => "FLOAT".into(),
+            Id::Double => "DOUBLE".into(),
+            Id::Decimal => format!("DECIMAL({},{})", lt.decimal_width(), lt.decimal_scale()),
+            Id::Varchar => "VARCHAR".into(),
+            Id::Blob => "BLOB".into(),
+            Id::Date => "DATE".into(),
+            Id::Time => "TIME".into(),
+            Id::TimeNs => "TIME_NS".into(),
+            Id::TimeTZ => "TIME WITH TIME ZONE".into(),
+            Id::Timestamp => "TIMESTAMP".into(),
+            Id::TimestampS => "TIMESTAMP_S".into(),
+            Id::TimestampMs => "TIMESTAMP_MS".into(),
+            Id::TimestampNs => "TIMESTAMP_NS".into(),
+            Id::TimestampTZ => "TIMESTAMP WITH TIME ZONE".into(),
+            Id::Interval => "INTERVAL".into(),
+            Id::Uuid => "UUID".into(),
+            Id::Enum => "ENUM".into(),
+            Id::Bit => "BIT".into(),
+            Id::Bignum => "BIGNUM".into(),
+            Id::List | Id::Array => format!("{}[]", logical_type_name(&lt.child(0))),
+            Id::Struct => format!("STRUCT({})", children(lt).join(", ")),
+            Id::Union => format!("UNION({})", children(lt).join(", ")),
+            Id::Map => format!("MAP({}, {})", logical_type_name(&lt.child(0)), logical_type_name(&lt.child(1))),
+            Id::SqlNull => "NULL".into(),
+            Id::Geometry => "GEOMETRY".into(),
+            Id::Variant => "VARIANT".into(),
+            other => format!("{other:?}").to_uppercase(),
+        },
+        Err(raw) => format!("TYPE#{raw}"),
+    }
+}

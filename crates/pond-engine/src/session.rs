@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::engine::Inner;
 use crate::error::{Error, Result};
-use crate::params::{duckdb_type, ParamRows};
+use crate::params::{duckdb_type, logical_type_name, ParamRows};
 use crate::sql::{self, quote_ident, PondStatement, Statement};
 
 /// Batches buffered between DuckDB and the network per running statement.
@@ -87,7 +87,8 @@ impl RunState {
 }
 
 enum Msg {
-    Schema(SchemaRef),
+    /// The result schema and DuckDB's type name of every column.
+    Schema(SchemaRef, Arc<Vec<String>>),
     Batch(RecordBatch),
     Error(Error),
 }
@@ -97,6 +98,7 @@ enum Msg {
 /// stops DuckDB.
 pub struct QueryStream {
     schema: SchemaRef,
+    duckdb_types: Arc<Vec<String>>,
     rx: mpsc::Receiver<Msg>,
     run: Arc<RunState>,
     done: bool,
@@ -105,6 +107,12 @@ pub struct QueryStream {
 impl QueryStream {
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
+    }
+
+    /// DuckDB's type name of each column (Arrow types lose some: UUID, JSON,
+    /// HUGEINT vs DECIMAL(38,0), UHUGEINT, BIT, ENUM).
+    pub fn duckdb_types(&self) -> Arc<Vec<String>> {
+        self.duckdb_types.clone()
     }
 
     /// Reads the whole result into memory (for small, internal results).
@@ -130,7 +138,7 @@ impl Stream for QueryStream {
                 self.done = true;
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(Some(Msg::Schema(_))) => Poll::Ready(Some(Err(Error::Internal("schema sent twice".into())))),
+            Poll::Ready(Some(Msg::Schema(..))) => Poll::Ready(Some(Err(Error::Internal("schema sent twice".into())))),
             Poll::Ready(None) => {
                 self.done = true;
                 Poll::Ready(None)
@@ -346,10 +354,10 @@ impl Session {
         let guard = StopOnDrop(Some(run.clone()));
         let first = rx.recv().await;
         guard.disarm();
-        let ok = matches!(first, Some(Msg::Schema(_)));
+        let ok = matches!(first, Some(Msg::Schema(..)));
         metrics.query(self.protocol, started.elapsed().as_secs_f64(), ok);
         match first {
-            Some(Msg::Schema(schema)) => Ok(QueryStream { schema, rx, run, done: false }),
+            Some(Msg::Schema(schema, duckdb_types)) => Ok(QueryStream { schema, duckdb_types, rx, run, done: false }),
             Some(Msg::Error(e)) => Err(e),
             Some(Msg::Batch(_)) => Err(Error::Internal("batch before schema".into())),
             None => Err(run.stop_error().unwrap_or_else(|| Error::Internal("statement ended without a result".into()))),
@@ -779,7 +787,8 @@ fn produce(
             Statement::Pond(p) => {
                 let batch = session.run_pond(conn, p)?;
                 if last {
-                    send(run, tx, Msg::Schema(batch.schema()))?;
+                    let types = batch.schema().fields().iter().map(|f| duckdb_type(f.data_type()).unwrap_or_else(|_| f.data_type().to_string())).collect();
+                    send(run, tx, Msg::Schema(batch.schema(), Arc::new(types)))?;
                     if batch.num_rows() > 0 {
                         send(run, tx, Msg::Batch(batch))?;
                     }
@@ -795,8 +804,9 @@ fn produce(
                 for row in &rows {
                     drop(stmt.stream_arrow(duckdb::params_from_iter(row.iter()))?);
                     let schema = stmt.schema();
+                    let types: Vec<String> = (0..schema.fields().len()).map(|i| logical_type_name(&stmt.column_logical_type(i))).collect();
                     session.track_transaction(st);
-                    stream_result(&stmt, &schema, run, tx, batch_bytes, !schema_sent)?;
+                    stream_result(&stmt, &schema, Arc::new(types), run, tx, batch_bytes, !schema_sent)?;
                     schema_sent = true;
                 }
             }
@@ -812,9 +822,11 @@ fn produce(
 /// Streams DuckDB's chunks, coalesced to about `batch_bytes` per batch. The
 /// first chunk is fetched before the schema is announced, so execution errors
 /// reach the caller as errors of the request rather than of the stream.
+#[allow(clippy::too_many_arguments)]
 fn stream_result(
     stmt: &duckdb::Statement<'_>,
     schema: &SchemaRef,
+    types: Arc<Vec<String>>,
     run: &RunState,
     tx: &mpsc::Sender<Msg>,
     batch_bytes: usize,
@@ -822,7 +834,7 @@ fn stream_result(
 ) -> Result<()> {
     let first = next_batch(stmt, schema)?;
     if announce {
-        send(run, tx, Msg::Schema(schema.clone()))?;
+        send(run, tx, Msg::Schema(schema.clone(), types))?;
     }
     let Some(first) = first else { return Ok(()) };
     let per_row = (first.get_array_memory_size() / first.num_rows().max(1)).max(1);

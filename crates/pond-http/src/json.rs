@@ -1,10 +1,112 @@
-//! Arrow values as JSON text, written straight into the response buffer.
-//! Numbers stay numbers (decimals keep every digit), nested lists, structs
-//! and maps become arrays and objects, everything else is DuckDB-style text.
+//! Arrow values as JSON and CSV text, written straight into the response
+//! buffer. Numbers stay numbers (decimals keep every digit), nested lists,
+//! structs and maps become arrays and objects, everything else is DuckDB-style
+//! text. Where Arrow loses DuckDB's type (UHUGEINT arrives as DECIMAL(38,0),
+//! BIT as BLOB), the column's DuckDB type name restores the value.
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::*;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
+
+/// How to render a column whose Arrow type does not tell the whole story.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Plain,
+    /// DuckDB UHUGEINT exported as Decimal128(38,0): the bits are a u128.
+    UHugeint,
+    /// DuckDB BIT exported as a blob: first byte = padding bits.
+    Bit,
+}
+
+impl Kind {
+    pub fn from_duckdb_type(t: &str) -> Self {
+        match t {
+            "UHUGEINT" => Kind::UHugeint,
+            "BIT" => Kind::Bit,
+            _ => Kind::Plain,
+        }
+    }
+}
+
+/// Writes value `i` of `a` as JSON, with a hint from the DuckDB type.
+pub fn write_typed(out: &mut String, a: &dyn Array, i: usize, kind: Kind) {
+    if !a.is_null(i) {
+        if let Some(text) = special(a, i, kind) {
+            match kind {
+                Kind::UHugeint => out.push_str(&text),
+                _ => string(out, &text),
+            }
+            return;
+        }
+    }
+    write_value(out, a, i)
+}
+
+fn special(a: &dyn Array, i: usize, kind: Kind) -> Option<String> {
+    match (kind, a.data_type()) {
+        (Kind::UHugeint, DataType::Decimal128(_, 0)) => Some((a.as_primitive::<Decimal128Type>().value(i) as u128).to_string()),
+        (Kind::Bit, DataType::Binary) => Some(bit_string(a.as_binary::<i32>().value(i))),
+        (Kind::Bit, DataType::LargeBinary) => Some(bit_string(a.as_binary::<i64>().value(i))),
+        _ => None,
+    }
+}
+
+/// DuckDB's BIT layout: one byte with the number of padding bits, then the bits.
+fn bit_string(bytes: &[u8]) -> String {
+    let Some((&padding, rest)) = bytes.split_first() else { return String::new() };
+    let mut s = String::with_capacity(rest.len() * 8);
+    for b in rest {
+        for k in (0..8).rev() {
+            s.push(if b >> k & 1 == 1 { '1' } else { '0' });
+        }
+    }
+    s.split_off((padding as usize).min(s.len()))
+}
+
+/// Writes value `i` of `a` as a CSV field (DuckDB's text form; NULL is empty,
+/// an empty string is `""`; nested values are written as JSON).
+pub fn write_csv_field(out: &mut String, a: &dyn Array, i: usize, kind: Kind) {
+    if a.is_null(i) {
+        return;
+    }
+    let text = match (special(a, i, kind), a.data_type()) {
+        (Some(t), _) => t,
+        (None, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) | DataType::Struct(_) | DataType::Map(_, _)) => {
+            let mut s = String::new();
+            write_value(&mut s, a, i);
+            s
+        }
+        (None, DataType::Decimal128(_, _) | DataType::Decimal256(_, _)) => decimal(a, i),
+        (None, _) => display(a, i),
+    };
+    if text.is_empty() || text.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&text.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(&text);
+    }
+}
+
+/// Exact decimal text from the stored integer (no rounding to the precision).
+fn decimal(a: &dyn Array, i: usize) -> String {
+    let (digits, scale) = match a.data_type() {
+        DataType::Decimal128(_, s) => (a.as_primitive::<Decimal128Type>().value(i).to_string(), *s),
+        DataType::Decimal256(_, s) => (a.as_primitive::<Decimal256Type>().value(i).to_string(), *s),
+        _ => return display(a, i),
+    };
+    if scale <= 0 {
+        return format!("{digits}{}", "0".repeat((-scale) as usize));
+    }
+    let (sign, digits) = match digits.strip_prefix('-') {
+        Some(d) => ("-", d.to_string()),
+        None => ("", digits),
+    };
+    let scale = scale as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    format!("{sign}{int}.{frac}")
+}
 
 /// Writes value `i` of `a` as JSON.
 pub fn write_value(out: &mut String, a: &dyn Array, i: usize) {
@@ -30,7 +132,7 @@ pub fn write_value(out: &mut String, a: &dyn Array, i: usize) {
         DataType::UInt64 => num!(UInt64Type),
         DataType::Float32 => float(out, a.as_primitive::<Float32Type>().value(i) as f64),
         DataType::Float64 => float(out, a.as_primitive::<Float64Type>().value(i)),
-        DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => out.push_str(&display(a, i)),
+        DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => out.push_str(&decimal(a, i)),
         DataType::Utf8 => string(out, a.as_string::<i32>().value(i)),
         DataType::LargeUtf8 => string(out, a.as_string::<i64>().value(i)),
         DataType::Utf8View => string(out, a.as_string_view().value(i)),
@@ -93,7 +195,11 @@ fn float(out: &mut String, v: f64) {
 }
 
 fn display(a: &dyn Array, i: usize) -> String {
-    let opts = FormatOptions::default().with_null("null");
+    // DuckDB's own text forms: "2024-01-02 03:04:05.123456", "…+00".
+    let opts = FormatOptions::default()
+        .with_null("null")
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:::z"));
     match ArrayFormatter::try_new(a, &opts) {
         Ok(f) => f.value(i).to_string(),
         Err(_) => String::new(),
@@ -143,6 +249,22 @@ mod tests {
         assert_eq!(render(&StringArray::from(vec!["a\"b\n"])), vec!["\"a\\\"b\\n\""]);
         let d = Decimal128Array::from(vec![12345]).with_precision_and_scale(10, 2).unwrap();
         assert_eq!(render(&d), vec!["123.45"]);
+    }
+
+    #[test]
+    fn exact_decimals_bits_and_uhugeint() {
+        let d = Decimal128Array::from(vec![i128::MAX, -5]).with_precision_and_scale(38, 0).unwrap();
+        assert_eq!(render(&d), vec![i128::MAX.to_string(), "-5".to_string()]);
+        let d = Decimal128Array::from(vec![-5]).with_precision_and_scale(10, 3).unwrap();
+        assert_eq!(render(&d), vec!["-0.005"]);
+        let u = Decimal128Array::from(vec![-1]).with_precision_and_scale(38, 0).unwrap();
+        let mut s = String::new();
+        write_typed(&mut s, &u, 0, Kind::UHugeint);
+        assert_eq!(s, u128::MAX.to_string());
+        assert_eq!(bit_string(&[3, 0xf6]), "10110");
+        let mut csv = String::new();
+        write_csv_field(&mut csv, &StringArray::from(vec![""]), 0, Kind::Plain);
+        assert_eq!(csv, "\"\"");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use pond_engine::QueryStream;
 use serde::Deserialize;
 
-use crate::json::{string, write_value};
+use crate::json::{string, write_csv_field, write_typed, Kind};
 use crate::{HttpError, HttpState};
 
 #[derive(Debug, Deserialize)]
@@ -89,9 +89,13 @@ fn io_err(e: impl std::fmt::Display) -> std::io::Error {
 /// of rows per batch, then the trailer with counts and timing.
 fn json_body(stream: QueryStream, started: Instant) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let schema = stream.schema();
-    let header = json_header(&schema);
+    let types = stream.duckdb_types();
+    let header = json_header(&schema, &types);
+    let kinds: Vec<Kind> = types.iter().map(|t| Kind::from_duckdb_type(t)).collect();
     let state = (stream, Some(header), 0usize, false, started);
-    futures::stream::unfold(state, |(mut stream, header, mut rows, mut done, started)| async move {
+    futures::stream::unfold(state, move |(mut stream, header, mut rows, mut done, started)| {
+        let kinds = kinds.clone();
+        async move {
         if let Some(h) = header {
             return Some((Ok(Bytes::from(h)), (stream, None, rows, done, started)));
         }
@@ -110,7 +114,7 @@ fn json_body(stream: QueryStream, started: Instant) -> impl futures::Stream<Item
                         if c > 0 {
                             out.push(',');
                         }
-                        write_value(&mut out, col.as_ref(), r);
+                        write_typed(&mut out, col.as_ref(), r, kinds.get(c).copied().unwrap_or(Kind::Plain));
                     }
                     out.push(']');
                 }
@@ -130,10 +134,11 @@ fn json_body(stream: QueryStream, started: Instant) -> impl futures::Stream<Item
                 Some((Ok(Bytes::from(trailer)), (stream, None, rows, done, started)))
             }
         }
+        }
     })
 }
 
-fn json_header(schema: &SchemaRef) -> String {
+fn json_header(schema: &SchemaRef, types: &[String]) -> String {
     let mut out = String::from("{\"columns\":[");
     for (i, f) in schema.fields().iter().enumerate() {
         if i > 0 {
@@ -142,7 +147,7 @@ fn json_header(schema: &SchemaRef) -> String {
         out.push_str("{\"name\":");
         string(&mut out, f.name());
         out.push_str(",\"type\":");
-        let t = pond_engine::params::duckdb_type(f.data_type()).unwrap_or_else(|_| f.data_type().to_string());
+        let t = types.get(i).cloned().unwrap_or_else(|| f.data_type().to_string());
         string(&mut out, &t);
         out.push('}');
     }
@@ -183,6 +188,7 @@ fn arrow_body(stream: QueryStream) -> impl futures::Stream<Item = Result<Bytes, 
 
 fn csv_body(stream: QueryStream) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send {
     let schema = stream.schema();
+    let kinds: Vec<Kind> = stream.duckdb_types().iter().map(|t| Kind::from_duckdb_type(t)).collect();
     // The header comes first even for empty results.
     let mut header = String::new();
     for (i, f) in schema.fields().iter().enumerate() {
@@ -192,14 +198,19 @@ fn csv_body(stream: QueryStream) -> impl futures::Stream<Item = Result<Bytes, st
         header.push_str(&csv_field(f.name()));
     }
     header.push('\n');
-    futures::stream::once(async move { Ok(Bytes::from(header)) }).chain(stream.map(|r| {
+    futures::stream::once(async move { Ok(Bytes::from(header)) }).chain(stream.map(move |r| {
         let batch: RecordBatch = r.map_err(io_err)?;
-        let mut buf = Vec::new();
-        {
-            let mut w = arrow_csv::WriterBuilder::new().with_header(false).build(&mut buf);
-            w.write(&batch).map_err(io_err)?;
+        let mut out = String::with_capacity(batch.num_rows() * 16);
+        for row in 0..batch.num_rows() {
+            for (c, col) in batch.columns().iter().enumerate() {
+                if c > 0 {
+                    out.push(',');
+                }
+                write_csv_field(&mut out, col.as_ref(), row, kinds.get(c).copied().unwrap_or(Kind::Plain));
+            }
+            out.push('\n');
         }
-        Ok(Bytes::from(buf))
+        Ok(Bytes::from(out))
     }))
 }
 
