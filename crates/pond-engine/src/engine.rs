@@ -298,6 +298,15 @@ impl Engine {
         Ok(session)
     }
 
+    /// [`Engine::open_session`] on the blocking pool: opening a connection
+    /// takes DuckDB locks, which must not stall the async workers.
+    pub async fn open_session_async(&self, identity: Identity, protocol: &'static str, database: Option<String>, register: bool) -> Result<Arc<Session>> {
+        let engine = self.clone();
+        tokio::task::spawn_blocking(move || engine.open_session(identity, protocol, database.as_deref(), register))
+            .await
+            .map_err(|e| Error::Internal(format!("worker failed: {e}")))?
+    }
+
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.inner.sessions.lock().get(id).cloned();
         if let Some(s) = &s {

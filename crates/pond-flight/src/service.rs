@@ -82,7 +82,7 @@ impl PondFlightService {
     /// The session of a call; honours a `database` header selecting the database.
     async fn session(&self, md: &MetadataMap) -> Result<Arc<Session>, Status> {
         let (token, identity) = self.authenticate(md)?;
-        let session = self.sessions.session_for(&token, &identity).map_err(to_status)?;
+        let session = self.sessions.session_for(&token, &identity).await.map_err(to_status)?;
         if let Some(db) = md.get("database").and_then(|v| v.to_str().ok()) {
             if !db.eq_ignore_ascii_case(&session.current_database()) {
                 session.set_database(db, None).await.map_err(to_status)?;
@@ -261,7 +261,7 @@ impl FlightSqlService for PondFlightService {
                 auth_status(e)
             })?;
         let token = self.auth.issue_token(&identity);
-        self.sessions.session_for(&token, &identity).map_err(to_status)?;
+        self.sessions.session_for(&token, &identity).await.map_err(to_status)?;
         tracing::debug!(user = %identity.user, "flight handshake");
         let payload = HandshakeResponse { protocol_version: 0, payload: token.clone().into_bytes().into() };
         let mut resp = Response::new(Box::pin(futures::stream::iter(vec![Ok(payload)])) as BoxStream<HandshakeResponse>);

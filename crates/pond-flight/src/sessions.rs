@@ -40,7 +40,7 @@ impl Sessions {
 
     /// The session of a bearer token, opened on first use (or again after it
     /// was closed for being idle).
-    pub fn session_for(&self, token: &str, identity: &Identity) -> pond_engine::Result<Arc<Session>> {
+    pub async fn session_for(&self, token: &str, identity: &Identity) -> pond_engine::Result<Arc<Session>> {
         let key = digest(token);
         if let Some(id) = self.by_token.lock().get(&key).cloned() {
             if let Some(s) = self.engine.session(&id) {
@@ -49,7 +49,7 @@ impl Sessions {
                 }
             }
         }
-        let s = self.engine.open_session(identity.clone(), "flight", None, true)?;
+        let s = self.engine.open_session_async(identity.clone(), "flight", None, true).await?;
         self.by_token.lock().insert(key, s.id.clone());
         Ok(s)
     }

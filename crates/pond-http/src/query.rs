@@ -57,7 +57,7 @@ pub async fn query(State(state): State<HttpState>, headers: HeaderMap, body: Res
         other => return Err(HttpError::bad_request(format!("unknown format '{other}' in field 'format' (json, arrow, csv)"))),
     };
     let started = Instant::now();
-    let session = state.engine.open_session(identity, "http", req.database.as_deref(), false)?;
+    let session = state.engine.open_session_async(identity, "http", req.database.clone(), false).await?;
     let stream = session.query(&req.sql, None).await?;
     let metrics = state.engine.metrics().clone();
     let body_stream = match format {
