@@ -503,6 +503,11 @@ impl Session {
             _ => None,
         };
         let param_count = match single {
+            // Without '?' or '$' there can be no parameters: skip DuckDB's
+            // prepare here (it runs when the statement executes, and errors
+            // surface then). Saves a round trip to the blocking pool per
+            // `cursor.execute` from drivers that always prepare (ADBC, JDBC).
+            Some(text) if !text.contains(['?', '$']) => 0,
             Some(text) => {
                 let (_r, h) = self.spawn(move |_, conn, _| {
                     let stmt = conn.prepare(&text)?;
