@@ -60,6 +60,19 @@ impl PondFlightService {
     pub fn new(engine: Engine, auth: Arc<Authenticator>, options: FlightOptions) -> Self {
         let sql_info = Arc::new(metadata::sql_info(env!("CARGO_PKG_VERSION"), &engine.duckdb_version()));
         let sessions = Arc::new(Sessions::new(engine.clone(), options.unfetched_result_ttl));
+        // Results parked by GetFlightInfo and never fetched hold a session's
+        // connection; drop them once they expire.
+        let weak = Arc::downgrade(&sessions);
+        let every = (options.unfetched_result_ttl / 4).max(std::time::Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match weak.upgrade() {
+                    Some(s) => s.sweep(),
+                    None => break,
+                }
+            }
+        });
         Self { engine, auth, sessions, options, sql_info, xdbc: Arc::new(metadata::xdbc_type_info()) }
     }
 

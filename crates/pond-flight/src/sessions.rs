@@ -67,6 +67,19 @@ impl Sessions {
         handle
     }
 
+    /// Drops results nobody fetched in time (their statements stop).
+    pub fn sweep(&self) {
+        let ttl = self.ttl;
+        let expired: Vec<Parked> = {
+            let mut parked = self.parked.lock();
+            let keys: Vec<Vec<u8>> = parked.iter().filter(|(_, p)| p.at.elapsed() >= ttl).map(|(k, _)| k.clone()).collect();
+            keys.iter().filter_map(|k| parked.remove(k)).collect()
+        };
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "dropped results that were never fetched");
+        }
+    }
+
     pub fn take(&self, handle: &[u8], session_id: &str) -> Option<ParkedResult> {
         let mut parked = self.parked.lock();
         match parked.get(handle) {
