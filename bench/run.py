@@ -276,11 +276,10 @@ def bench_fetch(server: PondServer, ref_db: Path, ext_dir: Path, reps: int, quic
     out: dict = {"query": q}
 
     ref = duckdb.connect(str(ref_db), read_only=True, config={"extension_directory": str(ext_dir)})
-    times, table = timed(lambda: ref.execute(q).to_arrow_table(), reps)
-    rows = table.num_rows
+    times, ref_table = timed(lambda: ref.execute(q).to_arrow_table(), reps)
+    rows = ref_table.num_rows
     out["rows"] = rows
-    out["arrow_bytes"] = table.nbytes
-    del table
+    out["arrow_bytes"] = ref_table.nbytes
     ref.close()
     out["inprocess_duckdb"] = summary(times)
     log(f"in-process duckdb: {rows} rows, median {statistics.median(times):.3f}s")
@@ -296,7 +295,10 @@ def bench_fetch(server: PondServer, ref_db: Path, ext_dir: Path, reps: int, quic
         try:
             times, t = timed(run, reps)
             assert t.num_rows == rows, (t.num_rows, rows)
-            return summary(times)
+            res = summary(times)
+            # same schema and values as in-process DuckDB (lineitem is ordered by dbgen)
+            res["identical_to_inprocess"] = t.schema.equals(ref_table.schema) and t.equals(ref_table)
+            return res
         finally:
             conn.close()
 
@@ -328,6 +330,7 @@ def bench_fetch(server: PondServer, ref_db: Path, ext_dir: Path, reps: int, quic
         out["pond_pyarrow_flight"] = {"error": repr(e)}
     client.close()
 
+    ref_table = None  # free ~1 GB before the next section
     base = out["inprocess_duckdb"]["median_s"]
     out["ratio_pond_adbc_vs_inprocess"] = out["pond_adbc"]["median_s"] / base
     out["goal_ratio"] = 1.3
@@ -377,7 +380,8 @@ def bench_latency(server: PondServer, n: int) -> dict:
     return res
 
 
-def bench_doget(server: PondServer, quick: bool) -> dict:
+def bench_doget(server: PondServer, ref_db: Path, ext_dir: Path, quick: bool) -> dict:
+    import duckdb
     import pyarrow.flight as flight
 
     import flight_proto as fp
@@ -387,6 +391,7 @@ def bench_doget(server: PondServer, quick: bool) -> dict:
     auth = client.authenticate_basic_token("admin", PASSWORD)
     o = flight.FlightCallOptions(headers=[auth, (b"database", b"tpch")])
     conn = adbc_connect(server, database="tpch")
+    ref = duckdb.connect(str(ref_db), read_only=True, config={"extension_directory": str(ext_dir)})
     for n, reps in ((1_000, 30 if quick else 100), (10_000, 20 if quick else 50), (100_000, 8 if quick else 20)):
         q = f"SELECT * FROM lineitem LIMIT {n}"
         total, doget_only = [], []
@@ -408,14 +413,18 @@ def bench_doget(server: PondServer, quick: bool) -> dict:
 
         adbc_times, t = timed(adbc_run, reps, warmup=2)
         assert t.num_rows == n
+        inproc_times, t = timed(lambda: ref.execute(q).to_arrow_table(), reps, warmup=2)
+        assert t.num_rows == n
         out[f"{n}"] = {
             "rows": n, "reps": reps,
             "pyarrow_flight_total_ms_median": statistics.median(total) * 1e3,
             "pyarrow_flight_doget_ms_median": statistics.median(doget_only) * 1e3,
             "adbc_ms_median": statistics.median(adbc_times) * 1e3,
+            "inprocess_ms_median": statistics.median(inproc_times) * 1e3,
             "rows_per_s_pyarrow_flight": n / statistics.median(total),
         }
         log(f"DoGet {n} rows: flight {statistics.median(total) * 1e3:.2f} ms, adbc {statistics.median(adbc_times) * 1e3:.2f} ms")
+    ref.close()
     conn.close()
     client.close()
     return out
@@ -522,7 +531,8 @@ def markdown(res: dict) -> str:
             lines.append(row("Quack (duckdb client, ATTACH)", q["quack"]))
         else:
             lines.append(f"| Quack | skipped: {q.get('skipped', q.get('error', '-'))} | - |")
-        lines += ["", f"Pond ADBC / in-process: **{f['ratio_pond_adbc_vs_inprocess']:.2f}x** (goal <= {f['goal_ratio']}x)."]
+        lines += ["", f"Pond ADBC / in-process: **{f['ratio_pond_adbc_vs_inprocess']:.2f}x** (goal <= {f['goal_ratio']}x). "
+                  f"Result identical to in-process (schema and values): {f['pond_adbc'].get('identical_to_inprocess')}."]
         if "ratio_quack_vs_pond_adbc" in q:
             lines.append(f"Quack / Pond ADBC: **{q['ratio_quack_vs_pond_adbc']:.2f}x** (>1 means Pond is faster).")
         lines.append("")
@@ -539,11 +549,11 @@ def markdown(res: dict) -> str:
     dg = res.get("doget")
     if dg and "error" not in dg:
         lines += ["## 4. Small and medium results (`SELECT * FROM lineitem LIMIT n`)", "",
-                  "| Rows | GetFlightInfo+DoGet (pyarrow.flight) | DoGet only | ADBC execute+fetch | rows/s (pyarrow.flight) |",
-                  "|---|---|---|---|---|"]
+                  "| Rows | GetFlightInfo+DoGet (pyarrow.flight) | DoGet only | ADBC execute+fetch | in-process duckdb | rows/s (pyarrow.flight) |",
+                  "|---|---|---|---|---|---|"]
         for k, d in dg.items():
             lines.append(f"| {d['rows']:,} | {d['pyarrow_flight_total_ms_median']:.2f} ms | {d['pyarrow_flight_doget_ms_median']:.2f} ms | "
-                         f"{d['adbc_ms_median']:.2f} ms | {d['rows_per_s_pyarrow_flight']:,.0f} |")
+                         f"{d['adbc_ms_median']:.2f} ms | {d['inprocess_ms_median']:.2f} ms | {d['rows_per_s_pyarrow_flight']:,.0f} |")
         lines.append("")
     elif dg:
         lines += ["## 4. DoGet", "", f"error: {dg.get('error')}", ""]
@@ -596,7 +606,7 @@ def main() -> int:
         if "pond_adbc" in f:
             section("quack", lambda: bench_quack(ref_db, ext_dir, reps, f["rows"], f["pond_adbc"]["median_s"]))
         section("latency", lambda: bench_latency(server, latency_n))
-        section("doget", lambda: bench_doget(server, args.quick))
+        section("doget", lambda: bench_doget(server, ref_db, ext_dir, args.quick))
         section("inserts", lambda: bench_inserts(server, insert_duration))
     finally:
         rc = server.stop()

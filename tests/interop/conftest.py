@@ -133,3 +133,5 @@ def reference(ext_dir):
 def pytest_report_header(config):
     return [f"pond binary: {pond_bin()} (exists={pond_bin().exists()})",
             f"extension dir: {os.environ.get('POND_EXTENSION_DIR') or '~/.cache/pond/extensions'}"]
+
+

@@ -12,6 +12,7 @@ import json
 import math
 import re
 
+import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.flight as flight
 import pyarrow.ipc as ipc
@@ -244,11 +245,13 @@ JSON_KNOWN_DIFFERENCES: dict[str, tuple[list, str]] = {
     "c_blob": (["aabb00", "", None], "BLOB as lower-case hex"),
     "c_json": (['{"a": 1}', "[1, 2, null]", None], "JSON values as strings holding the JSON text"),
     "c_interval": (["14 mons 3 days 4 hours 5 mins 6.789000000 secs", "-1 days", None], "Arrow's interval text"),
+    "c_timetz": (["12:00:00", "23:59:59", None], "DuckDB's Arrow export drops TIMETZ offsets (in-process Arrow too)"),
 }
 # Pond's CSV renders these differently from DuckDB's COPY, on purpose.
 CSV_KNOWN_DIFFERENCES: dict[str, tuple[list[str], str]] = {
     "c_blob": (["aabb00", '""', ""], "BLOB as lower-case hex"),
     "c_interval": (["14 mons 3 days 4 hours 5 mins 6.789000000 secs", "-1 days", ""], "Arrow's interval text"),
+    "c_timetz": (["12:00:00", "23:59:59", ""], "DuckDB's Arrow export drops TIMETZ offsets (in-process Arrow too)"),
 }
 NESTED_COLUMNS = {"c_list", "c_list_struct", "c_array", "c_struct", "c_map", "c_union"}
 
@@ -257,6 +260,8 @@ TYPE_ALIASES = {
     "TIME WITH TIME ZONE": {"TIMETZ"},
     "BIGNUM": {"VARINT"},
     "ENUM('sad', 'ok', 'happy')": {"mood", "ENUM"},
+    # DuckDB's C API does not expose fixed array sizes to Pond's type names.
+    "DOUBLE[3]": {"DOUBLE[]"},
 }
 
 
@@ -370,3 +375,131 @@ def test_http_csv_null_vs_empty_string(pond):
     r = Http(pond).query("SELECT * FROM (VALUES (1, NULL), (2, ''), (3, 'x')) t(id, s) ORDER BY id", fmt="csv")
     assert r.status_code == 200, r.text
     assert r.text.split("\n")[1:4] == ["1,", '2,""', "3,x"], r.text
+
+
+# ----------------------------------------------------------------------------- ingest round trip
+# adbc_ingest of Arrow data, read back over Flight, must equal what in-process DuckDB stores and
+# returns for `CREATE TABLE t AS SELECT * FROM <arrow table>`.
+
+def _ingest_source() -> pa.Table:
+    import datetime as dt
+
+    n = [None]
+    return pa.table({
+        "a_bool": pa.array([True, False] + n),
+        "a_int8": pa.array([-128, 127] + n, pa.int8()),
+        "a_int16": pa.array([-32768, 32767] + n, pa.int16()),
+        "a_int32": pa.array([-(2**31), 2**31 - 1] + n, pa.int32()),
+        "a_int64": pa.array([-(2**63), 2**63 - 1] + n, pa.int64()),
+        "a_uint8": pa.array([0, 255] + n, pa.uint8()),
+        "a_uint16": pa.array([0, 65535] + n, pa.uint16()),
+        "a_uint32": pa.array([0, 2**32 - 1] + n, pa.uint32()),
+        "a_uint64": pa.array([0, 2**64 - 1] + n, pa.uint64()),
+        "a_float32": pa.array([1.5, float("inf")] + n, pa.float32()),
+        "a_float64": pa.array([-2.25, float("nan")] + n, pa.float64()),
+        "a_decimal": pa.array([decimal.Decimal("12345.678"), decimal.Decimal("-0.001")] + n, pa.decimal128(12, 3)),
+        "a_decimal38": pa.array([decimal.Decimal("1" * 28 + ".0123456789"), decimal.Decimal("0")] + n, pa.decimal128(38, 10)),
+        "a_string": pa.array(["héllo", ""] + n),
+        "a_large_string": pa.array(["big", "x" * 1000] + n, pa.large_string()),
+        "a_binary": pa.array([b"\x00\x01", b""] + n),
+        "a_large_binary": pa.array([b"\xff" * 3, b"z"] + n, pa.large_binary()),
+        "a_date32": pa.array([dt.date(2024, 2, 29), dt.date(1900, 1, 1)] + n, pa.date32()),
+        "a_time64": pa.array([dt.time(12, 34, 56, 789), dt.time(0, 0)] + n, pa.time64("us")),
+        "a_ts_s": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(1960, 1, 1)] + n, pa.timestamp("s")),
+        "a_ts_ms": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 123000), dt.datetime(1960, 1, 1)] + n, pa.timestamp("ms")),
+        "a_ts_us": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, 123456), dt.datetime(1960, 1, 1)] + n, pa.timestamp("us")),
+        "a_ts_ns": pa.array([1_704_164_645_123_456_789, 1] + n, pa.timestamp("ns")),
+        "a_ts_tz": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc), dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)] + n,
+                            pa.timestamp("us", tz="UTC")),
+        "a_interval": pa.array([pa.MonthDayNano([1, 2, 3_000_000_000]), pa.MonthDayNano([0, -1, 0])] + n, pa.month_day_nano_interval()),
+        "a_list": pa.array([[1, None, 3], []] + n, pa.list_(pa.int32())),
+        "a_large_list": pa.array([["a"], ["b", "c"]] + n, pa.large_list(pa.string())),
+        "a_fixed_list": pa.array([[1.0, 2.0], [3.0, None]] + n, pa.list_(pa.float64(), 2)),
+        "a_struct": pa.array([{"x": 1, "y": "s"}, {"x": None, "y": None}] + n, pa.struct([("x", pa.int64()), ("y", pa.string())])),
+        "a_map": pa.array([[("k", 1)], []] + n, pa.map_(pa.string(), pa.int32())),
+        "a_dict": pa.array(["red", "blue", None]).dictionary_encode(),
+        "a_string_view": pa.array(["view", ""] + n, pa.string_view()),
+    })
+
+
+INGEST_COLUMNS = list(_ingest_source().column_names)
+
+
+@pytest.fixture(scope="module")
+def ingest_reference(types_db, ext_dir):
+    """{column: (Arrow table, DuckDB type)} from in-process CREATE TABLE AS SELECT * FROM <arrow>."""
+    import duckdb
+
+    _, tz = types_db
+    src = _ingest_source()
+    con = duckdb.connect(config={"extension_directory": str(ext_dir)})
+    con.execute("LOAD icu")
+    con.execute(f"SET TimeZone = '{tz}'")
+    out = {}
+    for column in INGEST_COLUMNS:
+        con.register("src", src.select([column]))
+        con.execute(f"CREATE TABLE ing_{column} AS SELECT * FROM src")
+        con.unregister("src")
+        out[column] = (con.execute(f"SELECT * FROM ing_{column}").to_arrow_table(),
+                       con.execute(f"DESCRIBE ing_{column}").fetchall()[0][1])
+    con.close()
+    return out
+
+
+# Known bug, kept visible: duckdb-rs's Arrow appender (used for bulk ingest) writes a
+# NULL INTERVAL as 0. Strict, so the test fails once the appender is fixed.
+INGEST_KNOWN_BUGS = {"a_interval": "NULL INTERVAL stored as 0 by duckdb-rs's Arrow appender"}
+
+
+@pytest.mark.parametrize("column", [
+    pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=INGEST_KNOWN_BUGS[c])) if c in INGEST_KNOWN_BUGS else c
+    for c in INGEST_COLUMNS
+])
+def test_ingest_round_trip(pond, types_db, ingest_reference, column):
+    db, _ = types_db
+    src = _ingest_source().select([column])
+    c = adbc_connect(pond, database=db)
+    try:
+        with c.cursor() as cur:
+            cur.adbc_ingest(f"ing_{column}", src, mode="create")
+        with c.cursor() as cur:
+            cur.execute(f"SELECT * FROM ing_{column}")
+            got = cur.fetch_arrow_table()
+    finally:
+        c.close()
+    want, duck_type = ingest_reference[column]
+    gf, ga = _column(got, column)
+    wf, wa = _column(want, column)
+    assert gf.type == wf.type, f"{column}: Arrow type {gf.type} != in-process {wf.type} (DuckDB type {duck_type})"
+    assert _values_equal(ga, wa), f"{column}: {_show(ga)} != in-process {_show(wa)}"
+
+
+# Nested parameters are a documented limitation of Pond's DoPut bind: a clear error, not bad data.
+BIND_UNSUPPORTED = {"a_list", "a_large_list", "a_fixed_list", "a_struct", "a_map"}
+
+
+@pytest.mark.parametrize("column", INGEST_COLUMNS)
+def test_bind_parameters_round_trip(pond, types_db, ingest_reference, column):
+    """Prepared INSERT with Arrow parameters (DoPut bind, executemany) for every type."""
+    db, _ = types_db
+    want, duck_type = ingest_reference[column]
+    src = _ingest_source().select([column])
+    c = adbc_connect(pond, database=db)
+    try:
+        run(c, f"CREATE TABLE bind_{column} (id INTEGER, v {duck_type})")
+        params = pa.table({"id": pa.array(range(src.num_rows), pa.int32()), "v": src.column(0)})
+        if column in BIND_UNSUPPORTED:
+            with c.cursor() as cur, pytest.raises(adbc_driver_manager.Error, match="not (yet )?supported"):
+                cur.executemany(f"INSERT INTO bind_{column} VALUES (?, ?)", params)
+            return
+        with c.cursor() as cur:
+            cur.executemany(f"INSERT INTO bind_{column} VALUES (?, ?)", params)
+        with c.cursor() as cur:
+            cur.execute(f"SELECT v AS {column} FROM bind_{column} ORDER BY id")
+            got = cur.fetch_arrow_table()
+    finally:
+        c.close()
+    gf, ga = _column(got, column)
+    wf, wa = _column(want, column)
+    assert gf.type == wf.type, f"{column}: Arrow type {gf.type} != in-process {wf.type} (DuckDB type {duck_type})"
+    assert _values_equal(ga, wa), f"{column}: {_show(ga)} != in-process {_show(wa)}"

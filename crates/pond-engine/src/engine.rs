@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     /// Serialises create/drop/rename so checks and changes do not interleave.
     ddl: Mutex<()>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// Every open session, registered or not (HTTP requests), for cancellation.
+    pub(crate) live: Mutex<HashMap<String, std::sync::Weak<Session>>>,
     pub(crate) open_sessions: AtomicUsize,
     pub(crate) metrics: Metrics,
     closed: AtomicBool,
@@ -79,6 +81,7 @@ impl Engine {
             meta,
             ddl: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             open_sessions: AtomicUsize::new(0),
             metrics,
             closed: AtomicBool::new(false),
@@ -290,6 +293,7 @@ impl Engine {
             }
         };
         let session = Arc::new(Session::new(Arc::downgrade(&self.inner), identity, protocol, conn));
+        self.inner.live.lock().insert(session.id.clone(), Arc::downgrade(&session));
         let db = self.resolve_database(database.unwrap_or(DEFAULT_DATABASE))?;
         session.use_database_blocking(&db, None)?;
         if register {
@@ -347,6 +351,15 @@ impl Engine {
         idle.len()
     }
 
+    /// Interrupts every running statement of every session (used when a
+    /// shutdown's drain period is over).
+    pub fn cancel_all(&self) {
+        let live: Vec<Arc<Session>> = self.inner.live.lock().values().filter_map(|w| w.upgrade()).collect();
+        for s in live {
+            s.cancel();
+        }
+    }
+
     /// Refuses new sessions, cancels running statements and checkpoints every
     /// database so the files are complete without their WALs.
     pub fn shutdown(&self) -> Result<()> {
@@ -356,6 +369,7 @@ impl Engine {
             s.cancel();
         }
         drop(sessions);
+        self.cancel_all();
         let root = self.inner.root.lock();
         for db in self.databases() {
             if let Err(e) = root.execute_batch(&format!("CHECKPOINT {}", quote_ident(&db.name))) {

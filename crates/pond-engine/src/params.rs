@@ -71,6 +71,11 @@ pub fn value_at(a: &dyn Array, i: usize) -> std::result::Result<Value, String> {
                 ArrowUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i),
                 ArrowUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(i),
             };
+            if tz.is_none() && matches!(u, ArrowUnit::Nanosecond) {
+                // Bound as text: the driver's TIMESTAMP binding keeps only microseconds.
+                let dt = chrono::DateTime::from_timestamp(v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000) as u32).ok_or("timestamp out of range")?;
+                return Ok(Value::Text(dt.format("%Y-%m-%d %H:%M:%S%.9f").to_string()));
+            }
             if tz.is_some() {
                 // DuckDB binds TIMESTAMP; an instant with a zone is passed as UTC text
                 // with an offset so DuckDB casts it to TIMESTAMPTZ where needed.

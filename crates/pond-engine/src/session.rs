@@ -219,6 +219,7 @@ pub struct Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if let Some(inner) = self.engine.upgrade() {
+            inner.live.lock().remove(&self.id);
             inner.open_sessions.fetch_sub(1, Ordering::SeqCst);
             inner.metrics.sessions_changed(-1);
         }
@@ -386,7 +387,7 @@ impl Session {
                         session.run_pond(conn, p)?;
                     }
                     Statement::DuckDb(text) if last => {
-                        changed = execute_update(conn, text, params.as_deref())?;
+                        changed = execute_update(conn, text, params.as_deref(), session.in_transaction())?;
                     }
                     Statement::DuckDb(text) => conn.execute_batch(text)?,
                 }
@@ -617,7 +618,8 @@ impl Session {
         let started = Instant::now();
         let metrics = self.engine()?.metrics.clone();
         let (_run, handle) = self.spawn(move |session, conn, run| {
-            let own_txn = conn.is_autocommit();
+            // Inside an open transaction the ingest joins it; otherwise it gets its own.
+            let own_txn = !session.in_transaction();
             if own_txn {
                 conn.execute_batch("BEGIN TRANSACTION")?;
             }
@@ -665,7 +667,7 @@ impl Session {
                         return Err(Error::Cancelled);
                     }
                     rows += batch.num_rows() as i64;
-                    appender.append_record_batch(batch)?;
+                    appender.append_record_batch(decode_dictionaries(batch)?)?;
                 }
                 appender.flush()?;
                 Ok(rows)
@@ -743,11 +745,12 @@ fn bind_values(row: Option<&Vec<Value>>) -> Vec<Value> {
     row.cloned().unwrap_or_default()
 }
 
-fn execute_update(conn: &duckdb::Connection, text: &str, params: Option<&ParamRows>) -> Result<i64> {
+fn execute_update(conn: &duckdb::Connection, text: &str, params: Option<&ParamRows>, in_transaction: bool) -> Result<i64> {
     let mut stmt = conn.prepare_cached(text)?;
     match params {
         Some(rows) if rows.len() > 1 => {
-            let own_txn = conn.is_autocommit();
+            // Many parameter rows run as one transaction unless one is open.
+            let own_txn = !in_transaction;
             if own_txn {
                 conn.execute_batch("BEGIN TRANSACTION")?;
             }
@@ -838,6 +841,17 @@ fn stream_result(
     announce: bool,
 ) -> Result<()> {
     let first = next_batch(stmt, schema)?;
+    // The schema announced (FlightInfo) must be the one the batches carry;
+    // where DuckDB's schema export and its chunk export disagree (ENUM as
+    // dictionary vs string, UNION nullability), the batches win.
+    let schema = &match &first {
+        Some(b) => reconcile(schema, b),
+        None => schema.clone(),
+    };
+    let first = match first {
+        Some(b) => Some(RecordBatch::try_new(schema.clone(), b.columns().to_vec())?),
+        None => None,
+    };
     if announce {
         send(run, tx, Msg::Schema(schema.clone(), types))?;
     }
@@ -860,6 +874,40 @@ fn stream_result(
         send(run, tx, Msg::Batch(b))?;
     }
     Ok(())
+}
+
+fn reconcile(schema: &SchemaRef, batch: &RecordBatch) -> SchemaRef {
+    let same = schema.fields().len() == batch.num_columns()
+        && schema.fields().iter().zip(batch.columns()).all(|(f, c)| f.data_type() == c.data_type());
+    if same {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true).with_metadata(f.metadata().clone()))
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The appender takes no dictionary-encoded columns: decode them.
+fn decode_dictionaries(batch: RecordBatch) -> Result<RecordBatch> {
+    if !batch.schema().fields().iter().any(|f| matches!(f.data_type(), DataType::Dictionary(_, _))) {
+        return Ok(batch);
+    }
+    let mut fields = Vec::new();
+    let mut cols = Vec::new();
+    for (f, c) in batch.schema().fields().iter().zip(batch.columns()) {
+        if let DataType::Dictionary(_, value) = f.data_type() {
+            cols.push(arrow_cast::cast(c, value)?);
+            fields.push(Field::new(f.name(), value.as_ref().clone(), f.is_nullable()));
+        } else {
+            cols.push(c.clone());
+            fields.push(f.as_ref().clone());
+        }
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
 }
 
 fn next_batch(stmt: &duckdb::Statement<'_>, schema: &SchemaRef) -> Result<Option<RecordBatch>> {

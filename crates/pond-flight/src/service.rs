@@ -121,6 +121,9 @@ impl PondFlightService {
     /// Parks a result and describes it: one endpoint, no location (clients reuse
     /// the channel), ticket = `TicketStatementQuery` in a protobuf `Any`.
     fn flight_info(&self, session: &Session, schema: &SchemaRef, result: ParkedResult, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+        // The IPC encoder writes union fields as non-nullable (unions carry no
+        // validity); announce exactly what the stream will say.
+        let schema = &union_fields_not_null(schema);
         let handle = self.sessions.park(&session.id, result);
         let ticket = TicketStatementQuery { statement_handle: handle.into() };
         let endpoint = FlightEndpoint::new().with_ticket(Ticket::new(ticket.as_any().encode_to_vec()));
@@ -150,6 +153,10 @@ impl PondFlightService {
             .with_schema(schema)
             .with_options(ipc)
             .with_max_flight_data_size(MAX_FLIGHT_DATA)
+            // Keep dictionaries (DuckDB ENUMs) as dictionaries: the schema in
+            // FlightInfo and the stream must agree, and in-process DuckDB gives
+            // dictionaries too.
+            .with_dictionary_handling(arrow_flight::encode::DictionaryHandling::Resend)
             .build(input)
             .map(move |r| match r {
                 Ok(d) => {
@@ -614,6 +621,25 @@ impl FlightSqlService for PondFlightService {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+fn union_fields_not_null(schema: &SchemaRef) -> SchemaRef {
+    if !schema.fields().iter().any(|f| matches!(f.data_type(), DataType::Union(_, _)) && f.is_nullable()) {
+        return schema.clone();
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let f = f.as_ref().clone();
+            if matches!(f.data_type(), DataType::Union(_, _)) {
+                f.with_nullable(false)
+            } else {
+                f
+            }
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {

@@ -16,6 +16,8 @@ pub enum Kind {
     UHugeint,
     /// DuckDB BIT exported as a blob: first byte = padding bits.
     Bit,
+    /// DuckDB BIGNUM (VARINT) exported as a blob in DuckDB's own layout.
+    Bignum,
 }
 
 impl Kind {
@@ -23,6 +25,7 @@ impl Kind {
         match t {
             "UHUGEINT" => Kind::UHugeint,
             "BIT" => Kind::Bit,
+            "BIGNUM" | "VARINT" => Kind::Bignum,
             _ => Kind::Plain,
         }
     }
@@ -33,7 +36,7 @@ pub fn write_typed(out: &mut String, a: &dyn Array, i: usize, kind: Kind) {
     if !a.is_null(i) {
         if let Some(text) = special(a, i, kind) {
             match kind {
-                Kind::UHugeint => out.push_str(&text),
+                Kind::UHugeint | Kind::Bignum => out.push_str(&text),
                 _ => string(out, &text),
             }
             return;
@@ -47,6 +50,8 @@ fn special(a: &dyn Array, i: usize, kind: Kind) -> Option<String> {
         (Kind::UHugeint, DataType::Decimal128(_, 0)) => Some((a.as_primitive::<Decimal128Type>().value(i) as u128).to_string()),
         (Kind::Bit, DataType::Binary) => Some(bit_string(a.as_binary::<i32>().value(i))),
         (Kind::Bit, DataType::LargeBinary) => Some(bit_string(a.as_binary::<i64>().value(i))),
+        (Kind::Bignum, DataType::Binary) => bignum_string(a.as_binary::<i32>().value(i)),
+        (Kind::Bignum, DataType::LargeBinary) => bignum_string(a.as_binary::<i64>().value(i)),
         _ => None,
     }
 }
@@ -63,6 +68,36 @@ fn bit_string(bytes: &[u8]) -> String {
     s.split_off((padding as usize).min(s.len()))
 }
 
+/// DuckDB's BIGNUM layout: a 3-byte header whose top bit is set for
+/// non-negative numbers and whose low 23 bits give the byte count, then the
+/// magnitude big-endian; negative numbers have every bit inverted.
+fn bignum_string(bytes: &[u8]) -> Option<String> {
+    if bytes.len() < 3 {
+        return None;
+    }
+    let negative = bytes[0] & 0x80 == 0;
+    let mut digits: Vec<u8> = bytes[3..].iter().map(|b| if negative { !b } else { *b }).collect();
+    // Repeated division by 10 of the big-endian magnitude.
+    let mut out = Vec::new();
+    while digits.iter().any(|d| *d != 0) {
+        let mut rem = 0u32;
+        for d in digits.iter_mut() {
+            let cur = (rem << 8) | *d as u32;
+            *d = (cur / 10) as u8;
+            rem = cur % 10;
+        }
+        out.push(b'0' + rem as u8);
+    }
+    if out.is_empty() {
+        out.push(b'0');
+    }
+    if negative {
+        out.push(b'-');
+    }
+    out.reverse();
+    String::from_utf8(out).ok()
+}
+
 /// Writes value `i` of `a` as a CSV field (DuckDB's text form; NULL is empty,
 /// an empty string is `""`; nested values are written as JSON).
 pub fn write_csv_field(out: &mut String, a: &dyn Array, i: usize, kind: Kind) {
@@ -71,6 +106,14 @@ pub fn write_csv_field(out: &mut String, a: &dyn Array, i: usize, kind: Kind) {
     }
     let text = match (special(a, i, kind), a.data_type()) {
         (Some(t), _) => t,
+        (None, DataType::Union(_, _)) => {
+            let mut s = String::new();
+            write_value(&mut s, a, i);
+            if s == "null" {
+                return;
+            }
+            s
+        }
         (None, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(_, _) | DataType::Struct(_) | DataType::Map(_, _)) => {
             let mut s = String::new();
             write_value(&mut s, a, i);
@@ -151,6 +194,22 @@ pub fn write_value(out: &mut String, a: &dyn Array, i: usize) {
                 write_value(out, s.column(k).as_ref(), i);
             }
             out.push('}');
+        }
+        DataType::Union(fields, _) => {
+            let u = a.as_union();
+            let tag = u.type_id(i);
+            let child = u.child(tag);
+            let at = u.value_offset(i);
+            if child.is_null(at) {
+                out.push_str("null");
+            } else {
+                let name = fields.iter().find(|(id, _)| *id == tag).map(|(_, f)| f.name().clone()).unwrap_or_default();
+                out.push('{');
+                string(out, &name);
+                out.push(':');
+                write_value(out, child.as_ref(), at);
+                out.push('}');
+            }
         }
         DataType::Map(_, _) => {
             let m = a.as_map();
@@ -262,6 +321,9 @@ mod tests {
         write_typed(&mut s, &u, 0, Kind::UHugeint);
         assert_eq!(s, u128::MAX.to_string());
         assert_eq!(bit_string(&[3, 0xf6]), "10110");
+        assert_eq!(bignum_string(&[0x7f, 0xff, 0xfe, 0xfe]).unwrap(), "-1");
+        let big = [0x80, 0x00, 0x0d, 0x01, 0x8e, 0xe9, 0x0f, 0xf6, 0xc3, 0x73, 0xe0, 0xee, 0x4e, 0x3f, 0x0a, 0xd2];
+        assert_eq!(bignum_string(&big).unwrap(), "123456789012345678901234567890");
         let mut csv = String::new();
         write_csv_field(&mut csv, &StringArray::from(vec![""]), 0, Kind::Plain);
         assert_eq!(csv, "\"\"");

@@ -74,7 +74,7 @@ impl ServerConfig {
             max_body_bytes: 64 * 1024 * 1024,
             token_ttl: Duration::from_secs(12 * 3600),
             ready_file: None,
-            drain_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -254,16 +254,19 @@ impl Server {
     pub async fn shutdown(self) -> Result<(), ServerError> {
         self.ready.store(false, Ordering::SeqCst);
         let _ = self.stop.send(true);
-        let drain = futures::future::join_all(self.tasks);
-        match tokio::time::timeout(self.drain_timeout, drain).await {
-            Ok(results) => {
-                for r in results {
-                    if let Ok(Err(e)) = r {
-                        tracing::warn!(error = %e, "listener stopped with an error");
-                    }
-                }
+        let mut drain = Box::pin(futures::future::join_all(self.tasks));
+        let results = match tokio::time::timeout(self.drain_timeout, &mut drain).await {
+            Ok(results) => Some(results),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.drain_timeout, "in-flight requests did not finish in time; interrupting them");
+                self.engine.cancel_all();
+                tokio::time::timeout(Duration::from_secs(5), &mut drain).await.ok()
             }
-            Err(_) => tracing::warn!("in-flight requests did not finish within the drain timeout; cancelling them"),
+        };
+        for r in results.unwrap_or_default() {
+            if let Ok(Err(e)) = r {
+                tracing::warn!(error = %e, "listener stopped with an error");
+            }
         }
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.shutdown())
