@@ -377,6 +377,22 @@ def bench_latency(server: PondServer, n: int) -> dict:
     res = {"queries": n, "p50_ms": pct(lat, 50) * 1e3, "p90_ms": pct(lat, 90) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
            "mean_ms": statistics.mean(lat) * 1e3, "qps_serial": n / sum(lat)}
     log(f"SELECT 1: p50 {res['p50_ms']:.2f} ms, p99 {res['p99_ms']:.2f} ms")
+    res["rust_client"] = bench_latency_rust(server, n)
+    return res
+
+
+def bench_latency_rust(server: PondServer, n: int) -> dict:
+    """The same round trip from the Rust Flight SQL client (crates/pond/examples/latency.rs):
+    GetFlightInfo + DoGet with no driver in between, i.e. the server's own latency."""
+    exe = pond_bin().parent / "examples" / "latency"
+    if not exe.exists():
+        return {"error": f"{exe} not built (cargo build --release --workspace --all-targets)"}
+    env = dict(os.environ, POND_PASSWORD=server.password)
+    out = subprocess.run([str(exe), server.flight_addr, str(n)], env=env, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip()[-500:]}
+    res = json.loads(out.stdout)
+    log(f"SELECT 1 (Rust client): p50 {res['p50_us']:.0f} us, p99 {res['p99_us']:.0f} us")
     return res
 
 
@@ -544,6 +560,14 @@ def markdown(res: dict) -> str:
                   "| Queries | p50 | p90 | p99 | mean | serial QPS |", "|---|---|---|---|---|---|",
                   f"| {lat['queries']} | {lat['p50_ms']:.2f} ms | {lat['p90_ms']:.2f} ms | {lat['p99_ms']:.2f} ms | "
                   f"{lat['mean_ms']:.2f} ms | {lat['qps_serial']:.0f} |", ""]
+        rc = lat.get("rust_client") or {}
+        if "p50_us" in rc:
+            lines += ["Same query from the Rust Flight SQL client (`crates/pond/examples/latency.rs`, GetFlightInfo + DoGet, "
+                      "no driver in between):", "",
+                      "| Queries | p50 | p90 | p99 | mean |", "|---|---|---|---|---|",
+                      f"| {rc['queries']} | {rc['p50_us']:.0f} us | {rc['p90_us']:.0f} us | {rc['p99_us']:.0f} us | {rc['mean_us']:.0f} us |", ""]
+        elif rc:
+            lines += [f"Rust client: error: {rc.get('error')}", ""]
     elif lat:
         lines += ["## 3. SELECT 1", "", f"error: {lat.get('error')}", ""]
     dg = res.get("doget")
