@@ -85,7 +85,19 @@ impl FlightSqlServer {
         // Small request/response round trips (SELECT 1) must not wait for
         // Nagle's algorithm and delayed ACKs: set TCP_NODELAY on every connection.
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        // One span per call with a request id (the client's `x-request-id` if it
+        // sent one), so every log line of a call can be found together.
+        let trace = tower_http::trace::TraceLayer::new_for_grpc().make_span_with(|req: &http::Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+            tracing::info_span!("flight", method = %req.uri().path(), request_id = %id)
+        });
         tonic::transport::Server::builder()
+            .layer(trace)
             .http2_max_header_list_size(256 * 1024)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .add_service(svc)
