@@ -7,6 +7,10 @@ source "$(dirname "$0")/env.sh"
 cd "$POND_ROOT"
 "$(dirname "$0")/setup.sh"
 
+echo "== rustfmt and clippy" >&2
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+
 echo "== cargo test (unit + end-to-end)" >&2
 cargo test --release --workspace --all-targets -- --test-threads=4
 

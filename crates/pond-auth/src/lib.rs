@@ -204,9 +204,7 @@ pub fn decode_basic(payload: &str) -> Result<(String, String)> {
         &base64::alphabet::STANDARD,
         base64::engine::GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
     );
-    let bytes = lenient
-        .decode(payload)
-        .map_err(|_| Error::Malformed("Basic credentials are not valid base64".into()))?;
+    let bytes = lenient.decode(payload).map_err(|_| Error::Malformed("Basic credentials are not valid base64".into()))?;
     let text = String::from_utf8(bytes).map_err(|_| Error::Malformed("Basic credentials are not UTF-8".into()))?;
     let (user, password) = text.split_once(':').ok_or_else(|| Error::Malformed("Basic credentials lack ':'".into()))?;
     Ok((user.to_string(), password.to_string()))
@@ -215,10 +213,7 @@ pub fn decode_basic(payload: &str) -> Result<(String, String)> {
 /// Hashes a password with argon2id and a random salt (PHC string).
 pub fn hash_password(password: &str) -> Result<String> {
     let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Hash(e.to_string()))
+    Argon2::default().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| Error::Hash(e.to_string()))
 }
 
 fn verify_hash(phc: &str, password: &str) -> bool {

@@ -261,13 +261,7 @@ impl Engine {
     }
 
     fn record(&self, name: &str) -> Result<DatabaseRecord> {
-        self.inner
-            .meta
-            .snapshot()
-            .databases
-            .into_iter()
-            .find(|d| d.name == name)
-            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
+        self.inner.meta.snapshot().databases.into_iter().find(|d| d.name == name).ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
     }
 
     /// Opens a session: its own DuckDB connection with `database` (default:
@@ -304,7 +298,13 @@ impl Engine {
 
     /// [`Engine::open_session`] on the blocking pool: opening a connection
     /// takes DuckDB locks, which must not stall the async workers.
-    pub async fn open_session_async(&self, identity: Identity, protocol: &'static str, database: Option<String>, register: bool) -> Result<Arc<Session>> {
+    pub async fn open_session_async(
+        &self,
+        identity: Identity,
+        protocol: &'static str,
+        database: Option<String>,
+        register: bool,
+    ) -> Result<Arc<Session>> {
         let engine = self.clone();
         tokio::task::spawn_blocking(move || engine.open_session(identity, protocol, database.as_deref(), register))
             .await
@@ -434,6 +434,12 @@ pub fn validate_name(name: &str) -> Result<String> {
     Ok(lower)
 }
 
+impl Engine {
+    pub(crate) fn root_clone(&self) -> Result<duckdb::Connection> {
+        Ok(self.inner.root.lock().try_clone()?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,11 +450,5 @@ mod tests {
         for bad in ["", "1abc", "a-b", "a b", "memory", "SYSTEM", "x\"y", &"a".repeat(64)] {
             assert!(validate_name(bad).is_err(), "{bad} should be rejected");
         }
-    }
-}
-
-impl Engine {
-    pub(crate) fn root_clone(&self) -> Result<duckdb::Connection> {
-        Ok(self.inner.root.lock().try_clone()?)
     }
 }

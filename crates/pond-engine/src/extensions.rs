@@ -75,10 +75,7 @@ pub fn install_from_pypi(extension_dir: &Path, names: &[String], python: &str) -
     let mut installed = Vec::new();
     for name in names {
         if !KNOWN_EXTENSIONS.contains(&name.as_str()) {
-            return Err(Error::ExtensionInstall(format!(
-                "unknown extension '{name}'; known: {}",
-                KNOWN_EXTENSIONS.join(", ")
-            )));
+            return Err(Error::ExtensionInstall(format!("unknown extension '{name}'; known: {}", KNOWN_EXTENSIONS.join(", "))));
         }
         let target = extension_path(extension_dir, name);
         if target.exists() {

@@ -73,10 +73,8 @@ impl Engine {
 
     /// Schemas of Pond databases, as (catalog, schema), sorted.
     pub async fn list_schemas(&self, catalog: Option<&str>, schema_pattern: Option<&str>) -> Result<Vec<(String, String)>> {
-        let mut sql = format!(
-            "SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({})",
-            self.database_list_sql()
-        );
+        let mut sql =
+            format!("SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({})", self.database_list_sql());
         if let Some(c) = catalog {
             sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
         }
@@ -90,12 +88,11 @@ impl Engine {
 
     /// Tables and views of Pond databases, sorted by catalog, schema, name.
     pub async fn list_tables(&self, f: &TableFilter) -> Result<Vec<TableInfo>> {
-        let mut sql = format!(
+        let objects =
             "SELECT database_name, schema_name, table_name, CASE WHEN temporary THEN 'LOCAL TEMPORARY' ELSE 'BASE TABLE' END AS t \
              FROM duckdb_tables() WHERE NOT internal \
-             UNION ALL SELECT database_name, schema_name, view_name, 'VIEW' FROM duckdb_views() WHERE NOT internal"
-        );
-        sql = format!("SELECT * FROM ({sql}) WHERE database_name IN ({})", self.database_list_sql());
+             UNION ALL SELECT database_name, schema_name, view_name, 'VIEW' FROM duckdb_views() WHERE NOT internal";
+        let mut sql = format!("SELECT * FROM ({objects}) WHERE database_name IN ({})", self.database_list_sql());
         if let Some(c) = &f.catalog {
             sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
         }
@@ -210,7 +207,7 @@ impl Engine {
 
     /// A new connection to the shared instance, for work outside any session.
     pub fn system_connection(&self) -> Result<duckdb::Connection> {
-        Ok(self.root_clone()?)
+        self.root_clone()
     }
 }
 
@@ -223,11 +220,8 @@ fn key_column(r: Vec<Option<String>>) -> KeyColumn {
 fn rows(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
     let mut out = Vec::new();
     for b in batches {
-        let cols: Vec<Arc<dyn Array>> = b
-            .columns()
-            .iter()
-            .map(|c| arrow_cast::cast(c, &arrow_schema::DataType::Utf8).unwrap_or_else(|_| c.clone()))
-            .collect();
+        let cols: Vec<Arc<dyn Array>> =
+            b.columns().iter().map(|c| arrow_cast::cast(c, &arrow_schema::DataType::Utf8).unwrap_or_else(|_| c.clone())).collect();
         for r in 0..b.num_rows() {
             out.push(
                 cols.iter()

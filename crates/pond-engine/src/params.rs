@@ -73,7 +73,8 @@ pub fn value_at(a: &dyn Array, i: usize) -> std::result::Result<Value, String> {
             };
             if tz.is_none() && matches!(u, ArrowUnit::Nanosecond) {
                 // Bound as text: the driver's TIMESTAMP binding keeps only microseconds.
-                let dt = chrono::DateTime::from_timestamp(v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000) as u32).ok_or("timestamp out of range")?;
+                let dt = chrono::DateTime::from_timestamp(v.div_euclid(1_000_000_000), v.rem_euclid(1_000_000_000) as u32)
+                    .ok_or("timestamp out of range")?;
                 return Ok(Value::Text(dt.format("%Y-%m-%d %H:%M:%S%.9f").to_string()));
             }
             if tz.is_some() {
@@ -93,7 +94,9 @@ pub fn value_at(a: &dyn Array, i: usize) -> std::result::Result<Value, String> {
         }
         DataType::Time32(ArrowUnit::Second) => Value::Time64(TimeUnit::Second, a.as_primitive::<Time32SecondType>().value(i) as i64),
         DataType::Time32(_) => Value::Time64(TimeUnit::Millisecond, a.as_primitive::<Time32MillisecondType>().value(i) as i64),
-        DataType::Time64(ArrowUnit::Microsecond) => Value::Time64(TimeUnit::Microsecond, a.as_primitive::<Time64MicrosecondType>().value(i)),
+        DataType::Time64(ArrowUnit::Microsecond) => {
+            Value::Time64(TimeUnit::Microsecond, a.as_primitive::<Time64MicrosecondType>().value(i))
+        }
         DataType::Time64(_) => Value::Time64(TimeUnit::Nanosecond, a.as_primitive::<Time64NanosecondType>().value(i)),
         DataType::Decimal128(p, s) => {
             let v = a.as_primitive::<Decimal128Type>().value(i);
@@ -159,7 +162,9 @@ pub fn duckdb_type(dt: &DataType) -> Result<String> {
             format!("STRUCT({})", parts?.join(", "))
         }
         DataType::Map(entries, _) => match entries.data_type() {
-            DataType::Struct(kv) if kv.len() == 2 => format!("MAP({}, {})", duckdb_type(kv[0].data_type())?, duckdb_type(kv[1].data_type())?),
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!("MAP({}, {})", duckdb_type(kv[0].data_type())?, duckdb_type(kv[1].data_type())?)
+            }
             _ => return Err(Error::InvalidRequest("malformed Arrow map type".into())),
         },
         DataType::Dictionary(_, v) => duckdb_type(v)?,

@@ -74,9 +74,9 @@ impl RunState {
             StopReason::None => None,
             StopReason::Cancelled => Some(Error::Cancelled),
             StopReason::Timeout => Some(Error::Timeout(self.timeout.unwrap_or_default())),
-            StopReason::Superseded => Some(Error::InvalidRequest(
-                "result discarded: a newer statement ran on this session before it was fetched".into(),
-            )),
+            StopReason::Superseded => {
+                Some(Error::InvalidRequest("result discarded: a newer statement ran on this session before it was fetched".into()))
+            }
         }
     }
 
@@ -236,12 +236,7 @@ impl Session {
             engine,
             conn: Arc::new(Mutex::new(conn)),
             interrupt,
-            state: Mutex::new(State {
-                database: String::new(),
-                schema: "main".into(),
-                transaction: None,
-                prepared: HashMap::new(),
-            }),
+            state: Mutex::new(State { database: String::new(), schema: "main".into(), transaction: None, prepared: HashMap::new() }),
             last_used: AtomicU64::new(0),
             current: Mutex::new(None),
             created: Instant::now(),
@@ -539,10 +534,8 @@ impl Session {
     /// Binds parameter rows to a prepared statement (replacing earlier ones).
     pub fn bind(&self, handle: &[u8], rows: ParamRows) -> Result<()> {
         let mut state = self.state.lock();
-        let p = state
-            .prepared
-            .get_mut(handle)
-            .ok_or_else(|| Error::InvalidRequest("unknown or closed prepared statement handle".into()))?;
+        let p =
+            state.prepared.get_mut(handle).ok_or_else(|| Error::InvalidRequest("unknown or closed prepared statement handle".into()))?;
         if let Some(row) = rows.first() {
             if row.len() != p.param_count {
                 return Err(Error::InvalidRequest(format!(
@@ -574,10 +567,7 @@ impl Session {
 
     fn check_bound(&self, p: &Prepared) -> Result<()> {
         if p.param_count > 0 && p.params.as_ref().is_none_or(|r| r.is_empty()) {
-            return Err(Error::InvalidRequest(format!(
-                "statement has {} parameter(s) but none were bound",
-                p.param_count
-            )));
+            return Err(Error::InvalidRequest(format!("statement has {} parameter(s) but none were bound", p.param_count)));
         }
         Ok(())
     }
@@ -641,10 +631,16 @@ impl Session {
                 )?;
                 let create = match (exists > 0, req.mode) {
                     (true, IngestMode::Create) => {
-                        return Err(Error::InvalidRequest(format!("table {catalog}.{schema_name}.{} already exists (mode create)", req.table)))
+                        return Err(Error::InvalidRequest(format!(
+                            "table {catalog}.{schema_name}.{} already exists (mode create)",
+                            req.table
+                        )))
                     }
                     (false, IngestMode::Append) => {
-                        return Err(Error::InvalidRequest(format!("table {catalog}.{schema_name}.{} does not exist (mode append)", req.table)))
+                        return Err(Error::InvalidRequest(format!(
+                            "table {catalog}.{schema_name}.{} does not exist (mode append)",
+                            req.table
+                        )))
                     }
                     (true, IngestMode::Replace) => {
                         conn.execute_batch(&format!("DROP TABLE {qualified}"))?;
@@ -725,8 +721,8 @@ fn success_batch() -> RecordBatch {
 /// client went away or a newer statement superseded this one).
 fn send(run: &RunState, tx: &mpsc::Sender<Msg>, msg: Msg) -> Result<()> {
     match tx.try_send(msg) {
-        Ok(()) => return Ok(()),
-        Err(mpsc::error::TrySendError::Closed(_)) => return Err(Error::Cancelled),
+        Ok(()) => Ok(()),
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(Error::Cancelled),
         Err(mpsc::error::TrySendError::Full(msg)) => {
             if let Some(e) = run.stop_error() {
                 return Err(e);
@@ -795,7 +791,12 @@ fn produce(
             Statement::Pond(p) => {
                 let batch = session.run_pond(conn, p)?;
                 if last {
-                    let types = batch.schema().fields().iter().map(|f| duckdb_type(f.data_type()).unwrap_or_else(|_| f.data_type().to_string())).collect();
+                    let types = batch
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| duckdb_type(f.data_type()).unwrap_or_else(|_| f.data_type().to_string()))
+                        .collect();
                     send(run, tx, Msg::Schema(batch.schema(), Arc::new(types)))?;
                     if batch.num_rows() > 0 {
                         send(run, tx, Msg::Batch(batch))?;

@@ -79,9 +79,8 @@ impl FlightSqlServer {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
-        let svc = FlightServiceServer::new(self.service)
-            .max_decoding_message_size(64 * 1024 * 1024)
-            .max_encoding_message_size(64 * 1024 * 1024);
+        let svc =
+            FlightServiceServer::new(self.service).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024);
         // Small request/response round trips (SELECT 1) must not wait for
         // Nagle's algorithm and delayed ACKs: set TCP_NODELAY on every connection.
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));

@@ -12,6 +12,7 @@ pub struct StringListValue {
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
+#[allow(clippy::enum_variant_names)] // the names are Flight.proto's
 pub enum OptionValue {
     #[prost(string, tag = "1")]
     StringValue(String),

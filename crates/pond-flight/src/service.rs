@@ -9,18 +9,16 @@ use arrow_flight::error::FlightError;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    TableExistsOption, TableNotExistOption,
     ActionBeginTransactionRequest, ActionBeginTransactionResult, ActionCancelQueryRequest, ActionCancelQueryResult,
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
     ActionEndTransactionRequest, CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
-    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest,
-    CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo,
-    TicketStatementQuery,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandGetXdbcTypeInfo,
+    CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery, CommandStatementUpdate,
+    DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint, FlightInfo,
-    HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use arrow_ipc::writer::IpcWriteOptions;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
@@ -35,8 +33,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::metadata;
 use crate::options::{
-    error_value, string_value, CloseSessionResult, GetSessionOptionsResult, OptionValue, SetSessionOptionsError,
-    SetSessionOptionsRequest, SetSessionOptionsResult, CLOSE_STATUS_CLOSED,
+    error_value, string_value, CloseSessionResult, GetSessionOptionsResult, OptionValue, SetSessionOptionsError, SetSessionOptionsRequest,
+    SetSessionOptionsResult, CLOSE_STATUS_CLOSED,
 };
 use crate::sessions::{ParkedResult, Sessions};
 use crate::status::{arrow_status, auth_status, to_status};
@@ -80,7 +78,9 @@ impl PondFlightService {
     fn authenticate(&self, md: &MetadataMap) -> Result<(String, Identity), Status> {
         let header = md
             .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("no credentials: call Handshake with Basic credentials, then send 'authorization: Bearer <token>'"))?
+            .ok_or_else(|| {
+                Status::unauthenticated("no credentials: call Handshake with Basic credentials, then send 'authorization: Bearer <token>'")
+            })?
             .to_str()
             .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
         let token = header
@@ -120,7 +120,13 @@ impl PondFlightService {
 
     /// Parks a result and describes it: one endpoint, no location (clients reuse
     /// the channel), ticket = `TicketStatementQuery` in a protobuf `Any`.
-    fn flight_info(&self, session: &Session, schema: &SchemaRef, result: ParkedResult, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+    fn flight_info(
+        &self,
+        session: &Session,
+        schema: &SchemaRef,
+        result: ParkedResult,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
         // The IPC encoder writes union fields as non-nullable (unions carry no
         // validity); announce exactly what the stream will say.
         let schema = &union_fields_not_null(schema);
@@ -141,11 +147,21 @@ impl PondFlightService {
         self.flight_info(session, &schema, ParkedResult::Batches(schema.clone(), vec![batch]), descriptor)
     }
 
-    fn encode(&self, schema: SchemaRef, batches: BoxStream<RecordBatch>, compression: Compression, protocol: &'static str) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+    fn encode(
+        &self,
+        schema: SchemaRef,
+        batches: BoxStream<RecordBatch>,
+        compression: Compression,
+        protocol: &'static str,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let ipc = match compression {
             Compression::None => IpcWriteOptions::default(),
-            Compression::Lz4 => IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME)).map_err(|e| Status::internal(e.to_string()))?,
-            Compression::Zstd => IpcWriteOptions::default().try_with_compression(Some(arrow_ipc::CompressionType::ZSTD)).map_err(|e| Status::internal(e.to_string()))?,
+            Compression::Lz4 => IpcWriteOptions::default()
+                .try_with_compression(Some(arrow_ipc::CompressionType::LZ4_FRAME))
+                .map_err(|e| Status::internal(e.to_string()))?,
+            Compression::Zstd => IpcWriteOptions::default()
+                .try_with_compression(Some(arrow_ipc::CompressionType::ZSTD))
+                .map_err(|e| Status::internal(e.to_string()))?,
         };
         let metrics = self.engine.metrics().clone();
         let input = batches.map_err(|s| FlightError::Tonic(Box::new(s)));
@@ -168,7 +184,11 @@ impl PondFlightService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    fn stream_parked(&self, result: ParkedResult, compression: Compression) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+    fn stream_parked(
+        &self,
+        result: ParkedResult,
+        compression: Compression,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         match result {
             ParkedResult::Stream(s) => {
                 let schema = s.schema();
@@ -192,7 +212,12 @@ impl PondFlightService {
         }
     }
 
-    async fn query_info(&self, session: Arc<Session>, stream: pond_engine::Result<pond_engine::QueryStream>, descriptor: FlightDescriptor) -> Result<Response<FlightInfo>, Status> {
+    async fn query_info(
+        &self,
+        session: Arc<Session>,
+        stream: pond_engine::Result<pond_engine::QueryStream>,
+        descriptor: FlightDescriptor,
+    ) -> Result<Response<FlightInfo>, Status> {
         let stream = stream.map_err(to_status)?;
         let schema = stream.schema();
         self.flight_info(&session, &schema, ParkedResult::Stream(stream), descriptor)
@@ -226,9 +251,7 @@ impl PondFlightService {
 /// The Arrow IPC messages of a DoPut body. The first message may carry only
 /// the command descriptor (no IPC header), which is not Arrow data.
 fn data_messages(stream: PeekableFlightDataStream) -> impl Stream<Item = Result<arrow_flight::FlightData, FlightError>> + Send {
-    stream
-        .map_err(FlightError::from)
-        .try_filter(|fd| futures::future::ready(!fd.data_header.is_empty()))
+    stream.map_err(FlightError::from).try_filter(|fd| futures::future::ready(!fd.data_header.is_empty()))
 }
 
 fn flight_error_status(e: FlightError) -> Status {
@@ -263,12 +286,12 @@ impl FlightSqlService for PondFlightService {
             Some(c) => c?,
             None => {
                 let mut stream = request.into_inner();
-                let first = stream
-                    .message()
-                    .await?
-                    .ok_or_else(|| Status::unauthenticated("Handshake needs Basic credentials (authorization header or BasicAuth payload)"))?;
-                let basic = BasicAuth::decode(first.payload.as_ref())
-                    .map_err(|_| Status::unauthenticated("Handshake needs Basic credentials (authorization header or BasicAuth payload)"))?;
+                let first = stream.message().await?.ok_or_else(|| {
+                    Status::unauthenticated("Handshake needs Basic credentials (authorization header or BasicAuth payload)")
+                })?;
+                let basic = BasicAuth::decode(first.payload.as_ref()).map_err(|_| {
+                    Status::unauthenticated("Handshake needs Basic credentials (authorization header or BasicAuth payload)")
+                })?;
                 (basic.username, basic.password)
             }
         };
@@ -292,20 +315,32 @@ impl FlightSqlService for PondFlightService {
 
     // ----- statements ----------------------------------------------------------
 
-    async fn get_flight_info_statement(&self, query: CommandStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         Self::check_txn(&session, &query.transaction_id)?;
         let stream = session.query(&query.query, None).await;
         self.query_info(session, stream, request.into_inner()).await
     }
 
-    async fn get_flight_info_prepared_statement(&self, cmd: CommandPreparedStatementQuery, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let stream = session.query_prepared(&cmd.prepared_statement_handle).await;
         self.query_info(session, stream, request.into_inner()).await
     }
 
-    async fn do_get_statement(&self, ticket: TicketStatementQuery, request: Request<Ticket>) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let session = self.session(request.metadata()).await?;
         let compression = self.compression(request.metadata())?;
         let parked = self
@@ -315,20 +350,32 @@ impl FlightSqlService for PondFlightService {
         self.stream_parked(parked, compression)
     }
 
-    async fn do_get_prepared_statement(&self, cmd: CommandPreparedStatementQuery, request: Request<Ticket>) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
+    async fn do_get_prepared_statement(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<Ticket>,
+    ) -> Result<Response<BoxStream<arrow_flight::FlightData>>, Status> {
         let session = self.session(request.metadata()).await?;
         let compression = self.compression(request.metadata())?;
         let stream = session.query_prepared(&cmd.prepared_statement_handle).await.map_err(to_status)?;
         self.stream_parked(ParkedResult::Stream(stream), compression)
     }
 
-    async fn do_put_statement_update(&self, cmd: CommandStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_statement_update(
+        &self,
+        cmd: CommandStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
         let session = self.session(request.metadata()).await?;
         Self::check_txn(&session, &cmd.transaction_id)?;
         session.update(&cmd.query, None).await.map_err(to_status)
     }
 
-    async fn do_put_statement_ingest(&self, cmd: CommandStatementIngest, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_statement_ingest(
+        &self,
+        cmd: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
         let session = self.session(request.metadata()).await?;
         Self::check_txn(&session, &cmd.transaction_id)?;
         let opts = cmd.table_definition_options.unwrap_or_default();
@@ -380,7 +427,11 @@ impl FlightSqlService for PondFlightService {
 
     // ----- prepared statements -------------------------------------------------
 
-    async fn do_action_create_prepared_statement(&self, req: ActionCreatePreparedStatementRequest, request: Request<Action>) -> Result<ActionCreatePreparedStatementResult, Status> {
+    async fn do_action_create_prepared_statement(
+        &self,
+        req: ActionCreatePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let session = self.session(request.metadata()).await?;
         Self::check_txn(&session, &req.transaction_id)?;
         let info = session.prepare(&req.query).await.map_err(to_status)?;
@@ -395,13 +446,21 @@ impl FlightSqlService for PondFlightService {
         Ok(ActionCreatePreparedStatementResult { prepared_statement_handle: info.handle.into(), dataset_schema, parameter_schema })
     }
 
-    async fn do_action_close_prepared_statement(&self, req: ActionClosePreparedStatementRequest, request: Request<Action>) -> Result<(), Status> {
+    async fn do_action_close_prepared_statement(
+        &self,
+        req: ActionClosePreparedStatementRequest,
+        request: Request<Action>,
+    ) -> Result<(), Status> {
         let session = self.session(request.metadata()).await?;
         session.close_prepared(&req.prepared_statement_handle);
         Ok(())
     }
 
-    async fn do_put_prepared_statement_query(&self, cmd: CommandPreparedStatementQuery, request: Request<PeekableFlightDataStream>) -> Result<DoPutPreparedStatementResult, Status> {
+    async fn do_put_prepared_statement_query(
+        &self,
+        cmd: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
         let session = self.session(request.metadata()).await?;
         let (_schema, batches) = Self::read_batches(request).await?;
         let mut rows = Vec::new();
@@ -412,7 +471,11 @@ impl FlightSqlService for PondFlightService {
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(cmd.prepared_statement_handle) })
     }
 
-    async fn do_put_prepared_statement_update(&self, cmd: CommandPreparedStatementUpdate, request: Request<PeekableFlightDataStream>) -> Result<i64, Status> {
+    async fn do_put_prepared_statement_update(
+        &self,
+        cmd: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
         let session = self.session(request.metadata()).await?;
         let (_schema, batches) = Self::read_batches(request).await?;
         let mut rows = Vec::new();
@@ -427,7 +490,11 @@ impl FlightSqlService for PondFlightService {
 
     // ----- transactions --------------------------------------------------------
 
-    async fn do_action_begin_transaction(&self, _req: ActionBeginTransactionRequest, request: Request<Action>) -> Result<ActionBeginTransactionResult, Status> {
+    async fn do_action_begin_transaction(
+        &self,
+        _req: ActionBeginTransactionRequest,
+        request: Request<Action>,
+    ) -> Result<ActionBeginTransactionResult, Status> {
         let session = self.session(request.metadata()).await?;
         let id = session.begin().await.map_err(to_status)?;
         Ok(ActionBeginTransactionResult { transaction_id: id.into() })
@@ -443,7 +510,11 @@ impl FlightSqlService for PondFlightService {
         }
     }
 
-    async fn do_action_cancel_query(&self, req: ActionCancelQueryRequest, request: Request<Action>) -> Result<ActionCancelQueryResult, Status> {
+    async fn do_action_cancel_query(
+        &self,
+        req: ActionCancelQueryRequest,
+        request: Request<Action>,
+    ) -> Result<ActionCancelQueryResult, Status> {
         let session = self.session(request.metadata()).await?;
         let info = FlightInfo::decode(req.info.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
         self.cancel_handle(&session, &info);
@@ -510,7 +581,11 @@ impl FlightSqlService for PondFlightService {
 
     // ----- metadata ------------------------------------------------------------
 
-    async fn get_flight_info_catalogs(&self, query: CommandGetCatalogs, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let mut b = query.into_builder();
         for db in self.engine.databases() {
@@ -520,9 +595,14 @@ impl FlightSqlService for PondFlightService {
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_schemas(&self, query: CommandGetDbSchemas, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
-        let schemas = self.engine.list_schemas(query.catalog.as_deref(), query.db_schema_filter_pattern.as_deref()).await.map_err(to_status)?;
+        let schemas =
+            self.engine.list_schemas(query.catalog.as_deref(), query.db_schema_filter_pattern.as_deref()).await.map_err(to_status)?;
         let mut b = query.into_builder();
         for (c, s) in schemas {
             b.append(c, s);
@@ -531,7 +611,11 @@ impl FlightSqlService for PondFlightService {
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_tables(&self, query: CommandGetTables, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let filter = TableFilter {
             catalog: query.catalog.clone(),
@@ -555,7 +639,11 @@ impl FlightSqlService for PondFlightService {
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_table_types(&self, query: CommandGetTableTypes, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let mut b = query.into_builder();
         for t in TABLE_TYPES {
@@ -565,26 +653,42 @@ impl FlightSqlService for PondFlightService {
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_sql_info(&self, query: CommandGetSqlInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let batch = query.into_builder(&self.sql_info).build().map_err(arrow_status)?;
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_xdbc_type_info(&self, query: CommandGetXdbcTypeInfo, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_xdbc_type_info(
+        &self,
+        query: CommandGetXdbcTypeInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let batch = query.into_builder(&self.xdbc).build().map_err(arrow_status)?;
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_primary_keys(&self, query: CommandGetPrimaryKeys, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_primary_keys(
+        &self,
+        query: CommandGetPrimaryKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let keys = self.engine.primary_keys(query.catalog.as_deref(), query.db_schema.as_deref(), &query.table).await.map_err(to_status)?;
         let batch = metadata::primary_keys_batch(&keys).map_err(arrow_status)?;
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_exported_keys(&self, query: CommandGetExportedKeys, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_exported_keys(
+        &self,
+        query: CommandGetExportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let keys = self
             .engine
@@ -595,7 +699,11 @@ impl FlightSqlService for PondFlightService {
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_imported_keys(&self, query: CommandGetImportedKeys, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_imported_keys(
+        &self,
+        query: CommandGetImportedKeys,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let keys = self
             .engine
@@ -606,7 +714,11 @@ impl FlightSqlService for PondFlightService {
         self.batches_info(&session, batch, request.into_inner())
     }
 
-    async fn get_flight_info_cross_reference(&self, query: CommandGetCrossReference, request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+    async fn get_flight_info_cross_reference(
+        &self,
+        query: CommandGetCrossReference,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let keys = self
             .engine
@@ -643,7 +755,9 @@ fn union_fields_not_null(schema: &SchemaRef) -> SchemaRef {
 }
 
 fn ipc_schema(schema: &Schema) -> Result<bytes::Bytes, Status> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into().map_err(|e: arrow_schema::ArrowError| Status::internal(e.to_string()))?;
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e: arrow_schema::ArrowError| Status::internal(e.to_string()))?;
     Ok(bytes)
 }
 

@@ -333,10 +333,8 @@ mod tests {
     fn nested() {
         let l = ListArray::from_iter_primitive::<Int32Type, _, _>(vec![Some(vec![Some(1), None])]);
         assert_eq!(render(&l), vec!["[1,null]"]);
-        let s = StructArray::from(vec![(
-            Arc::new(Field::new("a", DataType::Utf8, true)),
-            Arc::new(StringArray::from(vec!["x"])) as ArrayRef,
-        )]);
+        let s =
+            StructArray::from(vec![(Arc::new(Field::new("a", DataType::Utf8, true)), Arc::new(StringArray::from(vec!["x"])) as ArrayRef)]);
         assert_eq!(render(&s), vec!["{\"a\":\"x\"}"]);
     }
 }

@@ -95,21 +95,13 @@ async fn ready(State(s): State<HttpState>) -> Response {
 
 async fn metrics(State(s): State<HttpState>) -> Response {
     let mut resp = s.engine.metrics().encode().into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     resp
 }
 
 async fn databases(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> Result<Response, HttpError> {
     auth::authenticate(&s, &headers).await?;
-    let list: Vec<_> = s
-        .engine
-        .databases()
-        .into_iter()
-        .map(|d| serde_json::json!({"name": d.name, "created_at": d.created_at}))
-        .collect();
+    let list: Vec<_> = s.engine.databases().into_iter().map(|d| serde_json::json!({"name": d.name, "created_at": d.created_at})).collect();
     Ok(Json(serde_json::json!({"databases": list})).into_response())
 }
 

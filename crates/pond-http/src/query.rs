@@ -96,44 +96,41 @@ fn json_body(stream: QueryStream, started: Instant) -> impl futures::Stream<Item
     futures::stream::unfold(state, move |(mut stream, header, mut rows, mut done, started)| {
         let kinds = kinds.clone();
         async move {
-        if let Some(h) = header {
-            return Some((Ok(Bytes::from(h)), (stream, None, rows, done, started)));
-        }
-        if done {
-            return None;
-        }
-        match stream.next().await {
-            Some(Ok(batch)) => {
-                let mut out = String::with_capacity(batch.num_rows() * 32);
-                for r in 0..batch.num_rows() {
-                    if rows + r > 0 {
-                        out.push(',');
-                    }
-                    out.push('[');
-                    for (c, col) in batch.columns().iter().enumerate() {
-                        if c > 0 {
+            if let Some(h) = header {
+                return Some((Ok(Bytes::from(h)), (stream, None, rows, done, started)));
+            }
+            if done {
+                return None;
+            }
+            match stream.next().await {
+                Some(Ok(batch)) => {
+                    let mut out = String::with_capacity(batch.num_rows() * 32);
+                    for r in 0..batch.num_rows() {
+                        if rows + r > 0 {
                             out.push(',');
                         }
-                        write_typed(&mut out, col.as_ref(), r, kinds.get(c).copied().unwrap_or(Kind::Plain));
+                        out.push('[');
+                        for (c, col) in batch.columns().iter().enumerate() {
+                            if c > 0 {
+                                out.push(',');
+                            }
+                            write_typed(&mut out, col.as_ref(), r, kinds.get(c).copied().unwrap_or(Kind::Plain));
+                        }
+                        out.push(']');
                     }
-                    out.push(']');
+                    rows += batch.num_rows();
+                    Some((Ok(Bytes::from(out)), (stream, None, rows, done, started)))
                 }
-                rows += batch.num_rows();
-                Some((Ok(Bytes::from(out)), (stream, None, rows, done, started)))
+                Some(Err(e)) => {
+                    done = true;
+                    Some((Err(io_err(e)), (stream, None, rows, done, started)))
+                }
+                None => {
+                    done = true;
+                    let trailer = format!("],\"row_count\":{rows},\"execution_time_ms\":{:.3}}}", started.elapsed().as_secs_f64() * 1000.0);
+                    Some((Ok(Bytes::from(trailer)), (stream, None, rows, done, started)))
+                }
             }
-            Some(Err(e)) => {
-                done = true;
-                Some((Err(io_err(e)), (stream, None, rows, done, started)))
-            }
-            None => {
-                done = true;
-                let trailer = format!(
-                    "],\"row_count\":{rows},\"execution_time_ms\":{:.3}}}",
-                    started.elapsed().as_secs_f64() * 1000.0
-                );
-                Some((Ok(Bytes::from(trailer)), (stream, None, rows, done, started)))
-            }
-        }
         }
     })
 }

@@ -215,7 +215,9 @@ pub fn parse_from(args: Vec<String>) -> Result<Cli, String> {
                 }
                 continue;
             }
-            toml::Value::Array(items) => items.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(","),
+            toml::Value::Array(items) => {
+                items.iter().map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())).collect::<Vec<_>>().join(",")
+            }
             other => return Err(format!("config file {}: setting '{key}' has an unsupported value {other}", path.display())),
         };
         injected.push(format!("--{long}={text}"));

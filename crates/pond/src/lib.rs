@@ -15,7 +15,6 @@
 //! # Ok(()) }
 //! ```
 
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,13 +178,18 @@ impl Server {
             .await
             .map_err(|e| ServerError::Other(format!("engine start failed: {e}")))??;
 
-        let flight_listener = tokio::net::TcpListener::bind(config.flight_addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.flight_addr, what: "Flight SQL", source })?;
-        let http_listener = tokio::net::TcpListener::bind(config.http_addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.http_addr, what: "HTTP", source })?;
-        let flight_addr = flight_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.flight_addr, what: "Flight SQL", source })?;
+        let flight_listener = tokio::net::TcpListener::bind(config.flight_addr).await.map_err(|source| ServerError::Bind {
+            addr: config.flight_addr,
+            what: "Flight SQL",
+            source,
+        })?;
+        let http_listener = tokio::net::TcpListener::bind(config.http_addr).await.map_err(|source| ServerError::Bind {
+            addr: config.http_addr,
+            what: "HTTP",
+            source,
+        })?;
+        let flight_addr =
+            flight_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.flight_addr, what: "Flight SQL", source })?;
         let http_addr = http_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.http_addr, what: "HTTP", source })?;
 
         let (stop, stop_rx) = watch::channel(false);
@@ -269,9 +273,7 @@ impl Server {
             }
         }
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || engine.shutdown())
-            .await
-            .map_err(|e| ServerError::Other(e.to_string()))??;
+        tokio::task::spawn_blocking(move || engine.shutdown()).await.map_err(|e| ServerError::Other(e.to_string()))??;
         Ok(())
     }
 }

@@ -11,10 +11,7 @@ use cli::{Command, ExtensionsCommand};
 fn init_logging(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
     if format.eq_ignore_ascii_case("json") {
         builder.json().flatten_event(true).init();
     } else {
@@ -48,17 +45,19 @@ fn main() -> ExitCode {
             Command::Extensions { command: ExtensionsCommand::Install(args) } => {
                 let dir = args.extension_dir.clone().unwrap_or_else(|| args.data_dir.join("extensions"));
                 let names = if args.names.is_empty() { vec!["icu".to_string()] } else { args.names.clone() };
-                tokio::task::spawn_blocking(move || pond_engine::extensions::install_from_pypi(&dir, &names, &args.python).map(|v| (dir, v)))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map(|(dir, installed)| {
-                        if installed.is_empty() {
-                            println!("already installed in {}", dir.display());
-                        } else {
-                            println!("installed {} into {}", installed.join(", "), dir.display());
-                        }
-                    })
-                    .map_err(|e| e.to_string())
+                tokio::task::spawn_blocking(move || {
+                    pond_engine::extensions::install_from_pypi(&dir, &names, &args.python).map(|v| (dir, v))
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map(|(dir, installed)| {
+                    if installed.is_empty() {
+                        println!("already installed in {}", dir.display());
+                    } else {
+                        println!("installed {} into {}", installed.join(", "), dir.display());
+                    }
+                })
+                .map_err(|e| e.to_string())
             }
         }
     });

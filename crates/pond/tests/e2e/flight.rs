@@ -19,7 +19,7 @@ async fn handshake_returns_bearer_and_rejects_wrong_password() {
     let s = TestServer::start().await;
     let mut c = s.flight().await;
     assert_eq!(column_strings(&query(&mut c, "SELECT 41 + 1").await.unwrap(), 0), vec!["42"]);
-    let err = s.flight_as("admin", "wrong").await.err().expect("wrong password is rejected");
+    let err = s.flight_as("admin", "wrong").await.expect_err("wrong password is rejected");
     assert!(code(&err).contains("Unauthenticated") || code(&err).contains("invalid user name or password"), "{err}");
     s.stop().await;
 }
@@ -55,7 +55,11 @@ async fn prepared_statements_bind_one_and_many_rows() {
     ins.close().await.unwrap();
 
     let mut sel = c.prepare("SELECT name FROM p WHERE id = ?".into(), None).await.unwrap();
-    let one = RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])), vec![Arc::new(Int64Array::from(vec![3]))]).unwrap();
+    let one = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(vec![3]))],
+    )
+    .unwrap();
     sel.set_parameters(one).unwrap();
     let info = sel.execute().await.unwrap();
     let mut got = Vec::new();
@@ -135,11 +139,25 @@ async fn metadata_lists_databases_tables_and_sql_info() {
     assert_eq!(schema.field(1).data_type(), &DataType::Decimal128(10, 2));
     assert_eq!(schema.field(1).metadata().get("ARROW:FLIGHT:SQL:TABLE_NAME").map(String::as_str), Some("orders"));
 
-    let info = c.get_primary_keys(arrow_flight::sql::CommandGetPrimaryKeys { catalog: Some("sales".into()), db_schema: None, table: "orders".into() }).await.unwrap();
+    let info = c
+        .get_primary_keys(arrow_flight::sql::CommandGetPrimaryKeys {
+            catalog: Some("sales".into()),
+            db_schema: None,
+            table: "orders".into(),
+        })
+        .await
+        .unwrap();
     let pk: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
     assert_eq!(column_strings(&pk, 3), vec!["id"]);
 
-    let info = c.get_imported_keys(arrow_flight::sql::CommandGetImportedKeys { catalog: Some("sales".into()), db_schema: None, table: "items".into() }).await.unwrap();
+    let info = c
+        .get_imported_keys(arrow_flight::sql::CommandGetImportedKeys {
+            catalog: Some("sales".into()),
+            db_schema: None,
+            table: "items".into(),
+        })
+        .await
+        .unwrap();
     let fk: Vec<RecordBatch> = c.do_get(info.endpoint[0].ticket.clone().unwrap()).await.unwrap().try_collect().await.unwrap();
     assert_eq!(column_strings(&fk, 2), vec!["orders"]);
     assert_eq!(column_strings(&fk, 7), vec!["order_id"]);
@@ -211,7 +229,7 @@ async fn max_sessions_is_enforced() {
     let s = TestServer::start_with(|b| b.max_sessions(2)).await;
     let _a = s.flight().await;
     let _b = s.flight().await;
-    let e = s.flight_as("admin", ADMIN_PASSWORD).await.err().expect("third session refused").to_string();
+    let e = s.flight_as("admin", ADMIN_PASSWORD).await.expect_err("third session refused").to_string();
     assert!(e.contains("too many sessions"), "{e}");
     s.stop().await;
 }
@@ -219,12 +237,13 @@ async fn max_sessions_is_enforced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bulk_ingest_creates_and_appends() {
     use arrow_flight::sql::client::FlightSqlServiceClient;
-    use arrow_flight::sql::{TableDefinitionOptions, TableExistsOption, TableNotExistOption};
     use arrow_flight::sql::CommandStatementIngest;
+    use arrow_flight::sql::{TableDefinitionOptions, TableExistsOption, TableNotExistOption};
     let s = TestServer::start().await;
     let mut c: FlightSqlServiceClient<_> = s.flight().await;
     let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("v", DataType::Utf8, true)]));
-    let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec!["a", "b"]))]).unwrap();
+    let batch =
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(StringArray::from(vec!["a", "b"]))]).unwrap();
     let cmd = |if_not_exist: TableNotExistOption, if_exists: TableExistsOption| CommandStatementIngest {
         table_definition_options: Some(TableDefinitionOptions { if_not_exist: if_not_exist as i32, if_exists: if_exists as i32 }),
         table: "ingested".into(),
@@ -239,9 +258,12 @@ async fn bulk_ingest_creates_and_appends() {
         .await
         .unwrap();
     assert_eq!(n, 2);
-    let again = c.execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Fail), futures::stream::iter(vec![Ok(batch.clone())])).await;
+    let again =
+        c.execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Fail), futures::stream::iter(vec![Ok(batch.clone())])).await;
     assert!(again.is_err(), "create mode fails when the table exists");
-    c.execute_ingest(cmd(TableNotExistOption::Fail, TableExistsOption::Append), futures::stream::iter(vec![Ok(batch.clone())])).await.unwrap();
+    c.execute_ingest(cmd(TableNotExistOption::Fail, TableExistsOption::Append), futures::stream::iter(vec![Ok(batch.clone())]))
+        .await
+        .unwrap();
     assert_eq!(column_strings(&query(&mut c, "SELECT count(*), count(DISTINCT v) FROM ingested").await.unwrap(), 0), vec!["4"]);
     c.execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Replace), futures::stream::iter(vec![Ok(batch)])).await.unwrap();
     assert_eq!(column_strings(&query(&mut c, "SELECT count(*) FROM ingested").await.unwrap(), 0), vec!["2"]);

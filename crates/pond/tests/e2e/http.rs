@@ -14,7 +14,8 @@ async fn post_query(s: &TestServer, body: Value) -> reqwest::Response {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn json_query_has_columns_data_and_counts() {
     let s = TestServer::start().await;
-    let r = post_query(&s, json!({"sql": "SELECT 1 AS a, 'x' AS b, [1,2] AS l, {'k': 2.5} AS st, NULL AS n, 12.30::DECIMAL(5,2) AS d"})).await;
+    let r =
+        post_query(&s, json!({"sql": "SELECT 1 AS a, 'x' AS b, [1,2] AS l, {'k': 2.5} AS st, NULL AS n, 12.30::DECIMAL(5,2) AS d"})).await;
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["columns"][0]["name"], "a");
@@ -55,7 +56,13 @@ async fn errors_are_json_with_fitting_status() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(r.json::<Value>().await.unwrap()["code"], "database_not_found");
 
-    let r = client().post(s.http_url("/api/v1/query")).basic_auth("admin", Some("wrong")).json(&json!({"sql": "SELECT 1"})).send().await.unwrap();
+    let r = client()
+        .post(s.http_url("/api/v1/query"))
+        .basic_auth("admin", Some("wrong"))
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = client().post(s.http_url("/api/v1/query")).json(&json!({"sql": "SELECT 1"})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -84,9 +91,18 @@ async fn bearer_token_login_health_ready_metrics_databases() {
     let s = TestServer::start().await;
     assert_eq!(client().get(s.http_url("/health")).send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(client().get(s.http_url("/ready")).send().await.unwrap().status(), StatusCode::OK);
-    let login: Value = client().post(s.http_url("/api/v1/auth/login")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().await.unwrap().json().await.unwrap();
+    let login: Value = client()
+        .post(s.http_url("/api/v1/auth/login"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let token = login["token"].as_str().unwrap().to_string();
-    let r = client().post(s.http_url("/api/v1/query")).bearer_auth(&token).json(&json!({"sql": "CREATE DATABASE web"})).send().await.unwrap();
+    let r =
+        client().post(s.http_url("/api/v1/query")).bearer_auth(&token).json(&json!({"sql": "CREATE DATABASE web"})).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let dbs: Value = client().get(s.http_url("/api/v1/databases")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
     let names: Vec<&str> = dbs["databases"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap()).collect();

@@ -38,5 +38,8 @@ async fn missing_extension_names_the_install_command() {
         .err()
         .expect("start fails without icu");
     let msg = err.to_string();
-    assert!(msg.contains("'icu'") && msg.contains("pond extensions install") && msg.contains(&empty_ext.path().display().to_string()), "{msg}");
+    assert!(
+        msg.contains("'icu'") && msg.contains("pond extensions install") && msg.contains(&empty_ext.path().display().to_string()),
+        "{msg}"
+    );
 }

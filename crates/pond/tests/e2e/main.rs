@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! End-to-end tests: a real Pond server (in-process, real listeners on
 //! ephemeral ports, real DuckDB, temp data dir) driven by real clients
 //! (arrow-flight's Flight SQL client and reqwest).
