@@ -145,9 +145,12 @@ def test_database_header(client, uname):
         assert t.to_pylist() == [{"db": d}]
         sql(client, opts(auth, (b"database", d.encode())), "CREATE TABLE hdr_t AS SELECT 1 AS one")
         assert sql(client, opts(auth), f"SELECT one FROM {d}.main.hdr_t").to_pylist() == [{"one": 1}]
-        # Pond applies the header like USE on the token's session (it sticks for later calls)
-        sql(client, opts(auth), 'USE "default"')
+        # The header selects the database for that call only: without it, the
+        # session's own database applies again (no USE needed).
         assert sql(client, opts(auth), "SELECT current_database() AS db").to_pylist() == [{"db": "default"}]
+        sql(client, opts(auth), f"USE {d}")
+        assert sql(client, opts(auth, (b"database", b"default")), "SELECT current_database() AS db").to_pylist() == [{"db": "default"}]
+        assert sql(client, opts(auth), "SELECT current_database() AS db").to_pylist() == [{"db": d}]
     finally:
         sql(client, opts(auth), 'USE "default"')
         sql(client, opts(auth), f"DROP DATABASE {d}")

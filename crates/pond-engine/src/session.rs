@@ -196,8 +196,12 @@ pub struct IngestRequest {
 }
 
 struct State {
+    /// The session's database and schema (USE, SetSessionOptions).
     database: String,
     schema: String,
+    /// What the connection is switched to right now; differs from the
+    /// session's while a call names another database (Flight `database` header).
+    conn_target: (String, String),
     transaction: Option<Vec<u8>>,
     prepared: HashMap<Vec<u8>, Prepared>,
 }
@@ -213,6 +217,8 @@ pub struct Session {
     state: Mutex<State>,
     last_used: AtomicU64,
     current: Mutex<Option<Arc<RunState>>>,
+    /// Database for the statements of the current call only (see `set_call_database`).
+    call_database: Mutex<Option<String>>,
     created: Instant,
 }
 
@@ -236,9 +242,16 @@ impl Session {
             engine,
             conn: Arc::new(Mutex::new(conn)),
             interrupt,
-            state: Mutex::new(State { database: String::new(), schema: "main".into(), transaction: None, prepared: HashMap::new() }),
+            state: Mutex::new(State {
+                database: String::new(),
+                schema: "main".into(),
+                conn_target: (String::new(), "main".into()),
+                transaction: None,
+                prepared: HashMap::new(),
+            }),
             last_used: AtomicU64::new(0),
             current: Mutex::new(None),
+            call_database: Mutex::new(None),
             created: Instant::now(),
         }
     }
@@ -265,6 +278,33 @@ impl Session {
 
     pub fn current_schema(&self) -> String {
         self.state.lock().schema.clone()
+    }
+
+    /// Runs the statements of the current call in `database` (already
+    /// resolved) without changing the session's database; `None` returns to
+    /// the session's database. Protocols call this at the start of every call.
+    pub fn set_call_database(&self, database: Option<String>) {
+        *self.call_database.lock() = database;
+    }
+
+    /// Switches the connection to the call's database, or back to the
+    /// session's, before a statement runs.
+    fn align_connection(&self, conn: &duckdb::Connection, call_db: Option<&str>) -> Result<()> {
+        let mut state = self.state.lock();
+        let wanted = match call_db {
+            Some(db) => (db.to_string(), "main".to_string()),
+            None => (state.database.clone(), state.schema.clone()),
+        };
+        if wanted != state.conn_target {
+            conn.execute_batch(&format!("USE {}.{}", quote_ident(&wanted.0), quote_ident(&wanted.1)))?;
+            state.conn_target = wanted;
+        }
+        Ok(())
+    }
+
+    /// The database the connection works in right now (the call's or the session's).
+    fn connection_database(&self) -> String {
+        self.state.lock().conn_target.0.clone()
     }
 
     pub fn in_transaction(&self) -> bool {
@@ -310,9 +350,13 @@ impl Session {
         let me = self.clone();
         let r = run.clone();
         let conn = self.conn.clone();
+        let call_db = self.call_database.lock().clone();
         let handle = tokio::task::spawn_blocking(move || {
             let guard = conn.lock();
-            let out = if let Some(e) = r.stop_error() { Err(e) } else { work(&me, &guard, &r) };
+            let out = match r.stop_error() {
+                Some(e) => Err(e),
+                None => me.align_connection(&guard, call_db.as_deref()).and_then(|()| work(&me, &guard, &r)),
+            };
             r.finished.store(true, Ordering::SeqCst);
             drop(guard);
             me.touch();
@@ -423,7 +467,9 @@ impl Session {
                 if resolved.as_deref() == Some(crate::DEFAULT_DATABASE) {
                     return Err(Error::InvalidRequest(format!("database '{}' cannot be dropped", crate::DEFAULT_DATABASE)));
                 }
-                if resolved.as_deref() == Some(self.current_database().as_str()) {
+                if resolved.as_deref() == Some(self.current_database().as_str())
+                    || resolved.as_deref() == Some(self.connection_database().as_str())
+                {
                     return Err(Error::InvalidRequest(format!(
                         "cannot drop database '{name}' while it is this session's current database (USE another first)"
                     )));
@@ -433,10 +479,14 @@ impl Session {
             PondStatement::RenameDatabase { from, to } => {
                 engine.rename_database(from, to)?;
                 let mut state = self.state.lock();
+                let new_name = to.to_ascii_lowercase();
                 if state.database.eq_ignore_ascii_case(from) {
-                    state.database = to.to_ascii_lowercase();
+                    state.database = new_name.clone();
+                }
+                if state.conn_target.0.eq_ignore_ascii_case(from) {
+                    state.conn_target.0 = new_name.clone();
                     drop(state);
-                    conn.execute_batch(&format!("USE {}", quote_ident(&to.to_ascii_lowercase())))?;
+                    conn.execute_batch(&format!("USE {}", quote_ident(&new_name)))?;
                 }
             }
             PondStatement::ShowDatabases => {
@@ -461,6 +511,7 @@ impl Session {
         let mut state = self.state.lock();
         state.database = db.to_string();
         state.schema = schema.unwrap_or("main").to_string();
+        state.conn_target = (state.database.clone(), state.schema.clone());
         Ok(())
     }
 
@@ -619,7 +670,7 @@ impl Session {
                 } else {
                     let db = match &req.catalog {
                         Some(c) => session.engine()?.engine().resolve_database(c)?,
-                        None => session.current_database(),
+                        None => session.connection_database(),
                     };
                     (db, req.schema.clone().unwrap_or_else(|| session.current_schema()))
                 };

@@ -96,11 +96,13 @@ impl PondFlightService {
     async fn session(&self, md: &MetadataMap) -> Result<Arc<Session>, Status> {
         let (token, identity) = self.authenticate(md)?;
         let session = self.sessions.session_for(&token, &identity).await.map_err(to_status)?;
-        if let Some(db) = md.get("database").and_then(|v| v.to_str().ok()) {
-            if !db.eq_ignore_ascii_case(&session.current_database()) {
-                session.set_database(db, None).await.map_err(to_status)?;
-            }
-        }
+        // The header selects the database for this call only; the session's
+        // own database (USE, SetSessionOptions) applies again without it.
+        let call_db = match md.get("database").and_then(|v| v.to_str().ok()) {
+            Some(db) => Some(self.engine.resolve_database(db).map_err(to_status)?),
+            None => None,
+        };
+        session.set_call_database(call_db);
         Ok(session)
     }
 
