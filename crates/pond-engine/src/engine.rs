@@ -311,6 +311,10 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("worker failed: {e}")))?
     }
 
+    pub fn session_exists(&self, id: &str) -> bool {
+        self.inner.sessions.lock().contains_key(id)
+    }
+
     pub fn session(&self, id: &str) -> Option<Arc<Session>> {
         let s = self.inner.sessions.lock().get(id).cloned();
         if let Some(s) = &s {

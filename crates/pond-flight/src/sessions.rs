@@ -78,6 +78,8 @@ impl Sessions {
         if !expired.is_empty() {
             tracing::info!(count = expired.len(), "dropped results that were never fetched");
         }
+        // Tokens whose session was closed (idle, CloseSession) need no entry.
+        self.by_token.lock().retain(|_, id| self.engine.session_exists(id));
     }
 
     pub fn take(&self, handle: &[u8], session_id: &str) -> Option<ParkedResult> {
