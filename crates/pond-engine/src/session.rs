@@ -908,10 +908,14 @@ fn stream_result(
         send(run, tx, Msg::Schema(schema.clone(), types))?;
     }
     let Some(first) = first else { return Ok(()) };
+    // A result of one chunk (most small queries, every DML count) goes out as
+    // it is: no coalescing buffers to allocate and copy into.
+    let Some(second) = next_batch(stmt, schema)? else { return send(run, tx, Msg::Batch(first)) };
     let per_row = (first.get_array_memory_size() / first.num_rows().max(1)).max(1);
     let target_rows = (batch_bytes / per_row).clamp(2048, 1 << 20);
     let mut coalescer = BatchCoalescer::new(schema.clone(), target_rows);
     coalescer.push_batch(first)?;
+    coalescer.push_batch(second)?;
     loop {
         while let Some(b) = coalescer.next_completed_batch() {
             send(run, tx, Msg::Batch(b))?;
