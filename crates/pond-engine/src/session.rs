@@ -421,16 +421,15 @@ impl Session {
             let mut changed = 0i64;
             for (i, st) in statements.iter().enumerate() {
                 let last = i + 1 == n;
-                match st {
-                    Statement::Pond(p) => {
-                        session.run_pond(conn, p)?;
-                    }
+                let r = match st {
+                    Statement::Pond(p) => session.run_pond(conn, p).map(|_| ()),
                     Statement::DuckDb(text) if last => {
-                        changed = execute_update(conn, text, params.as_deref(), session.in_transaction())?;
+                        execute_update(conn, text, params.as_deref(), session.in_transaction()).map(|n| changed = n)
                     }
-                    Statement::DuckDb(text) => conn.execute_batch(text)?,
-                }
-                session.track_transaction(st);
+                    Statement::DuckDb(text) => conn.execute_batch(text).map_err(Error::from),
+                };
+                session.track_transaction(st, r.is_ok());
+                r?;
             }
             Ok(changed)
         });
@@ -443,12 +442,14 @@ impl Session {
 
     /// Keeps the session's idea of an open transaction in step with
     /// BEGIN/COMMIT/ROLLBACK sent as plain SQL.
-    fn track_transaction(&self, st: &Statement) {
+    /// A COMMIT or ROLLBACK ends the transaction even when it fails (DuckDB
+    /// then rolls back); a BEGIN opens one only when it succeeds.
+    fn track_transaction(&self, st: &Statement, succeeded: bool) {
         if let Statement::DuckDb(text) = st {
             let first = text.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
             let mut state = self.state.lock();
             match first.trim_end_matches(';') {
-                "begin" | "start" if state.transaction.is_none() => state.transaction = Some(new_handle()),
+                "begin" | "start" if succeeded && state.transaction.is_none() => state.transaction = Some(new_handle()),
                 "commit" | "rollback" | "end" | "abort" => state.transaction = None,
                 _ => {}
             }
@@ -862,17 +863,19 @@ fn produce(
                 let mut stmt = conn.prepare_cached(text)?;
                 let mut schema_sent = false;
                 for row in &rows {
-                    drop(stmt.stream_arrow(duckdb::params_from_iter(row.iter()))?);
+                    let executed = stmt.stream_arrow(duckdb::params_from_iter(row.iter())).map(drop);
+                    session.track_transaction(st, executed.is_ok());
+                    executed?;
                     let schema = stmt.schema();
                     let types: Vec<String> = (0..schema.fields().len()).map(|i| logical_type_name(&stmt.column_logical_type(i))).collect();
-                    session.track_transaction(st);
                     stream_result(&stmt, &schema, Arc::new(types), run, tx, batch_bytes, !schema_sent)?;
                     schema_sent = true;
                 }
             }
             Statement::DuckDb(text) => {
-                conn.execute_batch(text)?;
-                session.track_transaction(st);
+                let r = conn.execute_batch(text);
+                session.track_transaction(st, r.is_ok());
+                r?;
             }
         }
     }

@@ -298,3 +298,24 @@ async fn idle_sessions_are_closed() {
     assert!(e.contains("scratch"), "{e}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_commit_ends_the_transaction() {
+    let s = TestServer::start().await;
+    let mut a = s.flight().await;
+    let mut b = s.flight().await;
+    query(&mut a, "CREATE TABLE acct(id INTEGER PRIMARY KEY, v INTEGER)").await.unwrap();
+    let ta = a.begin_transaction().await.unwrap();
+    let tb = b.begin_transaction().await.unwrap();
+    a.execute_update("INSERT INTO acct VALUES (2, 1)".into(), Some(ta.clone())).await.unwrap();
+    b.execute_update("INSERT INTO acct VALUES (2, 2)".into(), Some(tb.clone())).await.unwrap();
+    a.end_transaction(ta, arrow_flight::sql::EndTransaction::Commit).await.unwrap();
+    // DuckDB finds the duplicate key when b commits, fails the COMMIT and rolls b back.
+    let e = b.end_transaction(tb, arrow_flight::sql::EndTransaction::Commit).await.unwrap_err().to_string();
+    assert!(e.contains("duplicate key"), "{e}");
+    // b's session knows it is out of the transaction and can begin a new one.
+    let again = b.begin_transaction().await.expect("a new transaction after the failed commit");
+    b.end_transaction(again, arrow_flight::sql::EndTransaction::Rollback).await.unwrap();
+    assert_eq!(column_strings(&query(&mut b, "SELECT v FROM acct").await.unwrap(), 0), vec!["1"]);
+    s.stop().await;
+}
