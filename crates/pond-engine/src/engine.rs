@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     /// Every open session, registered or not (HTTP requests), for cancellation.
     pub(crate) live: Mutex<HashMap<String, std::sync::Weak<Session>>>,
     pub(crate) open_sessions: AtomicUsize,
+    /// Bumped by every drop or rename, so sessions re-check their database.
+    pub(crate) db_generation: std::sync::atomic::AtomicU64,
     pub(crate) metrics: Metrics,
     closed: AtomicBool,
 }
@@ -83,6 +85,7 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
             open_sessions: AtomicUsize::new(0),
+            db_generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
             closed: AtomicBool::new(false),
         });
@@ -218,6 +221,7 @@ impl Engine {
             return Err(e);
         }
         remove_db_files(&path);
+        self.inner.db_generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(database = %name, "database dropped");
         Ok(true)
     }
@@ -256,6 +260,7 @@ impl Engine {
             let _ = root.execute_batch(&attach_sql(&path, &from));
             return Err(e);
         }
+        self.inner.db_generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(from = %from, to = %to, "database renamed");
         Ok(())
     }

@@ -202,6 +202,8 @@ struct State {
     /// What the connection is switched to right now; differs from the
     /// session's while a call names another database (Flight `database` header).
     conn_target: (String, String),
+    /// The engine's database generation when `conn_target` was last checked.
+    seen_generation: u64,
     transaction: Option<Vec<u8>>,
     prepared: HashMap<Vec<u8>, Prepared>,
 }
@@ -246,6 +248,7 @@ impl Session {
                 database: String::new(),
                 schema: "main".into(),
                 conn_target: (String::new(), "main".into()),
+                seen_generation: 0,
                 transaction: None,
                 prepared: HashMap::new(),
             }),
@@ -295,8 +298,34 @@ impl Session {
             Some(db) => (db.to_string(), "main".to_string()),
             None => (state.database.clone(), state.schema.clone()),
         };
-        if wanted != state.conn_target {
-            conn.execute_batch(&format!("USE {}.{}", quote_ident(&wanted.0), quote_ident(&wanted.1)))?;
+        // A drop or rename elsewhere may have taken the connection's database away.
+        let generation = self.engine().map(|en| en.db_generation.load(Ordering::SeqCst)).unwrap_or(0);
+        let recheck = generation != state.seen_generation;
+        state.seen_generation = generation;
+        if wanted != state.conn_target || recheck {
+            let gone = recheck && self.engine().map(|en| !en.engine().database_exists(&wanted.0)).unwrap_or(false);
+            let switched = if gone {
+                Err(Error::DatabaseNotFound(wanted.0.clone()))
+            } else {
+                conn.execute_batch(&format!("USE {}.{}", quote_ident(&wanted.0), quote_ident(&wanted.1))).map_err(Error::from)
+            };
+            if let Err(e) = switched {
+                let gone = gone || self.engine().map(|en| !en.engine().database_exists(&wanted.0)).unwrap_or(false);
+                if !gone {
+                    return Err(e);
+                }
+                // Another session dropped or renamed this session's database: say
+                // so once and carry on in `default` (never write elsewhere silently).
+                let fallback = crate::DEFAULT_DATABASE.to_string();
+                conn.execute_batch(&format!("USE {}", quote_ident(&fallback)))?;
+                state.database = fallback.clone();
+                state.schema = "main".into();
+                state.conn_target = (fallback.clone(), "main".into());
+                return Err(Error::InvalidRequest(format!(
+                    "database '{}' no longer exists (dropped or renamed by another session); this session now uses '{fallback}'",
+                    wanted.0
+                )));
+            }
             state.conn_target = wanted;
         }
         Ok(())
@@ -382,7 +411,7 @@ impl Session {
         let metrics = self.engine()?.metrics.clone();
         let (tx, mut rx) = mpsc::channel::<Msg>(CHANNEL_BATCHES);
         let batch_bytes = self.engine()?.config.result_batch_bytes;
-        let (run, _handle) = self.spawn(move |session, conn, run| {
+        let (run, handle) = self.spawn(move |session, conn, run| {
             let r = produce(session, conn, run, &statements, params.as_deref(), &tx, batch_bytes);
             if let Err(e) = r {
                 let _ = send(run, &tx, Msg::Error(run.map_error(e)));
@@ -400,7 +429,11 @@ impl Session {
             Some(Msg::Schema(schema, duckdb_types)) => Ok(QueryStream { schema, duckdb_types, rx, run, done: false }),
             Some(Msg::Error(e)) => Err(e),
             Some(Msg::Batch(_)) => Err(Error::Internal("batch before schema".into())),
-            None => Err(run.stop_error().unwrap_or_else(|| Error::Internal("statement ended without a result".into()))),
+            // The work never started (e.g. the session's database vanished): its error.
+            None => match handle.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(run.stop_error().unwrap_or_else(|| Error::Internal("statement ended without a result".into()))),
+            },
         }
     }
 

@@ -85,3 +85,19 @@ async fn icu_is_loaded_for_time_zone_arithmetic() {
     assert_eq!(column_strings(&r, 0), vec!["2024-03-10T07:00:00"]);
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_whose_database_is_dropped_elsewhere_is_told_and_recovers() {
+    let s = TestServer::start().await;
+    let mut a = s.flight().await;
+    let mut b = s.flight().await;
+    query(&mut a, "CREATE DATABASE doomed").await.unwrap();
+    query(&mut a, "USE doomed").await.unwrap();
+    query(&mut b, "DROP DATABASE doomed").await.unwrap();
+    let e = query(&mut a, "CREATE TABLE t(x INTEGER)").await.unwrap_err().to_string();
+    assert!(e.contains("database 'doomed' no longer exists") && e.contains("now uses 'default'"), "{e}");
+    // The statement did not run anywhere else; the session works again, in default.
+    assert_eq!(column_strings(&query(&mut a, "SELECT current_database()").await.unwrap(), 0), vec!["default"]);
+    assert_eq!(column_strings(&query(&mut a, "SELECT count(*) FROM duckdb_tables() WHERE table_name = 't'").await.unwrap(), 0), vec!["0"]);
+    s.stop().await;
+}
