@@ -1,7 +1,7 @@
 //! Prometheus metrics shared by every protocol: queries, errors, latency,
 //! sessions and bytes sent, labelled by protocol.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -95,11 +95,4 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
         out
     }
-}
-
-#[allow(dead_code)]
-fn _assert_send_sync() {
-    fn f<T: Send + Sync>() {}
-    f::<Metrics>();
-    let _ = Ordering::Relaxed;
 }

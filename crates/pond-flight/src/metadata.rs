@@ -6,8 +6,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt8Array};
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
 use arrow_flight::sql::{
-    Nullable, Searchable, SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction, SqlSupportedTransactions,
-    SqlTransactionIsolationLevel, XdbcDataType,
+    Nullable, Searchable, SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity, SqlSupportedTransaction, SqlTransactionIsolationLevel,
+    XdbcDataType,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use pond_engine::introspect::{ForeignKey, KeyColumn};
@@ -208,7 +208,6 @@ pub fn sql_info(version: &str, duckdb_version: &str) -> SqlInfoData {
     b.append(SqlInfo::SqlNamedParametersSupported, true);
     b.append(SqlInfo::SqlLocatorsUpdateCopy, false);
     b.append(SqlInfo::SqlStoredFunctionsUsingCallSyntaxSupported, false);
-    let _ = SqlSupportedTransactions::SqlTransactionUnspecified;
     #[allow(clippy::expect_used)]
     b.build().expect("static SqlInfo data is valid")
 }
