@@ -58,34 +58,27 @@ def get_sql_info(*ids: int) -> bytes:
     return any_msg("CommandGetSqlInfo", field_bytes(1, packed) if ids else b"")
 
 
-def get_primary_keys(table: str, catalog: str | None = None, schema: str | None = None) -> bytes:
+def _table_ref(command: str, table: str, catalog: str | None, schema: str | None) -> bytes:
+    """CommandGetPrimaryKeys/ExportedKeys/ImportedKeys: catalog = 1, db_schema = 2, table = 3."""
     payload = b""
     if catalog is not None:
         payload += field_bytes(1, catalog.encode())
     if schema is not None:
         payload += field_bytes(2, schema.encode())
     payload += field_bytes(3, table.encode())
-    return any_msg("CommandGetPrimaryKeys", payload)
+    return any_msg(command, payload)
+
+
+def get_primary_keys(table: str, catalog: str | None = None, schema: str | None = None) -> bytes:
+    return _table_ref("CommandGetPrimaryKeys", table, catalog, schema)
 
 
 def get_exported_keys(table: str, catalog: str | None = None, schema: str | None = None) -> bytes:
-    payload = b""
-    if catalog is not None:
-        payload += field_bytes(1, catalog.encode())
-    if schema is not None:
-        payload += field_bytes(2, schema.encode())
-    payload += field_bytes(3, table.encode())
-    return any_msg("CommandGetExportedKeys", payload)
+    return _table_ref("CommandGetExportedKeys", table, catalog, schema)
 
 
 def get_imported_keys(table: str, catalog: str | None = None, schema: str | None = None) -> bytes:
-    payload = b""
-    if catalog is not None:
-        payload += field_bytes(1, catalog.encode())
-    if schema is not None:
-        payload += field_bytes(2, schema.encode())
-    payload += field_bytes(3, table.encode())
-    return any_msg("CommandGetImportedKeys", payload)
+    return _table_ref("CommandGetImportedKeys", table, catalog, schema)
 
 
 def get_xdbc_type_info() -> bytes:

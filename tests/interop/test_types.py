@@ -104,16 +104,23 @@ def types_db(pond):
     admin.close()
 
 
-@pytest.fixture(scope="module")
-def reference_table(types_db, ext_dir):
+def _reference_connection(types_db, ext_dir, with_table: bool):
+    """In-process DuckDB set up like the server: icu loaded, same time zone, optionally types_t."""
     import duckdb
 
     _, tz = types_db
     con = duckdb.connect(config={"extension_directory": str(ext_dir)})
     con.execute("LOAD icu")
     con.execute(f"SET TimeZone = '{tz}'")
-    for stmt in setup_sql():
-        con.execute(stmt)
+    if with_table:
+        for stmt in setup_sql():
+            con.execute(stmt)
+    return con
+
+
+@pytest.fixture(scope="module")
+def reference_table(types_db, ext_dir):
+    con = _reference_connection(types_db, ext_dir, with_table=True)
     table = con.execute(SELECT).to_arrow_table()
     con.close()
     return table
@@ -268,14 +275,7 @@ TYPE_ALIASES = {
 @pytest.fixture(scope="module")
 def reference_text(types_db, ext_dir, tmp_path_factory):
     """{column: (DuckDB type name, [to_json values parsed], [CSV lines])} from in-process DuckDB."""
-    import duckdb
-
-    _, tz = types_db
-    con = duckdb.connect(config={"extension_directory": str(ext_dir)})
-    con.execute("LOAD icu")
-    con.execute(f"SET TimeZone = '{tz}'")
-    for stmt in setup_sql():
-        con.execute(stmt)
+    con = _reference_connection(types_db, ext_dir, with_table=True)
     types = {name: ty for name, ty, *_ in con.execute("DESCRIBE types_t").fetchall()}
     out = {}
     tmp = tmp_path_factory.mktemp("csvref")
@@ -428,13 +428,8 @@ INGEST_COLUMNS = list(_ingest_source().column_names)
 @pytest.fixture(scope="module")
 def ingest_reference(types_db, ext_dir):
     """{column: (Arrow table, DuckDB type)} from in-process CREATE TABLE AS SELECT * FROM <arrow>."""
-    import duckdb
-
-    _, tz = types_db
     src = _ingest_source()
-    con = duckdb.connect(config={"extension_directory": str(ext_dir)})
-    con.execute("LOAD icu")
-    con.execute(f"SET TimeZone = '{tz}'")
+    con = _reference_connection(types_db, ext_dir, with_table=False)
     out = {}
     for column in INGEST_COLUMNS:
         con.register("src", src.select([column]))

@@ -15,7 +15,6 @@ mod service;
 mod sessions;
 mod status;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,9 +102,4 @@ impl FlightSqlServer {
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
     }
-}
-
-/// Binds a listener (port 0 picks a free port).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr).await
 }
