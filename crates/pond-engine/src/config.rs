@@ -25,6 +25,12 @@ pub struct EngineConfig {
     pub memory_limit: Option<String>,
     /// Target size of one result message; DuckDB's 2,048-row chunks are coalesced up to it.
     pub result_batch_bytes: usize,
+    /// Let DuckDB reach files and URLs outside Pond's directories (superusers only;
+    /// non-superusers are sandboxed either way). Off by default.
+    pub external_access: bool,
+    /// Extra directories (or URL prefixes such as `s3://bucket/`) DuckDB may use
+    /// while external access is off.
+    pub allowed_paths: Vec<String>,
 }
 
 impl EngineConfig {
@@ -40,6 +46,8 @@ impl EngineConfig {
             threads: None,
             memory_limit: None,
             result_batch_bytes: 1536 * 1024,
+            external_access: false,
+            allowed_paths: Vec::new(),
         }
     }
 

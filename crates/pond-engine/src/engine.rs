@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use pond_auth::Identity;
+use pond_auth::{Authenticator, Identity};
 use pond_meta::{DatabaseRecord, MetaStore};
 
 use crate::config::EngineConfig;
@@ -21,7 +21,11 @@ use crate::sql::{quote_ident, quote_literal};
 pub const DEFAULT_DATABASE: &str = "default";
 
 /// Catalog names DuckDB reserves; Pond databases may not use them.
-const RESERVED: &[&str] = &["memory", "system", "temp", "main", "information_schema", "pg_catalog"];
+const RESERVED: &[&str] = &["memory", "system", "temp", "main", "information_schema", "pg_catalog", AUDIT_CATALOG];
+
+/// DuckDB catalog holding the audit log (`pond_system.main.audit_log`), in
+/// `<data>/system/audit.duckdb`; not a Pond database, so only superusers reach it.
+pub const AUDIT_CATALOG: &str = "pond_system";
 
 /// A database as clients see it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -52,13 +56,18 @@ pub(crate) struct Inner {
     pub(crate) db_generation: std::sync::atomic::AtomicU64,
     pub(crate) metrics: Metrics,
     closed: AtomicBool,
+    pub(crate) auth: Arc<Authenticator>,
+    /// Names of DuckDB's built-in functions (for the sandbox).
+    pub(crate) system_functions: parking_lot::RwLock<Arc<std::collections::HashSet<String>>>,
+    /// Bumped after statements that may change the catalog (sessions cache macro names by it).
+    pub(crate) catalog_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Engine {
     /// Opens DuckDB, loads extensions, attaches every database (creating
     /// `default` on the first start) and removes files left by interrupted
     /// create/drop operations.
-    pub fn open(config: EngineConfig, meta: Arc<MetaStore>, metrics: Metrics) -> Result<Self> {
+    pub fn open(config: EngineConfig, meta: Arc<MetaStore>, auth: Arc<Authenticator>, metrics: Metrics) -> Result<Self> {
         let db_dir = databases_dir(&config);
         std::fs::create_dir_all(&db_dir).map_err(|e| Error::io(&db_dir, e))?;
         let ext_dir = config.extension_dir();
@@ -76,6 +85,7 @@ impl Engine {
         }
         let root = duckdb::Connection::open_in_memory_with_flags(duck)?;
         extensions::load_all(&root, &ext_dir, &config.extensions, config.install_from_repository)?;
+        let system_functions = builtin_functions(&root)?;
 
         let inner = Arc::new(Inner {
             config,
@@ -88,10 +98,93 @@ impl Engine {
             db_generation: std::sync::atomic::AtomicU64::new(0),
             metrics,
             closed: AtomicBool::new(false),
+            auth,
+            system_functions: parking_lot::RwLock::new(Arc::new(system_functions)),
+            catalog_generation: std::sync::atomic::AtomicU64::new(1),
         });
         let engine = Engine { inner };
         engine.attach_all()?;
+        engine.start_audit_log()?;
+        engine.lock_down()?;
         Ok(engine)
+    }
+
+    /// DuckDB's own limits, as defence in depth under Pond's statement checks:
+    /// no file or network access outside Pond's directories (plus any the
+    /// operator allows), no extension auto-install. Superusers keep everything
+    /// else; with `external_access` on they also keep files and URLs.
+    fn lock_down(&self) -> Result<()> {
+        let config = &self.inner.config;
+        if config.external_access {
+            tracing::warn!(
+                "DuckDB external access is on: superusers can read and write files and URLs (non-superusers are still sandboxed)"
+            );
+            return Ok(());
+        }
+        let tmp = config.data_dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut dirs: Vec<String> = vec![
+            databases_dir(config).display().to_string(),
+            config.data_dir.join("system").display().to_string(),
+            tmp.display().to_string(),
+            config.extension_dir().display().to_string(),
+        ];
+        dirs.extend(config.allowed_paths.iter().cloned());
+        let list = dirs.iter().map(|d| quote_literal(&format!("{}/", d.trim_end_matches('/')))).collect::<Vec<_>>().join(", ");
+        let root = self.inner.root.lock();
+        root.execute_batch(&format!(
+            "SET temp_directory = {}; SET allowed_directories = [{list}]; SET enable_external_access = false;",
+            quote_literal(&tmp.display().to_string())
+        ))?;
+        tracing::info!(allowed = %dirs.join(", "), "DuckDB external access off outside Pond's directories");
+        Ok(())
+    }
+
+    /// Attaches the audit database and stores audit events from the auth layer
+    /// in `pond_system.main.audit_log` on a background thread.
+    fn start_audit_log(&self) -> Result<()> {
+        let dir = self.inner.config.data_dir.join("system");
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let path = dir.join("audit.duckdb");
+        let conn = {
+            let root = self.inner.root.lock();
+            root.execute_batch(&format!(
+                "ATTACH IF NOT EXISTS {} AS {AUDIT_CATALOG}; CREATE TABLE IF NOT EXISTS {AUDIT_CATALOG}.main.audit_log (\
+                 \"at\" TIMESTAMPTZ NOT NULL, kind VARCHAR NOT NULL, user_name VARCHAR, source VARCHAR, protocol VARCHAR, \
+                 success BOOLEAN NOT NULL, detail VARCHAR NOT NULL)",
+                quote_literal(&path.display().to_string())
+            ))?;
+            root.try_clone()?
+        };
+        let Some(rx) = self.inner.auth.audit().take_receiver() else { return Ok(()) };
+        std::thread::Builder::new()
+            .name("pond-audit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                        if batch.len() >= 1000 {
+                            break;
+                        }
+                    }
+                    if let Err(e) = write_audit(&conn, &batch) {
+                        tracing::warn!(error = %e, events = batch.len(), "could not store audit events (they are in the log)");
+                    }
+                }
+            })
+            .map_err(|e| Error::Internal(format!("cannot start the audit writer: {e}")))?;
+        Ok(())
+    }
+
+    pub fn authenticator(&self) -> &Arc<Authenticator> {
+        &self.inner.auth
+    }
+
+    /// Databases the identity may see, sorted by name.
+    pub fn visible_databases(&self, identity: &Identity) -> Vec<DatabaseInfo> {
+        let policy = self.inner.auth.policy();
+        self.databases().into_iter().filter(|d| policy.allows(identity, &d.name, None, pond_auth::Privilege::Usage)).collect()
     }
 
     fn attach_all(&self) -> Result<()> {
@@ -214,6 +307,7 @@ impl Engine {
         self.inner.root.lock().execute_batch(&format!("DETACH {}", quote_ident(&name)))?;
         let res = self.inner.meta.update(|m| {
             m.databases.retain(|d| d.name != name);
+            pond_auth::policy::database_dropped(m, &name);
             Ok::<_, Error>(())
         });
         if let Err(e) = res {
@@ -252,6 +346,7 @@ impl Engine {
             if let Some(d) = m.databases.iter_mut().find(|d| d.name == from) {
                 d.name = to.clone();
             }
+            pond_auth::policy::database_renamed(m, &from, &to);
             Ok::<_, Error>(())
         });
         if let Err(e) = res {
@@ -398,6 +493,31 @@ impl Engine {
 impl Inner {
     pub(crate) fn engine(self: &Arc<Self>) -> Engine {
         Engine { inner: self.clone() }
+    }
+}
+
+pub(crate) fn builtin_functions(conn: &duckdb::Connection) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE database_name = 'system'")?;
+    let names = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<std::result::Result<_, _>>()?;
+    Ok(names)
+}
+
+fn write_audit(conn: &duckdb::Connection, events: &[pond_auth::AuditEvent]) -> Result<()> {
+    conn.execute_batch("BEGIN")?;
+    let r = (|| -> Result<()> {
+        let mut stmt =
+            conn.prepare_cached(&format!("INSERT INTO {AUDIT_CATALOG}.main.audit_log VALUES (CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?)"))?;
+        for e in events {
+            stmt.execute(duckdb::params![e.at, e.kind, e.user, e.source, e.protocol, e.success, e.detail])?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
     }
 }
 

@@ -9,6 +9,8 @@ pub enum ErrorKind {
     NotFound,
     AlreadyExists,
     PermissionDenied,
+    /// Credentials are missing or no longer valid.
+    Unauthenticated,
     /// Too many sessions, or another limit.
     ResourceExhausted,
     Cancelled,
@@ -47,6 +49,16 @@ pub enum Error {
     Meta(#[from] pond_meta::Error),
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// The caller may not do this (grants, sandbox, superuser-only statements).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+    /// Credentials are no longer valid (user dropped, token revoked or expired).
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -65,6 +77,10 @@ impl Error {
             Error::Timeout(_) => ErrorKind::DeadlineExceeded,
             Error::ExtensionMissing { .. } => ErrorKind::FailedPrecondition,
             Error::ExtensionInstall(_) | Error::Meta(_) | Error::Io { .. } | Error::Internal(_) => ErrorKind::Internal,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
         }
     }
 
@@ -87,6 +103,10 @@ impl Error {
             Error::ExtensionMissing { .. } => "extension_missing",
             Error::ExtensionInstall(_) => "extension_install_failed",
             Error::Meta(_) | Error::Io { .. } | Error::Internal(_) => "internal",
+            Error::PermissionDenied(_) => "permission_denied",
+            Error::Unauthenticated(_) => "unauthenticated",
+            Error::NotFound(_) => "not_found",
+            Error::AlreadyExists(_) => "already_exists",
         }
     }
 
@@ -121,6 +141,15 @@ impl From<arrow_schema::ArrowError> for Error {
 
 impl From<pond_auth::Error> for Error {
     fn from(e: pond_auth::Error) -> Self {
-        Error::Internal(e.to_string())
+        use pond_auth::Error as A;
+        match e {
+            A::PermissionDenied(m) => Error::PermissionDenied(m),
+            A::NotFound(m) => Error::NotFound(m),
+            A::AlreadyExists(m) => Error::AlreadyExists(m),
+            A::InvalidRequest(m) => Error::InvalidRequest(m),
+            A::InvalidToken | A::InvalidCredentials | A::Jwt(_) | A::MissingCredentials => Error::Unauthenticated(e.to_string()),
+            A::Meta(m) => Error::Meta(m),
+            other => Error::Internal(other.to_string()),
+        }
     }
 }

@@ -5,7 +5,8 @@
 //! databases (create, drop, rename, list; one DuckDB file each, all attached so
 //! cross-database joins work), sessions (own connection, transactions, prepared
 //! statements, cancellation, timeouts, limits), result streaming as Arrow record
-//! batches, bulk ingest and metrics. Protocol crates translate their wire format
+//! batches, bulk ingest and metrics, and the check of every statement against
+//! the caller's grants (the sandbox, `sandbox.rs`) before DuckDB sees it. Protocol crates translate their wire format
 //! to calls on [`Engine`] and [`Session`]; they hold no business logic.
 //!
 //! Start with [`Engine::open`], [`Engine::open_session`] and [`Session::query`].
@@ -17,11 +18,12 @@ pub mod extensions;
 pub mod introspect;
 pub mod metrics;
 pub mod params;
+mod sandbox;
 pub mod session;
 pub mod sql;
 
 pub use config::EngineConfig;
-pub use engine::{DatabaseInfo, Engine, DEFAULT_DATABASE};
+pub use engine::{DatabaseInfo, Engine, AUDIT_CATALOG, DEFAULT_DATABASE};
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;
 pub use session::{IngestMode, IngestRequest, PreparedInfo, QueryStream, Session};

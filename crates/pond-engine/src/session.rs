@@ -7,7 +7,7 @@
 //! a small bounded channel ([`QueryStream`]), so a slow reader slows DuckDB down
 //! instead of filling memory.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Weak};
@@ -222,6 +222,8 @@ pub struct Session {
     /// Database for the statements of the current call only (see `set_call_database`).
     call_database: Mutex<Option<String>>,
     created: Instant,
+    /// Macro names seen by this session, with the catalog generation they were read at.
+    user_functions: Mutex<(u64, Arc<HashSet<String>>)>,
 }
 
 impl Drop for Session {
@@ -256,6 +258,7 @@ impl Session {
             current: Mutex::new(None),
             call_database: Mutex::new(None),
             created: Instant::now(),
+            user_functions: Mutex::new((0, Arc::new(HashSet::new()))),
         }
     }
 
@@ -454,15 +457,17 @@ impl Session {
             let mut changed = 0i64;
             for (i, st) in statements.iter().enumerate() {
                 let last = i + 1 == n;
+                let identity = session.authorize(conn, st)?;
                 let r = match st {
-                    Statement::Pond(p) => session.run_pond(conn, p).map(|_| ()),
+                    Statement::Pond(p) => session.run_pond(conn, p, &identity).map(|_| ()),
                     Statement::DuckDb(text) if last => {
                         execute_update(conn, text, params.as_deref(), session.in_transaction()).map(|n| changed = n)
                     }
-                    Statement::DuckDb(text) => conn.execute_batch(text).map_err(Error::from),
+                    Statement::DuckDb(text) => execute_one(conn, text, &identity),
                 };
                 session.track_transaction(st, r.is_ok());
                 r?;
+                session.after_statement(st);
             }
             Ok(changed)
         });
@@ -471,6 +476,134 @@ impl Session {
         guard.disarm();
         metrics.query(self.protocol, started.elapsed().as_secs_f64(), r.is_ok());
         r
+    }
+
+    /// Checks a statement before it runs: the caller's identity is re-validated
+    /// (dropped users and revoked tokens stop here), superusers pass, everyone
+    /// else goes through the sandbox. Denials are audited. Returns the fresh identity.
+    pub(crate) fn authorize(&self, conn: &duckdb::Connection, st: &Statement) -> Result<Identity> {
+        let inner = self.engine()?;
+        let identity = inner.auth.revalidate(&self.identity)?;
+        if identity.effective_superuser() {
+            return Ok(identity);
+        }
+        let r = self.check_statement(conn, st, &identity, &inner);
+        if let Err(e) = &r {
+            if e.kind() == crate::ErrorKind::PermissionDenied {
+                inner.auth.audit().record(
+                    pond_auth::AuditEvent::new("denied", false, format!("{e}; statement: {}", redact(st)))
+                        .user(&identity.user)
+                        .protocol(self.protocol),
+                );
+            }
+        }
+        r.map(|()| identity)
+    }
+
+    fn check_statement(&self, conn: &duckdb::Connection, st: &Statement, identity: &Identity, inner: &Arc<Inner>) -> Result<()> {
+        let engine = inner.engine();
+        let policy = inner.auth.policy();
+        match st {
+            Statement::Pond(PondStatement::CreateDatabase { .. })
+            | Statement::Pond(PondStatement::DropDatabase { .. })
+            | Statement::Pond(PondStatement::RenameDatabase { .. }) => {
+                Err(Error::PermissionDenied("creating, dropping and renaming databases requires a superuser".into()))
+            }
+            Statement::Pond(PondStatement::Use { database, .. }) => {
+                let db = engine.resolve_database(database)?;
+                if policy.allows(identity, &db, None, pond_auth::Privilege::Usage) {
+                    Ok(())
+                } else {
+                    Err(Error::PermissionDenied(format!("permission denied for database {db}")))
+                }
+            }
+            // User and grant statements are checked by the auth layer; listings filter.
+            Statement::Pond(_) => Ok(()),
+            Statement::DuckDb(text) => {
+                let databases: Vec<String> = engine.databases().into_iter().map(|d| d.name).collect();
+                let system_functions = inner.system_functions.read().clone();
+                let user_functions = self.user_functions(conn, inner)?;
+                let (current_db, current_schema) = self.state.lock().conn_target.clone();
+                let checker = crate::sandbox::Checker {
+                    conn,
+                    identity,
+                    policy: &policy,
+                    databases: &databases,
+                    current_db,
+                    current_schema,
+                    system_functions: &system_functions,
+                    user_functions: &user_functions,
+                };
+                checker.check(text)
+            }
+        }
+    }
+
+    /// Names of functions defined outside DuckDB's system catalog (macros,
+    /// including this session's temporary ones), cached until the catalog may have changed.
+    fn user_functions(&self, conn: &duckdb::Connection, inner: &Arc<Inner>) -> Result<Arc<HashSet<String>>> {
+        let generation = inner.catalog_generation.load(Ordering::SeqCst);
+        {
+            let cached = self.user_functions.lock();
+            if cached.0 == generation {
+                return Ok(cached.1.clone());
+            }
+        }
+        let mut stmt =
+            conn.prepare_cached("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE database_name <> 'system'")?;
+        let names: HashSet<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<std::result::Result<_, _>>()?;
+        let names = Arc::new(names);
+        *self.user_functions.lock() = (generation, names.clone());
+        Ok(names)
+    }
+
+    /// After a statement that may have changed the catalog, caches built on it are refreshed.
+    fn after_statement(&self, st: &Statement) {
+        let Statement::DuckDb(text) = st else { return };
+        let first = first_word(text);
+        if matches!(
+            first.as_str(),
+            "create" | "drop" | "alter" | "attach" | "detach" | "load" | "install" | "import" | "use" | "set" | "reset"
+        ) {
+            if let Ok(inner) = self.engine() {
+                inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
+                if first == "load" {
+                    if let Ok(conn) = inner.engine().root_clone() {
+                        if let Ok(names) = crate::engine::builtin_functions(&conn) {
+                            *inner.system_functions.write() = Arc::new(names);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resolves what a GRANT/REVOKE names to existing objects.
+    fn resolve_grant_target(
+        &self,
+        conn: &duckdb::Connection,
+        engine: &crate::Engine,
+        on: &crate::sql::GrantOn,
+    ) -> Result<pond_auth::GrantTarget> {
+        use crate::sql::GrantOn;
+        let (current_db, current_schema) = self.state.lock().conn_target.clone();
+        let (db, schema, table) = match on {
+            GrantOn::Database(d) => return Ok(pond_auth::GrantTarget::Database(engine.resolve_database(d)?)),
+            GrantOn::Table(parts) => match parts.as_slice() {
+                [t] => (current_db, current_schema, t.clone()),
+                [a, t] if engine.database_exists(a) => (engine.resolve_database(a)?, "main".to_string(), t.clone()),
+                [s, t] => (current_db, s.clone(), t.clone()),
+                [d, s, t] => (engine.resolve_database(d)?, s.clone(), t.clone()),
+                _ => return Err(Error::InvalidRequest("a table name has at most three parts".into())),
+            },
+        };
+        let mut stmt = conn.prepare_cached(
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = $1 AND lower(schema_name) = lower($2) AND lower(table_name) = lower($3) \
+             UNION ALL SELECT schema_name, view_name FROM duckdb_views() WHERE database_name = $1 AND lower(schema_name) = lower($2) AND lower(view_name) = lower($3)",
+        )?;
+        let found: Option<(String, String)> = stmt.query_map([&db, &schema, &table], |r| Ok((r.get(0)?, r.get(1)?)))?.next().transpose()?;
+        let (schema, table) = found.ok_or_else(|| Error::NotFound(format!("table {db}.{schema}.{table}")))?;
+        Ok(pond_auth::GrantTarget::Table { database: db, schema, table })
     }
 
     /// Keeps the session's idea of an open transaction in step with
@@ -490,8 +623,9 @@ impl Session {
     }
 
     /// Executes one of Pond's own statements; returns its result batch.
-    fn run_pond(&self, conn: &duckdb::Connection, st: &PondStatement) -> Result<RecordBatch> {
+    fn run_pond(&self, conn: &duckdb::Connection, st: &PondStatement, identity: &Identity) -> Result<RecordBatch> {
         let engine = self.engine()?.engine();
+        let auth = engine.authenticator().clone();
         match st {
             PondStatement::CreateDatabase { name, if_not_exists } => {
                 engine.create_database(name, *if_not_exists)?;
@@ -524,9 +658,53 @@ impl Session {
                 }
             }
             PondStatement::ShowDatabases => {
-                let names: Vec<String> = engine.databases().into_iter().map(|d| d.name).collect();
-                let schema = Arc::new(Schema::new(vec![Field::new("database_name", DataType::Utf8, false)]));
-                return Ok(RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(names)) as ArrayRef])?);
+                let names: Vec<String> = engine.visible_databases(identity).into_iter().map(|d| d.name).collect();
+                return string_batch(&[("database_name", names)]);
+            }
+            PondStatement::ShowTables => {
+                let db = self.connection_database();
+                let schema = self.state.lock().conn_target.1.clone();
+                let mut stmt = conn.prepare_cached(
+                    "SELECT table_name FROM duckdb_tables() WHERE database_name = $1 AND schema_name = $2 \
+                     UNION SELECT view_name FROM duckdb_views() WHERE database_name = $1 AND schema_name = $2 AND NOT internal ORDER BY 1",
+                )?;
+                let all: Vec<String> = stmt.query_map([&db, &schema], |r| r.get::<_, String>(0))?.collect::<std::result::Result<_, _>>()?;
+                let policy = auth.policy();
+                let names = all.into_iter().filter(|t| policy.table_visible(identity, &db, &schema, t)).collect();
+                return string_batch(&[("name", names)]);
+            }
+            PondStatement::CreateUser { name, password, superuser } => auth.create_user(identity, name, password, *superuser)?,
+            PondStatement::AlterUserPassword { name, password } => auth.alter_password(identity, name, password)?,
+            PondStatement::RenameUser { from, to } => auth.rename_user(identity, from, to)?,
+            PondStatement::AlterUserSuperuser { name, superuser } => auth.set_superuser(identity, name, *superuser)?,
+            PondStatement::DropUser { name, if_exists } => {
+                auth.drop_user(identity, name, *if_exists)?;
+            }
+            PondStatement::Grant { revoke, privileges, on, user } => {
+                let target = self.resolve_grant_target(conn, &engine, on)?;
+                if *revoke {
+                    auth.revoke(identity, user, &target, privileges)?;
+                } else {
+                    auth.grant(identity, user, &target, privileges)?;
+                }
+            }
+            PondStatement::ShowUsers => {
+                let users = auth.list_users(identity)?;
+                return string_batch(&[
+                    ("name", users.iter().map(|u| u.name.clone()).collect()),
+                    ("superuser", users.iter().map(|u| u.superuser.to_string()).collect()),
+                    ("created_at", users.iter().map(|u| u.created_at.clone()).collect()),
+                ]);
+            }
+            PondStatement::ShowGrants { user } => {
+                let grants = auth.show_grants(identity, user.as_deref())?;
+                return string_batch(&[
+                    ("user", grants.iter().map(|g| g.user.clone()).collect()),
+                    ("database", grants.iter().map(|g| g.database.clone()).collect()),
+                    ("schema", grants.iter().map(|g| g.schema.clone().unwrap_or_default()).collect()),
+                    ("table", grants.iter().map(|g| g.table.clone().unwrap_or_default()).collect()),
+                    ("privileges", grants.iter().map(|g| g.privileges.join(",").to_ascii_uppercase()).collect()),
+                ]);
             }
             PondStatement::Use { database, schema } => {
                 let db = engine.resolve_database(database)?;
@@ -590,7 +768,8 @@ impl Session {
             // `cursor.execute` from drivers that always prepare (ADBC, JDBC).
             Some(text) if !text.contains(['?', '$']) => 0,
             Some(text) => {
-                let (_r, h) = self.spawn(move |_, conn, _| {
+                let (_r, h) = self.spawn(move |session, conn, _| {
+                    session.authorize(conn, &Statement::DuckDb(text.clone()))?;
                     let stmt = conn.prepare(&text)?;
                     Ok(stmt.parameter_count())
                 });
@@ -686,6 +865,33 @@ impl Session {
 
     // ----- bulk ingest ---------------------------------------------------------
 
+    /// Bulk ingest needs INSERT on an existing table, WRITE on the database to
+    /// create or replace one; temporary tables are the session's own.
+    fn authorize_ingest(&self, db: &str, schema: &str, table: &str, exists: bool, mode: IngestMode) -> Result<()> {
+        let inner = self.engine()?;
+        let identity = inner.auth.revalidate(&self.identity)?;
+        if identity.effective_superuser() || db == "temp" {
+            return Ok(());
+        }
+        let policy = inner.auth.policy();
+        let (privilege, what) = match (exists, mode) {
+            (true, IngestMode::Append) | (true, IngestMode::CreateAppend) => {
+                (pond_auth::Privilege::Insert, format!("table {db}.{schema}.{table}"))
+            }
+            _ => (pond_auth::Privilege::Create, format!("database {db}")),
+        };
+        let table_ref = (privilege == pond_auth::Privilege::Insert).then_some((schema, table));
+        if inner.engine().database_exists(db) && policy.allows(&identity, db, table_ref, privilege) {
+            return Ok(());
+        }
+        let e = Error::PermissionDenied(format!("permission denied for {what} (needs {privilege})"));
+        inner
+            .auth
+            .audit()
+            .record(pond_auth::AuditEvent::new("denied", false, format!("{e}; bulk ingest")).user(&identity.user).protocol(self.protocol));
+        Err(e)
+    }
+
     /// Appends record batches from `batches` into a table, creating or
     /// replacing it as `req.mode` says. Atomic unless a transaction is open (then
     /// it is part of that transaction). Returns the number of rows ingested.
@@ -714,6 +920,7 @@ impl Session {
                     duckdb::params![catalog, schema_name, req.table],
                     |r| r.get(0),
                 )?;
+                session.authorize_ingest(&catalog, &schema_name, &req.table, exists > 0, req.mode)?;
                 let create = match (exists > 0, req.mode) {
                     (true, IngestMode::Create) => {
                         return Err(Error::InvalidRequest(format!(
@@ -790,6 +997,48 @@ impl Drop for StopOnDrop {
             run.stop(StopReason::Cancelled);
         }
     }
+}
+
+fn first_word(text: &str) -> String {
+    let t = text.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+    t.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// Statement text for the audit log, without secrets.
+fn redact(st: &Statement) -> String {
+    let text = match st {
+        Statement::Pond(p) if p.has_secret() => return "CREATE/ALTER USER … PASSWORD '***'".into(),
+        Statement::Pond(p) => format!("{p:?}"),
+        Statement::DuckDb(t) => t.clone(),
+    };
+    let lower = text.to_ascii_lowercase();
+    let text = if ["secret", "password", "key_id", "token", "credential"].iter().any(|k| lower.contains(k)) {
+        // Blank every string literal.
+        let mut out = String::with_capacity(text.len());
+        let mut in_str = false;
+        for c in text.chars() {
+            if c == '\'' {
+                in_str = !in_str;
+                out.push(c);
+                if in_str {
+                    out.push_str("***");
+                }
+            } else if !in_str {
+                out.push(c);
+            }
+        }
+        out
+    } else {
+        text
+    };
+    text.chars().take(500).collect()
+}
+
+/// A result of text columns (SHOW statements).
+fn string_batch(columns: &[(&str, Vec<String>)]) -> Result<RecordBatch> {
+    let schema = Arc::new(Schema::new(columns.iter().map(|(n, _)| Field::new(*n, DataType::Utf8, false)).collect::<Vec<_>>()));
+    let arrays = columns.iter().map(|(_, v)| Arc::new(StringArray::from(v.clone())) as ArrayRef).collect();
+    Ok(RecordBatch::try_new(schema, arrays)?)
 }
 
 fn new_handle() -> Vec<u8> {
@@ -872,9 +1121,10 @@ fn produce(
     }
     for (i, st) in statements.iter().enumerate() {
         let last = i + 1 == n;
+        let identity = session.authorize(conn, st)?;
         match st {
             Statement::Pond(p) => {
-                let batch = session.run_pond(conn, p)?;
+                let batch = session.run_pond(conn, p, &identity)?;
                 if last {
                     let types = batch
                         .schema()
@@ -906,11 +1156,24 @@ fn produce(
                 }
             }
             Statement::DuckDb(text) => {
-                let r = conn.execute_batch(text);
+                let r = execute_one(conn, text, &identity);
                 session.track_transaction(st, r.is_ok());
                 r?;
             }
         }
+        session.after_statement(st);
+    }
+    Ok(())
+}
+
+/// Runs a statement that is not the last of its request. Superusers may send
+/// anything DuckDB accepts; for everyone else exactly one statement runs (the
+/// one that was checked), whatever DuckDB's parser would make of the text.
+fn execute_one(conn: &duckdb::Connection, text: &str, identity: &Identity) -> Result<()> {
+    if identity.effective_superuser() {
+        conn.execute_batch(text)?;
+    } else {
+        conn.prepare(text)?.execute([])?;
     }
     Ok(())
 }

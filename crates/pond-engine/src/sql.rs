@@ -19,11 +19,73 @@ pub enum Statement {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PondStatement {
-    CreateDatabase { name: String, if_not_exists: bool },
-    DropDatabase { name: String, if_exists: bool },
-    RenameDatabase { from: String, to: String },
+    CreateDatabase {
+        name: String,
+        if_not_exists: bool,
+    },
+    DropDatabase {
+        name: String,
+        if_exists: bool,
+    },
+    RenameDatabase {
+        from: String,
+        to: String,
+    },
     ShowDatabases,
-    Use { database: String, schema: Option<String> },
+    /// Tables and views of the current schema, only those the caller may see.
+    ShowTables,
+    Use {
+        database: String,
+        schema: Option<String>,
+    },
+    CreateUser {
+        name: String,
+        password: String,
+        superuser: bool,
+    },
+    AlterUserPassword {
+        name: String,
+        password: String,
+    },
+    RenameUser {
+        from: String,
+        to: String,
+    },
+    AlterUserSuperuser {
+        name: String,
+        superuser: bool,
+    },
+    DropUser {
+        name: String,
+        if_exists: bool,
+    },
+    /// GRANT/REVOKE: `object` is `None` for `ON DATABASE d` (then `database` is set),
+    /// else the dotted table name as written (1 to 3 parts).
+    Grant {
+        revoke: bool,
+        privileges: Vec<String>,
+        on: GrantOn,
+        user: String,
+    },
+    ShowUsers,
+    ShowGrants {
+        user: Option<String>,
+    },
+}
+
+/// What a GRANT or REVOKE names, before resolution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantOn {
+    Database(String),
+    /// 1 to 3 name parts.
+    Table(Vec<String>),
+}
+
+impl PondStatement {
+    /// Whether the statement text carries a secret and must never be logged or echoed.
+    pub fn has_secret(&self) -> bool {
+        matches!(self, PondStatement::CreateUser { .. } | PondStatement::AlterUserPassword { .. })
+    }
 }
 
 /// Splits `sql` into statements, dropping empty ones (only whitespace/comments).
@@ -121,6 +183,8 @@ enum Token {
     /// Double-quoted identifier, as written.
     Quoted(String),
     Symbol(char),
+    /// Single-quoted string literal, unescaped.
+    Str(String),
     Other,
 }
 
@@ -159,6 +223,23 @@ fn tokenize(text: &str) -> Vec<Token> {
             }
             i += 1;
             out.push(Token::Quoted(s));
+        } else if c == '\'' {
+            let mut s = String::new();
+            i += 1;
+            while i < chars.len() {
+                if chars[i] == '\'' {
+                    if chars.get(i + 1) == Some(&'\'') {
+                        s.push('\'');
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                s.push(chars[i]);
+                i += 1;
+            }
+            i += 1;
+            out.push(Token::Str(s));
         } else if c.is_alphanumeric() || c == '_' {
             let mut s = String::new();
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-') {
@@ -240,7 +321,139 @@ pub fn classify(statement: &str) -> Result<Statement> {
         }
         return Err(syntax("USE <database>[.<schema>]"));
     }
+    if w(0, "show") && w(1, "tables") && end_at(2) {
+        return Ok(Statement::Pond(PondStatement::ShowTables));
+    }
+    if let Some(p) = classify_security(&t)? {
+        return Ok(Statement::Pond(p));
+    }
     Ok(Statement::DuckDb(statement.to_string()))
+}
+
+/// Users and grants. Errors never quote the statement: it may hold a password.
+fn classify_security(t: &[Token]) -> Result<Option<PondStatement>> {
+    let w = |i: usize, s: &str| is_word(t.get(i), s);
+    let syntax = |what: &str| Error::InvalidRequest(format!("syntax error: expected {what}"));
+    let end_at = |i: usize| t.len() == i || (t.len() == i + 1 && t[i] == Token::Symbol(';'));
+    let string = |i: usize| match t.get(i) {
+        Some(Token::Str(s)) => Some(s.clone()),
+        _ => None,
+    };
+    if w(0, "create") && w(1, "user") {
+        let name = ident(t.get(2)).ok_or_else(|| syntax("CREATE USER <name> PASSWORD '<password>' [SUPERUSER]"))?;
+        let at = if w(3, "with") { 4 } else { 3 };
+        if !w(at, "password") {
+            return Err(syntax("CREATE USER <name> PASSWORD '<password>' [SUPERUSER]"));
+        }
+        let password = string(at + 1).ok_or_else(|| syntax("a quoted password after PASSWORD"))?;
+        let superuser = w(at + 2, "superuser");
+        if !end_at(at + 2 + superuser as usize) {
+            return Err(syntax("nothing after PASSWORD '…' [SUPERUSER]"));
+        }
+        return Ok(Some(PondStatement::CreateUser { name, password, superuser }));
+    }
+    if w(0, "alter") && w(1, "user") {
+        let name = ident(t.get(2)).ok_or_else(|| syntax("ALTER USER <name> PASSWORD '…' | RENAME TO <new> | SUPERUSER | NOSUPERUSER"))?;
+        let at = if w(3, "with") { 4 } else { 3 };
+        if w(at, "password") {
+            let password = string(at + 1).ok_or_else(|| syntax("a quoted password after PASSWORD"))?;
+            if !end_at(at + 2) {
+                return Err(syntax("nothing after the password"));
+            }
+            return Ok(Some(PondStatement::AlterUserPassword { name, password }));
+        }
+        if w(3, "rename") && w(4, "to") {
+            let to = ident(t.get(5)).ok_or_else(|| syntax("a new name after RENAME TO"))?;
+            if !end_at(6) {
+                return Err(syntax("nothing after the new name"));
+            }
+            return Ok(Some(PondStatement::RenameUser { from: name, to }));
+        }
+        if (w(at, "superuser") || w(at, "nosuperuser")) && end_at(at + 1) {
+            return Ok(Some(PondStatement::AlterUserSuperuser { name, superuser: w(at, "superuser") }));
+        }
+        return Err(syntax("ALTER USER <name> PASSWORD '…' | RENAME TO <new> | SUPERUSER | NOSUPERUSER"));
+    }
+    if w(0, "drop") && w(1, "user") {
+        let (if_exists, at) = if w(2, "if") && w(3, "exists") { (true, 4) } else { (false, 2) };
+        let name = ident(t.get(at)).ok_or_else(|| syntax("DROP USER [IF EXISTS] <name>"))?;
+        if !end_at(at + 1) {
+            return Err(syntax("nothing after the user name"));
+        }
+        return Ok(Some(PondStatement::DropUser { name, if_exists }));
+    }
+    if w(0, "show") && w(1, "users") && end_at(2) {
+        return Ok(Some(PondStatement::ShowUsers));
+    }
+    if w(0, "show") && w(1, "grants") {
+        if end_at(2) {
+            return Ok(Some(PondStatement::ShowGrants { user: None }));
+        }
+        if w(2, "for") {
+            let user = ident(t.get(3)).ok_or_else(|| syntax("SHOW GRANTS [FOR <user>]"))?;
+            if end_at(4) {
+                return Ok(Some(PondStatement::ShowGrants { user: Some(user) }));
+            }
+        }
+        return Err(syntax("SHOW GRANTS [FOR <user>]"));
+    }
+    let revoke = w(0, "revoke");
+    if !(w(0, "grant") || revoke) {
+        return Ok(None);
+    }
+    let usage = if revoke {
+        "REVOKE <privileges> ON DATABASE <db> | ON [TABLE] <db>.<schema>.<table> FROM <user>"
+    } else {
+        "GRANT <privileges> ON DATABASE <db> | ON [TABLE] <db>.<schema>.<table> TO <user>"
+    };
+    // Privilege list up to ON.
+    let mut i = 1;
+    let mut privileges = Vec::new();
+    loop {
+        match t.get(i) {
+            Some(Token::Word(p)) if p != "on" => {
+                if p == "all" && w(i + 1, "privileges") {
+                    i += 1;
+                }
+                privileges.push(p.clone());
+                i += 1;
+            }
+            _ => return Err(syntax(usage)),
+        }
+        if t.get(i) == Some(&Token::Symbol(',')) {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    if !w(i, "on") {
+        return Err(syntax(usage));
+    }
+    i += 1;
+    let on = if w(i, "database") {
+        let db = ident(t.get(i + 1)).ok_or_else(|| syntax(usage))?;
+        i += 2;
+        GrantOn::Database(db)
+    } else {
+        if w(i, "table") {
+            i += 1;
+        }
+        let mut parts = vec![ident(t.get(i)).ok_or_else(|| syntax(usage))?];
+        i += 1;
+        while t.get(i) == Some(&Token::Symbol('.')) && parts.len() < 3 {
+            parts.push(ident(t.get(i + 1)).ok_or_else(|| syntax(usage))?);
+            i += 2;
+        }
+        GrantOn::Table(parts)
+    };
+    if !w(i, if revoke { "from" } else { "to" }) {
+        return Err(syntax(usage));
+    }
+    let user = ident(t.get(i + 1)).ok_or_else(|| syntax(usage))?;
+    if !end_at(i + 2) {
+        return Err(syntax(usage));
+    }
+    Ok(Some(PondStatement::Grant { revoke, privileges, on, user }))
 }
 
 /// Splits and classifies a whole request.
@@ -298,5 +511,57 @@ mod tests {
         assert!(classify("CREATE DATABASE").is_err());
         assert!(classify("ALTER DATABASE a SET x").is_err());
         assert!(classify("CREATE DATABASE a b").is_err());
+    }
+
+    #[test]
+    fn recognises_user_and_grant_statements() {
+        use PondStatement::*;
+        let p = |s: &str| match classify(s).unwrap() {
+            Statement::Pond(p) => Some(p),
+            Statement::DuckDb(_) => None,
+        };
+        assert_eq!(
+            p("CREATE USER alice PASSWORD 'it''s secret'"),
+            Some(CreateUser { name: "alice".into(), password: "it's secret".into(), superuser: false })
+        );
+        assert_eq!(
+            p("create user \"Bob\" with password 'x;y' superuser;"),
+            Some(CreateUser { name: "Bob".into(), password: "x;y".into(), superuser: true })
+        );
+        assert_eq!(p("ALTER USER alice PASSWORD 'n'"), Some(AlterUserPassword { name: "alice".into(), password: "n".into() }));
+        assert_eq!(p("ALTER USER alice RENAME TO alicia"), Some(RenameUser { from: "alice".into(), to: "alicia".into() }));
+        assert_eq!(p("alter user alice nosuperuser"), Some(AlterUserSuperuser { name: "alice".into(), superuser: false }));
+        assert_eq!(p("DROP USER IF EXISTS alice"), Some(DropUser { name: "alice".into(), if_exists: true }));
+        assert_eq!(
+            p("GRANT READ, WRITE ON DATABASE sales TO alice"),
+            Some(Grant {
+                revoke: false,
+                privileges: vec!["read".into(), "write".into()],
+                on: GrantOn::Database("sales".into()),
+                user: "alice".into()
+            })
+        );
+        assert_eq!(
+            p("grant select, insert on table sales.main.orders to alice"),
+            Some(Grant {
+                revoke: false,
+                privileges: vec!["select".into(), "insert".into()],
+                on: GrantOn::Table(vec!["sales".into(), "main".into(), "orders".into()]),
+                user: "alice".into()
+            })
+        );
+        assert_eq!(
+            p("REVOKE ALL PRIVILEGES ON orders FROM alice"),
+            Some(Grant { revoke: true, privileges: vec!["all".into()], on: GrantOn::Table(vec!["orders".into()]), user: "alice".into() })
+        );
+        assert_eq!(p("SHOW USERS"), Some(ShowUsers));
+        assert_eq!(p("SHOW GRANTS FOR alice"), Some(ShowGrants { user: Some("alice".into()) }));
+        assert_eq!(p("show tables"), Some(ShowTables));
+        assert_eq!(p("SHOW TABLES FROM x"), None);
+        // Malformed user statements fail without echoing the password.
+        let e = classify("CREATE USER a PASSWORD 'topsecret' EXTRA").unwrap_err().to_string();
+        assert!(!e.contains("topsecret"), "{e}");
+        assert!(classify("GRANT READ ON DATABASE d alice").is_err());
+        assert!(classify("GRANT ON DATABASE d TO alice").is_err());
     }
 }

@@ -86,9 +86,13 @@ impl PondFlightService {
         let token = header
             .strip_prefix("Bearer ")
             .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| Status::unauthenticated("expected 'authorization: Bearer <token>' (get one from Handshake)"))?
+            .ok_or_else(|| Status::unauthenticated("expected 'authorization: Bearer <token>' (from Handshake, an API token or a JWT)"))?
             .trim();
-        let identity = self.auth.verify_token(token).map_err(auth_status)?;
+        // Session tokens from Handshake, API tokens, OAuth2 access tokens and JWTs all work here.
+        let identity = self.auth.verify_bearer(token).map_err(|e| {
+            self.auth.audit().record(pond_auth::AuditEvent::new("auth_failed", false, e.to_string()).protocol("flight"));
+            auth_status(e)
+        })?;
         Ok((token.to_string(), identity))
     }
 
@@ -284,6 +288,7 @@ impl FlightSqlService for PondFlightService {
     type FlightService = PondFlightService;
 
     async fn do_handshake(&self, request: Request<Streaming<HandshakeRequest>>) -> Result<Response<BoxStream<HandshakeResponse>>, Status> {
+        let request_source = request.remote_addr().map(|a| a.ip().to_string());
         let creds = match basic_from_metadata(request.metadata()) {
             Some(c) => c?,
             None => {
@@ -298,14 +303,19 @@ impl FlightSqlService for PondFlightService {
             }
         };
         let auth = self.auth.clone();
-        let identity = tokio::task::spawn_blocking(move || auth.verify_password(&creds.0, &creds.1))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| {
-                tracing::info!(error = %e, "flight handshake rejected");
-                auth_status(e)
-            })?;
+        let source = request_source.clone();
+        let identity = tokio::task::spawn_blocking(move || {
+            auth.authenticate(&pond_auth::Credentials::Password { user: creds.0, password: creds.1 }, source.as_deref(), "flight")
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| {
+            tracing::info!(error = %e, "flight handshake rejected");
+            auth_status(e)
+        })?;
         let token = self.auth.issue_token(&identity);
+        self.auth.record_login(&identity, request_source.as_deref(), "flight");
+        let identity = self.auth.verify_token(&token).map_err(auth_status)?;
         self.sessions.session_for(&token, &identity).await.map_err(to_status)?;
         tracing::debug!(user = %identity.user, "flight handshake");
         let payload = HandshakeResponse { protocol_version: 0, payload: token.clone().into_bytes().into() };

@@ -9,6 +9,7 @@ pub fn to_status(e: Error) -> Status {
         ErrorKind::NotFound => Code::NotFound,
         ErrorKind::AlreadyExists => Code::AlreadyExists,
         ErrorKind::PermissionDenied => Code::PermissionDenied,
+        ErrorKind::Unauthenticated => Code::Unauthenticated,
         ErrorKind::ResourceExhausted => Code::ResourceExhausted,
         ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
@@ -19,7 +20,11 @@ pub fn to_status(e: Error) -> Status {
 }
 
 pub fn auth_status(e: pond_auth::Error) -> Status {
-    Status::unauthenticated(e.to_string())
+    match e {
+        pond_auth::Error::TooManyFailures(_) => Status::resource_exhausted(e.to_string()),
+        pond_auth::Error::PermissionDenied(_) => Status::permission_denied(e.to_string()),
+        _ => Status::unauthenticated(e.to_string()),
+    }
 }
 
 pub fn arrow_status(e: impl std::fmt::Display) -> Status {

@@ -10,11 +10,13 @@ pub struct HttpError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl HttpError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, code: code.to_string(), message: message.into() }
+        Self { status, code: code.to_string(), message: message.into(), retry_after: None }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -29,6 +31,7 @@ impl From<pond_engine::Error> for HttpError {
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::AlreadyExists => StatusCode::CONFLICT,
             ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::ResourceExhausted => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Cancelled => StatusCode::BAD_REQUEST,
             ErrorKind::DeadlineExceeded => StatusCode::REQUEST_TIMEOUT,
@@ -40,7 +43,21 @@ impl From<pond_engine::Error> for HttpError {
 
 impl From<pond_auth::Error> for HttpError {
     fn from(e: pond_auth::Error) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+        use pond_auth::Error as A;
+        let (status, code) = match &e {
+            A::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
+            A::InvalidRequest(_) | A::InvalidScope(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            A::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            A::AlreadyExists(_) => (StatusCode::CONFLICT, "already_exists"),
+            A::TooManyFailures(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_logins"),
+            A::Meta(_) | A::Hash(_) | A::Io { .. } | A::Config(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            _ => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        };
+        let mut err = Self::new(status, code, e.to_string());
+        if let A::TooManyFailures(wait) = e {
+            err.retry_after = Some(wait.as_secs().max(1));
+        }
+        err
     }
 }
 
@@ -50,6 +67,11 @@ impl IntoResponse for HttpError {
         let mut resp = (self.status, Json(serde_json::json!({"error": self.message, "code": self.code}))).into_response();
         if unauthorized {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"pond\""));
+        }
+        if let Some(secs) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
         }
         resp
     }

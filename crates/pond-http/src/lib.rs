@@ -5,7 +5,7 @@
 //!
 //! Start with [`router`] and the `query` module.
 
-mod auth;
+pub mod auth;
 mod error;
 mod json;
 mod query;
@@ -56,6 +56,17 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/api/v1/databases", get(databases))
         .route("/api/v1/query", post(query::query))
         .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/verify", get(auth::verify))
+        .route("/api/v1/auth/tokens", post(auth::create_token).get(auth::list_tokens))
+        .route("/api/v1/auth/tokens/{id}", get(auth::get_token).patch(auth::patch_token).delete(auth::delete_token))
+        .route("/api/v1/auth/tokens/{id}/rotate", post(auth::rotate_token))
+        .route("/api/v1/auth/tokens/{id}/revoke", post(auth::revoke_token))
+        .route("/api/v1/auth/oauth2/clients", post(auth::create_oauth_client).get(auth::list_oauth_clients))
+        .route("/api/v1/auth/oauth2/clients/{id}", axum::routing::delete(auth::delete_oauth_client))
+        .route("/oauth2/token", post(auth::oauth_token))
+        .route("/api/v1/users", get(auth::list_users).post(auth::create_user))
+        .route("/api/v1/users/{name}", axum::routing::patch(auth::patch_user).delete(auth::delete_user))
+        .route("/api/v1/grants", get(auth::list_grants).post(auth::grant).delete(auth::revoke))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
@@ -78,7 +89,8 @@ pub async fn serve(
         // Responses go out at once instead of waiting for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    // Client addresses reach handlers (failed-login throttling, audit).
+    axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
 
 async fn health() -> impl IntoResponse {
@@ -99,9 +111,13 @@ async fn metrics(State(s): State<HttpState>) -> Response {
     resp
 }
 
-async fn databases(State(s): State<HttpState>, headers: axum::http::HeaderMap) -> Result<Response, HttpError> {
-    auth::authenticate(&s, &headers).await?;
-    let list: Vec<_> = s.engine.databases().into_iter().map(|d| serde_json::json!({"name": d.name, "created_at": d.created_at})).collect();
+async fn databases(State(s): State<HttpState>, caller: auth::Caller) -> Result<Response, HttpError> {
+    let list: Vec<_> = s
+        .engine
+        .visible_databases(&caller.identity)
+        .into_iter()
+        .map(|d| serde_json::json!({"name": d.name, "created_at": d.created_at}))
+        .collect();
     Ok(Json(serde_json::json!({"databases": list})).into_response())
 }
 

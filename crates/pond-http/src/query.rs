@@ -8,7 +8,7 @@ use arrow::datatypes::SchemaRef;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use pond_engine::QueryStream;
@@ -34,8 +34,12 @@ enum Format {
     Csv,
 }
 
-pub async fn query(State(state): State<HttpState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Result<Response, HttpError> {
-    let identity = crate::auth::authenticate(&state, &headers).await?;
+pub async fn query(
+    State(state): State<HttpState>,
+    caller: crate::auth::Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, HttpError> {
+    let identity = caller.identity;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "request body is larger than the configured limit")

@@ -1,5 +1,5 @@
 //! Pond's system metadata: the list of databases and the users that may log in
-//! (later also grants and tokens), kept as one JSON document `<data-dir>/system/pond.json`.
+//! with their grants, API tokens and OAuth2 clients, kept as one JSON document `<data-dir>/system/pond.json`.
 //!
 //! Every change is written to a temporary file, fsynced, renamed over the old
 //! document and the directory is fsynced, so a crash at any point leaves either the
@@ -45,6 +45,65 @@ pub struct UserRecord {
     pub created_at: String,
 }
 
+/// A privilege granted to a user, on a whole database or on one table (or view).
+///
+/// Database grants hold `read` and/or `write`; table grants hold any of
+/// `select`, `insert`, `update`, `delete`. Names are stored lower-cased as Pond
+/// resolves them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub user: String,
+    pub database: String,
+    /// `None` for a database-level grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    pub privileges: Vec<String>,
+}
+
+/// An API token. Only a SHA-256 digest of the secret is kept; the secret is shown
+/// once when the token is created or rotated.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The user whose rights the token carries (never more than that user has).
+    pub owner: String,
+    /// Hex SHA-256 of the full secret.
+    pub secret_sha256: String,
+    /// The first characters of the secret, to recognise it in lists.
+    pub hint: String,
+    /// Databases the token may touch; empty means every database the owner may.
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// `read` or `write` (write includes read).
+    pub permission: String,
+    pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_at: Option<String>,
+}
+
+/// An OAuth2 client allowed to use the client-credentials flow.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OAuthClientRecord {
+    pub client_id: String,
+    /// PHC string (argon2id) of the client secret.
+    pub secret_hash: String,
+    /// The user whose rights the client's tokens carry.
+    pub user: String,
+    #[serde(default)]
+    pub databases: Vec<String>,
+    pub permission: String,
+    pub created_at: String,
+}
+
 /// The whole metadata document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SystemMeta {
@@ -55,6 +114,12 @@ pub struct SystemMeta {
     pub databases: Vec<DatabaseRecord>,
     #[serde(default)]
     pub users: Vec<UserRecord>,
+    #[serde(default)]
+    pub grants: Vec<GrantRecord>,
+    #[serde(default)]
+    pub tokens: Vec<TokenRecord>,
+    #[serde(default)]
+    pub oauth_clients: Vec<OAuthClientRecord>,
 }
 
 fn format_version() -> u32 {
@@ -66,6 +131,8 @@ fn format_version() -> u32 {
 pub struct MetaStore {
     path: PathBuf,
     current: Mutex<SystemMeta>,
+    /// Bumped by every change, so readers can cache what they derive from it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl MetaStore {
@@ -80,7 +147,7 @@ impl MetaStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => SystemMeta { version: 1, ..Default::default() },
             Err(source) => return Err(Error::Io { path, source }),
         };
-        Ok(Self { path, current: Mutex::new(current) })
+        Ok(Self { path, current: Mutex::new(current), generation: std::sync::atomic::AtomicU64::new(1) })
     }
 
     /// A copy of the current document.
@@ -100,8 +167,14 @@ impl MetaStore {
         if next != *guard {
             write_atomically(&self.path, &next)?;
             *guard = next;
+            self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
         Ok(out)
+    }
+
+    /// Changes with every successful update (starts at 1).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     pub fn path(&self) -> &Path {

@@ -60,6 +60,10 @@ pub struct ServerConfig {
     pub ready_file: Option<PathBuf>,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// External JWTs accepted as bearer tokens (none without keys).
+    pub jwt: pond_auth::JwtConfig,
+    /// Lifetime of OAuth2 access tokens.
+    pub oauth_token_ttl: Duration,
 }
 
 impl ServerConfig {
@@ -74,6 +78,8 @@ impl ServerConfig {
             token_ttl: Duration::from_secs(12 * 3600),
             ready_file: None,
             drain_timeout: Duration::from_secs(10),
+            jwt: pond_auth::JwtConfig::default(),
+            oauth_token_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -127,6 +133,18 @@ impl ServerBuilder {
         self.config.max_body_bytes = n;
         self
     }
+    pub fn jwt(mut self, jwt: pond_auth::JwtConfig) -> Self {
+        self.config.jwt = jwt;
+        self
+    }
+    pub fn oauth_token_ttl(mut self, ttl: Duration) -> Self {
+        self.config.oauth_token_ttl = ttl;
+        self
+    }
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.config.token_ttl = ttl;
+        self
+    }
     pub fn engine_config(mut self, f: impl FnOnce(&mut EngineConfig)) -> Self {
         f(&mut self.config.engine);
         self
@@ -162,7 +180,8 @@ impl Server {
         let data_dir = config.engine.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::Io { path: data_dir.display().to_string(), source })?;
         let meta = Arc::new(MetaStore::open(&data_dir.join("system"))?);
-        let auth = Arc::new(Authenticator::new(meta.clone(), config.token_ttl));
+        let auth =
+            Arc::new(Authenticator::new(meta.clone(), config.token_ttl).with_jwt(&config.jwt)?.with_oauth_ttl(config.oauth_token_ttl));
         match auth.bootstrap(&data_dir, config.admin_password.as_deref())? {
             Bootstrap::Generated { password, file } => {
                 // Printed once, on the terminal only (never through the logs).
@@ -174,7 +193,8 @@ impl Server {
 
         let metrics = Metrics::new();
         let engine_config = config.engine.clone();
-        let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config, meta, metrics))
+        let engine_auth = auth.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config, meta, engine_auth, metrics))
             .await
             .map_err(|e| ServerError::Other(format!("engine start failed: {e}")))??;
 

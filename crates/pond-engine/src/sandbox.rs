@@ -1,0 +1,708 @@
+//! The statement checker: what a non-superuser's statement touches, decided
+//! before DuckDB binds or runs it, and compared with the caller's grants.
+//!
+//! Fail-closed throughout: anything not understood is denied.
+//!
+//! - SELECT-like statements (SELECT, WITH, VALUES, FROM-first, DESCRIBE,
+//!   SUMMARIZE) are parsed by DuckDB's own parser (`json_serialize_sql`, no
+//!   binding) and the whole tree is walked: every base table is resolved to
+//!   the existing objects it can mean and needs SELECT on each (views also have
+//!   their definition checked, recursively, as the caller); CTE names count only
+//!   inside their scope; table functions are limited to generators (`range`,
+//!   `unnest`, …); scalar functions must be DuckDB built-ins outside a deny list
+//!   (file, settings, environment, `query`, serialized-SQL functions), not
+//!   shadowed by a user macro.
+//! - Other statements are parsed with sqlparser (DuckDB dialect). Only INSERT,
+//!   UPDATE, DELETE, TRUNCATE, CREATE/DROP/ALTER of tables, views, schemas,
+//!   sequences and indexes, transaction control, EXPLAIN and a short list of SET
+//!   options are allowed; their relations and functions get the same checks.
+//!   Everything else (COPY, ATTACH, INSTALL, LOAD, PRAGMA, EXPORT, CREATE SECRET,
+//!   CREATE MACRO, CALL, …) is for superusers.
+//! - Objects outside Pond's databases (`memory`, `system`, other attached files)
+//!   are never reachable; the session's own temporary objects are.
+
+use std::collections::HashSet;
+use std::ops::ControlFlow;
+
+use pond_auth::{Identity, Policy, Privilege};
+use serde_json::Value;
+use sqlparser::ast::{self as sq, Visit};
+
+use crate::error::{Error, Result};
+
+/// Table functions a non-superuser may call: generators that read nothing.
+const ALLOWED_TABLE_FUNCTIONS: &[&str] = &["range", "generate_series", "unnest", "repeat", "repeat_row", "json_each", "json_tree"];
+
+/// Built-in scalar functions that reach outside the caller's data.
+const DENIED_FUNCTIONS: &[&str] = &[
+    "getenv",
+    "current_setting",
+    "set_config",
+    "query",
+    "query_table",
+    "json_execute_serialized_sql",
+    "json_serialize_plan",
+    "json_deserialize_sql",
+    "json_serialize_sql",
+    "glob",
+    "sniff_csv",
+    "which_secret",
+    "load_aws_credentials",
+    "checkpoint",
+    "force_checkpoint",
+    "enable_logging",
+    "disable_logging",
+    "truncate_duckdb_logs",
+    "pg_get_viewdef",
+    "pg_get_constraintdef",
+    "pg_get_expr",
+    "col_description",
+    "obj_description",
+    "shobj_description",
+    "has_any_column_privilege",
+    "has_column_privilege",
+    "has_database_privilege",
+    "has_foreign_data_wrapper_privilege",
+    "has_function_privilege",
+    "has_language_privilege",
+    "has_schema_privilege",
+    "has_sequence_privilege",
+    "has_server_privilege",
+    "has_table_privilege",
+    "has_tablespace_privilege",
+    "current_schemas",
+    "currval",
+    "nextval",
+    "setval",
+];
+
+/// Name prefixes of function families that read files, catalogs or settings.
+const DENIED_PREFIXES: &[&str] = &[
+    "read_",
+    "parquet_",
+    "duckdb_",
+    "pragma_",
+    "iceberg_",
+    "delta_",
+    "postgres_",
+    "sqlite_",
+    "mysql_",
+    "ducklake_",
+    "icu_collate",
+    "httpfs",
+    "s3_",
+    "azure_",
+    "gcs_",
+    "http_",
+    "st_read",
+];
+
+/// SET/RESET options a non-superuser may change for their own session.
+const ALLOWED_SETTINGS: &[&str] = &["timezone", "calendar", "default_null_order", "default_order", "errors_as_json"];
+
+/// Everything the checker needs about the caller and the catalog.
+pub(crate) struct Checker<'a> {
+    pub conn: &'a duckdb::Connection,
+    pub identity: &'a Identity,
+    pub policy: &'a Policy,
+    /// Pond's databases (DuckDB catalog names).
+    pub databases: &'a [String],
+    pub current_db: String,
+    pub current_schema: String,
+    /// Built-in (system) function names.
+    pub system_functions: &'a HashSet<String>,
+    /// Functions defined outside the system catalog (macros), which may shadow built-ins.
+    pub user_functions: &'a HashSet<String>,
+}
+
+fn denied(msg: impl Into<String>) -> Error {
+    Error::PermissionDenied(msg.into())
+}
+
+/// Something a name can mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Object {
+    db: String,
+    schema: String,
+    name: String,
+    /// The view's SQL for views.
+    view_sql: Option<String>,
+}
+
+impl Checker<'_> {
+    /// Checks one statement (already split; Pond's own statements excluded).
+    pub fn check(&self, sql: &str) -> Result<()> {
+        let parsed: Value = {
+            let mut stmt = self.conn.prepare_cached("SELECT json_serialize_sql($1::VARCHAR)")?;
+            let text: String = stmt.query_row([sql], |r| r.get(0))?;
+            serde_json::from_str(&text).map_err(|e| Error::Internal(format!("unreadable parse tree: {e}")))?
+        };
+        if parsed.get("error").and_then(Value::as_bool) == Some(true) {
+            let kind = parsed.get("error_type").and_then(Value::as_str).unwrap_or("");
+            let message = parsed.get("error_message").and_then(Value::as_str).unwrap_or("");
+            if kind == "parser" {
+                return Err(Error::InvalidRequest(format!("Parser Error: {message}")));
+            }
+            return self.check_other(sql);
+        }
+        let statements = parsed.get("statements").and_then(Value::as_array).cloned().unwrap_or_default();
+        if statements.len() != 1 {
+            return Err(denied("send one statement at a time"));
+        }
+        self.walk_query(&statements[0], &Scope::default(), &self.current_db.clone(), &self.current_schema.clone(), 0)
+    }
+
+    // ----- SELECT-like statements: DuckDB's parse tree ------------------------------------
+
+    fn walk_query(&self, v: &Value, scope: &Scope, db: &str, schema: &str, depth: usize) -> Result<()> {
+        if depth > 16 {
+            return Err(denied("views nested too deeply to check"));
+        }
+        match v {
+            Value::Array(items) => items.iter().try_for_each(|i| self.walk_query(i, scope, db, schema, depth)),
+            Value::Object(map) => {
+                // Query nodes: CTE names are visible to later CTEs and to the body.
+                if let Some(ctes) = map.get("cte_map").and_then(|c| c.get("map")).and_then(Value::as_array) {
+                    let mut inner = scope.clone();
+                    for entry in ctes {
+                        let name = entry.get("key").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+                        if let Some(def) = entry.get("value") {
+                            self.walk_query(def, &inner, db, schema, depth)?;
+                        }
+                        inner.names.push(name);
+                    }
+                    for (k, child) in map {
+                        if k != "cte_map" {
+                            self.walk_query(child, &inner, db, schema, depth)?;
+                        }
+                    }
+                    return Ok(());
+                }
+                let node_type = map.get("type").and_then(Value::as_str).unwrap_or("");
+                if node_type == "RECURSIVE_CTE_NODE" || node_type == "CTE_NODE" {
+                    let name =
+                        map.get("cte_name").or_else(|| map.get("ctename")).and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+                    let mut inner = scope.clone();
+                    inner.names.push(name);
+                    return map.values().try_for_each(|c| self.walk_query(c, &inner, db, schema, depth));
+                }
+                if let Some(class) = map.get("class").and_then(Value::as_str) {
+                    if class == "FUNCTION" {
+                        self.check_function_json(map, db, schema)?;
+                    }
+                    return map.values().try_for_each(|c| self.walk_query(c, scope, db, schema, depth));
+                }
+                if map.contains_key("sample") && map.contains_key("alias") {
+                    // A table reference.
+                    match node_type {
+                        "BASE_TABLE" => {
+                            let parts = ["catalog_name", "schema_name", "table_name"]
+                                .map(|k| map.get(k).and_then(Value::as_str).unwrap_or("").to_string());
+                            return self.check_relation(&parts, scope, db, schema, depth);
+                        }
+                        "TABLE_FUNCTION" => {
+                            let f = map.get("function");
+                            let name = f.and_then(|f| f.get("function_name")).and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+                            let qualified = f
+                                .map(|f| {
+                                    ["schema", "catalog"].iter().any(|k| f.get(*k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
+                                })
+                                .unwrap_or(false);
+                            if qualified || !ALLOWED_TABLE_FUNCTIONS.contains(&name.as_str()) || self.user_functions.contains(&name) {
+                                return Err(denied(format!("table function {name}() is reserved for superusers")));
+                            }
+                            // Its arguments are expressions: check them too (skip the function node itself).
+                            if let Some(children) = f.and_then(|f| f.get("children")) {
+                                self.walk_query(children, scope, db, schema, depth)?;
+                            }
+                            return Ok(());
+                        }
+                        "SHOW_REF" => {
+                            if map.get("query").is_some_and(|q| !q.is_null()) {
+                                return map.values().try_for_each(|c| self.walk_query(c, scope, db, schema, depth));
+                            }
+                            let name = map.get("table_name").and_then(Value::as_str).unwrap_or("");
+                            if name.starts_with("__") || name.starts_with('"') || name.is_empty() {
+                                return Err(denied("this SHOW form lists the whole catalog; use SHOW TABLES or SHOW DATABASES"));
+                            }
+                            return self.check_relation(&[String::new(), String::new(), name.to_string()], scope, db, schema, depth);
+                        }
+                        "SUBQUERY" | "JOIN" | "EXPRESSION_LIST" | "EMPTY" | "EMPTY_FROM" | "PIVOT" => {}
+                        other => return Err(denied(format!("table reference of kind {other} is reserved for superusers"))),
+                    }
+                }
+                map.values().try_for_each(|c| self.walk_query(c, scope, db, schema, depth))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_function_json(&self, f: &serde_json::Map<String, Value>, db: &str, schema: &str) -> Result<()> {
+        if f.get("is_operator").and_then(Value::as_bool) == Some(true) {
+            return Ok(());
+        }
+        let name = f.get("function_name").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let fschema = f.get("schema").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let fcatalog = f.get("catalog").and_then(Value::as_str).unwrap_or("").to_ascii_lowercase();
+        let first_arg = f
+            .get("children")
+            .and_then(Value::as_array)
+            .and_then(|c| c.first())
+            .and_then(|a| a.get("value"))
+            .and_then(|v| v.get("value"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        self.check_function(&name, &fschema, &fcatalog, first_arg.as_deref(), db, schema)
+    }
+
+    fn check_function(&self, name: &str, fschema: &str, fcatalog: &str, first_arg: Option<&str>, db: &str, schema: &str) -> Result<()> {
+        let builtin_qualifier = matches!(fcatalog, "" | "system") && matches!(fschema, "" | "main" | "pg_catalog");
+        if !builtin_qualifier {
+            return Err(denied(format!("function {fcatalog}.{fschema}.{name}() is reserved for superusers")));
+        }
+        if matches!(name, "nextval" | "currval") {
+            return self.check_sequence(name, first_arg, db, schema);
+        }
+        if DENIED_FUNCTIONS.contains(&name) || DENIED_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            return Err(denied(format!("function {name}() is reserved for superusers")));
+        }
+        if self.user_functions.contains(name) {
+            return Err(denied(format!("function {name}() is a macro; calling macros is reserved for superusers")));
+        }
+        if !self.system_functions.contains(name) {
+            return Err(Error::InvalidRequest(format!("Catalog Error: function {name}() does not exist or is not allowed")));
+        }
+        Ok(())
+    }
+
+    /// `nextval('seq')` / `currval('seq')`: the sequence's database decides.
+    fn check_sequence(&self, name: &str, arg: Option<&str>, db: &str, schema: &str) -> Result<()> {
+        let Some(arg) = arg.filter(|a| !a.contains('"')) else {
+            return Err(denied(format!("{name}() needs a constant sequence name")));
+        };
+        let parts: Vec<String> = arg.split('.').map(|s| s.trim().to_ascii_lowercase()).collect();
+        let target_db = match parts.len() {
+            1 => db.to_string(),
+            2 if self.databases.contains(&parts[0]) => parts[0].clone(),
+            2 => db.to_string(),
+            3 => parts[0].clone(),
+            _ => return Err(denied(format!("{name}(): bad sequence name"))),
+        };
+        let _ = schema;
+        let privilege = if name == "nextval" { Privilege::Create } else { Privilege::Select };
+        if target_db == "temp" || (self.databases.contains(&target_db) && self.policy.allows(self.identity, &target_db, None, privilege)) {
+            Ok(())
+        } else {
+            Err(denied(format!(
+                "{name}() on a sequence in database {target_db} (needs {})",
+                if name == "nextval" { "WRITE" } else { "READ" }
+            )))
+        }
+    }
+
+    /// A relation read by the statement: every existing object it can mean
+    /// needs SELECT; views are checked inside too.
+    fn check_relation(&self, parts: &[String; 3], scope: &Scope, db: &str, schema: &str, depth: usize) -> Result<()> {
+        let [catalog, sch, table] = parts;
+        if catalog.is_empty() && sch.is_empty() && scope.names.iter().any(|n| n.eq_ignore_ascii_case(table)) {
+            return Ok(());
+        }
+        let objects = self.resolve(catalog, sch, table, db, schema)?;
+        for o in objects {
+            self.require(&o, Privilege::Select)?;
+            if let Some(sql) = &o.view_sql {
+                self.check_view(sql, &o, depth + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn check_view(&self, sql: &str, view: &Object, depth: usize) -> Result<()> {
+        // A view's text is `CREATE VIEW name AS <query>;` — check the query part with
+        // the view's own database and schema for unqualified names.
+        let mut stmt = self.conn.prepare_cached("SELECT json_serialize_sql($1::VARCHAR)")?;
+        let query = view_query(sql).ok_or_else(|| denied(format!("cannot check view {}.{}.{}", view.db, view.schema, view.name)))?;
+        let text: String = stmt.query_row([query], |r| r.get(0))?;
+        let parsed: Value = serde_json::from_str(&text).map_err(|e| Error::Internal(e.to_string()))?;
+        let statements = parsed.get("statements").and_then(Value::as_array).cloned().unwrap_or_default();
+        if statements.len() != 1 {
+            return Err(denied(format!("cannot check view {}.{}.{}", view.db, view.schema, view.name)));
+        }
+        let (vdb, vschema) =
+            if view.db == "temp" { (self.current_db.clone(), self.current_schema.clone()) } else { (view.db.clone(), view.schema.clone()) };
+        self.walk_query(&statements[0], &Scope::default(), &vdb, &vschema, depth)
+    }
+
+    fn require(&self, o: &Object, privilege: Privilege) -> Result<()> {
+        if o.db == "temp" {
+            return Ok(());
+        }
+        if self.databases.contains(&o.db) && self.policy.allows(self.identity, &o.db, Some((&o.schema, &o.name)), privilege) {
+            return Ok(());
+        }
+        Err(denied(format!("permission denied for table {}.{}.{} (needs {privilege})", o.db, o.schema, o.name)))
+    }
+
+    /// Every existing table or view the (possibly partial) name can refer to.
+    fn resolve(&self, catalog: &str, schema: &str, table: &str, db: &str, cur_schema: &str) -> Result<Vec<Object>> {
+        let (c, s, t) = (catalog.to_ascii_lowercase(), schema.to_ascii_lowercase(), table.to_string());
+        let candidates: Vec<(String, String)> = if !c.is_empty() {
+            vec![(c.clone(), if s.is_empty() { "main".into() } else { s.clone() })]
+        } else if !s.is_empty() {
+            // `x.t`: schema x of the current database, or database x's main schema.
+            vec![(db.to_string(), s.clone()), (s.clone(), "main".into()), ("temp".into(), s.clone())]
+        } else {
+            vec![("temp".into(), "main".into()), (db.to_string(), cur_schema.to_string()), (db.to_string(), "main".into())]
+        };
+        let mut out = Vec::new();
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT database_name, schema_name, table_name, NULL::VARCHAR FROM duckdb_tables() WHERE lower(table_name) = lower($1) \
+             UNION ALL SELECT database_name, schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND lower(view_name) = lower($1)",
+        )?;
+        let rows = stmt.query_map([&t], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
+        })?;
+        for row in rows {
+            let (rdb, rschema, rname, sql) = row?;
+            let key = (rdb.to_ascii_lowercase(), rschema.to_ascii_lowercase());
+            if candidates.contains(&key) {
+                let o = Object { db: key.0, schema: key.1, name: rname, view_sql: sql };
+                if !out.contains(&o) {
+                    out.push(o);
+                }
+            }
+        }
+        if out.is_empty() {
+            let shown = [catalog, schema, table].iter().filter(|p| !p.is_empty()).cloned().collect::<Vec<_>>().join(".");
+            return Err(Error::InvalidRequest(format!("Catalog Error: table {shown} does not exist or you have no access to it")));
+        }
+        Ok(out)
+    }
+
+    // ----- other statements: sqlparser ------------------------------------------------------
+
+    fn check_other(&self, sql: &str) -> Result<()> {
+        let dialect = sqlparser::dialect::DuckDbDialect {};
+        let statements = sqlparser::parser::Parser::parse_sql(&dialect, sql)
+            .map_err(|e| denied(format!("Pond cannot verify this statement, so only superusers may run it ({e})")))?;
+        let [statement] = statements.as_slice() else { return Err(denied("send one statement at a time")) };
+        self.check_statement(statement)
+    }
+
+    fn check_statement(&self, st: &sq::Statement) -> Result<()> {
+        use sq::Statement as S;
+        let db = self.current_db.clone();
+        match st {
+            S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => Ok(()),
+            // EXPLAIN of a query: check the query with DuckDB's parser like any SELECT.
+            S::Explain { statement, .. } if matches!(statement.as_ref(), S::Query(_)) => self.check(&statement.to_string()),
+            S::Explain { statement, .. } => self.check_statement(statement),
+            S::Query(q) => {
+                // DuckDB did not see a SELECT here but sqlparser did: do not guess.
+                let _ = q;
+                Err(denied("Pond cannot verify this statement, so only superusers may run it"))
+            }
+            S::Insert(ins) => {
+                let target = match &ins.table {
+                    sq::TableObject::TableName(n) => n.clone(),
+                    _ => return Err(denied("INSERT into a table function is reserved for superusers")),
+                };
+                self.require_target(&target, Privilege::Insert)?;
+                if ins.on.is_some() {
+                    self.require_target(&target, Privilege::Update)?;
+                }
+                if ins.returning.is_some() {
+                    self.require_target(&target, Privilege::Select)?;
+                }
+                if let Some(src) = &ins.source {
+                    self.check_parts(src.as_ref())?;
+                }
+                self.check_functions(st)
+            }
+            S::Update { table, assignments, from, selection, returning, .. } => {
+                self.check_update(st, table, assignments, from.as_ref(), selection.as_ref(), returning.is_some())
+            }
+            S::Delete(del) => {
+                let tables: Vec<sq::ObjectName> = match &del.from {
+                    sq::FromTable::WithFromKeyword(t) | sq::FromTable::WithoutKeyword(t) => t.iter().filter_map(table_name).collect(),
+                };
+                if tables.len() != 1 || !del.tables.is_empty() {
+                    return Err(denied("multi-table DELETE is reserved for superusers"));
+                }
+                self.require_target(&tables[0], Privilege::Delete)?;
+                if del.selection.is_some() || del.returning.is_some() {
+                    self.require_target(&tables[0], Privilege::Select)?;
+                }
+                if let Some(using) = &del.using {
+                    self.check_parts(using)?;
+                }
+                if let Some(sel) = &del.selection {
+                    self.check_parts(sel)?;
+                }
+                self.check_functions(st)
+            }
+            S::Truncate { table_names, .. } => {
+                for t in table_names {
+                    self.require_target(&t.name, Privilege::Delete)?;
+                }
+                Ok(())
+            }
+            S::CreateTable(ct) => {
+                self.require_ddl(&ct.name, ct.temporary)?;
+                if let Some(q) = &ct.query {
+                    self.check_parts(q.as_ref())?;
+                }
+                self.check_functions(st)
+            }
+            S::CreateView { name, query, temporary, .. } => {
+                self.require_ddl(name, *temporary)?;
+                self.check_parts(query.as_ref())?;
+                self.check_functions(st)
+            }
+            S::CreateSchema { schema_name, .. } => {
+                let name = match schema_name {
+                    sq::SchemaName::Simple(n) | sq::SchemaName::NamedAuthorization(n, _) => n.clone(),
+                    sq::SchemaName::UnnamedAuthorization(_) => return Err(denied("CREATE SCHEMA without a name")),
+                };
+                // A schema name may be `db.schema`.
+                let parts = idents(&name);
+                let target_db = if parts.len() == 2 { parts[0].clone() } else { db };
+                self.require_db(&target_db, Privilege::Create)
+            }
+            S::CreateSequence { name, temporary, .. } => self.require_ddl(name, *temporary),
+            S::CreateIndex(ci) => self.require_target(&ci.table_name, Privilege::Create),
+            S::Drop { object_type, names, .. } => {
+                use sq::ObjectType as O;
+                match object_type {
+                    O::Table | O::View | O::Sequence | O::Index => names.iter().try_for_each(|n| self.require_ddl(n, false)),
+                    O::Schema => names.iter().try_for_each(|n| {
+                        let parts = idents(n);
+                        let target_db = if parts.len() == 2 { parts[0].clone() } else { db.clone() };
+                        self.require_db(&target_db, Privilege::Create)
+                    }),
+                    other => Err(denied(format!("DROP {other} is reserved for superusers"))),
+                }
+            }
+            S::AlterTable { name, .. } => {
+                self.require_ddl(name, false)?;
+                self.check_functions(st)
+            }
+            S::Set(set) => self.check_set(set),
+            other => {
+                let kind = other.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ").to_ascii_uppercase();
+                Err(denied(format!("{kind} statements are reserved for superusers")))
+            }
+        }
+    }
+
+    fn check_update(
+        &self,
+        st: &sq::Statement,
+        table: &sq::TableWithJoins,
+        assignments: &[sq::Assignment],
+        from: Option<&sq::UpdateTableFromKind>,
+        selection: Option<&sq::Expr>,
+        returning: bool,
+    ) -> Result<()> {
+        let Some(target) = table_name(table) else { return Err(denied("UPDATE of this form is reserved for superusers")) };
+        if !table.joins.is_empty() {
+            return Err(denied("UPDATE with joins is reserved for superusers"));
+        }
+        self.require_target(&target, Privilege::Update)?;
+        if selection.is_some() || returning || from.is_some() {
+            self.require_target(&target, Privilege::Select)?;
+        }
+        if let Some(from) = from {
+            self.check_parts(from)?;
+        }
+        if let Some(sel) = selection {
+            self.check_parts(sel)?;
+        }
+        for a in assignments {
+            self.check_parts(&a.value)?;
+        }
+        self.check_functions(st)
+    }
+
+    fn check_set(&self, set: &sq::Set) -> Result<()> {
+        let names: Vec<String> = match set {
+            sq::Set::SingleAssignment { variable, scope, .. } => {
+                if scope.is_some() {
+                    return Err(denied("SET GLOBAL/SESSION scopes are reserved for superusers"));
+                }
+                vec![variable.to_string()]
+            }
+            sq::Set::SetTimeZone { .. } => vec!["timezone".into()],
+            _ => return Err(denied("this SET form is reserved for superusers")),
+        };
+        for n in names {
+            let n = n.to_ascii_lowercase().trim_matches('"').to_string();
+            if !ALLOWED_SETTINGS.contains(&n.as_str()) {
+                return Err(denied(format!("SET {n} is reserved for superusers (allowed: {})", ALLOWED_SETTINGS.join(", "))));
+            }
+        }
+        Ok(())
+    }
+
+    /// Relations read inside part of a statement (sources, subqueries) need SELECT.
+    fn check_parts<V: Visit>(&self, part: &V) -> Result<()> {
+        let mut names = Vec::new();
+        let _ = sq::visit_relations(part, |r| {
+            names.push(r.clone());
+            ControlFlow::<()>::Continue(())
+        });
+        for n in names {
+            let parts = idents(&n);
+            let p3 = match parts.as_slice() {
+                [t] => [String::new(), String::new(), t.clone()],
+                [s, t] => [String::new(), s.clone(), t.clone()],
+                [c, s, t] => [c.clone(), s.clone(), t.clone()],
+                _ => return Err(denied(format!("cannot resolve {n}"))),
+            };
+            self.check_relation(&p3, &Scope::default(), &self.current_db, &self.current_schema, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Every function called anywhere in the statement.
+    fn check_functions(&self, st: &sq::Statement) -> Result<()> {
+        let mut out = Ok(());
+        let _ = sq::visit_expressions(st, |e| {
+            if let sq::Expr::Function(f) = e {
+                let parts = idents(&f.name);
+                let first = match &f.args {
+                    sq::FunctionArguments::List(l) => l.args.first().and_then(|a| match a {
+                        sq::FunctionArg::Unnamed(sq::FunctionArgExpr::Expr(sq::Expr::Value(v))) => match &v.value {
+                            sq::Value::SingleQuotedString(s) => Some(s.clone()),
+                            _ => None,
+                        },
+                        _ => None,
+                    }),
+                    _ => None,
+                };
+                let (name, schema, catalog) = match parts.as_slice() {
+                    [n] => (n.clone(), String::new(), String::new()),
+                    [s, n] => (n.clone(), s.clone(), String::new()),
+                    [c, s, n] => (n.clone(), s.clone(), c.clone()),
+                    _ => (String::new(), "?".into(), "?".into()),
+                };
+                if let Err(e) = self.check_function(
+                    &name.to_ascii_lowercase(),
+                    &schema,
+                    &catalog,
+                    first.as_deref(),
+                    &self.current_db,
+                    &self.current_schema,
+                ) {
+                    out = Err(e);
+                    return ControlFlow::Break(());
+                }
+            }
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// The table a DML statement changes.
+    fn require_target(&self, name: &sq::ObjectName, privilege: Privilege) -> Result<()> {
+        let parts = idents(name);
+        let p3 = match parts.as_slice() {
+            [t] => [String::new(), String::new(), t.clone()],
+            [s, t] => [String::new(), s.clone(), t.clone()],
+            [c, s, t] => [c.clone(), s.clone(), t.clone()],
+            _ => return Err(denied(format!("cannot resolve {name}"))),
+        };
+        let objects = self.resolve(&p3[0], &p3[1], &p3[2], &self.current_db, &self.current_schema)?;
+        objects.iter().try_for_each(|o| self.require(o, privilege))
+    }
+
+    /// Creating or dropping an object: WRITE on the database it lands in.
+    fn require_ddl(&self, name: &sq::ObjectName, temporary: bool) -> Result<()> {
+        let parts = idents(name);
+        let target_db = match parts.as_slice() {
+            [_] => self.current_db.clone(),
+            [a, _] if self.databases.contains(a) || a == "temp" => a.clone(),
+            [_, _] => self.current_db.clone(),
+            [c, _, _] => c.clone(),
+            _ => return Err(denied(format!("cannot resolve {name}"))),
+        };
+        if temporary || target_db == "temp" {
+            return Ok(());
+        }
+        self.require_db(&target_db, Privilege::Create)
+    }
+
+    fn require_db(&self, db: &str, privilege: Privilege) -> Result<()> {
+        if self.databases.iter().any(|d| d == db) && self.policy.allows(self.identity, db, None, privilege) {
+            Ok(())
+        } else {
+            Err(denied(format!("permission denied for database {db} (needs {privilege})")))
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    names: Vec<String>,
+}
+
+fn idents(name: &sq::ObjectName) -> Vec<String> {
+    name.0
+        .iter()
+        .map(|p| match p.as_ident() {
+            Some(i) if i.quote_style.is_some() => i.value.clone(),
+            Some(i) => i.value.to_ascii_lowercase(),
+            None => p.to_string(),
+        })
+        .collect()
+}
+
+fn table_name(t: &sq::TableWithJoins) -> Option<sq::ObjectName> {
+    match &t.relation {
+        sq::TableFactor::Table { name, args: None, .. } => Some(name.clone()),
+        _ => None,
+    }
+}
+
+/// The query of a `CREATE [TEMP] VIEW … AS <query>;` text as DuckDB stores it.
+fn view_query(sql: &str) -> Option<String> {
+    // DuckDB writes the definition back as `CREATE VIEW <name> AS <query>;`; the
+    // first top-level ` AS ` after the name starts the query. Names may be quoted.
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    let mut in_quote = false;
+    while i + 4 <= bytes.len() {
+        let c = bytes[i];
+        if c == b'"' {
+            in_quote = !in_quote;
+        } else if !in_quote
+            && c.is_ascii_whitespace()
+            && sql[i..].len() > 4
+            && sql[i + 1..i + 3].eq_ignore_ascii_case("as")
+            && bytes[i + 3].is_ascii_whitespace()
+        {
+            let q = sql[i + 4..].trim().trim_end_matches(';').trim();
+            return Some(q.to_string());
+        } else if !in_quote && c == b'(' {
+            // Column list `CREATE VIEW v(a, b) AS …`: skip to its end.
+            while i < bytes.len() && bytes[i] != b')' {
+                i += 1;
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_text_to_query() {
+        assert_eq!(view_query("CREATE VIEW v AS SELECT * FROM t;").as_deref(), Some("SELECT * FROM t"));
+        assert_eq!(view_query("CREATE VIEW \"a as b\" AS SELECT 1 AS x;").as_deref(), Some("SELECT 1 AS x"));
+        assert_eq!(view_query("CREATE VIEW v(a, b) AS SELECT 1, 2;").as_deref(), Some("SELECT 1, 2"));
+        assert_eq!(view_query("garbage"), None);
+    }
+}
