@@ -50,7 +50,8 @@ pub enum Error {
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
     /// The caller may not do this (grants, sandbox, superuser-only statements).
-    #[error("permission denied: {0}")]
+    /// The message starts with "permission denied".
+    #[error("{0}")]
     PermissionDenied(String),
     /// Credentials are no longer valid (user dropped, token revoked or expired).
     #[error("{0}")]
@@ -143,7 +144,7 @@ impl From<pond_auth::Error> for Error {
     fn from(e: pond_auth::Error) -> Self {
         use pond_auth::Error as A;
         match e {
-            A::PermissionDenied(m) => Error::PermissionDenied(m),
+            A::PermissionDenied(m) => Error::PermissionDenied(format!("permission denied: {m}")),
             A::NotFound(m) => Error::NotFound(m),
             A::AlreadyExists(m) => Error::AlreadyExists(m),
             A::InvalidRequest(m) => Error::InvalidRequest(m),

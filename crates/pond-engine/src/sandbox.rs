@@ -116,7 +116,12 @@ pub(crate) struct Checker<'a> {
 }
 
 fn denied(msg: impl Into<String>) -> Error {
-    Error::PermissionDenied(msg.into())
+    let msg = msg.into();
+    if msg.starts_with("permission denied") {
+        Error::PermissionDenied(msg)
+    } else {
+        Error::PermissionDenied(format!("permission denied: {msg}"))
+    }
 }
 
 /// Something a name can mean.
@@ -489,7 +494,10 @@ impl Checker<'_> {
             }
             S::Set(set) => self.check_set(set),
             other => {
-                let kind = other.to_string().split_whitespace().take(2).collect::<Vec<_>>().join(" ").to_ascii_uppercase();
+                let text = other.to_string();
+                let words: Vec<&str> = text.split_whitespace().collect();
+                let n = if matches!(words.first().map(|w| w.to_ascii_uppercase()).as_deref(), Some("CREATE" | "DROP" | "ALTER" | "FORCE")) { 2 } else { 1 };
+                let kind = words.iter().take(n).copied().collect::<Vec<_>>().join(" ").to_ascii_uppercase();
                 Err(denied(format!("{kind} statements are reserved for superusers")))
             }
         }

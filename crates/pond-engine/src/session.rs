@@ -507,7 +507,7 @@ impl Session {
             Statement::Pond(PondStatement::CreateDatabase { .. })
             | Statement::Pond(PondStatement::DropDatabase { .. })
             | Statement::Pond(PondStatement::RenameDatabase { .. }) => {
-                Err(Error::PermissionDenied("creating, dropping and renaming databases requires a superuser".into()))
+                Err(Error::PermissionDenied("permission denied: creating, dropping and renaming databases requires a superuser".into()))
             }
             Statement::Pond(PondStatement::Use { database, .. }) => {
                 let db = engine.resolve_database(database)?;
