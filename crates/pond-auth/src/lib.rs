@@ -436,7 +436,9 @@ impl Authenticator {
         if caller.effective_superuser() && self.policy().is_superuser(&caller.user) {
             Ok(())
         } else {
-            Err(Error::PermissionDenied(format!("{what} requires a superuser")))
+            let e = Error::PermissionDenied(format!("{what} requires a superuser"));
+            self.audit.record(AuditEvent::new("denied", false, e.to_string()).user(&caller.user));
+            Err(e)
         }
     }
 

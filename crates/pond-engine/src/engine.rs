@@ -389,6 +389,11 @@ impl Engine {
         let session = Arc::new(Session::new(Arc::downgrade(&self.inner), identity, protocol, conn));
         self.inner.live.lock().insert(session.id.clone(), Arc::downgrade(&session));
         let db = self.resolve_database(database.unwrap_or(DEFAULT_DATABASE))?;
+        // Naming a database the caller has no grant on is refused (the default one is
+        // where every session starts, with or without grants).
+        if database.is_some() && !self.inner.auth.policy().allows(&session.identity, &db, None, pond_auth::Privilege::Usage) {
+            return Err(Error::PermissionDenied(format!("permission denied for database {db}")));
+        }
         session.use_database_blocking(&db, None)?;
         if register {
             self.inner.sessions.lock().insert(session.id.clone(), session.clone());

@@ -2,13 +2,15 @@
 //! read from DuckDB's own catalog functions (`duckdb_tables()`, …) and limited
 //! to Pond databases. Protocols turn these into their metadata answers
 //! (Flight SQL GetTables, later pg_catalog); the security work filters them
-//! by grants here, once, for every protocol.
+//! by the caller's grants here, once, for every protocol.
 
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::SchemaRef;
+
+use pond_auth::{Identity, Privilege};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -72,7 +74,7 @@ impl Engine {
     }
 
     /// Schemas of Pond databases, as (catalog, schema), sorted.
-    pub async fn list_schemas(&self, catalog: Option<&str>, schema_pattern: Option<&str>) -> Result<Vec<(String, String)>> {
+    pub async fn list_schemas(&self, who: &Identity, catalog: Option<&str>, schema_pattern: Option<&str>) -> Result<Vec<(String, String)>> {
         let mut sql =
             format!("SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({})", self.database_list_sql());
         if let Some(c) = catalog {
@@ -83,11 +85,16 @@ impl Engine {
         }
         sql.push_str(" ORDER BY 1, 2");
         let batches = self.catalog_query(sql).await?;
-        Ok(rows(&batches).into_iter().map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default())).collect())
+        let policy = self.authenticator().policy();
+        Ok(rows(&batches)
+            .into_iter()
+            .map(|r| (r[0].clone().unwrap_or_default(), r[1].clone().unwrap_or_default()))
+            .filter(|(db, _)| policy.allows(who, db, None, Privilege::Usage))
+            .collect())
     }
 
     /// Tables and views of Pond databases, sorted by catalog, schema, name.
-    pub async fn list_tables(&self, f: &TableFilter) -> Result<Vec<TableInfo>> {
+    pub async fn list_tables(&self, who: &Identity, f: &TableFilter) -> Result<Vec<TableInfo>> {
         let objects =
             "SELECT database_name, schema_name, table_name, CASE WHEN temporary THEN 'LOCAL TEMPORARY' ELSE 'BASE TABLE' END AS t \
              FROM duckdb_tables() WHERE NOT internal \
@@ -116,6 +123,7 @@ impl Engine {
                 name: r[2].clone().unwrap_or_default(),
                 table_type: r[3].clone().unwrap_or_default(),
             })
+            .filter(|t| self.table_visible(who, &t.catalog, &t.schema, &t.name))
             .collect())
     }
 
@@ -134,7 +142,7 @@ impl Engine {
     }
 
     /// Primary key columns of a table, in key order.
-    pub async fn primary_keys(&self, catalog: Option<&str>, schema: Option<&str>, table: &str) -> Result<Vec<KeyColumn>> {
+    pub async fn primary_keys(&self, who: &Identity, catalog: Option<&str>, schema: Option<&str>, table: &str) -> Result<Vec<KeyColumn>> {
         let mut sql = format!(
             "SELECT database_name, schema_name, table_name, unnest(constraint_column_names) AS col, \
              generate_subscripts(constraint_column_names, 1) AS seq, constraint_name \
@@ -150,13 +158,14 @@ impl Engine {
         }
         sql = format!("SELECT database_name, schema_name, table_name, col, seq::VARCHAR, constraint_name FROM ({sql}) ORDER BY 1, 2, 3, 5");
         let batches = self.catalog_query(sql).await?;
-        Ok(rows(&batches).into_iter().map(key_column).collect())
+        Ok(rows(&batches).into_iter().map(key_column).filter(|k| self.table_visible(who, &k.catalog, &k.schema, &k.table)).collect())
     }
 
     /// Foreign keys, optionally restricted to the referencing (fk) table and/or
     /// the referenced (pk) table.
     pub async fn foreign_keys(
         &self,
+        who: &Identity,
         fk_table: Option<(Option<&str>, Option<&str>, &str)>,
         pk_table: Option<(Option<&str>, Option<&str>, &str)>,
     ) -> Result<Vec<ForeignKey>> {
@@ -202,7 +211,16 @@ impl Engine {
                     fk: KeyColumn { catalog: get(0), schema: get(1), table: get(2), column: get(3), seq, key_name: r[7].clone() },
                 }
             })
+            .filter(|k| {
+                self.table_visible(who, &k.fk.catalog, &k.fk.schema, &k.fk.table)
+                    && self.table_visible(who, &k.pk.catalog, &k.pk.schema, &k.pk.table)
+            })
             .collect())
+    }
+
+    /// Whether listings show the table to `who` (any privilege on it; temp objects are the session's own).
+    pub fn table_visible(&self, who: &Identity, db: &str, schema: &str, table: &str) -> bool {
+        who.effective_superuser() || db == "temp" || self.authenticator().policy().table_visible(who, db, schema, table)
     }
 
     /// A new connection to the shared instance, for work outside any session.

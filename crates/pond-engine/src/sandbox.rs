@@ -496,7 +496,11 @@ impl Checker<'_> {
             other => {
                 let text = other.to_string();
                 let words: Vec<&str> = text.split_whitespace().collect();
-                let n = if matches!(words.first().map(|w| w.to_ascii_uppercase()).as_deref(), Some("CREATE" | "DROP" | "ALTER" | "FORCE")) { 2 } else { 1 };
+                let n = if matches!(words.first().map(|w| w.to_ascii_uppercase()).as_deref(), Some("CREATE" | "DROP" | "ALTER" | "FORCE")) {
+                    2
+                } else {
+                    1
+                };
                 let kind = words.iter().take(n).copied().collect::<Vec<_>>().join(" ").to_ascii_uppercase();
                 Err(denied(format!("{kind} statements are reserved for superusers")))
             }

@@ -289,8 +289,16 @@ impl Session {
     /// Runs the statements of the current call in `database` (already
     /// resolved) without changing the session's database; `None` returns to
     /// the session's database. Protocols call this at the start of every call.
-    pub fn set_call_database(&self, database: Option<String>) {
+    pub fn set_call_database(&self, database: Option<String>) -> Result<()> {
+        if let Some(db) = &database {
+            let inner = self.engine()?;
+            if !inner.auth.policy().allows(&self.identity, db, None, pond_auth::Privilege::Usage) {
+                *self.call_database.lock() = None;
+                return Err(Error::PermissionDenied(format!("permission denied for database {db}")));
+            }
+        }
         *self.call_database.lock() = database;
+        Ok(())
     }
 
     /// Switches the connection to the call's database, or back to the

@@ -106,7 +106,7 @@ impl PondFlightService {
             Some(db) => Some(self.engine.resolve_database(db).map_err(to_status)?),
             None => None,
         };
-        session.set_call_database(call_db);
+        session.set_call_database(call_db).map_err(to_status)?;
         Ok(session)
     }
 
@@ -600,7 +600,7 @@ impl FlightSqlService for PondFlightService {
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
         let mut b = query.into_builder();
-        for db in self.engine.databases() {
+        for db in self.engine.visible_databases(&session.identity) {
             b.append(db.name);
         }
         let batch = b.build().map_err(arrow_status)?;
@@ -613,8 +613,11 @@ impl FlightSqlService for PondFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
-        let schemas =
-            self.engine.list_schemas(query.catalog.as_deref(), query.db_schema_filter_pattern.as_deref()).await.map_err(to_status)?;
+        let schemas = self
+            .engine
+            .list_schemas(&session.identity, query.catalog.as_deref(), query.db_schema_filter_pattern.as_deref())
+            .await
+            .map_err(to_status)?;
         let mut b = query.into_builder();
         for (c, s) in schemas {
             b.append(c, s);
@@ -636,7 +639,7 @@ impl FlightSqlService for PondFlightService {
             table_types: query.table_types.clone(),
         };
         let include_schema = query.include_schema;
-        let tables = self.engine.list_tables(&filter).await.map_err(to_status)?;
+        let tables = self.engine.list_tables(&session.identity, &filter).await.map_err(to_status)?;
         let mut b = query.into_builder();
         for t in tables {
             let schema = if include_schema {
@@ -691,7 +694,11 @@ impl FlightSqlService for PondFlightService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = self.session(request.metadata()).await?;
-        let keys = self.engine.primary_keys(query.catalog.as_deref(), query.db_schema.as_deref(), &query.table).await.map_err(to_status)?;
+        let keys = self
+            .engine
+            .primary_keys(&session.identity, query.catalog.as_deref(), query.db_schema.as_deref(), &query.table)
+            .await
+            .map_err(to_status)?;
         let batch = metadata::primary_keys_batch(&keys).map_err(arrow_status)?;
         self.batches_info(&session, batch, request.into_inner())
     }
@@ -704,7 +711,7 @@ impl FlightSqlService for PondFlightService {
         let session = self.session(request.metadata()).await?;
         let keys = self
             .engine
-            .foreign_keys(None, Some((query.catalog.as_deref(), query.db_schema.as_deref(), &query.table)))
+            .foreign_keys(&session.identity, None, Some((query.catalog.as_deref(), query.db_schema.as_deref(), &query.table)))
             .await
             .map_err(to_status)?;
         let batch = metadata::foreign_keys_batch(&keys).map_err(arrow_status)?;
@@ -719,7 +726,7 @@ impl FlightSqlService for PondFlightService {
         let session = self.session(request.metadata()).await?;
         let keys = self
             .engine
-            .foreign_keys(Some((query.catalog.as_deref(), query.db_schema.as_deref(), &query.table)), None)
+            .foreign_keys(&session.identity, Some((query.catalog.as_deref(), query.db_schema.as_deref(), &query.table)), None)
             .await
             .map_err(to_status)?;
         let batch = metadata::foreign_keys_batch(&keys).map_err(arrow_status)?;
@@ -735,6 +742,7 @@ impl FlightSqlService for PondFlightService {
         let keys = self
             .engine
             .foreign_keys(
+                &session.identity,
                 Some((query.fk_catalog.as_deref(), query.fk_db_schema.as_deref(), &query.fk_table)),
                 Some((query.pk_catalog.as_deref(), query.pk_db_schema.as_deref(), &query.pk_table)),
             )

@@ -7,6 +7,7 @@ mod databases;
 mod flight;
 mod http;
 mod lifecycle;
+mod security;
 
 use std::path::PathBuf;
 use std::time::Duration;
