@@ -50,6 +50,8 @@ pub enum TlsError {
     KeyMismatch { cert: PathBuf, key: PathBuf },
     #[error("TLS configuration failed: {0}")]
     Config(String),
+    #[error("{0}")]
+    BadOption(String),
     #[error("certificate generation failed: {0}")]
     Generate(String),
     #[error("refusing to overwrite {} (pass --force to replace them)", list_paths(.0))]
@@ -327,7 +329,7 @@ pub fn generate_dev_certs(out_dir: &Path, options: &DevCertOptions) -> Result<De
     };
     let generate = |e: rcgen::Error| TlsError::Generate(e.to_string());
     if options.days == 0 {
-        return Err(TlsError::Generate("--days must be at least 1".into()));
+        return Err(TlsError::BadOption("--days must be at least 1".into()));
     }
     let hosts = if options.hosts.is_empty() { default_hosts() } else { options.hosts.clone() };
     let mut sans = Vec::new();
@@ -335,9 +337,12 @@ pub fn generate_dev_certs(out_dir: &Path, options: &DevCertOptions) -> Result<De
         let host = host.trim().trim_start_matches('[').trim_end_matches(']');
         sans.push(match host.parse::<IpAddr>() {
             Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                host.to_string().try_into().map_err(|e| TlsError::Generate(format!("'{host}' is not a valid host name: {e}")))?,
-            ),
+            Err(_) if is_dns_name(host) => SanType::DnsName(host.to_string().try_into().map_err(generate)?),
+            Err(_) => {
+                return Err(TlsError::BadOption(format!(
+                    "--host '{host}' is neither an IP address nor a DNS name (letters, digits, '-' and '.', optionally starting with '*.')"
+                )))
+            }
         });
     }
 
@@ -412,6 +417,19 @@ pub fn generate_dev_certs(out_dir: &Path, options: &DevCertOptions) -> Result<De
         write_file(key, key_pem, true)?;
     }
     Ok(out)
+}
+
+fn is_dns_name(host: &str) -> bool {
+    let name = host.strip_prefix("*.").unwrap_or(host);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
 /// Writes a new file; a private one is created with mode 0600 (never briefly
@@ -503,10 +521,15 @@ mod tests {
     }
 
     #[test]
-    fn hosts_become_dns_and_ip_names() {
+    fn host_names_and_addresses_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let opts = DevCertOptions { hosts: vec!["db.example.test".into(), "10.1.2.3".into(), "[::1]".into()], ..Default::default() };
         generate_dev_certs(dir.path(), &opts).unwrap();
+        for bad in ["bad host", "", "a..b", "-x.test"] {
+            let opts = DevCertOptions { hosts: vec![bad.into()], force: true, ..Default::default() };
+            let e = generate_dev_certs(dir.path(), &opts).unwrap_err().to_string();
+            assert!(e.contains("--host") && e.contains(bad), "{e}");
+        }
         let e = generate_dev_certs(dir.path(), &DevCertOptions { days: 0, force: true, ..Default::default() }).unwrap_err();
         assert!(e.to_string().contains("--days"), "{e}");
     }
