@@ -106,15 +106,17 @@ class PondServer:
     proc: Optional[subprocess.Popen] = None
     flight_addr: str = ""
     http_addr: str = ""
+    # True when the server listens with TLS (--tls-cert/--tls-key in extra_args); read from the ready file.
+    tls: bool = False
     log_path: Optional[Path] = None
 
     @property
     def flight_uri(self) -> str:
-        return f"grpc://{self.flight_addr}"
+        return f"{'grpc+tls' if self.tls else 'grpc'}://{self.flight_addr}"
 
     @property
     def http_url(self) -> str:
-        return f"http://{self.http_addr}"
+        return f"{'https' if self.tls else 'http'}://{self.http_addr}"
 
     @property
     def flight_host_port(self) -> tuple[str, int]:
@@ -161,6 +163,7 @@ class PondServer:
                     info = json.loads(ready.read_text())
                     self.flight_addr = info["flight"]
                     self.http_addr = info["http"]
+                    self.tls = bool(info.get("tls", False))
                     return self
                 except (json.JSONDecodeError, KeyError):
                     pass  # partially written; retry

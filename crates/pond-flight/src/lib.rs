@@ -70,19 +70,35 @@ impl FlightSqlServer {
         Self { service: PondFlightService::new(engine, auth, options) }
     }
 
-    /// Serves until `shutdown` resolves. HTTP/2 limits are raised for clients
-    /// that send large headers (JDBC turns URL parameters into headers) and
-    /// messages up to 64 MiB are accepted (bulk ingest, bound parameters).
+    /// Serves plain-text gRPC on `listener` until `shutdown` resolves.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), tonic::transport::Error> {
-        let svc =
-            FlightServiceServer::new(self.service).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024);
         // Small request/response round trips (SELECT 1) must not wait for
         // Nagle's algorithm and delayed ACKs: set TCP_NODELAY on every connection.
         let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        self.serve_with_incoming(incoming, shutdown).await
+    }
+
+    /// Serves the connections `incoming` yields until `shutdown` resolves
+    /// (`pond` passes TLS streams whose handshake is done). HTTP/2 limits are
+    /// raised for clients that send large headers (JDBC turns URL parameters
+    /// into headers) and messages up to 64 MiB are accepted (bulk ingest,
+    /// bound parameters).
+    pub async fn serve_with_incoming<I, IO, IE>(
+        self,
+        incoming: I,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), tonic::transport::Error>
+    where
+        I: futures::Stream<Item = Result<IO, IE>>,
+        IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + tonic::transport::server::Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let svc =
+            FlightServiceServer::new(self.service).max_decoding_message_size(64 * 1024 * 1024).max_encoding_message_size(64 * 1024 * 1024);
         // One span per call with a request id (the client's `x-request-id` if it
         // sent one), so every log line of a call can be found together.
         let trace = tower_http::trace::TraceLayer::new_for_grpc().make_span_with(|req: &http::Request<_>| {

@@ -78,7 +78,7 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` (plain TCP) until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -89,7 +89,24 @@ pub async fn serve(
         // Responses go out at once instead of waiting for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
     });
-    // Client addresses reach handlers (failed-login throttling, audit).
+    serve_on(listener, router, shutdown).await
+}
+
+/// Serves `router` on any listener until `shutdown` resolves: `pond` passes
+/// one whose connections have completed their TLS handshake. HTTP/1.1 and
+/// HTTP/2 are both spoken.
+pub async fn serve_on<L>(
+    listener: L,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener<Addr = std::net::SocketAddr>,
+{
+    use axum::serve::ListenerExt;
+    // Client addresses reach handlers (failed-login throttling, audit); axum
+    // provides them for any listener wrapped in `tap_io`.
+    let listener = listener.tap_io(|_| {});
     axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(shutdown).await
 }
 

@@ -1,4 +1,5 @@
-//! Command line: `pond serve`, `pond sql`, `pond version`, `pond extensions install`.
+//! Command line: `pond serve`, `pond sql`, `pond version`, `pond extensions install`,
+//! `pond cert generate`.
 //!
 //! Every flag also reads an environment variable. `pond serve --config FILE`
 //! (POND_CONFIG) reads a TOML file with the same settings, keys spelled like
@@ -19,6 +20,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
@@ -32,6 +35,38 @@ pub enum Command {
         #[command(subcommand)]
         command: ExtensionsCommand,
     },
+    /// TLS certificates for development and tests.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Write a development CA, a server certificate it signs and optionally a
+    /// client certificate (for --tls-client-ca). Keys are written with mode 0600.
+    Generate(CertGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CertGenerateArgs {
+    /// Directory for ca.pem, ca-key.pem, server.pem, server-key.pem (and client.pem, client-key.pem).
+    #[arg(long = "out-dir")]
+    pub out_dir: PathBuf,
+    /// Host name or IP address the server certificate is valid for; repeat or
+    /// separate with commas (default: localhost, 127.0.0.1, ::1).
+    #[arg(long = "host", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+    /// Days the certificates are valid.
+    #[arg(long = "days", default_value_t = 365)]
+    pub days: u32,
+    /// Also write a client certificate with this common name (mutual TLS).
+    #[arg(long = "client")]
+    pub client: Option<String>,
+    /// Replace existing files.
+    #[arg(long = "force")]
+    pub force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +101,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub listen: ListenArgs,
     #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
     pub log: LogArgs,
@@ -88,6 +125,21 @@ pub struct ListenArgs {
     /// Largest HTTP request body in bytes (larger: 413).
     #[arg(long = "max-body-bytes", env = "POND_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
+}
+
+/// TLS for every listener (Flight SQL and HTTP); `pond cert generate` makes
+/// development certificates.
+#[derive(Debug, Args, Clone)]
+pub struct TlsArgs {
+    /// PEM certificate chain (server certificate first); turns TLS on for every listener. Needs --tls-key.
+    #[arg(long = "tls-cert", env = "POND_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long = "tls-key", env = "POND_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): clients must present a certificate signed by one (mutual TLS).
+    #[arg(long = "tls-client-ca", env = "POND_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -164,6 +216,11 @@ impl ServeArgs {
         c.max_body_bytes = self.listen.max_body_bytes;
         c.ready_file = self.ready_file.clone();
         c.admin_password = std::env::var("POND_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
+        c.tls = pond::tls::TlsSettings {
+            cert: self.tls.tls_cert.clone(),
+            key: self.tls.tls_key.clone(),
+            client_ca: self.tls.tls_client_ca.clone(),
+        };
         let e = &mut c.engine;
         e.extension_dir = self.engine.extension_dir.clone();
         e.extensions = self.engine.extensions.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
@@ -271,6 +328,64 @@ mod tests {
         std::fs::write(&file, "flight-addr = \"not an address\"\n").unwrap();
         let e = serve(&["serve", "--config", file.to_str().unwrap()]).unwrap_err();
         assert!(e.contains("flight-addr"), "{e}");
+    }
+
+    #[test]
+    fn tls_settings_from_flag_env_and_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pond.toml");
+        std::fs::write(&file, "tls-cert = \"/file/server.pem\"\ntls_key = \"/file/server-key.pem\"\ntls-client-ca = \"/file/ca.pem\"\n")
+            .unwrap();
+        let cfg = file.to_str().unwrap();
+        let s = serve(&["serve", "--config", cfg]).unwrap();
+        assert_eq!(s.tls.tls_cert, Some(PathBuf::from("/file/server.pem")));
+        assert_eq!(s.tls.tls_key, Some(PathBuf::from("/file/server-key.pem")));
+        assert_eq!(s.tls.tls_client_ca, Some(PathBuf::from("/file/ca.pem")));
+        // The only test that sets POND_TLS_*: environment beats the file, a flag beats both.
+        std::env::set_var("POND_TLS_CERT", "/env/server.pem");
+        let from_env = serve(&["serve", "--config", cfg]);
+        let from_flag = serve(&["serve", "--config", cfg, "--tls-cert", "/flag/server.pem"]);
+        std::env::remove_var("POND_TLS_CERT");
+        let s = from_env.unwrap();
+        assert_eq!(s.tls.tls_cert, Some(PathBuf::from("/env/server.pem")));
+        assert_eq!(s.tls.tls_key, Some(PathBuf::from("/file/server-key.pem")));
+        let s = from_flag.unwrap();
+        assert_eq!(s.tls.tls_cert, Some(PathBuf::from("/flag/server.pem")));
+        let c = s.server_config().unwrap();
+        assert_eq!(c.tls, pond::tls::TlsSettings::new("/flag/server.pem", "/file/server-key.pem").with_client_ca("/file/ca.pem"));
+        // Without any of them TLS stays off.
+        assert!(!serve(&["serve"]).unwrap().server_config().unwrap().tls.is_enabled());
+    }
+
+    #[test]
+    fn cert_generate_flags() {
+        let argv = |a: &[&str]| std::iter::once("pond").chain(a.iter().copied()).map(String::from).collect();
+        let Command::Cert { command: CertCommand::Generate(g) } =
+            parse_from(argv(&["cert", "generate", "--out-dir", "certs"])).unwrap().command
+        else {
+            panic!("not cert generate")
+        };
+        assert_eq!((g.out_dir, g.hosts.len(), g.days, g.client, g.force), (PathBuf::from("certs"), 0, 365, None, false));
+        let args = [
+            "cert",
+            "generate",
+            "--out-dir",
+            "c",
+            "--host",
+            "db.local,10.0.0.5",
+            "--host",
+            "::1",
+            "--days",
+            "30",
+            "--client",
+            "bob",
+            "--force",
+        ];
+        let Command::Cert { command: CertCommand::Generate(g) } = parse_from(argv(&args)).unwrap().command else {
+            panic!("not cert generate")
+        };
+        assert_eq!(g.hosts, vec!["db.local", "10.0.0.5", "::1"]);
+        assert_eq!((g.days, g.client.as_deref(), g.force), (30, Some("bob"), true));
     }
 
     #[test]

@@ -14,6 +14,10 @@
 //! server.shutdown().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! TLS (and mutual TLS) for every listener lives in [`tls`].
+
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,6 +45,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, what: &'static str, source: std::io::Error },
     #[error("I/O error on {path}: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     #[error("{0}")]
     Other(String),
 }
@@ -64,6 +70,9 @@ pub struct ServerConfig {
     pub jwt: pond_auth::JwtConfig,
     /// Lifetime of OAuth2 access tokens.
     pub oauth_token_ttl: Duration,
+    /// Certificate, key and optional client CA; when set every listener
+    /// speaks TLS only.
+    pub tls: tls::TlsSettings,
 }
 
 impl ServerConfig {
@@ -80,6 +89,7 @@ impl ServerConfig {
             drain_timeout: Duration::from_secs(10),
             jwt: pond_auth::JwtConfig::default(),
             oauth_token_ttl: Duration::from_secs(3600),
+            tls: tls::TlsSettings::default(),
         }
     }
 }
@@ -149,6 +159,11 @@ impl ServerBuilder {
         f(&mut self.config.engine);
         self
     }
+    /// TLS on every listener (see [`tls::TlsSettings`]).
+    pub fn tls(mut self, settings: tls::TlsSettings) -> Self {
+        self.config.tls = settings;
+        self
+    }
 
     /// Opens the data dir, starts DuckDB and both listeners.
     pub async fn start(self) -> Result<Server, ServerError> {
@@ -161,6 +176,7 @@ pub struct Server {
     engine: Engine,
     flight_addr: SocketAddr,
     http_addr: SocketAddr,
+    tls: bool,
     stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<Result<(), ServerError>>>,
@@ -177,6 +193,8 @@ impl Server {
     }
 
     async fn start(config: ServerConfig) -> Result<Self, ServerError> {
+        // Certificate problems stop the start before anything is touched.
+        let tls = config.tls.load()?;
         let data_dir = config.engine.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::Io { path: data_dir.display().to_string(), source })?;
         let meta = Arc::new(MetaStore::open(&data_dir.join("system"))?);
@@ -225,15 +243,25 @@ impl Server {
             FlightOptions { compression: config.flight_compression, ..Default::default() },
         );
         let rx = stop_rx.clone();
+        let flight_tls = tls.clone();
         tasks.push(tokio::spawn(async move {
-            flight.serve(flight_listener, wait(rx)).await.map_err(|e| ServerError::Other(format!("Flight SQL listener: {e}")))
+            let served = match flight_tls {
+                Some(tls) => flight.serve_with_incoming(tls::TlsListener::new(flight_listener, tls).into_stream(), wait(rx)).await,
+                None => flight.serve(flight_listener, wait(rx)).await,
+            };
+            served.map_err(|e| ServerError::Other(format!("Flight SQL listener: {e}")))
         }));
 
         let state = HttpState { engine: engine.clone(), auth: auth.clone(), ready: ready.clone() };
         let router = pond_http::router(state, &HttpOptions { max_body_bytes: config.max_body_bytes });
         let rx = stop_rx.clone();
+        let http_tls = tls.clone();
         tasks.push(tokio::spawn(async move {
-            pond_http::serve(http_listener, router, wait(rx)).await.map_err(|e| ServerError::Other(format!("HTTP listener: {e}")))
+            let served = match http_tls {
+                Some(tls) => pond_http::serve_on(tls::TlsListener::new(http_listener, tls), router, wait(rx)).await,
+                None => pond_http::serve(http_listener, router, wait(rx)).await,
+            };
+            served.map_err(|e| ServerError::Other(format!("HTTP listener: {e}")))
         }));
 
         // Close sessions that have been idle too long.
@@ -250,15 +278,28 @@ impl Server {
             }
         });
 
-        tracing::info!(flight = %flight_addr, http = %http_addr, data_dir = %data_dir.display(), "Pond is listening");
+        let (flight_scheme, http_scheme) = if tls.is_some() { ("grpc+tls", "https") } else { ("grpc", "http") };
+        let (flight_url, http_url) = (format!("{flight_scheme}://{flight_addr}"), format!("{http_scheme}://{http_addr}"));
+        let tls_mode = match (&tls, &config.tls.client_ca) {
+            (None, _) => "off",
+            (Some(_), None) => "on",
+            (Some(_), Some(_)) => "on, client certificates required",
+        };
+        tracing::info!(flight = %flight_url, http = %http_url, tls = tls_mode, data_dir = %data_dir.display(), "Pond is listening");
         if let Some(path) = &config.ready_file {
-            let doc = serde_json::json!({"flight": flight_addr.to_string(), "http": http_addr.to_string()});
+            let doc = serde_json::json!({
+                "flight": flight_addr.to_string(),
+                "http": http_addr.to_string(),
+                "tls": tls.is_some(),
+                "flight_url": flight_url,
+                "http_url": http_url,
+            });
             let tmp = path.with_extension("tmp");
             std::fs::write(&tmp, doc.to_string())
                 .and_then(|_| std::fs::rename(&tmp, path))
                 .map_err(|source| ServerError::Io { path: path.display().to_string(), source })?;
         }
-        Ok(Self { engine, flight_addr, http_addr, stop, ready, tasks, drain_timeout: config.drain_timeout })
+        Ok(Self { engine, flight_addr, http_addr, tls: tls.is_some(), stop, ready, tasks, drain_timeout: config.drain_timeout })
     }
 
     pub fn flight_addr(&self) -> SocketAddr {
@@ -267,6 +308,11 @@ impl Server {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// Whether the listeners speak TLS (`grpc+tls://`, `https://`).
+    pub fn tls_enabled(&self) -> bool {
+        self.tls
     }
 
     pub fn engine(&self) -> &Engine {

@@ -6,7 +6,7 @@ mod shell;
 
 use std::process::ExitCode;
 
-use cli::{Command, ExtensionsCommand};
+use cli::{CertCommand, Command, ExtensionsCommand};
 
 fn init_logging(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -42,6 +42,7 @@ fn main() -> ExitCode {
                 println!("pond {} (DuckDB {})", env!("CARGO_PKG_VERSION"), pond_engine::extensions::DUCKDB_VERSION);
                 Ok(())
             }
+            Command::Cert { command: CertCommand::Generate(args) } => cert_generate(&args),
             Command::Extensions { command: ExtensionsCommand::Install(args) } => {
                 let dir = args.extension_dir.clone().unwrap_or_else(|| args.data_dir.join("extensions"));
                 let names = if args.names.is_empty() { vec!["icu".to_string()] } else { args.names.clone() };
@@ -79,6 +80,37 @@ async fn serve(args: cli::ServeArgs) -> Result<(), String> {
     server.shutdown().await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn cert_generate(args: &cli::CertGenerateArgs) -> Result<(), String> {
+    let options = pond::tls::DevCertOptions { hosts: args.hosts.clone(), days: args.days, client: args.client.clone(), force: args.force };
+    let certs = pond::tls::generate_dev_certs(&args.out_dir, &options).map_err(|e| e.to_string())?;
+    let hosts = if args.hosts.is_empty() { pond::tls::default_hosts() } else { args.hosts.clone() };
+    println!("Development certificates (valid {} days) in {}:", args.days, args.out_dir.display());
+    println!("  CA certificate      {}   (clients trust this: curl --cacert, ADBC tls_root_certs)", certs.ca_cert.display());
+    println!("  CA key              {}", certs.ca_key.display());
+    println!("  server certificate  {}   (for {})", certs.server_cert.display(), hosts.join(", "));
+    println!("  server key          {}", certs.server_key.display());
+    if let Some((cert, key)) = &certs.client {
+        println!("  client certificate  {}   (common name {})", cert.display(), args.client.as_deref().unwrap_or_default());
+        println!("  client key          {}", key.display());
+    }
+    let q = |p: &std::path::Path| shell_quote(&p.display().to_string());
+    let mut line = format!("pond serve --tls-cert {} --tls-key {}", q(&certs.server_cert), q(&certs.server_key));
+    if certs.client.is_some() {
+        line.push_str(&format!(" --tls-client-ca {}", q(&certs.ca_cert)));
+    }
+    println!("\nStart the server with:\n  {line}");
+    Ok(())
+}
+
+/// Quotes a path for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:,@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 async fn wait_for_signal() {

@@ -8,6 +8,7 @@ mod flight;
 mod http;
 mod lifecycle;
 mod security;
+mod tls;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,7 +47,13 @@ impl TestServer {
     }
 
     pub async fn launch(data_dir: PathBuf, f: impl FnOnce(pond::ServerBuilder) -> pond::ServerBuilder) -> pond::Server {
-        let builder = pond::Server::builder()
+        f(Self::builder(data_dir)).start().await.expect("server starts")
+    }
+
+    /// What every test server starts from: ephemeral ports, the test
+    /// extensions, the admin password, no online extension installs.
+    pub fn builder(data_dir: PathBuf) -> pond::ServerBuilder {
+        pond::Server::builder()
             .data_dir(data_dir)
             .flight_addr("127.0.0.1:0".parse().unwrap())
             .http_addr("127.0.0.1:0".parse().unwrap())
@@ -55,8 +62,7 @@ impl TestServer {
             .engine_config(|e| {
                 e.install_from_repository = false;
                 e.threads = Some(2);
-            });
-        f(builder).start().await.expect("server starts")
+            })
     }
 
     pub fn server(&self) -> &pond::Server {
@@ -64,7 +70,8 @@ impl TestServer {
     }
 
     pub fn http_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.server().http_addr(), path)
+        let scheme = if self.server().tls_enabled() { "https" } else { "http" };
+        format!("{scheme}://{}{}", self.server().http_addr(), path)
     }
 
     /// A Flight SQL client logged in as admin.
