@@ -1,5 +1,6 @@
 //! Command line: `pond serve`, `pond sql`, `pond version`, `pond extensions install`,
-//! `pond cert generate`.
+//! `pond cert generate`, and the administration commands `pond user`, `pond grant`,
+//! `pond revoke`, `pond grants`, `pond token` (clients of a running server's HTTP API).
 //!
 //! Every flag also reads an environment variable. `pond serve --config FILE`
 //! (POND_CONFIG) reads a TOML file with the same settings, keys spelled like
@@ -40,6 +41,115 @@ pub enum Command {
         #[command(subcommand)]
         command: CertCommand,
     },
+    /// Manage users of a running server (superuser).
+    User {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Grant privileges on a database (READ, WRITE, ALL) or a table (SELECT, INSERT, UPDATE, DELETE, ALL).
+    Grant(GrantArgs),
+    /// Revoke privileges granted with `pond grant`.
+    Revoke(GrantArgs),
+    /// Show grants (of one user, or all for superusers).
+    Grants {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[arg(long = "for")]
+        for_user: Option<String>,
+    },
+    /// Manage API tokens (your own; superusers: everyone's).
+    Token {
+        #[command(flatten)]
+        conn: AdminConn,
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+/// How administration commands reach the server. The password comes from
+/// POND_PASSWORD or a prompt, never from a flag.
+#[derive(Debug, Args, Clone)]
+pub struct AdminConn {
+    /// The server's HTTP API.
+    #[arg(long = "url", env = "POND_URL", default_value = "http://127.0.0.1:8000", global = true)]
+    pub url: String,
+    #[arg(long = "user", short = 'u', env = "POND_USER", default_value = "admin", global = true)]
+    pub user: String,
+    /// CA certificate to trust for https URLs (e.g. from `pond cert generate`).
+    #[arg(long = "cacert", env = "POND_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// List users.
+    List,
+    /// Create a user; the password is read from POND_NEW_PASSWORD or prompted for.
+    Create {
+        name: String,
+        #[arg(long = "superuser")]
+        superuser: bool,
+    },
+    /// Set a user's password (POND_NEW_PASSWORD or prompt). Anyone may change their own.
+    Password { name: String },
+    /// Rename a user.
+    Rename { name: String, new_name: String },
+    /// Make a user a superuser, or (with --off) an ordinary user.
+    Superuser {
+        name: String,
+        #[arg(long = "off")]
+        off: bool,
+    },
+    /// Drop a user with their grants and tokens.
+    Drop { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    #[command(flatten)]
+    pub conn: AdminConn,
+    /// The user.
+    pub to: String,
+    /// Privileges, comma-separated (read,write | select,insert,update,delete | all).
+    #[arg(value_delimiter = ',')]
+    pub privileges: Vec<String>,
+    #[arg(long = "database", short = 'd')]
+    pub database: String,
+    /// `table` or `schema.table`: a table grant instead of a database grant.
+    #[arg(long = "table", short = 't')]
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// List tokens (never their secrets).
+    List,
+    /// Create a token; its secret is printed once.
+    Create {
+        name: String,
+        #[arg(long = "description", default_value = "")]
+        description: String,
+        /// Owner (superusers only; default: you).
+        #[arg(long = "for")]
+        owner: Option<String>,
+        /// Databases the token may use (repeat or comma-separate; default: all the owner may).
+        #[arg(long = "database", short = 'd', value_delimiter = ',')]
+        databases: Vec<String>,
+        /// read, write or admin.
+        #[arg(long = "permission", default_value = "read")]
+        permission: String,
+        /// Lifetime in seconds.
+        #[arg(long = "expires-in")]
+        expires_in: Option<u64>,
+    },
+    /// Replace a token's secret (the old one stops working); prints the new secret once.
+    Rotate { id: String },
+    /// Revoke a token (kept in the list as revoked).
+    Revoke { id: String },
+    /// Delete a token.
+    Delete { id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +215,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
+    pub auth: AuthArgs,
+    #[command(flatten)]
     pub log: LogArgs,
     /// Write the listening addresses as JSON to this file once ready.
     #[arg(long = "ready-file", env = "POND_READY_FILE")]
@@ -168,6 +280,42 @@ pub struct EngineArgs {
     /// DuckDB memory limit, e.g. "8GB" (default: DuckDB's).
     #[arg(long = "memory-limit", env = "POND_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
+    /// Let superusers' SQL read and write files and URLs anywhere (DuckDB external
+    /// access). Off: only the data dir and --allowed-paths. Non-superusers are sandboxed either way.
+    #[arg(long = "external-access", env = "POND_EXTERNAL_ACCESS")]
+    pub external_access: bool,
+    /// Directories or URL prefixes (e.g. s3://bucket/) superusers may use while external access is off; comma-separated.
+    #[arg(long = "allowed-paths", env = "POND_ALLOWED_PATHS", value_delimiter = ',')]
+    pub allowed_paths: Vec<String>,
+}
+
+/// Credentials and their lifetimes; external JWT verification.
+#[derive(Debug, Args, Clone)]
+pub struct AuthArgs {
+    /// Lifetime of login session tokens (Flight handshake, /api/v1/auth/login), seconds.
+    #[arg(long = "token-ttl-secs", env = "POND_TOKEN_TTL_SECS", default_value_t = 12 * 3600)]
+    pub token_ttl_secs: u64,
+    /// Lifetime of OAuth2 access tokens from /oauth2/token, seconds.
+    #[arg(long = "oauth-token-ttl-secs", env = "POND_OAUTH_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub oauth_token_ttl_secs: u64,
+    /// File holding the HS256 secret for external JWTs (at least 32 bytes).
+    #[arg(long = "jwt-secret-file", env = "POND_JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// PEM public keys (RS256 or ES256) for external JWTs, comma-separated files.
+    #[arg(long = "jwt-public-key", env = "POND_JWT_PUBLIC_KEY", value_delimiter = ',')]
+    pub jwt_public_keys: Vec<PathBuf>,
+    /// JWKS with the identity provider's keys: a file or an http(s) URL (fetched at start).
+    #[arg(long = "jwt-jwks", env = "POND_JWT_JWKS")]
+    pub jwt_jwks: Option<String>,
+    /// Required `iss` of external JWTs.
+    #[arg(long = "jwt-issuer", env = "POND_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud` of external JWTs.
+    #[arg(long = "jwt-audience", env = "POND_JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// JWT claim naming the Pond user.
+    #[arg(long = "jwt-user-claim", env = "POND_JWT_USER_CLAIM", default_value = "sub")]
+    pub jwt_user_claim: String,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -230,7 +378,34 @@ impl ServeArgs {
         e.query_timeout = (self.engine.query_timeout_ms > 0).then(|| Duration::from_millis(self.engine.query_timeout_ms));
         e.threads = self.engine.threads;
         e.memory_limit = self.engine.memory_limit.clone();
+        e.external_access = self.engine.external_access;
+        e.allowed_paths = self.engine.allowed_paths.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+        c.token_ttl = Duration::from_secs(self.auth.token_ttl_secs.max(1));
+        c.oauth_token_ttl = Duration::from_secs(self.auth.oauth_token_ttl_secs.max(1));
         Ok(c)
+    }
+
+    /// JWT settings; reads key files now (a JWKS URL is fetched by the caller).
+    pub fn jwt_config(&self, jwks_text: Option<String>) -> Result<pond_auth::JwtConfig, String> {
+        let a = &self.auth;
+        let read = |p: &PathBuf, what: &str| std::fs::read(p).map_err(|e| format!("cannot read {what} {}: {e}", p.display()));
+        let hmac_secret = match &a.jwt_secret_file {
+            Some(p) => Some(read(p, "--jwt-secret-file")?.trim_ascii().to_vec()),
+            None => None,
+        };
+        let mut public_keys_pem = Vec::new();
+        for p in &a.jwt_public_keys {
+            public_keys_pem.push(String::from_utf8(read(p, "--jwt-public-key")?).map_err(|_| format!("{} is not PEM text", p.display()))?);
+        }
+        Ok(pond_auth::JwtConfig {
+            hmac_secret,
+            public_keys_pem,
+            jwks_json: jwks_text,
+            issuer: a.jwt_issuer.clone(),
+            audience: a.jwt_audience.clone(),
+            user_claim: Some(a.jwt_user_claim.clone()),
+            leeway_secs: None,
+        })
     }
 }
 
@@ -316,6 +491,21 @@ mod tests {
         let s = serve(&["serve", "--config", cfg, "--flight-addr", "127.0.0.1:5000"]).unwrap();
         assert_eq!(s.listen.flight_addr.port(), 5000);
         assert_eq!(s.listen.http_addr.port(), 4001);
+    }
+
+    #[test]
+    fn security_flags_read_env_and_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pond.toml");
+        std::fs::write(&file, "external-access = true\nallowed-paths = [\"/srv/a\", \"s3://b/\"]\njwt-issuer = \"https://idp\"\n").unwrap();
+        let s = serve(&["serve", "--config", file.to_str().unwrap(), "--jwt-audience", "pond"]).unwrap();
+        let c = s.server_config().unwrap();
+        assert!(c.engine.external_access);
+        assert_eq!(c.engine.allowed_paths, vec!["/srv/a", "s3://b/"]);
+        let jwt = s.jwt_config(None).unwrap();
+        assert_eq!((jwt.issuer.as_deref(), jwt.audience.as_deref()), (Some("https://idp"), Some("pond")));
+        let d = serve(&["serve"]).unwrap().server_config().unwrap();
+        assert!(!d.engine.external_access, "DuckDB external access is off by default");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `pond` binary: command line parsing, logging and wiring; the work
 //! happens in the library crates.
 
+mod admin;
 mod cli;
 mod shell;
 
@@ -43,6 +44,11 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Cert { command: CertCommand::Generate(args) } => cert_generate(&args),
+            Command::User { conn, command } => admin::user(&conn, &command).await,
+            Command::Grant(args) => admin::grant(&args, false).await,
+            Command::Revoke(args) => admin::grant(&args, true).await,
+            Command::Grants { conn, for_user } => admin::grants(&conn, for_user.as_deref()).await,
+            Command::Token { conn, command } => admin::token(&conn, &command).await,
             Command::Extensions { command: ExtensionsCommand::Install(args) } => {
                 let dir = args.extension_dir.clone().unwrap_or_else(|| args.data_dir.join("extensions"));
                 let names = if args.names.is_empty() { vec!["icu".to_string()] } else { args.names.clone() };
@@ -73,7 +79,12 @@ fn main() -> ExitCode {
 
 async fn serve(args: cli::ServeArgs) -> Result<(), String> {
     init_logging(&args.log.log_format, &args.log.log_level);
-    let config = args.server_config()?;
+    let mut config = args.server_config()?;
+    let jwks = match &args.auth.jwt_jwks {
+        Some(source) => Some(admin::load_jwks(source).await?),
+        None => None,
+    };
+    config.jwt = args.jwt_config(jwks)?;
     let server = pond::Server::builder_from(config).start().await.map_err(|e| e.to_string())?;
     wait_for_signal().await;
     tracing::info!("shutting down: draining requests and checkpointing databases");
