@@ -396,6 +396,52 @@ def bench_latency_rust(server: PondServer, n: int) -> dict:
     return res
 
 
+SANDBOX_QUERIES = {
+    "select_1": "SELECT 1",
+    "point": "SELECT l_quantity FROM tpch.main.lineitem WHERE l_orderkey = 1 LIMIT 1",
+    "join3": "SELECT n_name, count(*) FROM tpch.main.customer JOIN tpch.main.orders ON c_custkey = o_custkey "
+             "JOIN tpch.main.nation ON c_nationkey = n_nationkey WHERE o_orderkey < 100 GROUP BY 1",
+}
+
+
+def bench_sandbox(server: PondServer, n: int) -> dict:
+    """Cost of the statement checks: the same queries as a superuser (not checked)
+    and as a user with READ on tpch (parsed by DuckDB, every table resolved and
+    checked), alternating so both see the same machine noise."""
+    import adbc_driver_flightsql.dbapi as fs
+
+    reader_pw = "bench-reader-pw-1"
+    admin = adbc_connect(server)
+    cur = admin.cursor()
+    cur.execute("DROP USER IF EXISTS bench_reader")
+    cur.execute(f"CREATE USER bench_reader PASSWORD '{reader_pw}'")
+    cur.execute("GRANT READ ON DATABASE tpch TO bench_reader")
+    cur.close()
+    reader = fs.connect(server.flight_uri, db_kwargs={"username": "bench_reader", "password": reader_pw}, autocommit=True)
+    out = {}
+    for name, sql in SANDBOX_QUERIES.items():
+        times = {"superuser": [], "reader": []}
+        curs = {"superuser": admin.cursor(), "reader": reader.cursor()}
+        for _ in range(20):
+            for c in curs.values():
+                c.execute(sql)
+                c.fetchall()
+        for _ in range(n):
+            for who, c in curs.items():
+                t0 = time.perf_counter()
+                c.execute(sql)
+                c.fetchall()
+                times[who].append(time.perf_counter() - t0)
+        su, rd = pct(times["superuser"], 50) * 1e3, pct(times["reader"], 50) * 1e3
+        out[name] = {"sql": sql, "superuser_p50_ms": su, "reader_p50_ms": rd, "ratio": rd / su}
+        log(f"sandbox {name}: superuser p50 {su:.2f} ms, reader p50 {rd:.2f} ms ({rd / su:.2f}x)")
+        for c in curs.values():
+            c.close()
+    reader.close()
+    admin.close()
+    return out
+
+
 def bench_doget(server: PondServer, ref_db: Path, ext_dir: Path, quick: bool) -> dict:
     import duckdb
     import pyarrow.flight as flight
@@ -522,6 +568,13 @@ def markdown(res: dict) -> str:
         "- Client and server share the machine (loopback).",
         "",
     ]
+    sb = res.get("sandbox")
+    if sb and "select_1" in sb:
+        lines += ["## Statement checks (non-superuser) vs superuser, ADBC round trip p50", "",
+                  "| Query | superuser | READ user | ratio |", "|---|---|---|---|"]
+        for name, r in sb.items():
+            lines.append(f"| {name} | {r['superuser_p50_ms']:.2f} ms | {r['reader_p50_ms']:.2f} ms | {r['ratio']:.2f}x |")
+        lines.append("")
     f = res.get("fetch")
     if f and "rows" in f:
         lines += [
@@ -630,6 +683,7 @@ def main() -> int:
         if "pond_adbc" in f:
             section("quack", lambda: bench_quack(ref_db, ext_dir, reps, f["rows"], f["pond_adbc"]["median_s"]))
         section("latency", lambda: bench_latency(server, latency_n))
+        section("sandbox", lambda: bench_sandbox(server, latency_n // 4))
         section("doget", lambda: bench_doget(server, ref_db, ext_dir, args.quick))
         section("inserts", lambda: bench_inserts(server, insert_duration))
     finally:

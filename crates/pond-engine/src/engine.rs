@@ -289,6 +289,7 @@ impl Engine {
             remove_db_files(&path);
             return Err(e);
         }
+        self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(database = %name, "database created");
         Ok(true)
     }
@@ -316,6 +317,7 @@ impl Engine {
         }
         remove_db_files(&path);
         self.inner.db_generation.fetch_add(1, Ordering::SeqCst);
+        self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(database = %name, "database dropped");
         Ok(true)
     }
@@ -356,6 +358,7 @@ impl Engine {
             return Err(e);
         }
         self.inner.db_generation.fetch_add(1, Ordering::SeqCst);
+        self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(from = %from, to = %to, "database renamed");
         Ok(())
     }

@@ -113,6 +113,38 @@ pub(crate) struct Checker<'a> {
     pub system_functions: &'a HashSet<String>,
     /// Functions defined outside the system catalog (macros), which may shadow built-ins.
     pub user_functions: &'a HashSet<String>,
+    /// Tables and views by lower-cased name.
+    pub catalog: &'a CatalogSnapshot,
+}
+
+/// Every table and view the session can see, by lower-cased name: read once
+/// and reused until a statement may have changed the catalog.
+#[derive(Debug, Default)]
+pub(crate) struct CatalogSnapshot {
+    by_name: std::collections::HashMap<String, Vec<Object>>,
+}
+
+impl CatalogSnapshot {
+    pub(crate) fn load(conn: &duckdb::Connection) -> Result<Self> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT database_name, schema_name, table_name, NULL::VARCHAR FROM duckdb_tables() \
+             UNION ALL SELECT database_name, schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
+        })?;
+        let mut by_name: std::collections::HashMap<String, Vec<Object>> = std::collections::HashMap::new();
+        for row in rows {
+            let (db, schema, name, view_sql) = row?;
+            by_name.entry(name.to_lowercase()).or_default().push(Object {
+                db: db.to_ascii_lowercase(),
+                schema: schema.to_ascii_lowercase(),
+                name,
+                view_sql,
+            });
+        }
+        Ok(Self { by_name })
+    }
 }
 
 fn denied(msg: impl Into<String>) -> Error {
@@ -126,7 +158,7 @@ fn denied(msg: impl Into<String>) -> Error {
 
 /// Something a name can mean.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Object {
+pub(crate) struct Object {
     db: String,
     schema: String,
     name: String,
@@ -359,22 +391,10 @@ impl Checker<'_> {
         } else {
             vec![("temp".into(), "main".into()), (db.to_string(), cur_schema.to_string()), (db.to_string(), "main".into())]
         };
-        let mut out = Vec::new();
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT database_name, schema_name, table_name, NULL::VARCHAR FROM duckdb_tables() WHERE lower(table_name) = lower($1) \
-             UNION ALL SELECT database_name, schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal AND lower(view_name) = lower($1)",
-        )?;
-        let rows = stmt.query_map([&t], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, Option<String>>(3)?))
-        })?;
-        for row in rows {
-            let (rdb, rschema, rname, sql) = row?;
-            let key = (rdb.to_ascii_lowercase(), rschema.to_ascii_lowercase());
-            if candidates.contains(&key) {
-                let o = Object { db: key.0, schema: key.1, name: rname, view_sql: sql };
-                if !out.contains(&o) {
-                    out.push(o);
-                }
+        let mut out: Vec<Object> = Vec::new();
+        for o in self.catalog.by_name.get(&t.to_lowercase()).map(Vec::as_slice).unwrap_or_default() {
+            if candidates.iter().any(|(d, s)| *d == o.db && *s == o.schema) && !out.contains(o) {
+                out.push(o.clone());
             }
         }
         if out.is_empty() {

@@ -208,6 +208,9 @@ struct State {
     prepared: HashMap<Vec<u8>, Prepared>,
 }
 
+/// Macro names and the table/view catalog, as the sandbox needs them.
+type CatalogView = (Arc<HashSet<String>>, Arc<crate::sandbox::CatalogSnapshot>);
+
 /// One client session. See the module documentation.
 pub struct Session {
     pub id: String,
@@ -222,8 +225,8 @@ pub struct Session {
     /// Database for the statements of the current call only (see `set_call_database`).
     call_database: Mutex<Option<String>>,
     created: Instant,
-    /// Macro names seen by this session, with the catalog generation they were read at.
-    user_functions: Mutex<(u64, Arc<HashSet<String>>)>,
+    /// Macro names and tables/views seen by this session, with the catalog generation they were read at.
+    catalog_cache: Mutex<(u64, CatalogView)>,
 }
 
 impl Drop for Session {
@@ -258,7 +261,7 @@ impl Session {
             current: Mutex::new(None),
             call_database: Mutex::new(None),
             created: Instant::now(),
-            user_functions: Mutex::new((0, Arc::new(HashSet::new()))),
+            catalog_cache: Mutex::new((0, (Arc::new(HashSet::new()), Arc::new(crate::sandbox::CatalogSnapshot::default())))),
         }
     }
 
@@ -530,7 +533,7 @@ impl Session {
             Statement::DuckDb(text) => {
                 let databases: Vec<String> = engine.databases().into_iter().map(|d| d.name).collect();
                 let system_functions = inner.system_functions.read().clone();
-                let user_functions = self.user_functions(conn, inner)?;
+                let (user_functions, catalog) = self.catalog_view(conn, inner)?;
                 let (current_db, current_schema) = self.state.lock().conn_target.clone();
                 let checker = crate::sandbox::Checker {
                     conn,
@@ -541,18 +544,19 @@ impl Session {
                     current_schema,
                     system_functions: &system_functions,
                     user_functions: &user_functions,
+                    catalog: &catalog,
                 };
                 checker.check(text)
             }
         }
     }
 
-    /// Names of functions defined outside DuckDB's system catalog (macros,
-    /// including this session's temporary ones), cached until the catalog may have changed.
-    fn user_functions(&self, conn: &duckdb::Connection, inner: &Arc<Inner>) -> Result<Arc<HashSet<String>>> {
+    /// Macro names (including this session's temporary ones) and every table
+    /// and view, cached until a statement may have changed the catalog.
+    fn catalog_view(&self, conn: &duckdb::Connection, inner: &Arc<Inner>) -> Result<CatalogView> {
         let generation = inner.catalog_generation.load(Ordering::SeqCst);
         {
-            let cached = self.user_functions.lock();
+            let cached = self.catalog_cache.lock();
             if cached.0 == generation {
                 return Ok(cached.1.clone());
             }
@@ -560,9 +564,9 @@ impl Session {
         let mut stmt =
             conn.prepare_cached("SELECT DISTINCT lower(function_name) FROM duckdb_functions() WHERE database_name <> 'system'")?;
         let names: HashSet<String> = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<std::result::Result<_, _>>()?;
-        let names = Arc::new(names);
-        *self.user_functions.lock() = (generation, names.clone());
-        Ok(names)
+        let view = (Arc::new(names), Arc::new(crate::sandbox::CatalogSnapshot::load(conn)?));
+        *self.catalog_cache.lock() = (generation, view.clone());
+        Ok(view)
     }
 
     /// After a statement that may have changed the catalog, caches built on it are refreshed.
@@ -972,6 +976,10 @@ impl Session {
                 Ok(rows) => {
                     if own_txn {
                         conn.execute_batch("COMMIT")?;
+                    }
+                    // A table may have been created: listings and checks must see it.
+                    if let Ok(inner) = session.engine() {
+                        inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
                     }
                     Ok(rows)
                 }
