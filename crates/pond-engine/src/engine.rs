@@ -24,7 +24,7 @@ pub const DEFAULT_DATABASE: &str = "default";
 const RESERVED: &[&str] = &["memory", "system", "temp", "main", "information_schema", "pg_catalog", AUDIT_CATALOG];
 
 /// DuckDB catalog holding the audit log (`pond_system.main.audit_log`), in
-/// `<data>/system/audit.duckdb`; not a Pond database, so only superusers reach it.
+/// `<data>/audit/audit.duckdb`; not a Pond database, so only superusers reach it.
 pub const AUDIT_CATALOG: &str = "pond_system";
 
 /// A database as clients see it.
@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) system_functions: parking_lot::RwLock<Arc<std::collections::HashSet<String>>>,
     /// Bumped after statements that may change the catalog (sessions cache macro names by it).
     pub(crate) catalog_generation: std::sync::atomic::AtomicU64,
+    /// DuckDB's parser on a private instance (statement counts for the sandbox).
+    pub(crate) statement_counter: crate::parser::StatementCounter,
 }
 
 impl Engine {
@@ -101,6 +103,7 @@ impl Engine {
             auth,
             system_functions: parking_lot::RwLock::new(Arc::new(system_functions)),
             catalog_generation: std::sync::atomic::AtomicU64::new(1),
+            statement_counter: crate::parser::StatementCounter::new()?,
         });
         let engine = Engine { inner };
         engine.attach_all()?;
@@ -125,7 +128,7 @@ impl Engine {
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut dirs: Vec<String> = vec![
             databases_dir(config).display().to_string(),
-            config.data_dir.join("system").display().to_string(),
+            config.data_dir.join("audit").display().to_string(),
             tmp.display().to_string(),
             config.extension_dir().display().to_string(),
         ];
@@ -143,7 +146,9 @@ impl Engine {
     /// Attaches the audit database and stores audit events from the auth layer
     /// in `pond_system.main.audit_log` on a background thread.
     fn start_audit_log(&self) -> Result<()> {
-        let dir = self.inner.config.data_dir.join("system");
+        // Its own directory: DuckDB may touch it, while system/pond.json (password
+        // hashes, token digests) stays outside every directory DuckDB may reach.
+        let dir = self.inner.config.data_dir.join("audit");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join("audit.duckdb");
         let conn = {

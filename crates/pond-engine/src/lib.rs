@@ -18,6 +18,7 @@ pub mod extensions;
 pub mod introspect;
 pub mod metrics;
 pub mod params;
+mod parser;
 mod sandbox;
 pub mod session;
 pub mod sql;

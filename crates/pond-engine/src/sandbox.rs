@@ -97,8 +97,9 @@ const DENIED_PREFIXES: &[&str] = &[
     "st_read",
 ];
 
-/// SET/RESET options a non-superuser may change for their own session.
-const ALLOWED_SETTINGS: &[&str] = &["timezone", "calendar", "default_null_order", "default_order", "errors_as_json"];
+/// SET/RESET options a non-superuser may change: session-local ones only (others,
+/// such as default_order, are global in DuckDB and would change every session).
+const ALLOWED_SETTINGS: &[&str] = &["timezone", "calendar"];
 
 /// Everything the checker needs about the caller and the catalog.
 pub(crate) struct Checker<'a> {
@@ -115,6 +116,8 @@ pub(crate) struct Checker<'a> {
     pub user_functions: &'a HashSet<String>,
     /// Tables and views by lower-cased name.
     pub catalog: &'a CatalogSnapshot,
+    /// Counts statements the way DuckDB's parser does.
+    pub counter: &'a crate::parser::StatementCounter,
 }
 
 /// Every table and view the session can see, by lower-cased name: read once
@@ -169,6 +172,12 @@ pub(crate) struct Object {
 impl Checker<'_> {
     /// Checks one statement (already split; Pond's own statements excluded).
     pub fn check(&self, sql: &str) -> Result<()> {
+        // What was checked must be exactly what DuckDB runs: one statement.
+        match self.counter.count(sql) {
+            Ok(1) => {}
+            Ok(_) => return Err(denied("send one statement at a time (DuckDB reads several here)")),
+            Err(e) => return Err(Error::InvalidRequest(format!("Parser Error: {e}"))),
+        }
         let parsed: Value = {
             let mut stmt = self.conn.prepare_cached("SELECT json_serialize_sql($1::VARCHAR)")?;
             let text: String = stmt.query_row([sql], |r| r.get(0))?;
@@ -348,7 +357,14 @@ impl Checker<'_> {
         for o in objects {
             self.require(&o, Privilege::Select)?;
             if let Some(sql) = &o.view_sql {
-                self.check_view(sql, &o, depth + 1)?;
+                // Say which view, not what inside it the caller may not see.
+                self.check_view(sql, &o, depth + 1).map_err(|e| match e {
+                    Error::PermissionDenied(_) | Error::InvalidRequest(_) => Error::PermissionDenied(format!(
+                        "permission denied for view {}.{}.{} (it reads data you have no SELECT on)",
+                        o.db, o.schema, o.name
+                    )),
+                    other => other,
+                })?;
             }
         }
         Ok(())
@@ -495,7 +511,10 @@ impl Checker<'_> {
                 self.require_db(&target_db, Privilege::Create)
             }
             S::CreateSequence { name, temporary, .. } => self.require_ddl(name, *temporary),
-            S::CreateIndex(ci) => self.require_target(&ci.table_name, Privilege::Create),
+            S::CreateIndex(ci) => {
+                self.require_target(&ci.table_name, Privilege::Create)?;
+                self.check_functions(st)
+            }
             S::Drop { object_type, names, .. } => {
                 use sq::ObjectType as O;
                 match object_type {
@@ -557,14 +576,25 @@ impl Checker<'_> {
     }
 
     fn check_set(&self, set: &sq::Set) -> Result<()> {
+        // Values must be literals: an expression would run with the setting's rights
+        // (and its result could come back in an error message).
+        let literal = |e: &sq::Expr| matches!(e, sq::Expr::Value(_) | sq::Expr::Identifier(_));
         let names: Vec<String> = match set {
-            sq::Set::SingleAssignment { variable, scope, .. } => {
+            sq::Set::SingleAssignment { variable, scope, values, .. } => {
                 if scope.is_some() {
                     return Err(denied("SET GLOBAL/SESSION scopes are reserved for superusers"));
                 }
+                if !values.iter().all(literal) {
+                    return Err(denied("SET takes a literal value"));
+                }
                 vec![variable.to_string()]
             }
-            sq::Set::SetTimeZone { .. } => vec!["timezone".into()],
+            sq::Set::SetTimeZone { value, .. } => {
+                if !literal(value) {
+                    return Err(denied("SET takes a literal value"));
+                }
+                vec!["timezone".into()]
+            }
             _ => return Err(denied("this SET form is reserved for superusers")),
         };
         for n in names {
@@ -577,13 +607,15 @@ impl Checker<'_> {
     }
 
     /// Relations read inside part of a statement (sources, subqueries) need SELECT.
+    /// Table functions are checked first: a table of the same name must not make
+    /// `read_text(…)` look like a table reference.
     fn check_parts<V: Visit>(&self, part: &V) -> Result<()> {
-        let mut names = Vec::new();
-        let _ = sq::visit_relations(part, |r| {
-            names.push(r.clone());
-            ControlFlow::<()>::Continue(())
-        });
-        for n in names {
+        let mut found = Relations::default();
+        let _ = part.visit(&mut found);
+        if let Some(bad) = found.denied {
+            return Err(denied(format!("{bad} is reserved for superusers")));
+        }
+        for n in found.tables {
             let parts = idents(&n);
             let p3 = match parts.as_slice() {
                 [t] => [String::new(), String::new(), t.clone()],
@@ -673,6 +705,44 @@ impl Checker<'_> {
     }
 }
 
+/// The tables a sqlparser tree reads, and the first source that is not a
+/// table (a table function other than the generators, or another form).
+#[derive(Default)]
+struct Relations {
+    tables: Vec<sq::ObjectName>,
+    denied: Option<String>,
+}
+
+impl sq::Visitor for Relations {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &sq::TableFactor) -> ControlFlow<()> {
+        use sq::TableFactor as F;
+        let what = match factor {
+            F::Table { name, args: Some(_), .. } => {
+                let n = idents(name);
+                match n.as_slice() {
+                    [f] if ALLOWED_TABLE_FUNCTIONS.contains(&f.to_ascii_lowercase().as_str()) => None,
+                    _ => Some(format!("table function {name}()")),
+                }
+            }
+            F::Table { name, .. } => {
+                self.tables.push(name.clone());
+                None
+            }
+            F::Derived { .. } | F::NestedJoin { .. } | F::UNNEST { .. } => None,
+            other => Some(format!("FROM {}", other.to_string().split_whitespace().next().unwrap_or("?"))),
+        };
+        match what {
+            Some(w) => {
+                self.denied = Some(w);
+                ControlFlow::Break(())
+            }
+            None => ControlFlow::Continue(()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 struct Scope {
     names: Vec<String>,
@@ -696,34 +766,105 @@ fn table_name(t: &sq::TableWithJoins) -> Option<sq::ObjectName> {
     }
 }
 
-/// The query of a `CREATE [TEMP] VIEW … AS <query>;` text as DuckDB stores it.
+/// The query of a `CREATE [OR REPLACE] [TEMP] VIEW name [(cols)] AS <query>;`
+/// text as DuckDB stores it; `None` when the text does not have that shape.
 fn view_query(sql: &str) -> Option<String> {
-    // DuckDB writes the definition back as `CREATE VIEW <name> AS <query>;`; the
-    // first top-level ` AS ` after the name starts the query. Names may be quoted.
-    let bytes = sql.as_bytes();
+    let b = sql.as_bytes();
     let mut i = 0;
-    let mut in_quote = false;
-    while i + 4 <= bytes.len() {
-        let c = bytes[i];
-        if c == b'"' {
-            in_quote = !in_quote;
-        } else if !in_quote
-            && c.is_ascii_whitespace()
-            && sql[i..].len() > 4
-            && sql[i + 1..i + 3].eq_ignore_ascii_case("as")
-            && bytes[i + 3].is_ascii_whitespace()
-        {
-            let q = sql[i + 4..].trim().trim_end_matches(';').trim();
-            return Some(q.to_string());
-        } else if !in_quote && c == b'(' {
-            // Column list `CREATE VIEW v(a, b) AS …`: skip to its end.
-            while i < bytes.len() && bytes[i] != b')' {
-                i += 1;
+    let skip_ws = |i: &mut usize| {
+        while *i < b.len() && b[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    // A word (case-insensitive) at i.
+    let word = |i: &mut usize, w: &str| -> bool {
+        let end = *i + w.len();
+        let ok = end <= b.len()
+            && sql[*i..end].eq_ignore_ascii_case(w)
+            && (end == b.len() || !(b[end].is_ascii_alphanumeric() || b[end] == b'_'));
+        if ok {
+            *i = end;
+        }
+        ok
+    };
+    // An identifier, quoted or not, at i.
+    let ident = |i: &mut usize| -> bool {
+        if *i < b.len() && b[*i] == b'"' {
+            *i += 1;
+            while *i < b.len() {
+                if b[*i] == b'"' {
+                    if b.get(*i + 1) == Some(&b'"') {
+                        *i += 2;
+                        continue;
+                    }
+                    *i += 1;
+                    return true;
+                }
+                *i += 1;
+            }
+            false
+        } else {
+            let start = *i;
+            while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_' || b[*i] >= 0x80) {
+                *i += 1;
+            }
+            *i > start
+        }
+    };
+    skip_ws(&mut i);
+    if !word(&mut i, "create") {
+        return None;
+    }
+    skip_ws(&mut i);
+    if word(&mut i, "or") {
+        skip_ws(&mut i);
+        if !word(&mut i, "replace") {
+            return None;
+        }
+        skip_ws(&mut i);
+    }
+    if word(&mut i, "temporary") || word(&mut i, "temp") {
+        skip_ws(&mut i);
+    }
+    if !word(&mut i, "view") {
+        return None;
+    }
+    skip_ws(&mut i);
+    loop {
+        if !ident(&mut i) {
+            return None;
+        }
+        if i < b.len() && b[i] == b'.' {
+            i += 1;
+            continue;
+        }
+        break;
+    }
+    skip_ws(&mut i);
+    if i < b.len() && b[i] == b'(' {
+        i += 1;
+        loop {
+            skip_ws(&mut i);
+            if !ident(&mut i) {
+                return None;
+            }
+            skip_ws(&mut i);
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b')') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
             }
         }
-        i += 1;
+        skip_ws(&mut i);
     }
-    None
+    if !word(&mut i, "as") {
+        return None;
+    }
+    let q = sql[i..].trim().trim_end_matches(';').trim();
+    (!q.is_empty()).then(|| q.to_string())
 }
 
 #[cfg(test)]
@@ -736,5 +877,11 @@ mod tests {
         assert_eq!(view_query("CREATE VIEW \"a as b\" AS SELECT 1 AS x;").as_deref(), Some("SELECT 1 AS x"));
         assert_eq!(view_query("CREATE VIEW v(a, b) AS SELECT 1, 2;").as_deref(), Some("SELECT 1, 2"));
         assert_eq!(view_query("garbage"), None);
+        // A quoted column name must not end the column list early.
+        assert_eq!(
+            view_query("CREATE VIEW v(\"a) AS SELECT 1 AS q --\") AS SELECT * FROM s.main.t;").as_deref(),
+            Some("SELECT * FROM s.main.t")
+        );
+        assert_eq!(view_query("CREATE VIEW \"x\"\"y\".main.v AS SELECT 2;").as_deref(), Some("SELECT 2"));
     }
 }

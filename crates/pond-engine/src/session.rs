@@ -403,7 +403,7 @@ impl Session {
             r.finished.store(true, Ordering::SeqCst);
             drop(guard);
             me.touch();
-            out.map_err(|e| r.map_error(e))
+            out.map_err(|e| me.sanitize(r.map_error(e)))
         });
         (run, handle)
     }
@@ -428,7 +428,7 @@ impl Session {
         let (run, handle) = self.spawn(move |session, conn, run| {
             let r = produce(session, conn, run, &statements, params.as_deref(), &tx, batch_bytes);
             if let Err(e) = r {
-                let _ = send(run, &tx, Msg::Error(run.map_error(e)));
+                let _ = send(run, &tx, Msg::Error(session.sanitize(run.map_error(e))));
             }
             Ok(())
         });
@@ -489,6 +489,18 @@ impl Session {
         r
     }
 
+    /// DuckDB's "Did you mean …" hints can name objects the caller may not see:
+    /// non-superusers get errors without them.
+    fn sanitize(&self, e: Error) -> Error {
+        if self.identity.effective_superuser() {
+            return e;
+        }
+        match e {
+            Error::DuckDb(msg) => Error::DuckDb(strip_suggestions(&msg)),
+            other => other,
+        }
+    }
+
     /// Checks a statement before it runs: the caller's identity is re-validated
     /// (dropped users and revoked tokens stop here), superusers pass, everyone
     /// else goes through the sandbox. Denials are audited. Returns the fresh identity.
@@ -545,6 +557,7 @@ impl Session {
                     system_functions: &system_functions,
                     user_functions: &user_functions,
                     catalog: &catalog,
+                    counter: &inner.statement_counter,
                 };
                 checker.check(text)
             }
@@ -747,7 +760,12 @@ impl Session {
 
     /// Switches the current database (and optionally schema), like `USE`.
     pub async fn set_database(self: &Arc<Self>, database: &str, schema: Option<&str>) -> Result<()> {
-        let db = self.engine()?.engine().resolve_database(database)?;
+        let inner = self.engine()?;
+        let db = inner.engine().resolve_database(database)?;
+        let identity = inner.auth.revalidate(&self.identity)?;
+        if !inner.auth.policy().allows(&identity, &db, None, pond_auth::Privilege::Usage) {
+            return Err(Error::PermissionDenied(format!("permission denied for database {db}")));
+        }
         let schema = schema.map(str::to_string);
         let (_r, h) = self.spawn(move |s, conn, _| s.use_database_on(conn, &db, schema.as_deref()));
         h.await.map_err(|e| Error::Internal(e.to_string()))?
@@ -1015,6 +1033,22 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Removes DuckDB's "Did you mean …?" suggestions from an error message.
+fn strip_suggestions(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(at) = rest.find("Did you mean") {
+        out.push_str(rest[..at].trim_end_matches([' ', '\n']));
+        // The hint runs to the end of its line.
+        rest = match rest[at..].find('\n') {
+            Some(nl) => &rest[at + nl..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
 fn first_word(text: &str) -> String {
     let t = text.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
     t.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase()
@@ -1027,9 +1061,8 @@ fn redact(st: &Statement) -> String {
         Statement::Pond(p) => format!("{p:?}"),
         Statement::DuckDb(t) => t.clone(),
     };
-    let lower = text.to_ascii_lowercase();
-    let text = if ["secret", "password", "key_id", "token", "credential"].iter().any(|k| lower.contains(k)) {
-        // Blank every string literal.
+    // Blank every string literal: connection strings, keys and passwords hide in them.
+    let text = {
         let mut out = String::with_capacity(text.len());
         let mut in_str = false;
         for c in text.chars() {
@@ -1044,8 +1077,6 @@ fn redact(st: &Statement) -> String {
             }
         }
         out
-    } else {
-        text
     };
     text.chars().take(500).collect()
 }
@@ -1289,4 +1320,14 @@ fn next_batch(stmt: &duckdb::Statement<'_>, schema: &SchemaRef) -> Result<Option
     }
     // Keep the statement's schema (field metadata, nullability) on every batch.
     Ok(Some(RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap_or(batch)))
+}
+
+#[cfg(test)]
+mod sanitize_tests {
+    #[test]
+    fn suggestions_are_removed() {
+        let m = "Catalog Error: Table with name secret_t does not exist!\nDid you mean \"secret.main.secret_t\"?\n\nLINE 1: ...";
+        assert_eq!(super::strip_suggestions(m), "Catalog Error: Table with name secret_t does not exist!\n\nLINE 1: ...");
+        assert_eq!(super::strip_suggestions("no hint"), "no hint");
+    }
 }

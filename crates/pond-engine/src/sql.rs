@@ -101,8 +101,9 @@ pub fn split_statements(sql: &str) -> Vec<String> {
                 i = skip_quoted(bytes, i, b'\'', escapes);
             }
             b'"' => i = skip_quoted(bytes, i, b'"', false),
+            // DuckDB ends a `--` comment at a carriage return as well as a newline.
             b'-' if bytes.get(i + 1) == Some(&b'-') => {
-                while i < bytes.len() && bytes[i] != b'\n' {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
                     i += 1;
                 }
             }
@@ -197,7 +198,7 @@ fn tokenize(text: &str) -> Vec<Token> {
         if c.is_whitespace() {
             i += 1;
         } else if c == '-' && chars.get(i + 1) == Some(&'-') {
-            while i < chars.len() && chars[i] != '\n' {
+            while i < chars.len() && chars[i] != '\n' && chars[i] != '\r' {
                 i += 1;
             }
         } else if c == '/' && chars.get(i + 1) == Some(&'*') {
@@ -479,6 +480,11 @@ mod tests {
     fn splits_respecting_quotes_and_comments() {
         let s = split_statements("select 'a;b'; select \"x;y\" from t -- c;\n; /* ; */ select $$;$$; select E'\\';'; ;  ");
         assert_eq!(s, vec!["select 'a;b'", "select \"x;y\" from t -- c;", "/* ; */ select $$;$$", "select E'\\';'"]);
+    }
+
+    #[test]
+    fn carriage_return_ends_a_line_comment() {
+        assert_eq!(split_statements("SET TimeZone = 'UTC' --\r; SELECT 2"), vec!["SET TimeZone = 'UTC' --", "SELECT 2"]);
     }
 
     #[test]
