@@ -63,6 +63,18 @@ fn https_client(trust: &DevCerts, identity: Option<&DevCerts>) -> reqwest::Clien
     builder.build().unwrap()
 }
 
+async fn https_query(client: &reqwest::Client, s: &TestServer, sql: &str) -> serde_json::Value {
+    let resp = client
+        .post(s.http_url("/api/v1/query"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&serde_json::json!({"sql": sql, "format": "json"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json().await.unwrap()
+}
+
 async fn http_health(client: &reqwest::Client, url: String) -> Result<reqwest::StatusCode, reqwest::Error> {
     client.get(url).send().await.map(|r| r.status())
 }
@@ -86,16 +98,37 @@ async fn flight_sql_and_http_over_tls() {
     let https = https_client(&certs, None);
     assert!(s.http_url("/health").starts_with("https://"));
     assert_eq!(http_health(&https, s.http_url("/health")).await.unwrap(), 200);
-    let resp = https
+    assert_eq!(https_query(&https, &s, "SELECT 42 AS answer").await["data"], serde_json::json!([[42]]));
+
+    // Client addresses survive TLS: failed logins on both listeners are
+    // audited with their source (the audit table is written in the background).
+    let wrong = https
         .post(s.http_url("/api/v1/query"))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .json(&serde_json::json!({"sql": "SELECT 42 AS answer", "format": "json"}))
+        .basic_auth("admin", Some("wrong-password"))
+        .json(&serde_json::json!({"sql": "SELECT 1"}))
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 200);
-    let body: serde_json::Value = resp.json().await.unwrap();
-    assert_eq!(body["data"], serde_json::json!([[42]]));
+    assert_eq!(wrong.status(), 401);
+    let channel = Channel::from_shared(tls_url(server.flight_addr()))
+        .unwrap()
+        .tls_config(client_tls(&certs, None, None))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert!(FlightSqlServiceClient::new(channel).handshake("admin", "wrong-password").await.is_err());
+    let failures = "SELECT DISTINCT protocol, source FROM pond_system.main.audit_log WHERE kind = 'auth_failed' ORDER BY 1";
+    let expected = serde_json::json!([["flight", "127.0.0.1"], ["http", "127.0.0.1"]]);
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..50 {
+        seen = https_query(&https, &s, failures).await["data"].clone();
+        if seen == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, expected);
 
     // Plain text on the TLS ports fails on both listeners.
     let plain = reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap();
