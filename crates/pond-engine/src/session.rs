@@ -466,6 +466,7 @@ impl Session {
         let (run, handle) = self.spawn(move |session, conn, _run| {
             let n = statements.len();
             let mut changed = 0i64;
+            session.preauthorize(conn, &statements)?;
             for (i, st) in statements.iter().enumerate() {
                 let last = i + 1 == n;
                 let identity = session.authorize(conn, st)?;
@@ -521,6 +522,22 @@ impl Session {
             }
         }
         r.map(|()| identity)
+    }
+
+    /// A request of several statements runs none of them if any is denied
+    /// outright. (Each is checked again when it runs: a later statement may use
+    /// an object an earlier one creates, so "does not exist" is not final here.)
+    fn preauthorize(&self, conn: &duckdb::Connection, statements: &[Statement]) -> Result<()> {
+        if statements.len() < 2 || self.identity.effective_superuser() {
+            return Ok(());
+        }
+        for st in statements {
+            match self.authorize(conn, st) {
+                Err(e @ Error::PermissionDenied(_)) | Err(e @ Error::Unauthenticated(_)) => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     fn check_statement(&self, conn: &duckdb::Connection, st: &Statement, identity: &Identity, inner: &Arc<Inner>) -> Result<()> {
@@ -1166,6 +1183,7 @@ fn produce(
     if params.is_some() && n > 1 {
         return Err(Error::InvalidRequest("parameters can only be bound to a single statement".into()));
     }
+    session.preauthorize(conn, statements)?;
     for (i, st) in statements.iter().enumerate() {
         let last = i + 1 == n;
         let identity = session.authorize(conn, st)?;
