@@ -190,3 +190,24 @@ def test_mtls_curl_with_and_without_client_certificate(pond_mtls, certs):
     assert json.loads(r.stdout)["status"] == "ok"
     r = curl("--cacert", ca, url)
     assert r.returncode != 0, r.stdout
+
+
+def test_pond_cli_over_tls(pond_tls, certs):
+    """`pond sql` and the administration commands reach a TLS server when given the CA."""
+    import os
+
+    host, port = pond_tls.flight_addr.rsplit(":", 1)
+    env = dict(os.environ, POND_PASSWORD=PASSWORD)
+    sql = subprocess.run([str(pond_bin()), "sql", "--host", "localhost", "--port", port, "--cacert", str(certs / "ca.pem"),
+                          "-c", "SELECT 6 * 7 AS answer"], capture_output=True, text=True, timeout=60, env=env)
+    assert sql.returncode == 0, sql.stderr
+    assert "42" in sql.stdout
+    # Without the CA the server is not trusted.
+    bad = subprocess.run([str(pond_bin()), "sql", "--host", "localhost", "--port", port, "--tls", "-c", "SELECT 1"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode != 0
+    http_port = pond_tls.http_addr.rsplit(":", 1)[1]
+    users = subprocess.run([str(pond_bin()), "user", "list", "--url", f"https://localhost:{http_port}",
+                            "--cacert", str(certs / "ca.pem")], capture_output=True, text=True, timeout=60, env=env)
+    assert users.returncode == 0, users.stderr
+    assert json.loads(users.stdout.splitlines()[0])["name"] == ADMIN

@@ -353,6 +353,12 @@ pub struct SqlArgs {
     /// Print how long each statement took.
     #[arg(long = "timing")]
     pub timing: bool,
+    /// Connect with TLS (grpc+tls), trusting the system's roots.
+    #[arg(long = "tls", env = "POND_SQL_TLS")]
+    pub tls: bool,
+    /// Trust this CA certificate (PEM) too; implies --tls.
+    #[arg(long = "cacert", env = "POND_CACERT")]
+    pub cacert: Option<PathBuf>,
 }
 
 impl ServeArgs {

@@ -17,12 +17,18 @@ pub struct Shell {
 
 impl Shell {
     pub async fn connect(args: &SqlArgs) -> Result<Self, String> {
-        let url = format!("http://{}:{}", args.host, args.port);
-        let channel = Endpoint::from_shared(url.clone())
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        let tls = args.tls || args.cacert.is_some();
+        let url = format!("{}://{}:{}", if tls { "https" } else { "http" }, args.host, args.port);
+        let mut endpoint = Endpoint::from_shared(url.clone()).map_err(|e| e.to_string())?;
+        if tls {
+            let mut config = tonic::transport::ClientTlsConfig::new().with_webpki_roots().domain_name(args.host.clone());
+            if let Some(ca) = &args.cacert {
+                let pem = std::fs::read(ca).map_err(|e| format!("cannot read --cacert {}: {e}", ca.display()))?;
+                config = config.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
+            endpoint = endpoint.tls_config(config).map_err(|e| format!("TLS setup: {e}"))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| format!("cannot connect to {url}: {e}"))?;
         let mut client = FlightSqlServiceClient::new(channel);
         let password = match &args.password {
             Some(p) => p.clone(),
