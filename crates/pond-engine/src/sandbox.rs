@@ -743,6 +743,32 @@ impl sq::Visitor for Relations {
     }
 }
 
+/// Tables a successful statement dropped (`None`) or renamed (`Some(new name)`),
+/// as written (1 to 3 name parts): their table grants must follow.
+pub(crate) fn dropped_or_renamed_tables(sql: &str) -> Vec<(Vec<String>, Option<String>)> {
+    let Ok(statements) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::DuckDbDialect {}, sql) else { return Vec::new() };
+    let mut out = Vec::new();
+    for st in &statements {
+        match st {
+            sq::Statement::Drop { object_type: sq::ObjectType::Table | sq::ObjectType::View, names, .. } => {
+                out.extend(names.iter().map(|n| (idents(n), None)));
+            }
+            sq::Statement::AlterTable { name, operations, .. } => {
+                for op in operations {
+                    if let sq::AlterTableOperation::RenameTable { table_name } = op {
+                        let (sq::RenameTableNameKind::As(new) | sq::RenameTableNameKind::To(new)) = table_name;
+                        if let Some(last) = idents(new).pop() {
+                            out.push((idents(name), Some(last)));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 #[derive(Debug, Clone, Default)]
 struct Scope {
     names: Vec<String>,

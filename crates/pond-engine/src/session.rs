@@ -603,20 +603,51 @@ impl Session {
     fn after_statement(&self, st: &Statement) {
         let Statement::DuckDb(text) = st else { return };
         let first = first_word(text);
-        if matches!(
-            first.as_str(),
-            "create" | "drop" | "alter" | "attach" | "detach" | "load" | "install" | "import" | "use" | "set" | "reset"
-        ) {
-            if let Ok(inner) = self.engine() {
-                inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
-                if first == "load" {
-                    if let Ok(conn) = inner.engine().root_clone() {
-                        if let Ok(names) = crate::engine::builtin_functions(&conn) {
-                            *inner.system_functions.write() = Arc::new(names);
-                        }
-                    }
+        let catalog_changing = [
+            "create", "drop", "alter", "attach", "detach", "load", "install", "import", "use", "set", "reset", "commit", "rollback",
+            "abort", "end",
+        ];
+        if !catalog_changing.contains(&first.as_str()) {
+            return;
+        }
+        let Ok(inner) = self.engine() else { return };
+        inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
+        if first == "load" {
+            if let Ok(conn) = inner.engine().root_clone() {
+                if let Ok(names) = crate::engine::builtin_functions(&conn) {
+                    *inner.system_functions.write() = Arc::new(names);
                 }
             }
+        }
+        if first == "drop" || first == "alter" {
+            self.grants_follow_tables(&inner, text);
+        }
+    }
+
+    /// Table grants die with their table and move with a rename, so a new table
+    /// of an old name does not inherit them.
+    fn grants_follow_tables(&self, inner: &Arc<Inner>, text: &str) {
+        let changes = crate::sandbox::dropped_or_renamed_tables(text);
+        if changes.is_empty() {
+            return;
+        }
+        let engine = inner.engine();
+        let (cur_db, cur_schema) = self.state.lock().conn_target.clone();
+        let r = inner.auth.meta().update(|m| {
+            for (parts, to) in &changes {
+                let (db, schema, table) = match parts.as_slice() {
+                    [t] => (cur_db.clone(), cur_schema.clone(), t.clone()),
+                    [a, t] if engine.database_exists(a) => (a.to_ascii_lowercase(), "main".to_string(), t.clone()),
+                    [s, t] => (cur_db.clone(), s.clone(), t.clone()),
+                    [d, s, t] => (d.to_ascii_lowercase(), s.clone(), t.clone()),
+                    _ => continue,
+                };
+                pond_auth::policy::table_renamed(m, &db, &schema, &table, to.as_deref());
+            }
+            Ok::<_, Error>(())
+        });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "could not update table grants after DROP/RENAME");
         }
     }
 

@@ -315,3 +315,22 @@ async fn duckdb_cannot_reach_files_outside_the_data_dir_even_for_superusers() {
     query(&mut admin, &format!("COPY (SELECT 42 AS x) TO '{}'", dir.display())).await.unwrap();
     assert!(dir.exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn table_grants_die_with_the_table_and_follow_renames() {
+    let s = TestServer::start().await;
+    setup(&s).await;
+    admin_sql(&s, "CREATE TABLE sec.main.orders AS SELECT 1 AS id").await;
+    admin_sql(&s, "GRANT SELECT ON TABLE sec.main.orders TO alice").await;
+    let mut alice = s.flight_as("alice", "alice-pw-123").await.unwrap();
+    query(&mut alice, "SELECT * FROM sec.main.orders").await.unwrap();
+    admin_sql(&s, "ALTER TABLE sec.main.orders RENAME TO orders2").await;
+    query(&mut alice, "SELECT * FROM sec.main.orders2").await.unwrap();
+    admin_sql(&s, "DROP TABLE sec.main.orders2").await;
+    // A new table with the old name does not inherit the grant.
+    admin_sql(&s, "CREATE TABLE sec.main.orders2 AS SELECT 'new' AS v").await;
+    let e = query(&mut alice, "SELECT * FROM sec.main.orders2").await.expect_err("grant died with the table");
+    assert!(denied(&e), "{e}");
+    let (_, body) = http(&s, ("admin", ADMIN_PASSWORD), "SHOW GRANTS FOR alice").await;
+    assert_eq!(body["data"].as_array().unwrap().len(), 1, "only the database grant is left: {body}");
+}
