@@ -134,6 +134,7 @@ MISSING = "missing"  # HTTP 400 "… does not exist or you have no access to it"
 NOT_A_DATABASE = "not_a_database"  # HTTP 404 database_not_found; Flight "does not exist"
 DENIED_OR_MISSING = "denied_or_missing"
 REFUSED = "refused"  # any error; used where the server defines no specific answer
+FILTERED = "filtered"  # a catalog listing: it answers, limited to what mallory may see (no hidden name leaks)
 
 
 @dataclass(frozen=True)
@@ -306,16 +307,28 @@ ATTACKS = [
     A("setval_secret_sequence", "SELECT setval('secret.main.hidden_counter', 1)"),
     A("nextval_in_column_default", "CREATE TABLE scratch.main.seqleak (i BIGINT DEFAULT nextval('secret.main.hidden_counter'))"),
     # --- catalog functions and views ------------------------------------------------------------------
-    A("duckdb_tables", "SELECT * FROM duckdb_tables()"),
-    A("duckdb_databases", "SELECT * FROM duckdb_databases()"),
+    A("duckdb_tables", "SELECT * FROM duckdb_tables()", expect=FILTERED),
+    A("duckdb_databases", "SELECT * FROM duckdb_databases()", expect=FILTERED),
+    A("duckdb_columns", "SELECT * FROM duckdb_columns()", expect=FILTERED),
+    A("duckdb_views", "SELECT * FROM duckdb_views()", expect=FILTERED),
+    A("duckdb_schemas", "SELECT * FROM duckdb_schemas()", expect=FILTERED),
+    A("duckdb_tables_aliased_and_joined",
+      "SELECT d.database_name, t.table_name FROM duckdb_databases() d JOIN duckdb_tables() t USING (database_name)", expect=FILTERED),
+    A("information_schema_in_subquery",
+      "SELECT (SELECT string_agg(table_catalog || '.' || table_name, ',') FROM information_schema.tables) AS names", expect=FILTERED),
+    A("information_schema_in_view_in_scratch",
+      "CREATE TEMP VIEW lv AS SELECT * FROM information_schema.tables", "SELECT * FROM lv", expect=DENIED_OR_MISSING),
+    A("information_schema_views_definitions", "SELECT * FROM information_schema.views", expect=FILTERED),
+    A("duckdb_tables_with_arguments", "SELECT * FROM duckdb_tables(1)"),
     A("duckdb_settings", "SELECT * FROM duckdb_settings()"),
     A("duckdb_functions", "SELECT * FROM duckdb_functions()"),
     A("duckdb_secrets", "SELECT * FROM duckdb_secrets()"),
-    A("information_schema_tables", "SELECT * FROM information_schema.tables", expect=DENIED_OR_MISSING),
-    A("information_schema_columns", "SELECT * FROM information_schema.columns", expect=DENIED_OR_MISSING),
+    A("information_schema_tables", "SELECT * FROM information_schema.tables", expect=FILTERED),
+    A("information_schema_columns", "SELECT * FROM information_schema.columns", expect=FILTERED),
+    A("information_schema_schemata", "SELECT * FROM information_schema.schemata", expect=FILTERED),
     A("pg_catalog_pg_tables", "SELECT * FROM pg_catalog.pg_tables", expect=DENIED_OR_MISSING),
     A("pg_tables_unqualified", "SELECT * FROM pg_tables", expect=DENIED_OR_MISSING),
-    A("system_information_schema", "SELECT * FROM system.information_schema.tables", expect=DENIED_OR_MISSING),
+    A("system_information_schema", "SELECT * FROM system.information_schema.tables", expect=FILTERED),
     A("pragma_table_info_function", f"SELECT * FROM pragma_table_info('{SECRET}')"),
     A("pragma_table_info_statement", f"PRAGMA table_info('{SECRET}')"),
     A("pragma_show_tables", "PRAGMA show_tables"),
@@ -725,6 +738,10 @@ def test_attack(world, attack: Attack, proto: str):
     names = hidden_names_in(out.text, attack_text)
     assert not names, f"LEAK over {proto}: hidden object names {names} in the answer: {out.short()}"
     assert not changed, f"the attack changed server state over {proto} (restored):\n{diff(before, after)}\nanswer: {out.short()}"
+    if attack.expect == FILTERED:
+        assert out.ok, f"the limited catalog listing failed over {proto}: {out.short()}"
+        assert "granted" in out.text, f"the listing lost what mallory may see: {out.short()}"
+        return
     assert_refused(out, attack.expect, proto)
 
 

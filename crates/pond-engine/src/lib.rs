@@ -11,6 +11,7 @@
 //!
 //! Start with [`Engine::open`], [`Engine::open_session`] and [`Session::query`].
 
+mod catalog_views;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -118,6 +118,8 @@ pub(crate) struct Checker<'a> {
     pub catalog: &'a CatalogSnapshot,
     /// Counts statements the way DuckDB's parser does.
     pub counter: &'a crate::parser::StatementCounter,
+    /// Catalog listings to limit to what the caller may see (see `catalog_views`).
+    pub rewrites: std::cell::RefCell<Vec<crate::catalog_views::Rewrite>>,
 }
 
 /// Every table and view the session can see, by lower-cased name: read once
@@ -128,6 +130,10 @@ pub(crate) struct CatalogSnapshot {
 }
 
 impl CatalogSnapshot {
+    fn objects(&self) -> impl Iterator<Item = &Object> {
+        self.by_name.values().flatten()
+    }
+
     pub(crate) fn load(conn: &duckdb::Connection) -> Result<Self> {
         let mut stmt = conn.prepare_cached(
             "SELECT database_name, schema_name, table_name, NULL::VARCHAR FROM duckdb_tables() \
@@ -171,7 +177,32 @@ pub(crate) struct Object {
 
 impl Checker<'_> {
     /// Checks one statement (already split; Pond's own statements excluded).
-    pub fn check(&self, sql: &str) -> Result<()> {
+    /// Returns the text to run instead when catalog listings had to be limited.
+    pub fn check(&self, sql: &str) -> Result<Option<String>> {
+        self.check_text(sql)?;
+        let rewrites = std::mem::take(&mut *self.rewrites.borrow_mut());
+        if rewrites.is_empty() {
+            return Ok(None);
+        }
+        crate::catalog_views::apply(sql, rewrites, &self.visible()).map(Some)
+    }
+
+    /// What the caller may see, for limited catalog listings.
+    fn visible(&self) -> crate::catalog_views::Visible {
+        let databases: Vec<String> =
+            self.databases.iter().filter(|d| self.policy.allows(self.identity, d, None, Privilege::Usage)).cloned().collect();
+        let tables = self
+            .catalog
+            .objects()
+            .filter(|o| {
+                o.db == "temp" || (databases.contains(&o.db) && self.policy.table_visible(self.identity, &o.db, &o.schema, &o.name))
+            })
+            .map(|o| (o.db.clone(), o.schema.clone(), o.name.clone()))
+            .collect();
+        crate::catalog_views::Visible { databases, tables }
+    }
+
+    fn check_text(&self, sql: &str) -> Result<()> {
         // What was checked must be exactly what DuckDB runs: one statement.
         match self.counter.count(sql) {
             Ok(1) => {}
@@ -244,6 +275,9 @@ impl Checker<'_> {
                         "BASE_TABLE" => {
                             let parts = ["catalog_name", "schema_name", "table_name"]
                                 .map(|k| map.get(k).and_then(Value::as_str).unwrap_or("").to_string());
+                            if let Some(listing) = crate::catalog_views::info_schema_listing(&parts[0], &parts[1], &parts[2]) {
+                                return self.limit_listing(map, listing, false, &parts[2], depth);
+                            }
                             return self.check_relation(&parts, scope, db, schema, depth);
                         }
                         "TABLE_FUNCTION" => {
@@ -254,6 +288,13 @@ impl Checker<'_> {
                                     ["schema", "catalog"].iter().any(|k| f.get(*k).and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
                                 })
                                 .unwrap_or(false);
+                            let no_args = f.and_then(|f| f.get("children")).and_then(Value::as_array).is_none_or(|c| c.is_empty());
+                            if let (Some(listing), false, true) = (crate::catalog_views::function_listing(&name), qualified, no_args) {
+                                let fmap = f.and_then(Value::as_object).cloned().unwrap_or_default();
+                                let mut at = fmap.clone();
+                                at.insert("alias".into(), map.get("alias").cloned().unwrap_or(Value::Null));
+                                return self.limit_listing(&at, listing, true, &name, depth);
+                            }
                             if qualified || !ALLOWED_TABLE_FUNCTIONS.contains(&name.as_str()) || self.user_functions.contains(&name) {
                                 return Err(denied(format!("table function {name}() is reserved for superusers")));
                             }
@@ -281,6 +322,24 @@ impl Checker<'_> {
             }
             _ => Ok(()),
         }
+    }
+
+    /// Records a catalog listing to limit; only in the caller's own text (not in views).
+    fn limit_listing(
+        &self,
+        node: &serde_json::Map<String, Value>,
+        listing: crate::catalog_views::Listing,
+        call: bool,
+        name: &str,
+        depth: usize,
+    ) -> Result<()> {
+        let at = node.get("query_location").and_then(Value::as_u64).filter(|l| *l < u32::MAX as u64);
+        let (Some(at), 0) = (at, depth) else {
+            return Err(denied(format!("catalog listing {name} is only available directly in your own statements")));
+        };
+        let aliased = node.get("alias").and_then(Value::as_str).is_some_and(|a| !a.is_empty());
+        self.rewrites.borrow_mut().push(crate::catalog_views::Rewrite { at: at as usize, listing, call, aliased, name: name.to_string() });
+        Ok(())
     }
 
     fn check_function_json(&self, f: &serde_json::Map<String, Value>, db: &str, schema: &str) -> Result<()> {
@@ -435,8 +494,16 @@ impl Checker<'_> {
         let db = self.current_db.clone();
         match st {
             S::StartTransaction { .. } | S::Commit { .. } | S::Rollback { .. } => Ok(()),
-            // EXPLAIN of a query: check the query with DuckDB's parser like any SELECT.
-            S::Explain { statement, .. } if matches!(statement.as_ref(), S::Query(_)) => self.check(&statement.to_string()),
+            // EXPLAIN of a query: check the query with DuckDB's parser like any SELECT
+            // (catalog listings are not limited inside EXPLAIN: refused).
+            S::Explain { statement, .. } if matches!(statement.as_ref(), S::Query(_)) => {
+                self.check_text(&statement.to_string())?;
+                if self.rewrites.borrow().is_empty() {
+                    Ok(())
+                } else {
+                    Err(denied("EXPLAIN of a catalog listing is reserved for superusers"))
+                }
+            }
             S::Explain { statement, .. } => self.check_statement(statement),
             S::Query(q) => {
                 // DuckDB did not see a SELECT here but sqlparser did: do not guess.

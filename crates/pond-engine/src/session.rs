@@ -469,13 +469,14 @@ impl Session {
             session.preauthorize(conn, &statements)?;
             for (i, st) in statements.iter().enumerate() {
                 let last = i + 1 == n;
-                let identity = session.authorize(conn, st)?;
+                let (identity, rewritten) = session.authorize(conn, st)?;
                 let r = match st {
                     Statement::Pond(p) => session.run_pond(conn, p, &identity).map(|_| ()),
                     Statement::DuckDb(text) if last => {
+                        let text = rewritten.as_deref().unwrap_or(text);
                         execute_update(conn, text, params.as_deref(), session.in_transaction()).map(|n| changed = n)
                     }
-                    Statement::DuckDb(text) => execute_one(conn, text, &identity),
+                    Statement::DuckDb(text) => execute_one(conn, rewritten.as_deref().unwrap_or(text), &identity),
                 };
                 session.track_transaction(st, r.is_ok());
                 r?;
@@ -504,12 +505,13 @@ impl Session {
 
     /// Checks a statement before it runs: the caller's identity is re-validated
     /// (dropped users and revoked tokens stop here), superusers pass, everyone
-    /// else goes through the sandbox. Denials are audited. Returns the fresh identity.
-    pub(crate) fn authorize(&self, conn: &duckdb::Connection, st: &Statement) -> Result<Identity> {
+    /// else goes through the sandbox. Denials are audited. Returns the fresh
+    /// identity, and the text to run instead when catalog listings were limited.
+    pub(crate) fn authorize(&self, conn: &duckdb::Connection, st: &Statement) -> Result<(Identity, Option<String>)> {
         let inner = self.engine()?;
         let identity = inner.auth.revalidate(&self.identity)?;
         if identity.effective_superuser() {
-            return Ok(identity);
+            return Ok((identity, None));
         }
         let r = self.check_statement(conn, st, &identity, &inner);
         if let Err(e) = &r {
@@ -521,7 +523,7 @@ impl Session {
                 );
             }
         }
-        r.map(|()| identity)
+        r.map(|text| (identity, text))
     }
 
     /// A request of several statements runs none of them if any is denied
@@ -540,7 +542,13 @@ impl Session {
         Ok(())
     }
 
-    fn check_statement(&self, conn: &duckdb::Connection, st: &Statement, identity: &Identity, inner: &Arc<Inner>) -> Result<()> {
+    fn check_statement(
+        &self,
+        conn: &duckdb::Connection,
+        st: &Statement,
+        identity: &Identity,
+        inner: &Arc<Inner>,
+    ) -> Result<Option<String>> {
         let engine = inner.engine();
         let policy = inner.auth.policy();
         match st {
@@ -552,13 +560,13 @@ impl Session {
             Statement::Pond(PondStatement::Use { database, .. }) => {
                 let db = engine.resolve_database(database)?;
                 if policy.allows(identity, &db, None, pond_auth::Privilege::Usage) {
-                    Ok(())
+                    Ok(None)
                 } else {
                     Err(Error::PermissionDenied(format!("permission denied for database {db}")))
                 }
             }
             // User and grant statements are checked by the auth layer; listings filter.
-            Statement::Pond(_) => Ok(()),
+            Statement::Pond(_) => Ok(None),
             Statement::DuckDb(text) => {
                 let databases: Vec<String> = engine.databases().into_iter().map(|d| d.name).collect();
                 let system_functions = inner.system_functions.read().clone();
@@ -575,6 +583,7 @@ impl Session {
                     user_functions: &user_functions,
                     catalog: &catalog,
                     counter: &inner.statement_counter,
+                    rewrites: Default::default(),
                 };
                 checker.check(text)
             }
@@ -1217,7 +1226,7 @@ fn produce(
     session.preauthorize(conn, statements)?;
     for (i, st) in statements.iter().enumerate() {
         let last = i + 1 == n;
-        let identity = session.authorize(conn, st)?;
+        let (identity, rewritten) = session.authorize(conn, st)?;
         match st {
             Statement::Pond(p) => {
                 let batch = session.run_pond(conn, p, &identity)?;
@@ -1235,6 +1244,7 @@ fn produce(
                 }
             }
             Statement::DuckDb(text) if last => {
+                let text = rewritten.as_deref().unwrap_or(text);
                 let rows: Vec<Vec<Value>> = match params {
                     Some(r) if !r.is_empty() => r.clone(),
                     _ => vec![Vec::new()],
@@ -1252,7 +1262,7 @@ fn produce(
                 }
             }
             Statement::DuckDb(text) => {
-                let r = execute_one(conn, text, &identity);
+                let r = execute_one(conn, rewritten.as_deref().unwrap_or(text), &identity);
                 session.track_transaction(st, r.is_ok());
                 r?;
             }

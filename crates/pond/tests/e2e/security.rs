@@ -88,6 +88,11 @@ async fn grants_decide_what_a_user_reads_and_writes_on_both_protocols() {
     let ticket = catalogs.endpoint[0].ticket.clone().unwrap();
     let batches: Vec<_> = futures::TryStreamExt::try_collect(alice.do_get(ticket).await.unwrap()).await.unwrap();
     assert_eq!(column_strings(&batches, 0), vec!["pub"]);
+    // DuckDB's own listings are limited the same way.
+    let listed = query(&mut alice, "SELECT DISTINCT table_catalog FROM information_schema.tables").await.unwrap();
+    assert_eq!(column_strings(&listed, 0), vec!["pub"]);
+    let listed = query(&mut alice, "SELECT database_name, path FROM duckdb_databases()").await.unwrap();
+    assert_eq!((column_strings(&listed, 0), column_strings(&listed, 1)), (vec!["pub".to_string()], vec!["NULL".to_string()]));
 
     // A table grant adds INSERT on one table; write on the database allows DDL.
     admin_sql(&s, "GRANT INSERT ON TABLE pub.main.t TO alice").await;
