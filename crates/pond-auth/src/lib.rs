@@ -270,7 +270,7 @@ impl Authenticator {
             return Err(Error::TooManyFailures(wait));
         }
         let (result, who, fresh) = match creds {
-            Credentials::Password { user, password } if looks_like_token(password) => {
+            Credentials::Password { password, .. } if looks_like_token(password) => {
                 // InfluxDB style: the password field carries a token; the user name is ignored.
                 (self.verify_bearer(password), None, false)
             }
