@@ -145,6 +145,9 @@ pub struct UserInfo {
     pub name: String,
     pub superuser: bool,
     pub created_at: String,
+    /// A role (cannot log in).
+    pub role: bool,
+    pub member_of: Vec<String>,
 }
 
 /// Verifies credentials, manages users, grants and tokens.
@@ -252,6 +255,8 @@ impl Authenticator {
                 password_hash: hash,
                 superuser: true,
                 created_at: pond_meta::now_rfc3339(),
+                is_role: false,
+                member_of: Vec::new(),
             });
             Ok::<_, Error>(())
         })?;
@@ -455,7 +460,14 @@ impl Authenticator {
             if m.users.iter().any(|u| u.name == name) {
                 return Err(Error::AlreadyExists(format!("user '{name}'")));
             }
-            m.users.push(UserRecord { name: name.clone(), password_hash: hash, superuser, created_at: pond_meta::now_rfc3339() });
+            m.users.push(UserRecord {
+                name: name.clone(),
+                password_hash: hash,
+                superuser,
+                created_at: pond_meta::now_rfc3339(),
+                is_role: false,
+                member_of: Vec::new(),
+            });
             Ok(())
         })?;
         self.changed(caller, "user_change", format!("created user {name}{}", if superuser { " (superuser)" } else { "" }));
@@ -496,6 +508,11 @@ impl Authenticator {
             for c in m.oauth_clients.iter_mut().filter(|c| c.user == from) {
                 c.user = to.clone();
             }
+            for u in m.users.iter_mut() {
+                for r in u.member_of.iter_mut().filter(|r| r.as_str() == from) {
+                    *r = to.clone();
+                }
+            }
             Ok(())
         })?;
         // Sessions of the old name end: they would otherwise act under a name that is gone.
@@ -535,6 +552,9 @@ impl Authenticator {
             m.grants.retain(|g| g.user != name);
             m.tokens.retain(|t| t.owner != name);
             m.oauth_clients.retain(|c| c.user != name);
+            for u in m.users.iter_mut() {
+                u.member_of.retain(|r| r != name);
+            }
             Ok(true)
         })?;
         if dropped {
@@ -552,8 +572,72 @@ impl Authenticator {
             .snapshot()
             .users
             .into_iter()
-            .map(|u| UserInfo { name: u.name, superuser: u.superuser, created_at: u.created_at })
+            .map(|u| UserInfo { name: u.name, superuser: u.superuser, created_at: u.created_at, role: u.is_role, member_of: u.member_of })
             .collect())
+    }
+
+    /// CREATE ROLE: a principal that holds grants and cannot log in.
+    pub fn create_role(&self, caller: &Identity, name: &str) -> Result<()> {
+        self.require_superuser(caller, "CREATE ROLE")?;
+        let name = validate_user_name(name)?;
+        self.meta.update(|m| {
+            if m.users.iter().any(|u| u.name == name) {
+                return Err(Error::AlreadyExists(format!("user or role '{name}'")));
+            }
+            m.users.push(UserRecord {
+                name: name.clone(),
+                password_hash: String::new(),
+                superuser: false,
+                created_at: pond_meta::now_rfc3339(),
+                is_role: true,
+                member_of: Vec::new(),
+            });
+            Ok(())
+        })?;
+        self.changed(caller, "user_change", format!("created role {name}"));
+        Ok(())
+    }
+
+    /// DROP ROLE: its grants go, and members lose it.
+    pub fn drop_role(&self, caller: &Identity, name: &str, if_exists: bool) -> Result<bool> {
+        self.require_superuser(caller, "DROP ROLE")?;
+        let dropped = self.meta.update(|m| {
+            match m.users.iter().find(|u| u.name == name) {
+                Some(u) if u.is_role => {}
+                Some(_) => return Err(Error::InvalidRequest(format!("'{name}' is a user, not a role (DROP USER)"))),
+                None if if_exists => return Ok(false),
+                None => return Err(Error::NotFound(format!("role '{name}'"))),
+            }
+            m.users.retain(|u| u.name != name);
+            m.grants.retain(|g| g.user != name);
+            for u in m.users.iter_mut() {
+                u.member_of.retain(|r| r != name);
+            }
+            Ok(true)
+        })?;
+        if dropped {
+            self.changed(caller, "user_change", format!("dropped role {name}"));
+        }
+        Ok(dropped)
+    }
+
+    /// GRANT role TO member / REVOKE role FROM member.
+    pub fn grant_role(&self, caller: &Identity, role: &str, member: &str, revoke: bool) -> Result<()> {
+        self.require_superuser(caller, if revoke { "REVOKE role" } else { "GRANT role" })?;
+        self.meta.update(|m| {
+            if !m.users.iter().any(|u| u.name == role && u.is_role) {
+                return Err(Error::NotFound(format!("role '{role}'")));
+            }
+            let u = m.users.iter_mut().find(|u| u.name == member).ok_or_else(|| Error::NotFound(format!("user '{member}'")))?;
+            u.member_of.retain(|r| r != role);
+            if !revoke {
+                u.member_of.push(role.to_string());
+            }
+            Ok(())
+        })?;
+        let what = if revoke { format!("revoked role {role} from {member}") } else { format!("granted role {role} to {member}") };
+        self.changed(caller, "grant_change", what);
+        Ok(())
     }
 
     /// GRANT; `target` names must already be resolved (lower-cased, existing).

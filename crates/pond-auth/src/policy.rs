@@ -107,6 +107,8 @@ pub fn normalise_privileges(target: &GrantTarget, privileges: &[String]) -> Resu
 pub struct Policy {
     /// user -> superuser flag
     users: HashMap<String, bool>,
+    /// user or role -> every role it belongs to, directly or through other roles
+    roles: HashMap<String, Vec<String>>,
     grants: HashMap<String, Vec<GrantRecord>>,
     pub(crate) tokens_by_digest: HashMap<String, TokenRecord>,
     pub(crate) tokens_by_id: HashMap<String, TokenRecord>,
@@ -118,7 +120,25 @@ impl Policy {
         for g in &meta.grants {
             grants.entry(g.user.clone()).or_default().push(g.clone());
         }
+        let direct: HashMap<&str, &Vec<String>> = meta.users.iter().map(|u| (u.name.as_str(), &u.member_of)).collect();
+        let mut roles = HashMap::new();
+        for u in &meta.users {
+            // Breadth-first over memberships; cycles end at the visited set.
+            let mut all: Vec<String> = Vec::new();
+            let mut queue: Vec<&String> = u.member_of.iter().collect();
+            while let Some(r) = queue.pop() {
+                if all.contains(r) || *r == u.name {
+                    continue;
+                }
+                all.push(r.clone());
+                if let Some(next) = direct.get(r.as_str()) {
+                    queue.extend(next.iter());
+                }
+            }
+            roles.insert(u.name.clone(), all);
+        }
         Self {
+            roles,
             users: meta.users.iter().map(|u| (u.name.clone(), u.superuser)).collect(),
             grants,
             tokens_by_digest: meta.tokens.iter().map(|t| (t.secret_sha256.clone(), t.clone())).collect(),
@@ -148,23 +168,31 @@ impl Policy {
                 return false;
             }
         }
-        let Some(grants) = self.grants.get(&identity.user) else { return false };
-        grants.iter().filter(|g| g.database == database).any(|g| {
-            let has = |p: &str| g.privileges.iter().any(|x| x == p);
-            match (&g.schema, &g.table) {
-                (None, _) => match privilege {
-                    Privilege::Select => has("read"),
-                    Privilege::Insert | Privilege::Update | Privilege::Delete | Privilege::Create => has("write"),
-                    Privilege::Usage => true,
-                },
-                (Some(s), Some(t)) => match privilege {
-                    Privilege::Usage => true,
-                    Privilege::Create => false,
-                    p => table.is_some_and(|(ts, tt)| ts == s && tt == t) && has(&p.name().to_ascii_lowercase()),
-                },
-                _ => false,
+        let principals = std::iter::once(&identity.user).chain(self.roles.get(&identity.user).into_iter().flatten());
+        let mut grants = principals.filter_map(|p| self.grants.get(p)).flatten();
+        grants.any(|g| {
+            g.database == database && {
+                let has = |p: &str| g.privileges.iter().any(|x| x == p);
+                match (&g.schema, &g.table) {
+                    (None, _) => match privilege {
+                        Privilege::Select => has("read"),
+                        Privilege::Insert | Privilege::Update | Privilege::Delete | Privilege::Create => has("write"),
+                        Privilege::Usage => true,
+                    },
+                    (Some(s), Some(t)) => match privilege {
+                        Privilege::Usage => true,
+                        Privilege::Create => false,
+                        p => table.is_some_and(|(ts, tt)| ts == s && tt == t) && has(&p.name().to_ascii_lowercase()),
+                    },
+                    _ => false,
+                }
             }
         })
+    }
+
+    /// The roles a user belongs to, directly or through other roles.
+    pub fn roles_of(&self, user: &str) -> &[String] {
+        self.roles.get(user).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Databases (from `all`) the identity can see at all.
@@ -274,6 +302,8 @@ mod tests {
             password_hash: String::new(),
             superuser: false,
             created_at: String::new(),
+            is_role: false,
+            member_of: Vec::new(),
         });
         add_grant(&mut meta, "u", &GrantTarget::Database("a".into()), &["read".into()]);
         add_grant(
@@ -304,6 +334,29 @@ mod tests {
         assert!(Policy::from_meta(&meta).allows(&u, "b2", Some(("main", "t")), Privilege::Insert));
         database_dropped(&mut meta, "b2");
         assert!(meta.grants.is_empty());
+    }
+
+    #[test]
+    fn roles_lend_their_grants_to_members() {
+        let mut meta = SystemMeta::default();
+        let rec = |name: &str, role: bool, member_of: &[&str]| pond_meta::UserRecord {
+            name: name.into(),
+            password_hash: String::new(),
+            superuser: false,
+            created_at: String::new(),
+            is_role: role,
+            member_of: member_of.iter().map(|s| s.to_string()).collect(),
+        };
+        meta.users.push(rec("analysts", true, &["readers"]));
+        meta.users.push(rec("readers", true, &["analysts"])); // a cycle must not loop
+        meta.users.push(rec("bob", false, &["analysts"]));
+        meta.users.push(rec("carol", false, &[]));
+        add_grant(&mut meta, "readers", &GrantTarget::Database("sales".into()), &["read".into()]);
+        let p = Policy::from_meta(&meta);
+        assert!(p.allows(&user("bob"), "sales", Some(("main", "t")), Privilege::Select), "through analysts -> readers");
+        assert!(!p.allows(&user("bob"), "sales", Some(("main", "t")), Privilege::Insert));
+        assert!(!p.allows(&user("carol"), "sales", Some(("main", "t")), Privilege::Select));
+        assert_eq!(p.roles_of("bob"), ["analysts".to_string(), "readers".to_string()]);
     }
 
     #[test]

@@ -145,8 +145,8 @@ impl Authenticator {
         }
         let permission = permission_of(req.permission.as_deref(), &req.permissions)?;
         let policy = self.policy();
-        if !policy.user_exists(&owner) {
-            return Err(Error::InvalidRequest(format!("user '{owner}' does not exist")));
+        if !policy.user_exists(&owner) || self.meta.snapshot().users.iter().any(|u| u.name == owner && u.is_role) {
+            return Err(Error::InvalidRequest(format!("user '{owner}' does not exist (roles cannot own tokens)")));
         }
         if permission == "admin" && !policy.is_superuser(&owner) {
             return Err(Error::InvalidRequest("only superusers may own admin tokens".into()));

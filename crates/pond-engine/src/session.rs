@@ -776,8 +776,15 @@ impl Session {
                     ("name", users.iter().map(|u| u.name.clone()).collect()),
                     ("superuser", users.iter().map(|u| u.superuser.to_string()).collect()),
                     ("created_at", users.iter().map(|u| u.created_at.clone()).collect()),
+                    ("role", users.iter().map(|u| u.role.to_string()).collect()),
+                    ("member_of", users.iter().map(|u| u.member_of.join(",")).collect()),
                 ]);
             }
+            PondStatement::CreateRole { name } => auth.create_role(identity, name)?,
+            PondStatement::DropRole { name, if_exists } => {
+                auth.drop_role(identity, name, *if_exists)?;
+            }
+            PondStatement::GrantRole { revoke, role, member } => auth.grant_role(identity, role, member, *revoke)?,
             PondStatement::ShowGrants { user } => {
                 let grants = auth.show_grants(identity, user.as_deref())?;
                 return string_batch(&[

@@ -71,6 +71,19 @@ pub enum PondStatement {
     ShowGrants {
         user: Option<String>,
     },
+    CreateRole {
+        name: String,
+    },
+    DropRole {
+        name: String,
+        if_exists: bool,
+    },
+    /// GRANT role TO member / REVOKE role FROM member.
+    GrantRole {
+        revoke: bool,
+        role: String,
+        member: String,
+    },
 }
 
 /// What a GRANT or REVOKE names, before resolution.
@@ -383,6 +396,21 @@ fn classify_security(t: &[Token]) -> Result<Option<PondStatement>> {
         }
         return Ok(Some(PondStatement::DropUser { name, if_exists }));
     }
+    if w(0, "create") && w(1, "role") {
+        let name = ident(t.get(2)).ok_or_else(|| syntax("CREATE ROLE <name>"))?;
+        if !end_at(3) {
+            return Err(syntax("nothing after the role name"));
+        }
+        return Ok(Some(PondStatement::CreateRole { name }));
+    }
+    if w(0, "drop") && w(1, "role") {
+        let (if_exists, at) = if w(2, "if") && w(3, "exists") { (true, 4) } else { (false, 2) };
+        let name = ident(t.get(at)).ok_or_else(|| syntax("DROP ROLE [IF EXISTS] <name>"))?;
+        if !end_at(at + 1) {
+            return Err(syntax("nothing after the role name"));
+        }
+        return Ok(Some(PondStatement::DropRole { name, if_exists }));
+    }
     if w(0, "show") && w(1, "users") && end_at(2) {
         return Ok(Some(PondStatement::ShowUsers));
     }
@@ -426,6 +454,14 @@ fn classify_security(t: &[Token]) -> Result<Option<PondStatement>> {
             continue;
         }
         break;
+    }
+    // GRANT role TO member / REVOKE role FROM member.
+    if privileges.len() == 1 && w(i, if revoke { "from" } else { "to" }) {
+        let member = ident(t.get(i + 1)).ok_or_else(|| syntax(usage))?;
+        if !end_at(i + 2) {
+            return Err(syntax(usage));
+        }
+        return Ok(Some(PondStatement::GrantRole { revoke, role: privileges.remove(0), member }));
     }
     if !w(i, "on") {
         return Err(syntax(usage));
@@ -561,6 +597,10 @@ mod tests {
             Some(Grant { revoke: true, privileges: vec!["all".into()], on: GrantOn::Table(vec!["orders".into()]), user: "alice".into() })
         );
         assert_eq!(p("SHOW USERS"), Some(ShowUsers));
+        assert_eq!(p("CREATE ROLE analysts"), Some(CreateRole { name: "analysts".into() }));
+        assert_eq!(p("DROP ROLE IF EXISTS analysts"), Some(DropRole { name: "analysts".into(), if_exists: true }));
+        assert_eq!(p("GRANT analysts TO alice"), Some(GrantRole { revoke: false, role: "analysts".into(), member: "alice".into() }));
+        assert_eq!(p("REVOKE analysts FROM alice"), Some(GrantRole { revoke: true, role: "analysts".into(), member: "alice".into() }));
         assert_eq!(p("SHOW GRANTS FOR alice"), Some(ShowGrants { user: Some("alice".into()) }));
         assert_eq!(p("show tables"), Some(ShowTables));
         assert_eq!(p("SHOW TABLES FROM x"), None);

@@ -43,6 +43,12 @@ pub struct UserRecord {
     #[serde(default)]
     pub superuser: bool,
     pub created_at: String,
+    /// A role groups grants and cannot log in (no password).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_role: bool,
+    /// Roles whose grants this user (or role) also has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub member_of: Vec<String>,
 }
 
 /// A privilege granted to a user, on a whole database or on one table (or view).

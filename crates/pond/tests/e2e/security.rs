@@ -339,3 +339,27 @@ async fn table_grants_die_with_the_table_and_follow_renames() {
     let (_, body) = http(&s, ("admin", ADMIN_PASSWORD), "SHOW GRANTS FOR alice").await;
     assert_eq!(body["data"].as_array().unwrap().len(), 1, "only the database grant is left: {body}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_group_grants() {
+    let s = TestServer::start().await;
+    setup(&s).await;
+    for sql in ["CREATE ROLE auditors", "GRANT READ ON DATABASE sec TO auditors", "GRANT auditors TO alice"] {
+        admin_sql(&s, sql).await;
+    }
+    let mut alice = s.flight_as("alice", "alice-pw-123").await.unwrap();
+    assert_eq!(column_strings(&query(&mut alice, "SELECT v FROM sec.main.secret").await.unwrap(), 0), vec!["TOPSECRET"]);
+    let (_, users) = http(&s, ("admin", ADMIN_PASSWORD), "SHOW USERS").await;
+    let alice_row = users["data"].as_array().unwrap().iter().find(|r| r[0] == "alice").unwrap().clone();
+    assert_eq!((alice_row[3].as_str(), alice_row[4].as_str()), (Some("false"), Some("auditors")));
+    // A role cannot log in, and revoking the membership takes effect at once.
+    assert!(s.flight_as("auditors", "").await.is_err());
+    admin_sql(&s, "REVOKE auditors FROM alice").await;
+    let e = query(&mut alice, "SELECT v FROM sec.main.secret").await.expect_err("membership revoked");
+    assert!(denied(&e), "{e}");
+    admin_sql(&s, "GRANT auditors TO alice").await;
+    admin_sql(&s, "DROP ROLE auditors").await;
+    assert!(denied(&query(&mut alice, "SELECT v FROM sec.main.secret").await.expect_err("role dropped")));
+    let (status, body) = http(&s, ("admin", ADMIN_PASSWORD), "DROP ROLE alice").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
