@@ -615,7 +615,22 @@ mod tests {
         assert_eq!(v("-9223372036854775808i"), FieldValue::Integer(i64::MIN));
         assert_eq!(v("9223372036854775807i"), FieldValue::Integer(i64::MAX));
         assert_eq!(v("18446744073709551615u"), FieldValue::UInteger(u64::MAX));
-        for bad in ["9223372036854775808i", "18446744073709551616u", "-1u", "1.5i", "abc", "1e", "nan", "inf", "1..2", "--1", "1x", "i", "u", "0x10"] {
+        for bad in [
+            "9223372036854775808i",
+            "18446744073709551616u",
+            "-1u",
+            "1.5i",
+            "abc",
+            "1e",
+            "nan",
+            "inf",
+            "1..2",
+            "--1",
+            "1x",
+            "i",
+            "u",
+            "0x10",
+        ] {
             let e = err(&format!("m v={bad}"));
             assert!(e.contains("invalid value"), "{bad}: {e}");
         }
