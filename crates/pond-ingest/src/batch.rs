@@ -2,7 +2,6 @@
 //! builders, filled straight from the zero-copy parser), plus the per-line
 //! errors of the body.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
@@ -130,10 +129,9 @@ pub struct TableBatch {
     pub measurement: String,
     time: TimestampNanosecondBuilder,
     columns: Vec<Column>,
-    /// Lower-cased name → index (DuckDB names are case-insensitive).
-    index: HashMap<String, usize>,
-    /// Per row: the line number and the line's text (for error reports).
-    pub lines: Vec<(usize, String)>,
+    /// Per row: the line number and the line's byte range in
+    /// [`ParsedBody::good_lines`] (for error reports).
+    pub lines: Vec<(usize, u32, u32)>,
 }
 
 /// A finished [`TableBatch`]: Arrow arrays plus the column kinds.
@@ -142,12 +140,12 @@ pub struct FinishedTable {
     pub columns: Vec<(String, Kind)>,
     /// `time` first, then `columns` in order.
     pub batch: RecordBatch,
-    pub lines: Vec<(usize, String)>,
+    pub lines: Vec<(usize, u32, u32)>,
 }
 
 impl TableBatch {
     fn new(measurement: String) -> Self {
-        Self { measurement, time: TimestampNanosecondBuilder::new(), columns: Vec::new(), index: HashMap::new(), lines: Vec::new() }
+        Self { measurement, time: TimestampNanosecondBuilder::new(), columns: Vec::new(), lines: Vec::new() }
     }
 
     pub fn rows(&self) -> usize {
@@ -161,7 +159,7 @@ impl TableBatch {
             if name.eq_ignore_ascii_case(TIME_COLUMN) {
                 return Err(format!("'{name}' cannot be a tag or field name (it is the timestamp column)"));
             }
-            if let Some(&i) = self.index.get(&name.to_ascii_lowercase()) {
+            if let Some(i) = self.find(name) {
                 let c = &self.columns[i];
                 if c.name != name {
                     return Err(format!("'{name}' and '{}' differ only in case (column names are case-insensitive)", c.name));
@@ -191,22 +189,26 @@ impl TableBatch {
         Ok(())
     }
 
+    /// Column index by name, case-insensitively (a short linear scan: no
+    /// allocation per value).
+    fn find(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name.len() == name.len() && c.name.eq_ignore_ascii_case(name))
+    }
+
     fn column(&mut self, name: &str, kind: Kind) -> &mut Values {
-        let key = name.to_ascii_lowercase();
-        let i = match self.index.get(&key) {
-            Some(&i) => i,
+        let i = match self.find(name) {
+            Some(i) => i,
             None => {
                 let mut values = Values::new(kind);
                 values.nulls(self.lines.len());
                 self.columns.push(Column { name: name.to_string(), kind, values });
-                self.index.insert(key, self.columns.len() - 1);
                 self.columns.len() - 1
             }
         };
         &mut self.columns[i].values
     }
 
-    fn push(&mut self, line: &pond_lineproto::Line<'_>, time: i64, line_number: usize, text: &[u8]) {
+    fn push(&mut self, line: &pond_lineproto::Line<'_>, time: i64, line_number: usize, range: (u32, u32)) {
         self.time.append_value(time);
         for (k, v) in &line.tags {
             if let Values::Str(b) = self.column(k, Kind::Tag) {
@@ -223,7 +225,7 @@ impl TableBatch {
                 _ => {}
             }
         }
-        self.lines.push((line_number, String::from_utf8_lossy(text).into_owned()));
+        self.lines.push((line_number, range.0, range.1));
         let rows = self.lines.len();
         for c in &mut self.columns {
             let missing = rows - c.values.len();
@@ -262,7 +264,6 @@ pub struct ParsedBody {
 /// (nanoseconds); the others are converted from `precision`.
 pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> ParsedBody {
     let mut tables: Vec<TableBatch> = Vec::new();
-    let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut errors = Vec::new();
     let mut good_lines = Vec::with_capacity(body.len());
     let mut rows = 0;
@@ -293,12 +294,10 @@ pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parse
             errors.push(fail(format!("measurement names starting with '_pond' are reserved ('{}')", line.measurement)));
             continue;
         }
-        let key = line.measurement.to_ascii_lowercase();
-        let ti = match by_name.get(&key) {
-            Some(&i) => i,
+        let ti = match tables.iter().position(|t| t.measurement.eq_ignore_ascii_case(&line.measurement)) {
+            Some(i) => i,
             None => {
                 tables.push(TableBatch::new(line.measurement.to_string()));
-                by_name.insert(key, tables.len() - 1);
                 tables.len() - 1
             }
         };
@@ -314,8 +313,9 @@ pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parse
             errors.push(fail(e));
             continue;
         }
-        table.push(&line, time, raw.line_number, raw.text);
+        let start = good_lines.len() as u32;
         good_lines.extend_from_slice(raw.text);
+        table.push(&line, time, raw.line_number, (start, good_lines.len() as u32));
         good_lines.push(b'\n');
         rows += 1;
     }

@@ -199,7 +199,7 @@ impl Ingester {
                 continue;
             }
             let parsed = batch::parse_body(&rec.lines, rec.precision, rec.default_time);
-            writer::apply(&conn, &mut cache, &db, vec![parsed.tables], rec.seq)?;
+            writer::apply(&conn, &mut cache, &db, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
             applied.insert(db, rec.seq);
             replayed += 1;
         }
@@ -427,7 +427,8 @@ impl WriterLoop {
                     }
                 }
                 ddl = true;
-                match writer::apply(conn, cache, db, batches, max_seq) {
+                let jobs_in: Vec<_> = batches.into_iter().zip(&texts).map(|(b, t)| (b, t.3.as_slice())).collect();
+                match writer::apply(conn, cache, db, jobs_in, max_seq) {
                     Ok(errs) => {
                         for ((i, ..), e) in texts.iter().zip(errs) {
                             results[*i] = Some(Ok(e));
@@ -438,8 +439,10 @@ impl WriterLoop {
                         tracing::warn!(database = %db, error = %e, "group apply failed; applying requests one by one");
                         for ((i, precision, default_time, lines), (_, seq)) in texts.iter().zip(members) {
                             let parsed = batch::parse_body(lines, *precision, *default_time);
-                            results[*i] =
-                                Some(writer::apply(conn, cache, db, vec![parsed.tables], *seq).map(|mut v| v.pop().unwrap_or_default()));
+                            results[*i] = Some(
+                                writer::apply(conn, cache, db, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
+                                    .map(|mut v| v.pop().unwrap_or_default()),
+                            );
                         }
                     }
                     Err(e) => {

@@ -67,23 +67,24 @@ fn qualified(db: &str, table: &str) -> String {
 
 /// Applies the tables of one or more requests to `db` in one transaction and
 /// records `seq` as applied. Returns the rejected lines of each request.
+/// Each job is its tables and the text their line ranges point into.
 pub fn apply(
     conn: &duckdb::Connection,
     cache: &mut ShapeCache,
     db: &str,
-    jobs: Vec<Vec<TableBatch>>,
+    jobs: Vec<(Vec<TableBatch>, &[u8])>,
     seq: u64,
 ) -> Result<Vec<Vec<LineError>>> {
     conn.execute_batch("BEGIN TRANSACTION")?;
     let r = (|| -> Result<Vec<Vec<LineError>>> {
         let mut out = Vec::with_capacity(jobs.len());
-        for tables in jobs {
+        for (tables, text) in jobs {
             let mut errors = Vec::new();
             for t in tables {
                 if t.rows() == 0 {
                     continue;
                 }
-                apply_table(conn, cache, db, t.finish(), &mut errors)?;
+                apply_table(conn, cache, db, t.finish(), text, &mut errors)?;
             }
             out.push(errors);
         }
@@ -113,7 +114,14 @@ pub fn apply(
 }
 
 /// Returns whether a table or column was created.
-fn apply_table(conn: &duckdb::Connection, cache: &mut ShapeCache, db: &str, t: FinishedTable, errors: &mut Vec<LineError>) -> Result<bool> {
+fn apply_table(
+    conn: &duckdb::Connection,
+    cache: &mut ShapeCache,
+    db: &str,
+    t: FinishedTable,
+    text: &[u8],
+    errors: &mut Vec<LineError>,
+) -> Result<bool> {
     let key = (db.to_string(), t.measurement.to_ascii_lowercase());
     let mut ddl = false;
     if !cache.tables.contains_key(&key) {
@@ -201,7 +209,8 @@ fn apply_table(conn: &duckdb::Connection, cache: &mut ShapeCache, db: &str, t: F
     if rejected.iter().any(|r| *r) {
         for (row, r) in rejected.iter().enumerate() {
             if *r {
-                let (line_number, original_line) = t.lines[row].clone();
+                let (line_number, start, end) = t.lines[row];
+                let original_line = String::from_utf8_lossy(text.get(start as usize..end as usize).unwrap_or_default()).into_owned();
                 errors.push(LineError { line_number, original_line, error_message: reasons[row].clone().unwrap_or_default() });
             }
         }
