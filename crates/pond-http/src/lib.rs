@@ -76,6 +76,7 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/api/v2/write", post(write::write_v2))
         .route("/api/v3/write_lp", post(write::write_v3))
         .route("/api/v1/write/line-protocol", post(write::write_arc_lp))
+        .route("/api/v1/write/json", post(write::write_json))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))

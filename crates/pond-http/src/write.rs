@@ -150,6 +150,37 @@ pub async fn write_arc_lp(
     write_common(&s, &caller, &headers, body, db, p.get("precision").map(String::as_str), flag(&p, "no_sync", false), true).await
 }
 
+/// JSON points (`pond_ingest::json` documents the shape), database from
+/// `x-arc-database` or `db`; converted to line protocol and written like it.
+pub async fn write_json(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let ing = ingester(&s)?;
+    let p = params(q.as_deref());
+    let db = headers
+        .get("x-arc-database")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| p.get("db").cloned())
+        .unwrap_or_else(|| pond_engine::DEFAULT_DATABASE.to_string());
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let json = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
+    let lp = pond_ingest::json::to_line_protocol(&json).map_err(ingest_error)?;
+    let req = WriteRequest {
+        database: db,
+        precision: Precision::Nanosecond,
+        body: lp,
+        no_sync: flag(&p, "no_sync", false),
+        accept_partial: true,
+    };
+    let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
+    Ok(outcome_response(outcome))
+}
+
 /// InfluxDB v1 `/ping`.
 pub async fn ping() -> Response {
     let mut r = StatusCode::NO_CONTENT.into_response();

@@ -22,6 +22,7 @@
 //! Start with [`Ingester::open`] and [`Ingester::write`].
 
 pub mod batch;
+pub mod json;
 pub mod wal;
 pub mod writer;
 

@@ -223,3 +223,26 @@ async fn concurrent_writers_share_group_commits() {
     assert_eq!(sql(&s, "SELECT count(*), count(DISTINCT (host, time)) FROM conc.main.cpu").await, vec!["8000", "8000"]);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn json_points_are_written_like_line_protocol() {
+    let s = TestServer::start().await;
+    let r = reqwest::Client::new()
+        .post(s.http_url("/api/v1/write/json"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("x-arc-database", "js")
+        .body(
+            r#"[{"measurement": "cpu", "tags": {"host": "a"}, "fields": {"value": 0.25, "n": 7}, "time": 1700000000123456789},
+                  {"measurement": "cpu", "tags": {"host": "b"}, "fields": {"value": 1}, "time": 1700000000}]"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let cols = sql(&s, "SELECT epoch_ns(time), host, value, n FROM js.main.cpu ORDER BY time").await;
+    assert_eq!(cols, vec!["1700000000000000000,1700000000123456789", "b,a", "1.0,0.25", "NULL,7.0"]);
+    let (status, b) = post(&s, "/api/v1/write/json?db=js", ADMIN, r#"[{"measurement": "cpu"}]"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("point 1"), "{b}");
+    s.stop().await;
+}
