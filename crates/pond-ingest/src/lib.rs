@@ -144,6 +144,8 @@ enum Msg {
 
 struct Job {
     database: String,
+    /// What the log records (see [`database_id_of`]).
+    database_id: String,
     precision: Precision,
     default_time: i64,
     lines: Vec<u8>,
@@ -177,20 +179,17 @@ impl Ingester {
         for db in engine.databases() {
             last_seq = last_seq.max(writer::applied_seq(&conn, &db.name)?);
         }
+        let ids: HashMap<String, String> = engine.databases().into_iter().filter_map(|d| Some((database_id_of(&d)?, d.name))).collect();
         let mut applied: HashMap<String, u64> = HashMap::new();
         let mut replayed = 0usize;
         for rec in &records {
             last_seq = last_seq.max(rec.seq);
-            let db = match engine.resolve_database(&rec.database) {
-                Ok(db) => db,
-                Err(_) if config.create_databases => {
-                    engine.create_database(&rec.database, true)?;
-                    engine.resolve_database(&rec.database)?
-                }
-                Err(_) => {
-                    tracing::warn!(database = %rec.database, seq = rec.seq, "write-ahead log record for a database that no longer exists; skipped");
-                    continue;
-                }
+            // Records name the database by its file id: a rename since the write
+            // still finds it, and a dropped database (even if one of the same
+            // name was created since) gets nothing.
+            let Some(db) = ids.get(&rec.database).cloned() else {
+                tracing::warn!(database_id = %rec.database, seq = rec.seq, "write-ahead log record for a database that no longer exists; skipped");
+                continue;
             };
             let done = match applied.get(&db) {
                 Some(s) => *s,
@@ -278,6 +277,14 @@ impl Ingester {
         if !policy.allows(identity, &db, None, Privilege::Usage) {
             return Err(Error::PermissionDenied(format!("permission denied for database {db}")));
         }
+        let database_id = self
+            .inner
+            .engine
+            .databases()
+            .iter()
+            .find(|d| d.name == db)
+            .and_then(database_id_of)
+            .ok_or_else(|| Error::DatabaseNotFound(db.clone()))?;
         let default_time = now_nanos();
         let inner = self.inner.clone();
         let id = identity.clone();
@@ -321,8 +328,16 @@ impl Ingester {
             return Ok(outcome);
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        let job =
-            Job { database: db, precision, default_time, lines: parsed.good_lines, tables: parsed.tables, no_sync: req.no_sync, reply };
+        let job = Job {
+            database: db,
+            database_id,
+            precision,
+            default_time,
+            lines: parsed.good_lines,
+            tables: parsed.tables,
+            no_sync: req.no_sync,
+            reply,
+        };
         match self.inner.tx.try_send(Msg::Write(job)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(Error::Busy),
@@ -334,6 +349,12 @@ impl Ingester {
         outcome.errors.sort_by_key(|e| e.line_number);
         Ok(outcome)
     }
+}
+
+/// A database's stable id: the stem of its file name (not its name, which a
+/// rename changes).
+fn database_id_of(d: &pond_engine::DatabaseInfo) -> Option<String> {
+    Path::new(&d.path).file_stem().map(|s| s.to_string_lossy().into_owned())
 }
 
 fn now_nanos() -> i64 {
@@ -388,7 +409,7 @@ impl WriterLoop {
         for j in &jobs {
             self.seq += 1;
             seqs.push(self.seq);
-            wal::encode(self.seq, j.precision, j.default_time, &j.database, &j.lines, buf);
+            wal::encode(self.seq, j.precision, j.default_time, &j.database_id, &j.lines, buf);
         }
         if let Err(e) = self.log.append(buf) {
             let msg = e.to_string();

@@ -1,5 +1,5 @@
 //! The write-ahead log: one append-only file of checksummed records, each one
-//! accepted request (database, precision, default time and its good lines).
+//! accepted request (database id, precision, default time and its good lines).
 //!
 //! Record: `len: u32 LE | crc32(payload): u32 LE | payload`, payload =
 //! `seq: u64 | precision: u8 | default_time: i64 | db_len: u16 | db | lines`.
@@ -45,6 +45,7 @@ pub struct Record {
     pub seq: u64,
     pub precision: Precision,
     pub default_time: i64,
+    /// The database's stable id (its file id), not its name.
     pub database: String,
     pub lines: Vec<u8>,
 }

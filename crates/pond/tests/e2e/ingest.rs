@@ -171,12 +171,17 @@ async fn body_limit_gives_413() {
 async fn restart_replays_the_log_exactly_once() {
     let s = TestServer::start().await;
     assert_eq!(post(&s, "/write?db=r", ADMIN, "m v=1 1\nm v=2 2").await.0, StatusCode::NO_CONTENT);
+    // Log records name databases by file id.
+    let info = s.server().engine().databases().into_iter().find(|d| d.name == "r").unwrap();
+    let id = std::path::Path::new(&info.path).file_stem().unwrap().to_string_lossy().to_string();
     let dir = s.stop().await;
     let wal = dir.path().join("ingest").join("ingest.wal");
     // Simulate a crash: one record already committed (seq 1) and one that is not (seq 1000).
     let mut buf = Vec::new();
-    pond_ingest::wal::encode(1, pond_ingest::Precision::Nanosecond, 0, "r", b"m v=1 1\nm v=2 2\n", &mut buf);
-    pond_ingest::wal::encode(1000, pond_ingest::Precision::Nanosecond, 0, "r", b"m v=3 3\n", &mut buf);
+    pond_ingest::wal::encode(1, pond_ingest::Precision::Nanosecond, 0, &id, b"m v=1 1\nm v=2 2\n", &mut buf);
+    pond_ingest::wal::encode(1000, pond_ingest::Precision::Nanosecond, 0, &id, b"m v=3 3\n", &mut buf);
+    // A record of a database that was dropped since: skipped, not written anywhere.
+    pond_ingest::wal::encode(1001, pond_ingest::Precision::Nanosecond, 0, "00000000000000000000000000000000", b"m v=9 9\n", &mut buf);
     buf.extend_from_slice(&[7, 0, 0]); // a torn tail
     std::fs::write(&wal, &buf).unwrap();
     for round in 0..2 {
@@ -193,7 +198,7 @@ async fn restart_replays_the_log_exactly_once() {
             let s2 =
                 TestServer { server: Some(TestServer::launch(dir.path().to_path_buf(), |b| b).await), dir: tempfile::tempdir().unwrap() };
             assert_eq!(sql(&s2, "SELECT count(*) FROM r.main.m").await[0], "4");
-            assert_eq!(sql(&s2, "SELECT max(seq) > 1000 FROM r.main._pond_ingest_wal").await[0], "true");
+            assert_eq!(sql(&s2, "SELECT max(seq) > 1001 FROM r.main._pond_ingest_wal").await[0], "true");
             s2.server.unwrap().shutdown().await.unwrap();
             // Replaying an already-applied record again must not duplicate it.
             std::fs::write(&wal, &buf).unwrap();
