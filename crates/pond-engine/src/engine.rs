@@ -580,6 +580,18 @@ impl Engine {
     pub(crate) fn root_clone(&self) -> Result<duckdb::Connection> {
         Ok(self.inner.root.lock().try_clone()?)
     }
+
+    /// A DuckDB connection of Pond's own, outside every session and sandbox,
+    /// for internal writers (time-series ingest). Callers check grants first.
+    pub fn internal_connection(&self) -> Result<duckdb::Connection> {
+        self.root_clone()
+    }
+
+    /// Tells sessions that tables were created or altered outside them, so
+    /// listings and statement checks see the change.
+    pub fn catalog_changed(&self) {
+        self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[cfg(test)]

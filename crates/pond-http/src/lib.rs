@@ -9,6 +9,7 @@ pub mod auth;
 mod error;
 mod json;
 mod query;
+mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct HttpState {
     pub auth: Arc<Authenticator>,
     /// False while the server shuts down: `/ready` then answers 503.
     pub ready: Arc<AtomicBool>,
+    /// Time-series ingest (line protocol endpoints); `None` disables them.
+    pub ingest: Option<pond_ingest::Ingester>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +70,13 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/api/v1/users", get(auth::list_users).post(auth::create_user))
         .route("/api/v1/users/{name}", axum::routing::patch(auth::patch_user).delete(auth::delete_user))
         .route("/api/v1/grants", get(auth::list_grants).post(auth::grant).delete(auth::revoke))
+        .route("/write", post(write::write_v1))
+        .route("/query", post(write::query_v1).get(write::query_v1))
+        .route("/ping", get(write::ping).head(write::ping))
+        .route("/api/v2/write", post(write::write_v2))
+        .route("/api/v3/write_lp", post(write::write_v3))
+        .route("/api/v1/write/line-protocol", post(write::write_arc_lp))
+        .route("/api/v1/write/json", post(write::write_json))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))

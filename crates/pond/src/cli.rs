@@ -218,6 +218,8 @@ pub struct ServeArgs {
     pub auth: AuthArgs,
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub ingest: IngestArgs,
     /// Write the listening addresses as JSON to this file once ready.
     #[arg(long = "ready-file", env = "POND_READY_FILE")]
     pub ready_file: Option<PathBuf>,
@@ -237,6 +239,21 @@ pub struct ListenArgs {
     /// Largest HTTP request body in bytes (larger: 413).
     #[arg(long = "max-body-bytes", env = "POND_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
+}
+
+/// Time-series ingest (InfluxDB line protocol endpoints).
+#[derive(Debug, Args, Clone)]
+pub struct IngestArgs {
+    /// How the ingest write-ahead log reaches the disk before a write is acknowledged: fsync, fdatasync or async.
+    #[arg(long = "ingest-sync", env = "POND_INGEST_SYNC", default_value = "fdatasync")]
+    pub ingest_sync: String,
+    /// Create unknown databases on a superuser's first write (InfluxDB's behaviour); false: 404.
+    #[arg(long = "ingest-create-databases", env = "POND_INGEST_CREATE_DATABASES", default_value_t = true,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub ingest_create_databases: bool,
+    /// Write requests waiting for the writer before new ones get 503.
+    #[arg(long = "ingest-queue-depth", env = "POND_INGEST_QUEUE_DEPTH", default_value_t = 1024)]
+    pub ingest_queue_depth: usize,
 }
 
 /// TLS for every listener (Flight SQL and HTTP); `pond cert generate` makes
@@ -368,6 +385,10 @@ impl ServeArgs {
         c.http_addr = self.listen.http_addr;
         c.flight_compression = self.listen.flight_compression.parse()?;
         c.max_body_bytes = self.listen.max_body_bytes;
+        c.ingest_sync = pond_ingest::SyncMode::parse(&self.ingest.ingest_sync)
+            .ok_or_else(|| format!("--ingest-sync '{}': use fsync, fdatasync or async", self.ingest.ingest_sync))?;
+        c.ingest_create_databases = self.ingest.ingest_create_databases;
+        c.ingest_queue_depth = self.ingest.ingest_queue_depth;
         c.ready_file = self.ready_file.clone();
         c.admin_password = std::env::var("POND_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
         c.tls = pond::tls::TlsSettings {

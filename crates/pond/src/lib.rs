@@ -73,6 +73,10 @@ pub struct ServerConfig {
     /// Certificate, key and optional client CA; when set every listener
     /// speaks TLS only.
     pub tls: tls::TlsSettings,
+    /// Time-series ingest: log sync mode, database creation on first write, queue depth.
+    pub ingest_sync: pond_ingest::SyncMode,
+    pub ingest_create_databases: bool,
+    pub ingest_queue_depth: usize,
 }
 
 impl ServerConfig {
@@ -90,6 +94,9 @@ impl ServerConfig {
             jwt: pond_auth::JwtConfig::default(),
             oauth_token_ttl: Duration::from_secs(3600),
             tls: tls::TlsSettings::default(),
+            ingest_sync: pond_ingest::SyncMode::Fdatasync,
+            ingest_create_databases: true,
+            ingest_queue_depth: 1024,
         }
     }
 }
@@ -165,6 +172,13 @@ impl ServerBuilder {
         self
     }
 
+    /// Time-series ingest settings.
+    pub fn ingest(mut self, sync: pond_ingest::SyncMode, create_databases: bool) -> Self {
+        self.config.ingest_sync = sync;
+        self.config.ingest_create_databases = create_databases;
+        self
+    }
+
     /// Opens the data dir, starts DuckDB and both listeners.
     pub async fn start(self) -> Result<Server, ServerError> {
         Server::start(self.config).await
@@ -174,6 +188,7 @@ impl ServerBuilder {
 /// A running Pond server.
 pub struct Server {
     engine: Engine,
+    ingest: pond_ingest::Ingester,
     flight_addr: SocketAddr,
     http_addr: SocketAddr,
     tls: bool,
@@ -216,6 +231,17 @@ impl Server {
             .await
             .map_err(|e| ServerError::Other(format!("engine start failed: {e}")))??;
 
+        let mut ingest_config = pond_ingest::IngestConfig::new(&data_dir);
+        ingest_config.sync = config.ingest_sync;
+        ingest_config.create_databases = config.ingest_create_databases;
+        ingest_config.queue_depth = config.ingest_queue_depth.max(1);
+        ingest_config.max_body_bytes = config.max_body_bytes;
+        let ingest_engine = engine.clone();
+        let ingest = tokio::task::spawn_blocking(move || pond_ingest::Ingester::open(ingest_engine, ingest_config))
+            .await
+            .map_err(|e| ServerError::Other(format!("ingest start failed: {e}")))?
+            .map_err(|e| ServerError::Other(format!("ingest start failed: {e}")))?;
+
         let flight_listener = tokio::net::TcpListener::bind(config.flight_addr).await.map_err(|source| ServerError::Bind {
             addr: config.flight_addr,
             what: "Flight SQL",
@@ -252,7 +278,7 @@ impl Server {
             served.map_err(|e| ServerError::Other(format!("Flight SQL listener: {e}")))
         }));
 
-        let state = HttpState { engine: engine.clone(), auth: auth.clone(), ready: ready.clone() };
+        let state = HttpState { engine: engine.clone(), auth: auth.clone(), ready: ready.clone(), ingest: Some(ingest.clone()) };
         let router = pond_http::router(state, &HttpOptions { max_body_bytes: config.max_body_bytes });
         let rx = stop_rx.clone();
         let http_tls = tls.clone();
@@ -299,7 +325,7 @@ impl Server {
                 .and_then(|_| std::fs::rename(&tmp, path))
                 .map_err(|source| ServerError::Io { path: path.display().to_string(), source })?;
         }
-        Ok(Self { engine, flight_addr, http_addr, tls: tls.is_some(), stop, ready, tasks, drain_timeout: config.drain_timeout })
+        Ok(Self { engine, ingest, flight_addr, http_addr, tls: tls.is_some(), stop, ready, tasks, drain_timeout: config.drain_timeout })
     }
 
     pub fn flight_addr(&self) -> SocketAddr {
@@ -338,6 +364,8 @@ impl Server {
                 tracing::warn!(error = %e, "listener stopped with an error");
             }
         }
+        let ingest = self.ingest.clone();
+        let _ = tokio::task::spawn_blocking(move || ingest.shutdown()).await;
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.shutdown()).await.map_err(|e| ServerError::Other(e.to_string()))??;
         Ok(())

@@ -6,6 +6,7 @@
 mod databases;
 mod flight;
 mod http;
+mod ingest;
 mod lifecycle;
 mod security;
 mod tls;

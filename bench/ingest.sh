@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Line-protocol ingest benchmark: starts `pond serve` (WAL on, group-commit
+# fdatasync) on a temp data dir, logs in, runs crates/pond/examples/ingest_load.rs
+# against /api/v3/write_lp, and prints machine info and the JSON result.
+# Optional: INFLUXD=1 also runs InfluxDB 1.x (`influxd` from the Debian package)
+# with the same generator on /write.
+#   bench/ingest.sh [CONNECTIONS] [SECONDS]
+set -euo pipefail
+source "$(dirname "$0")/../scripts/env.sh"
+cd "$POND_ROOT"
+CONNS="${1:-8}"; SECS="${2:-10}"
+LOAD="$CARGO_TARGET_DIR/release/examples/ingest_load"
+[ -x "$LOAD" ] || cargo build --release --workspace --all-targets
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB RAM, $(uname -r)"
+DATA="$(mktemp -d)"; trap 'kill $PID 2>/dev/null || true; [ -n "${IPID:-}" ] && kill $IPID 2>/dev/null; rm -rf "$DATA"' EXIT
+POND_ADMIN_PASSWORD=bench-password "$POND_BIN" serve --data-dir "$DATA/pond" --http-addr 127.0.0.1:0 --flight-addr 127.0.0.1:0 \
+  --extensions '' --offline --ready-file "$DATA/ready.json" --ingest-sync "${POND_INGEST_SYNC:-fdatasync}" >"$DATA/pond.log" 2>&1 &
+PID=$!
+for _ in $(seq 100); do [ -f "$DATA/ready.json" ] && break; sleep 0.1; done
+HTTP="$(python3 -c "import json,sys;print(json.load(open('$DATA/ready.json'))['http'])")"
+TOKEN="$(curl -s -u admin:bench-password -X POST "http://$HTTP/api/v1/auth/login" | python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')"
+echo "pond (WAL ${POND_INGEST_SYNC:-fdatasync}, group commit):"
+POND_TOKEN="$TOKEN" "$LOAD" "http://$HTTP/api/v3/write_lp?db=bench" "$CONNS" "$SECS"
+curl -s -u admin:bench-password "http://$HTTP/api/v1/query" -d '{"sql":"SELECT count(*) AS rows_stored FROM bench.main.cpu","database":"bench"}'; echo
+if [ "${INFLUXD:-0}" = 1 ] && command -v influxd >/dev/null; then
+  mkdir -p "$DATA/influx"
+  influxd config 2>/dev/null | sed -e "s#/var/lib/influxdb#$DATA/influx#g" -e 's#bind-address = ":8086"#bind-address = "127.0.0.1:18086"#' \
+    -e 's#bind-address = "127.0.0.1:8088"#bind-address = "127.0.0.1:18088"#' > "$DATA/influx.conf"
+  influxd -config "$DATA/influx.conf" >"$DATA/influx.log" 2>&1 &
+  IPID=$!
+  for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:18086/ping" && break; sleep 0.2; done
+  curl -s -XPOST "http://127.0.0.1:18086/query" --data-urlencode 'q=CREATE DATABASE bench' >/dev/null
+  echo "influxdb 1.x:"
+  "$LOAD" "http://127.0.0.1:18086/write?db=bench" "$CONNS" "$SECS"
+fi

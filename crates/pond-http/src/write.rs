@@ -1,0 +1,225 @@
+//! Time-series write endpoints (InfluxDB v1, v2, v3 and Arc's line-protocol
+//! path) translated to [`pond_ingest::Ingester::write`], and InfluxDB v1's
+//! `/query` for `CREATE DATABASE` and `/ping`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use pond_ingest::{Error as IngestError, Ingester, Precision, WriteOutcome, WriteRequest};
+
+use crate::auth::Caller;
+use crate::{HttpError, HttpState};
+
+fn params(q: Option<&str>) -> HashMap<String, String> {
+    q.and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok()).unwrap_or_default().into_iter().collect()
+}
+
+fn ingester(s: &HttpState) -> Result<&Ingester, HttpError> {
+    s.ingest.as_ref().ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "not_found", "time-series ingest is disabled on this server"))
+}
+
+fn ingest_error(e: IngestError) -> HttpError {
+    let e = match e {
+        IngestError::Engine(inner) => return HttpError::from(inner),
+        other => other,
+    };
+    let (status, code) = match &e {
+        IngestError::DatabaseNotFound(_) => (StatusCode::NOT_FOUND, "database_not_found"),
+        IngestError::PermissionDenied(_) => (StatusCode::FORBIDDEN, "permission_denied"),
+        IngestError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+        IngestError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "request_too_large"),
+        IngestError::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    };
+    let mut err = HttpError::new(status, code, e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        err.retry_after = Some(1);
+    }
+    err
+}
+
+fn flag(p: &HashMap<String, String>, name: &str, default: bool) -> bool {
+    match p.get(name).map(|s| s.to_ascii_lowercase()) {
+        Some(v) => matches!(v.as_str(), "true" | "1" | "yes" | "on"),
+        None => default,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_common(
+    s: &HttpState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    body: Bytes,
+    database: String,
+    precision: Option<&str>,
+    no_sync: bool,
+    accept_partial: bool,
+) -> Result<Response, HttpError> {
+    let ing = ingester(s)?;
+    let precision = match precision {
+        None => Precision::Nanosecond,
+        Some(p) => Precision::parse(p)
+            .ok_or_else(|| HttpError::bad_request(format!("invalid precision '{p}' (use ns, us, ms, s, m, h, auto or nanosecond, …)")))?,
+    };
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let limit = ing.config().max_body_bytes;
+    let body = pond_ingest::decode_body(encoding, &body, limit).map_err(ingest_error)?;
+    let req = WriteRequest { database, precision, body, no_sync, accept_partial };
+    let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
+    Ok(outcome_response(outcome))
+}
+
+/// 204 when every line was written; otherwise InfluxDB 3's partial-write JSON.
+fn outcome_response(o: WriteOutcome) -> Response {
+    if o.errors.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    let error = if o.lines_written > 0 {
+        "partial write of line protocol occurred"
+    } else {
+        "parsing failed for line protocol: no lines were written"
+    };
+    let data: Vec<_> = o
+        .errors
+        .iter()
+        .map(|e| serde_json::json!({"original_line": e.original_line, "line_number": e.line_number, "error_message": e.error_message}))
+        .collect();
+    (StatusCode::BAD_REQUEST, Json(serde_json::json!({"error": error, "data": data, "lines_written": o.lines_written}))).into_response()
+}
+
+/// InfluxDB v1: `POST /write?db=&rp=&precision=` (credentials also `u`/`p`).
+pub async fn write_v1(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let p = params(q.as_deref());
+    let db = p.get("db").cloned().unwrap_or_default();
+    write_common(&s, &caller, &headers, body, db, p.get("precision").map(String::as_str), false, true).await
+}
+
+/// InfluxDB v2: `POST /api/v2/write?org=&bucket=&precision=` (bucket = database).
+pub async fn write_v2(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let p = params(q.as_deref());
+    let db = p.get("bucket").cloned().unwrap_or_default();
+    write_common(&s, &caller, &headers, body, db, p.get("precision").map(String::as_str), false, true).await
+}
+
+/// InfluxDB v3: `POST /api/v3/write_lp?db=&precision=&accept_partial=&no_sync=`.
+pub async fn write_v3(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let p = params(q.as_deref());
+    let db = p.get("db").cloned().unwrap_or_default();
+    let precision = p.get("precision").map(String::as_str).or(Some("auto"));
+    write_common(&s, &caller, &headers, body, db, precision, flag(&p, "no_sync", false), flag(&p, "accept_partial", true)).await
+}
+
+/// Arc: `POST /api/v1/write/line-protocol`, database from `x-arc-database`.
+pub async fn write_arc_lp(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let p = params(q.as_deref());
+    let db = headers
+        .get("x-arc-database")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| p.get("db").cloned())
+        .unwrap_or_else(|| pond_engine::DEFAULT_DATABASE.to_string());
+    write_common(&s, &caller, &headers, body, db, p.get("precision").map(String::as_str), flag(&p, "no_sync", false), true).await
+}
+
+/// JSON points (`pond_ingest::json` documents the shape), database from
+/// `x-arc-database` or `db`; converted to line protocol and written like it.
+pub async fn write_json(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let ing = ingester(&s)?;
+    let p = params(q.as_deref());
+    let db = headers
+        .get("x-arc-database")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| p.get("db").cloned())
+        .unwrap_or_else(|| pond_engine::DEFAULT_DATABASE.to_string());
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let json = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
+    let lp = pond_ingest::json::to_line_protocol(&json).map_err(ingest_error)?;
+    let req = WriteRequest {
+        database: db,
+        precision: Precision::Nanosecond,
+        body: lp,
+        no_sync: flag(&p, "no_sync", false),
+        accept_partial: true,
+    };
+    let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
+    Ok(outcome_response(outcome))
+}
+
+/// InfluxDB v1 `/ping`.
+pub async fn ping() -> Response {
+    let mut r = StatusCode::NO_CONTENT.into_response();
+    r.headers_mut().insert("x-influxdb-version", HeaderValue::from_static("1.8.10-pond"));
+    r.headers_mut().insert("x-influxdb-build", HeaderValue::from_static("OSS"));
+    r
+}
+
+/// InfluxDB v1 `/query`: only `CREATE DATABASE` (what Telegraf and the v1
+/// client send before writing) and `SHOW DATABASES`; the answer has
+/// InfluxDB's JSON shape.
+pub async fn query_v1(State(s): State<HttpState>, caller: Caller, RawQuery(q): RawQuery, body: Bytes) -> Result<Response, HttpError> {
+    let ing = ingester(&s)?;
+    let mut p = params(q.as_deref());
+    if !p.contains_key("q") {
+        if let Ok(form) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
+            p.extend(form);
+        }
+    }
+    let text = p.get("q").cloned().unwrap_or_default();
+    let mut results = Vec::new();
+    for (i, stmt) in text.split(';').map(str::trim).filter(|s| !s.is_empty()).enumerate() {
+        let words: Vec<&str> = stmt.split_whitespace().collect();
+        let upper: Vec<String> = words.iter().take(2).map(|w| w.to_ascii_uppercase()).collect();
+        if upper.len() == 2 && upper[0] == "CREATE" && upper[1] == "DATABASE" && words.len() >= 3 {
+            let name = words[2].trim_matches('"');
+            match ing.create_database(&caller.identity, name).await {
+                Ok(()) => results.push(serde_json::json!({"statement_id": i})),
+                Err(e) => results.push(serde_json::json!({"statement_id": i, "error": e.to_string()})),
+            }
+        } else if upper.len() == 2 && upper[0] == "SHOW" && upper[1] == "DATABASES" {
+            let values: Vec<_> = s.engine.visible_databases(&caller.identity).into_iter().map(|d| serde_json::json!([d.name])).collect();
+            results.push(serde_json::json!({"statement_id": i, "series": [{"name": "databases", "columns": ["name"], "values": values}]}));
+        } else {
+            results.push(serde_json::json!({"statement_id": i, "error": "Pond answers only CREATE DATABASE and SHOW DATABASES on /query; use SQL on /api/v1/query"}));
+        }
+    }
+    if results.is_empty() {
+        return Err(HttpError::bad_request("missing required parameter \"q\""));
+    }
+    Ok(Json(serde_json::json!({"results": results})).into_response())
+}

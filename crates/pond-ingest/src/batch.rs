@@ -1,0 +1,376 @@
+//! Parsed lines → one columnar [`TableBatch`] per measurement (Arrow
+//! builders, filled straight from the zero-copy parser), plus the per-line
+//! errors of the body.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, StringBuilder, TimestampNanosecondBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use pond_lineproto::{FieldValue, Precision};
+
+use crate::LineError;
+
+/// Name of the timestamp column of every measurement table.
+pub const TIME_COLUMN: &str = "time";
+/// Table in each database recording the last write-ahead-log sequence applied.
+pub const WAL_STATE_TABLE: &str = "_pond_ingest_wal";
+
+/// What a column holds; tags and string fields are both VARCHAR in DuckDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tag,
+    Float,
+    Integer,
+    UInteger,
+    String,
+    Boolean,
+}
+
+impl Kind {
+    pub fn duckdb_type(self) -> &'static str {
+        match self {
+            Kind::Tag | Kind::String => "VARCHAR",
+            Kind::Float => "DOUBLE",
+            Kind::Integer => "BIGINT",
+            Kind::UInteger => "UBIGINT",
+            Kind::Boolean => "BOOLEAN",
+        }
+    }
+
+    pub fn arrow_type(self) -> DataType {
+        match self {
+            Kind::Tag | Kind::String => DataType::Utf8,
+            Kind::Float => DataType::Float64,
+            Kind::Integer => DataType::Int64,
+            Kind::UInteger => DataType::UInt64,
+            Kind::Boolean => DataType::Boolean,
+        }
+    }
+
+    fn of(v: &FieldValue<'_>) -> Kind {
+        match v {
+            FieldValue::Float(_) => Kind::Float,
+            FieldValue::Integer(_) => Kind::Integer,
+            FieldValue::UInteger(_) => Kind::UInteger,
+            FieldValue::String(_) => Kind::String,
+            FieldValue::Boolean(_) => Kind::Boolean,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Tag => "tag",
+            Kind::Float => "float",
+            Kind::Integer => "integer",
+            Kind::UInteger => "unsigned integer",
+            Kind::String => "string",
+            Kind::Boolean => "boolean",
+        }
+    }
+}
+
+enum Values {
+    Str(StringBuilder),
+    Float(Float64Builder),
+    Int(Int64Builder),
+    UInt(UInt64Builder),
+    Bool(BooleanBuilder),
+}
+
+impl Values {
+    fn new(kind: Kind) -> Self {
+        match kind {
+            Kind::Tag | Kind::String => Values::Str(StringBuilder::new()),
+            Kind::Float => Values::Float(Float64Builder::new()),
+            Kind::Integer => Values::Int(Int64Builder::new()),
+            Kind::UInteger => Values::UInt(UInt64Builder::new()),
+            Kind::Boolean => Values::Bool(BooleanBuilder::new()),
+        }
+    }
+    fn len(&self) -> usize {
+        use arrow_array::builder::ArrayBuilder;
+        match self {
+            Values::Str(b) => b.len(),
+            Values::Float(b) => b.len(),
+            Values::Int(b) => b.len(),
+            Values::UInt(b) => b.len(),
+            Values::Bool(b) => b.len(),
+        }
+    }
+    fn nulls(&mut self, n: usize) {
+        match self {
+            Values::Str(b) => b.append_nulls(n),
+            Values::Float(b) => b.append_nulls(n),
+            Values::Int(b) => b.append_nulls(n),
+            Values::UInt(b) => b.append_nulls(n),
+            Values::Bool(b) => b.append_nulls(n),
+        }
+    }
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Values::Str(b) => Arc::new(b.finish()),
+            Values::Float(b) => Arc::new(b.finish()),
+            Values::Int(b) => Arc::new(b.finish()),
+            Values::UInt(b) => Arc::new(b.finish()),
+            Values::Bool(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+struct Column {
+    name: String,
+    kind: Kind,
+    values: Values,
+}
+
+/// The rows of one measurement in one request.
+pub struct TableBatch {
+    pub measurement: String,
+    time: TimestampNanosecondBuilder,
+    columns: Vec<Column>,
+    /// Per row: the line number and the line's byte range in
+    /// [`ParsedBody::good_lines`] (for error reports).
+    pub lines: Vec<(usize, u32, u32)>,
+}
+
+/// A finished [`TableBatch`]: Arrow arrays plus the column kinds.
+pub struct FinishedTable {
+    pub measurement: String,
+    pub columns: Vec<(String, Kind)>,
+    /// `time` first, then `columns` in order.
+    pub batch: RecordBatch,
+    pub lines: Vec<(usize, u32, u32)>,
+}
+
+impl TableBatch {
+    fn new(measurement: String) -> Self {
+        Self { measurement, time: TimestampNanosecondBuilder::new(), columns: Vec::new(), lines: Vec::new() }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Checks a line against the columns seen so far in this request; nothing
+    /// is added when it fails.
+    fn check(&self, line: &pond_lineproto::Line<'_>) -> Result<(), String> {
+        let check_one = |name: &str, kind: Kind| -> Result<(), String> {
+            if name.eq_ignore_ascii_case(TIME_COLUMN) {
+                return Err(format!("'{name}' cannot be a tag or field name (it is the timestamp column)"));
+            }
+            if let Some(i) = self.find(name) {
+                let c = &self.columns[i];
+                if c.name != name {
+                    return Err(format!("'{name}' and '{}' differ only in case (column names are case-insensitive)", c.name));
+                }
+                if c.kind != kind {
+                    return Err(format!(
+                        "{} '{name}' is a {} here but a {} in an earlier line of this request",
+                        if kind == Kind::Tag { "tag" } else { "field" },
+                        kind.name(),
+                        c.kind.name()
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for (k, _) in &line.fields {
+            if line.tags.iter().any(|(t, _)| t.eq_ignore_ascii_case(k)) {
+                return Err(format!("'{k}' is both a tag and a field"));
+            }
+        }
+        for (k, _) in &line.tags {
+            check_one(k, Kind::Tag)?;
+        }
+        for (k, v) in &line.fields {
+            check_one(k, Kind::of(v))?;
+        }
+        Ok(())
+    }
+
+    /// Column index by name, case-insensitively (a short linear scan: no
+    /// allocation per value).
+    fn find(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name.len() == name.len() && c.name.eq_ignore_ascii_case(name))
+    }
+
+    fn column(&mut self, name: &str, kind: Kind) -> &mut Values {
+        let i = match self.find(name) {
+            Some(i) => i,
+            None => {
+                let mut values = Values::new(kind);
+                values.nulls(self.lines.len());
+                self.columns.push(Column { name: name.to_string(), kind, values });
+                self.columns.len() - 1
+            }
+        };
+        &mut self.columns[i].values
+    }
+
+    fn push(&mut self, line: &pond_lineproto::Line<'_>, time: i64, line_number: usize, range: (u32, u32)) {
+        self.time.append_value(time);
+        for (k, v) in &line.tags {
+            if let Values::Str(b) = self.column(k, Kind::Tag) {
+                b.append_value(v);
+            }
+        }
+        for (k, v) in &line.fields {
+            match (self.column(k, Kind::of(v)), v) {
+                (Values::Str(b), FieldValue::String(s)) => b.append_value(s),
+                (Values::Float(b), FieldValue::Float(x)) => b.append_value(*x),
+                (Values::Int(b), FieldValue::Integer(x)) => b.append_value(*x),
+                (Values::UInt(b), FieldValue::UInteger(x)) => b.append_value(*x),
+                (Values::Bool(b), FieldValue::Boolean(x)) => b.append_value(*x),
+                _ => {}
+            }
+        }
+        self.lines.push((line_number, range.0, range.1));
+        let rows = self.lines.len();
+        for c in &mut self.columns {
+            let missing = rows - c.values.len();
+            if missing > 0 {
+                c.values.nulls(missing);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> FinishedTable {
+        let mut fields = vec![Field::new(TIME_COLUMN, DataType::Timestamp(TimeUnit::Nanosecond, None), false)];
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(self.time.finish())];
+        let mut columns = Vec::new();
+        for c in &mut self.columns {
+            fields.push(Field::new(&c.name, c.kind.arrow_type(), true));
+            arrays.push(c.values.finish());
+            columns.push((c.name.clone(), c.kind));
+        }
+        let schema = Arc::new(Schema::new(fields));
+        // Every column has one value per row by construction.
+        let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap_or_else(|_| RecordBatch::new_empty(schema));
+        FinishedTable { measurement: self.measurement, columns, batch, lines: self.lines }
+    }
+}
+
+/// A body turned into per-measurement batches.
+pub struct ParsedBody {
+    pub tables: Vec<TableBatch>,
+    pub errors: Vec<LineError>,
+    /// The accepted lines, newline-separated (what the write-ahead log stores).
+    pub good_lines: Vec<u8>,
+    pub rows: usize,
+}
+
+/// Parses a line-protocol body. Lines without a timestamp get `default_time`
+/// (nanoseconds); the others are converted from `precision`.
+pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> ParsedBody {
+    let mut tables: Vec<TableBatch> = Vec::new();
+    let mut errors = Vec::new();
+    let mut good_lines = Vec::with_capacity(body.len());
+    let mut rows = 0;
+    for raw in pond_lineproto::parse_lines(body) {
+        let fail = |message: String| LineError {
+            line_number: raw.line_number,
+            original_line: String::from_utf8_lossy(raw.text).into_owned(),
+            error_message: message,
+        };
+        let line = match raw.parsed {
+            Ok(l) => l,
+            Err(e) => {
+                errors.push(fail(e.message));
+                continue;
+            }
+        };
+        let time = match line.timestamp {
+            None => default_time,
+            Some(ts) => match precision.to_nanos(ts) {
+                Some(t) => t,
+                None => {
+                    errors.push(fail(format!("timestamp {ts} is out of range for precision {precision:?}")));
+                    continue;
+                }
+            },
+        };
+        if line.measurement.starts_with("_pond") {
+            errors.push(fail(format!("measurement names starting with '_pond' are reserved ('{}')", line.measurement)));
+            continue;
+        }
+        let ti = match tables.iter().position(|t| t.measurement.eq_ignore_ascii_case(&line.measurement)) {
+            Some(i) => i,
+            None => {
+                tables.push(TableBatch::new(line.measurement.to_string()));
+                tables.len() - 1
+            }
+        };
+        let table = &mut tables[ti];
+        if table.measurement != line.measurement {
+            errors.push(fail(format!(
+                "measurement '{}' differs from '{}' only in case (table names are case-insensitive)",
+                line.measurement, table.measurement
+            )));
+            continue;
+        }
+        if let Err(e) = table.check(&line) {
+            errors.push(fail(e));
+            continue;
+        }
+        let start = good_lines.len() as u32;
+        good_lines.extend_from_slice(raw.text);
+        table.push(&line, time, raw.line_number, (start, good_lines.len() as u32));
+        good_lines.push(b'\n');
+        rows += 1;
+    }
+    ParsedBody { tables, errors, good_lines, rows }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampNanosecondType};
+    use arrow_array::Array;
+
+    #[test]
+    fn rows_and_columns() {
+        let body = b"cpu,host=a v=1 10\ncpu,host=b v=2,n=3i 20\nmem free=5u\nbad\ncpu v=1i 30\n";
+        let p = parse_body(body, Precision::Second, 99);
+        assert_eq!(p.rows, 3);
+        assert_eq!(p.errors.len(), 2);
+        assert_eq!(p.errors[0].line_number, 4);
+        assert_eq!(p.errors[1].line_number, 5);
+        assert!(p.errors[1].error_message.contains("integer here but a float"), "{}", p.errors[1].error_message);
+        assert_eq!(p.good_lines, b"cpu,host=a v=1 10\ncpu,host=b v=2,n=3i 20\nmem free=5u\n");
+        let mut tables = p.tables.into_iter();
+        let cpu = tables.next().unwrap().finish();
+        assert_eq!(cpu.columns, vec![("host".into(), Kind::Tag), ("v".into(), Kind::Float), ("n".into(), Kind::Integer)]);
+        let b = &cpu.batch;
+        assert_eq!(b.num_rows(), 2);
+        let t = b.column(0).as_primitive::<TimestampNanosecondType>();
+        assert_eq!(t.values(), &[10_000_000_000, 20_000_000_000]);
+        assert_eq!(b.column(2).as_primitive::<Float64Type>().values(), &[1.0, 2.0]);
+        let n = b.column(3).as_primitive::<Int64Type>();
+        assert!(n.is_null(0));
+        assert_eq!(n.value(1), 3);
+        let mem = tables.next().unwrap().finish();
+        assert_eq!(mem.batch.column(0).as_primitive::<TimestampNanosecondType>().value(0), 99, "default time");
+    }
+
+    #[test]
+    fn reserved_and_conflicting_names() {
+        let p = parse_body(b"m,time=x v=1\nm v=1,t=2\nm,t=1 t=2\n_pond_x v=1\nM v=1\nm V=1\n", Precision::Nanosecond, 0);
+        let msgs: Vec<_> = p.errors.iter().map(|e| (e.line_number, e.error_message.clone())).collect();
+        assert!(msgs[0].1.contains("timestamp column"), "{msgs:?}");
+        assert!(msgs[1].1.contains("both a tag and a field"), "{msgs:?}");
+        assert!(msgs[2].1.contains("reserved"), "{msgs:?}");
+        assert!(msgs[3].1.contains("only in case"), "{msgs:?}");
+        assert!(msgs[4].1.contains("only in case"), "{msgs:?}");
+        assert_eq!(p.rows, 1);
+    }
+
+    #[test]
+    fn timestamp_overflow_is_a_line_error() {
+        let p = parse_body(b"m v=1 9223372036854775807\n", Precision::Second, 0);
+        assert_eq!(p.rows, 0);
+        assert!(p.errors[0].error_message.contains("out of range"));
+    }
+}

@@ -1,0 +1,561 @@
+//! Time-series ingest: InfluxDB line protocol into one DuckDB table per
+//! measurement, acknowledged only after the write-ahead log is on disk.
+//!
+//! It owns the path of a write after authentication: body decompression
+//! ([`decode_body`]), parsing into per-measurement Arrow batches (`batch.rs`,
+//! using `pond-lineproto`), grant checks, the write-ahead log with group commit
+//! (`wal.rs`), and the single writer thread that applies batches to DuckDB
+//! (`writer.rs`). It does not speak HTTP (that is `pond-http`) and does not
+//! own databases (that is `pond-engine`).
+//!
+//! Path of a write ([`Ingester::write`]): parse and check → queue to the
+//! writer thread → the writer takes every queued request, appends one log
+//! record each, starts one `fdatasync` for all of them and meanwhile appends
+//! the rows to DuckDB (one transaction per database, which also stores the
+//! highest log sequence it contains in `main._pond_ingest_wal`) → once both
+//! finished, every request of the group is answered. An acknowledged write is
+//! therefore committed in DuckDB (visible to the next query) and in the log.
+//! At start the log is replayed: records whose sequence is above the one
+//! stored in their database are applied, then the log is emptied; nothing is
+//! applied twice, whatever the moment of a crash.
+//!
+//! Start with [`Ingester::open`] and [`Ingester::write`].
+
+pub mod batch;
+pub mod json;
+pub mod wal;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pond_auth::{Identity, Privilege};
+use pond_engine::Engine;
+pub use pond_lineproto::Precision;
+pub use wal::SyncMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database '{0}' does not exist (create it with CREATE DATABASE, or let a superuser's first write create it)")]
+    DatabaseNotFound(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("request body is larger than {0} bytes (after decompression); split the batch")]
+    TooLarge(usize),
+    #[error("ingest queue is full; retry shortly")]
+    Busy,
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    DuckDb(String),
+    #[error(transparent)]
+    Engine(#[from] pond_engine::Error),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.display().to_string(), source }
+    }
+}
+
+impl From<duckdb::Error> for Error {
+    fn from(e: duckdb::Error) -> Self {
+        Error::DuckDb(e.to_string())
+    }
+}
+
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A rejected line, as InfluxDB 3 reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineError {
+    pub line_number: usize,
+    pub original_line: String,
+    pub error_message: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Directory of the write-ahead log (`<data-dir>/ingest`).
+    pub dir: PathBuf,
+    pub sync: SyncMode,
+    /// Unknown databases are created by a superuser's first write (InfluxDB's behaviour).
+    pub create_databases: bool,
+    /// Largest decompressed body.
+    pub max_body_bytes: usize,
+    /// Requests waiting for the writer before new ones get "busy" (503).
+    pub queue_depth: usize,
+    /// The log is emptied once it is larger than this (everything in it is committed).
+    pub wal_truncate_bytes: u64,
+}
+
+impl IngestConfig {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join("ingest"),
+            sync: SyncMode::Fdatasync,
+            create_databases: true,
+            max_body_bytes: 64 * 1024 * 1024,
+            queue_depth: 1024,
+            wal_truncate_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// One request to write.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub database: String,
+    pub precision: Precision,
+    /// Decoded (decompressed) line protocol.
+    pub body: Vec<u8>,
+    /// Acknowledge without waiting for the log sync.
+    pub no_sync: bool,
+    /// Write the good lines when some are bad (false: all or nothing).
+    pub accept_partial: bool,
+}
+
+/// What happened to a request's lines.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOutcome {
+    pub lines_written: usize,
+    pub errors: Vec<LineError>,
+}
+
+enum Msg {
+    Write(Job),
+    /// Stop the writer; the sender is answered once its connection is closed.
+    Stop(std::sync::mpsc::Sender<()>),
+}
+
+struct Job {
+    database: String,
+    /// What the log records (see [`database_id_of`]).
+    database_id: String,
+    precision: Precision,
+    default_time: i64,
+    lines: Vec<u8>,
+    tables: Vec<batch::TableBatch>,
+    no_sync: bool,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<LineError>>>,
+}
+
+/// The ingest service; cheap to clone.
+#[derive(Clone)]
+pub struct Ingester {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    config: IngestConfig,
+    tx: SyncSender<Msg>,
+    /// Table lookups for grant checks (off the writer thread).
+    lookup: Mutex<duckdb::Connection>,
+}
+
+impl Ingester {
+    /// Opens the log, replays what is not yet in DuckDB, empties the log and
+    /// starts the writer thread.
+    pub fn open(engine: Engine, config: IngestConfig) -> Result<Self> {
+        let (mut log, records) = wal::Wal::open(&config.dir)?;
+        let conn = engine.internal_connection()?;
+        let mut cache = writer::ShapeCache::default();
+        let mut last_seq = 0u64;
+        for db in engine.databases() {
+            last_seq = last_seq.max(writer::applied_seq(&conn, &db.name)?);
+        }
+        let ids: HashMap<String, String> = engine.databases().into_iter().filter_map(|d| Some((database_id_of(&d)?, d.name))).collect();
+        let mut applied: HashMap<String, u64> = HashMap::new();
+        let mut replayed = 0usize;
+        for rec in &records {
+            last_seq = last_seq.max(rec.seq);
+            // Records name the database by its file id: a rename since the write
+            // still finds it, and a dropped database (even if one of the same
+            // name was created since) gets nothing.
+            let Some(db) = ids.get(&rec.database).cloned() else {
+                tracing::warn!(database_id = %rec.database, seq = rec.seq, "write-ahead log record for a database that no longer exists; skipped");
+                continue;
+            };
+            let done = match applied.get(&db) {
+                Some(s) => *s,
+                None => writer::applied_seq(&conn, &db)?,
+            };
+            if rec.seq <= done {
+                continue;
+            }
+            let parsed = batch::parse_body(&rec.lines, rec.precision, rec.default_time);
+            writer::apply(&conn, &mut cache, &db, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
+            applied.insert(db, rec.seq);
+            replayed += 1;
+        }
+        if !records.is_empty() {
+            tracing::info!(records = records.len(), replayed, "write-ahead log replayed");
+            engine.catalog_changed();
+        }
+        log.truncate()?;
+        let (tx, rx) = sync_channel(config.queue_depth);
+        let lookup = Mutex::new(engine.internal_connection()?);
+        let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, lookup });
+        let w = WriterLoop { engine, conn, cache, log, seq: last_seq, config };
+        std::thread::Builder::new()
+            .name("pond-ingest".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| Error::Internal(format!("cannot start the ingest writer: {e}")))?;
+        Ok(Self { inner })
+    }
+
+    pub fn config(&self) -> &IngestConfig {
+        &self.inner.config
+    }
+
+    /// Stops the writer after the writes queued before this call; later
+    /// writes fail. Blocks until the writer's DuckDB connection is closed.
+    pub fn shutdown(&self) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.inner.tx.send(Msg::Stop(tx)).is_ok() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+    }
+
+    /// Resolves the target database, creating it when allowed.
+    async fn database(&self, identity: &Identity, name: &str) -> Result<String> {
+        if name.is_empty() {
+            return Err(Error::InvalidRequest("no database given (db=, bucket= or the x-arc-database header)".into()));
+        }
+        if let Ok(db) = self.inner.engine.resolve_database(name) {
+            return Ok(db);
+        }
+        if !(self.inner.config.create_databases && identity.effective_superuser()) {
+            return Err(Error::DatabaseNotFound(name.to_string()));
+        }
+        let engine = self.inner.engine.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || -> Result<String> {
+            engine.create_database(&n, true)?;
+            Ok(engine.resolve_database(&n)?)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// `CREATE DATABASE` on behalf of InfluxDB v1's `/query` (superusers only).
+    pub async fn create_database(&self, identity: &Identity, name: &str) -> Result<()> {
+        if !identity.effective_superuser() {
+            if self.inner.engine.database_exists(name) {
+                return Ok(());
+            }
+            return Err(Error::PermissionDenied(format!("permission denied: only superusers create databases ('{name}')")));
+        }
+        let engine = self.inner.engine.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || engine.create_database(&n, true).map(|_| ()))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(Error::from)
+    }
+
+    /// Parses, checks and writes a body; returns after the write is committed
+    /// and (unless `no_sync` or async mode) the log is synced.
+    pub async fn write(&self, identity: &Identity, req: WriteRequest) -> Result<WriteOutcome> {
+        let db = self.database(identity, &req.database).await?;
+        let policy = self.inner.engine.authenticator().policy();
+        if !policy.allows(identity, &db, None, Privilege::Usage) {
+            return Err(Error::PermissionDenied(format!("permission denied for database {db}")));
+        }
+        let database_id = self
+            .inner
+            .engine
+            .databases()
+            .iter()
+            .find(|d| d.name == db)
+            .and_then(database_id_of)
+            .ok_or_else(|| Error::DatabaseNotFound(db.clone()))?;
+        let default_time = now_nanos();
+        let inner = self.inner.clone();
+        let id = identity.clone();
+        let db2 = db.clone();
+        let precision = req.precision;
+        let parsed = tokio::task::spawn_blocking(move || -> Result<batch::ParsedBody> {
+            let parsed = batch::parse_body(&req.body, precision, default_time);
+            if !id.effective_superuser() {
+                let conn = inner.lookup.lock();
+                for t in &parsed.tables {
+                    let shape = writer::load_shape(&conn, &db2, &t.measurement)?;
+                    let ok = match &shape {
+                        Some(s) => policy.allows(&id, &db2, Some(("main", &s.name)), Privilege::Insert),
+                        None => policy.allows(&id, &db2, None, Privilege::Create),
+                    };
+                    if !ok {
+                        let need = if shape.is_some() {
+                            "INSERT on the table or WRITE on the database"
+                        } else {
+                            "WRITE on the database to create it"
+                        };
+                        let e = Error::PermissionDenied(format!(
+                            "permission denied for measurement {db2}.main.{} (needs {need})",
+                            t.measurement
+                        ));
+                        inner.engine.authenticator().audit().record(
+                            pond_auth::AuditEvent::new("denied", false, format!("{e}; line protocol write"))
+                                .user(&id.user)
+                                .protocol("http"),
+                        );
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(parsed)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let mut outcome = WriteOutcome { lines_written: 0, errors: parsed.errors };
+        if (!outcome.errors.is_empty() && !req.accept_partial) || parsed.rows == 0 {
+            return Ok(outcome);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            database: db,
+            database_id,
+            precision,
+            default_time,
+            lines: parsed.good_lines,
+            tables: parsed.tables,
+            no_sync: req.no_sync,
+            reply,
+        };
+        match self.inner.tx.try_send(Msg::Write(job)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(Error::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(Error::Internal("the ingest writer has stopped".into())),
+        }
+        let rejected = rx.await.map_err(|_| Error::Internal("the ingest writer has stopped".into()))??;
+        outcome.lines_written = parsed.rows - rejected.len();
+        outcome.errors.extend(rejected);
+        outcome.errors.sort_by_key(|e| e.line_number);
+        Ok(outcome)
+    }
+}
+
+/// A database's stable id: the stem of its file name (not its name, which a
+/// rename changes).
+fn database_id_of(d: &pond_engine::DatabaseInfo) -> Option<String> {
+    Path::new(&d.path).file_stem().map(|s| s.to_string_lossy().into_owned())
+}
+
+fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+}
+
+struct WriterLoop {
+    engine: Engine,
+    conn: duckdb::Connection,
+    cache: writer::ShapeCache,
+    log: wal::Wal,
+    seq: u64,
+    config: IngestConfig,
+}
+
+impl WriterLoop {
+    fn run(mut self, rx: Receiver<Msg>) {
+        let mut buf = Vec::new();
+        let mut stop = None;
+        while let Ok(first) = rx.recv() {
+            let mut jobs = Vec::new();
+            match first {
+                Msg::Write(j) => jobs.push(j),
+                Msg::Stop(ack) => stop = Some(ack),
+            }
+            while stop.is_none() && jobs.len() < 1024 {
+                match rx.try_recv() {
+                    Ok(Msg::Write(j)) => jobs.push(j),
+                    Ok(Msg::Stop(ack)) => stop = Some(ack),
+                    Err(_) => break,
+                }
+            }
+            if !jobs.is_empty() {
+                self.group(jobs, &mut buf);
+            }
+            if stop.is_some() {
+                break;
+            }
+        }
+        drop(self);
+        if let Some(ack) = stop {
+            let _ = ack.send(());
+        }
+        tracing::info!("ingest writer stopped");
+    }
+
+    /// One group commit: log records, one sync (in parallel with the DuckDB
+    /// appends), answers.
+    fn group(&mut self, jobs: Vec<Job>, buf: &mut Vec<u8>) {
+        buf.clear();
+        let mut seqs = Vec::with_capacity(jobs.len());
+        for j in &jobs {
+            self.seq += 1;
+            seqs.push(self.seq);
+            wal::encode(self.seq, j.precision, j.default_time, &j.database_id, &j.lines, buf);
+        }
+        if let Err(e) = self.log.append(buf) {
+            let msg = e.to_string();
+            for j in jobs {
+                let _ = j.reply.send(Err(Error::Internal(format!("write-ahead log: {msg}"))));
+            }
+            return;
+        }
+        let need_sync = self.config.sync != SyncMode::Async && jobs.iter().any(|j| !j.no_sync);
+        // Group by database, keeping order.
+        let mut order: Vec<String> = Vec::new();
+        let mut groups: HashMap<String, Vec<(usize, u64)>> = HashMap::new();
+        for (i, j) in jobs.iter().enumerate() {
+            if !groups.contains_key(&j.database) {
+                order.push(j.database.clone());
+            }
+            groups.entry(j.database.clone()).or_default().push((i, seqs[i]));
+        }
+        let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
+        let mut results: Vec<Option<Result<Vec<LineError>>>> = (0..jobs.len()).map(|_| None).collect();
+        let log = &self.log;
+        let mode = self.config.sync;
+        let conn = &self.conn;
+        let cache = &mut self.cache;
+        let mut ddl = false;
+        let synced = std::thread::scope(|s| {
+            let syncer = need_sync.then(|| s.spawn(move || log.sync(mode)));
+            for db in &order {
+                let members = &groups[db];
+                let max_seq = members.iter().map(|(_, s)| *s).max().unwrap_or(0);
+                let mut texts = Vec::new();
+                let mut batches = Vec::new();
+                for (i, _) in members {
+                    if let Some(j) = jobs[*i].as_mut() {
+                        texts.push((*i, j.precision, j.default_time, std::mem::take(&mut j.lines)));
+                        batches.push(std::mem::take(&mut j.tables));
+                    }
+                }
+                ddl = true;
+                let jobs_in: Vec<_> = batches.into_iter().zip(&texts).map(|(b, t)| (b, t.3.as_slice())).collect();
+                match writer::apply(conn, cache, db, jobs_in, max_seq) {
+                    Ok(errs) => {
+                        for ((i, ..), e) in texts.iter().zip(errs) {
+                            results[*i] = Some(Ok(e));
+                        }
+                    }
+                    Err(e) if texts.len() > 1 => {
+                        // One bad request must not fail the others: apply them one by one.
+                        tracing::warn!(database = %db, error = %e, "group apply failed; applying requests one by one");
+                        for ((i, precision, default_time, lines), (_, seq)) in texts.iter().zip(members) {
+                            let parsed = batch::parse_body(lines, *precision, *default_time);
+                            results[*i] = Some(
+                                writer::apply(conn, cache, db, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
+                                    .map(|mut v| v.pop().unwrap_or_default()),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for (i, ..) in &texts {
+                            results[*i] = Some(Err(Error::DuckDb(msg.clone())));
+                        }
+                    }
+                }
+            }
+            match syncer {
+                Some(h) => h.join().unwrap_or_else(|_| Err(Error::Internal("log sync panicked".into()))),
+                None => Ok(()),
+            }
+        });
+        if ddl {
+            self.engine.catalog_changed();
+        }
+        let sync_error = synced.err().map(|e| e.to_string());
+        for (i, j) in jobs.iter_mut().enumerate() {
+            let Some(job) = j.take() else { continue };
+            let r = results[i].take().unwrap_or_else(|| Err(Error::Internal("request was not applied".into())));
+            let r = match (&sync_error, r) {
+                (Some(msg), Ok(_)) if !job.no_sync => Err(Error::Internal(format!("write-ahead log sync failed: {msg}"))),
+                (_, r) => r,
+            };
+            let _ = job.reply.send(r);
+        }
+        if self.log.len() > self.config.wal_truncate_bytes {
+            if let Err(e) = self.log.truncate() {
+                tracing::error!(error = %e, "cannot empty the write-ahead log");
+            }
+        }
+    }
+}
+
+/// Decompresses a body by `Content-Encoding` (gzip, zstd, identity) or, when
+/// none is given, by its magic bytes; refuses more than `limit` bytes.
+pub fn decode_body(content_encoding: Option<&str>, body: &[u8], limit: usize) -> Result<Vec<u8>> {
+    let enc = content_encoding.map(|s| s.trim().to_ascii_lowercase());
+    let kind = match enc.as_deref() {
+        Some("gzip") | Some("x-gzip") => "gzip",
+        Some("zstd") => "zstd",
+        Some("identity") | Some("") => "identity",
+        Some(other) => return Err(Error::InvalidRequest(format!("unsupported Content-Encoding '{other}' (use gzip or zstd)"))),
+        None if body.starts_with(&[0x1f, 0x8b]) => "gzip",
+        None if body.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) => "zstd",
+        None => "identity",
+    };
+    if kind == "identity" {
+        if body.len() > limit {
+            return Err(Error::TooLarge(limit));
+        }
+        return Ok(body.to_vec());
+    }
+    let mut out = Vec::with_capacity(body.len() * 4);
+    let read = match kind {
+        "gzip" => flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1).read_to_end(&mut out),
+        _ => match zstd::stream::read::Decoder::new(body) {
+            Ok(d) => d.take(limit as u64 + 1).read_to_end(&mut out),
+            Err(e) => Err(e),
+        },
+    };
+    read.map_err(|e| Error::InvalidRequest(format!("cannot decompress the {kind} body: {e}")))?;
+    if out.len() > limit {
+        return Err(Error::TooLarge(limit));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn bodies_are_decompressed_by_header_or_magic() {
+        let text = b"m v=1\n".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::stream::encode_all(&text[..], 1).unwrap();
+        assert_eq!(decode_body(Some("gzip"), &gz, 1 << 20).unwrap(), text);
+        assert_eq!(decode_body(None, &gz, 1 << 20).unwrap(), text);
+        assert_eq!(decode_body(Some("zstd"), &zs, 1 << 20).unwrap(), text);
+        assert_eq!(decode_body(None, &zs, 1 << 20).unwrap(), text);
+        assert_eq!(decode_body(None, &text, 1 << 20).unwrap(), text);
+        assert!(matches!(decode_body(None, &gz, 100), Err(Error::TooLarge(100))));
+        assert!(matches!(decode_body(None, &text, 100), Err(Error::TooLarge(100))));
+        assert!(matches!(decode_body(Some("gzip"), b"not gzip", 100), Err(Error::InvalidRequest(_))));
+        assert!(matches!(decode_body(Some("br"), b"x", 100), Err(Error::InvalidRequest(_))));
+    }
+}
