@@ -73,6 +73,11 @@ fn engine_sqlstate(e: &pond_engine::Error) -> &'static str {
         ErrorKind::NotFound => "42704",
         ErrorKind::InvalidArgument => match e {
             E::DuckDb(msg) => duckdb_sqlstate(msg),
+            // The sandbox words its refusals like DuckDB ("Catalog Error: table … does not exist").
+            E::InvalidRequest(msg) => match duckdb_sqlstate(msg) {
+                "XX000" => "22023",
+                code => code,
+            },
             _ => "22023",
         },
     }
@@ -85,7 +90,9 @@ pub(crate) fn duckdb_sqlstate(msg: &str) -> &'static str {
     match class {
         "Parser Error" | "Syntax Error" => "42601",
         "Catalog Error" => {
-            if lower.contains("table with name") || lower.contains("view with name") || lower.contains("table or view") {
+            if lower.contains("table function") {
+                "42883"
+            } else if lower.contains("table") || lower.contains("view") {
                 if lower.contains("already exists") {
                     "42P07"
                 } else {
@@ -152,6 +159,11 @@ mod tests {
         assert_eq!(duckdb_sqlstate("Parser Error: syntax error at or near \"selec\""), "42601");
         assert_eq!(duckdb_sqlstate("Catalog Error: Table with name nope does not exist!"), "42P01");
         assert_eq!(duckdb_sqlstate("Catalog Error: Scalar Function with name foo does not exist!"), "42883");
+        assert_eq!(duckdb_sqlstate("Catalog Error: Table Function with name foo does not exist!"), "42883");
+        assert_eq!(duckdb_sqlstate("Catalog Error: Table with name t already exists!"), "42P07");
+        let sandbox =
+            Error::Engine(pond_engine::Error::InvalidRequest("Catalog Error: table x does not exist or you have no access to it".into()));
+        assert_eq!(sandbox.sqlstate(), "42P01");
         assert_eq!(duckdb_sqlstate("Binder Error: Referenced column \"x\" not found in FROM clause!"), "42703");
         assert_eq!(duckdb_sqlstate("Constraint Error: Duplicate key \"id: 1\" violates primary key constraint"), "23505");
         let denied = Error::Engine(pond_engine::Error::PermissionDenied("permission denied for table t".into()));

@@ -511,6 +511,20 @@ impl SimpleQueryHandler for Backend {
         let statements = pond_engine::sql::split_statements(query);
         let n = statements.len();
         let mut out = Vec::with_capacity(n);
+        if n > 1 {
+            // Several statements run none of them if any is denied (as on Flight SQL and HTTP).
+            let engine_part: Vec<&str> = {
+                let settings = conn.settings.lock();
+                let schema = conn.session.current_schema();
+                statements.iter().map(String::as_str).filter(|st| local::intercept(st, &settings, &schema).is_none()).collect()
+            };
+            if let Err(e) = conn.session.preauthorize_sql(&engine_part.join(";\n")).await {
+                if conn.session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                return Ok(vec![Response::Error(Box::new(Error::from(e).to_info()))]);
+            }
+        }
         for (i, st) in statements.iter().enumerate() {
             match self.run(&conn, st, None, &|_| false, i + 1 < n).await {
                 Ok(r) => out.push(r),

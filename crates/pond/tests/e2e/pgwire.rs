@@ -211,6 +211,11 @@ async fn pg_grants_apply_and_databases_are_filtered() {
     assert!(!e.to_string().contains("TOPSECRET"));
     let e = alice.simple_query("insert into t values (9)").await.err().unwrap();
     assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e}");
+    // A request of several statements runs none of them if any is denied.
+    let e = alice.simple_query("create temp table scratch (a int); select * from sec.main.secret").await.err().unwrap();
+    assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e}");
+    let e = alice.simple_query("select * from scratch").await.err().unwrap();
+    assert_eq!(e.code(), Some(&SqlState::UNDEFINED_TABLE), "{e}");
     let dbs = simple_rows(&alice.simple_query("SHOW DATABASES").await.unwrap());
     let names: Vec<String> = dbs.into_iter().filter_map(|r| r[0].clone()).collect();
     assert!(names.contains(&"pub".to_string()) && !names.contains(&"sec".to_string()), "{names:?}");
