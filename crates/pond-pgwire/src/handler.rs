@@ -153,10 +153,11 @@ impl StartupHandler for Backend {
                 // `default` is where every session starts, with or without grants; libpq
                 // sends the user name when no database is given: that means `default` too
                 // unless a database of that name exists.
-                let database =
-                    client.metadata().get("database").cloned().filter(|d| {
-                        !d.is_empty() && d != pond_engine::DEFAULT_DATABASE && !(*d == user && !self.engine.database_exists(d))
-                    });
+                let database = client
+                    .metadata()
+                    .get("database")
+                    .cloned()
+                    .filter(|d| !d.is_empty() && d != pond_engine::DEFAULT_DATABASE && (*d != user || self.engine.database_exists(d)));
                 let source = client.socket_addr().ip().to_string();
                 let auth = self.engine.authenticator().clone();
                 let creds = Credentials::Password { user: user.clone(), password };
