@@ -208,3 +208,25 @@ def test_psql_scripted(pond, uname):
     assert r.stdout.splitlines() == ["CREATE TABLE", "INSERT 0 2", "x", "y"], r.stdout
     r = psql("-c", "select * from no_such_table_psql")
     assert r.returncode != 0 and "no_such_table_psql" in r.stderr
+
+
+def test_copy_to_stdout_with_psycopg_and_psql(pond, pg, uname):
+    t = uname("copy")
+    pg.execute(f"create table {t} as select range::integer as id, 'n' || range::varchar as name from range(1000)")
+    with pg.cursor() as cur:
+        with cur.copy(f"COPY (select * from {t} order by id) TO STDOUT") as copy:
+            rows = list(copy.rows())
+    assert len(rows) == 1000 and rows[0] == ("0", "n0")
+    with pg.cursor() as cur:
+        with cur.copy(f"COPY {t} (id) TO STDOUT (FORMAT binary)") as copy:
+            copy.set_types(["int4"])
+            ids = sorted(r[0] for r in copy.rows())
+    assert ids == list(range(1000))
+    if PSQL:
+        host, port = pond.pg_host_port
+        env = dict(os.environ, PGPASSWORD=PASSWORD)
+        r = subprocess.run([PSQL, "-h", host, "-p", str(port), "-U", "admin", "-d", "default", "-X", "-c",
+                            f"COPY (select * from {t} where id < 2 order by id) TO STDOUT WITH (FORMAT csv, HEADER)"],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "id,name\n0,n0\n1,n1\n", r.stdout

@@ -18,12 +18,15 @@ use pgwire::api::auth::{
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::results::{
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::{Authentication, SecretKey};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -411,6 +414,14 @@ impl Backend {
                 }
             });
         }
+        if let Some(copy) = crate::copy::parse_copy_out(sql) {
+            return self.copy_out(conn, copy, materialize).await.map_err(|e| {
+                if session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                e.to_info()
+            });
+        }
         // PostgreSQL's transaction-block rules, on top of DuckDB's transactions.
         let engine_sql = match &k {
             Kind::Begin if in_txn => return Ok(Response::Execution(Tag::new("BEGIN"))),
@@ -443,6 +454,38 @@ impl Backend {
                 (_, _, r) => r,
             }),
         }
+    }
+
+    /// `COPY … TO STDOUT`: the query's rows as CopyData.
+    async fn copy_out(&self, conn: &Conn, copy: crate::copy::CopyOut, materialize: bool) -> crate::Result<Response> {
+        let stream = conn.session.query(&copy.query, None).await?;
+        let schema = stream.schema();
+        let (_, cols) = types::fields(&schema, &stream.duckdb_types(), |_| false);
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let ncols = cols.len();
+        let format = copy.format;
+        let prefix = Arc::new(Mutex::new(crate::copy::prefix(format, &names)));
+        let rest = prefix.clone();
+        let rows = stream
+            .map(move |r| match r {
+                Ok(batch) => crate::copy::copy_rows(&batch, &cols, format, &mut prefix.lock()).map_err(PgWireError::from),
+                Err(e) => Err(PgWireError::from(Error::from(e))),
+            })
+            .flat_map(|r| {
+                futures::stream::iter(match r {
+                    Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                })
+            })
+            // No rows: the prefix (binary signature, CSV header) still goes out.
+            .chain(futures::stream::iter(std::iter::from_fn(move || rest.lock().take().map(|p| Ok(CopyData::new(p)))).take(1)));
+        let response = if materialize {
+            let all: Vec<PgWireResult<CopyData>> = rows.collect().await;
+            CopyResponse::new(format.code(), ncols, futures::stream::iter(all))
+        } else {
+            CopyResponse::new(format.code(), ncols, rows)
+        };
+        Ok(Response::CopyOut(response))
     }
 
     async fn execute(

@@ -244,3 +244,33 @@ async fn pg_cancel_request_interrupts_duckdb() {
     assert_eq!(simple_rows(&r)[0][0].as_deref(), Some("next"));
     s.stop().await;
 }
+
+#[tokio::test]
+async fn pg_copy_to_stdout_in_text_csv_and_binary() {
+    use futures::StreamExt;
+    let s = TestServer::start().await;
+    let c = s.pg_as("admin", ADMIN_PASSWORD, "default").await.unwrap();
+    c.batch_execute("create table cp (id int, name varchar); insert into cp values (1, 'a,b'), (2, NULL), (3, 'tab\there')").await.unwrap();
+    let read = |sql: &'static str| {
+        let c = &c;
+        async move {
+            let stream = c.copy_out(sql).await.unwrap();
+            let parts: Vec<Vec<u8>> = stream.map(|r| r.unwrap().to_vec()).collect().await;
+            parts.concat()
+        }
+    };
+    assert_eq!(read("COPY cp TO STDOUT").await, b"1\ta,b\n2\t\\N\n3\ttab\\there\n");
+    assert_eq!(
+        read("COPY (select * from cp order by id) TO STDOUT WITH (FORMAT csv, HEADER)").await,
+        b"id,name\n1,\"a,b\"\n2,\n3,tab\there\n"
+    );
+    let bin = read("COPY (select id from cp where id = 1) TO STDOUT (FORMAT binary)").await;
+    assert!(bin.starts_with(b"PGCOPY\n\xFF\r\n\x00"));
+    assert_eq!(&bin[19..], &[0, 1, 0, 0, 0, 4, 0, 0, 0, 1, 0xFF, 0xFF]);
+    // The sandbox applies: a user without a grant cannot export.
+    c.batch_execute("CREATE USER eve PASSWORD 'eve-pw-12345'").await.unwrap();
+    let eve = s.pg_as("eve", "eve-pw-12345", "default").await.unwrap();
+    let e = eve.copy_out("COPY cp TO STDOUT").await.err().unwrap();
+    assert_eq!(e.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e}");
+    s.stop().await;
+}
