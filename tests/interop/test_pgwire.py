@@ -230,3 +230,28 @@ def test_copy_to_stdout_with_psycopg_and_psql(pond, pg, uname):
                            capture_output=True, text=True, env=env, timeout=60)
         assert r.returncode == 0, r.stderr
         assert r.stdout == "id,name\n0,n0\n1,n1\n", r.stdout
+
+
+@pytest.mark.skipif(PSQL is None, reason="psql is not installed (apt-get install postgresql-client)")
+def test_psql_listing_meta_commands_show_only_what_the_user_may_see(pond, pg, uname):
+    pub, sec, user, t = uname("lpub"), uname("lsec"), uname("luser"), uname("lt")
+    for sql in [f"CREATE DATABASE {pub}", f"CREATE DATABASE {sec}", f"CREATE TABLE {pub}.main.{t} (a int)",
+                f"CREATE USER {user} PASSWORD 'luser-pw-123'", f"GRANT READ ON DATABASE {pub} TO {user}"]:
+        pg.execute(sql)
+    host, port = pond.pg_host_port
+
+    def psql(who: str, password: str, db: str, cmd: str) -> str:
+        env = dict(os.environ, PGPASSWORD=password)
+        r = subprocess.run([PSQL, "-h", host, "-p", str(port), "-U", who, "-d", db, "-X", "-c", cmd],
+                           capture_output=True, text=True, env=env, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    out = psql("admin", PASSWORD, "default", "\\l")
+    assert "List of databases" in out and pub in out and sec in out
+    out = psql(user, "luser-pw-123", pub, "\\l")
+    assert pub in out and sec not in out
+    out = psql(user, "luser-pw-123", pub, "\\dt")
+    assert t in out and "List of relations" in out
+    out = psql("admin", PASSWORD, "default", "\\du")
+    assert "admin" in out and "Superuser" in out and user in out

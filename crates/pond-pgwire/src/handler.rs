@@ -352,6 +352,23 @@ fn local_fields(row: &[(String, String)]) -> Vec<FieldInfo> {
     row.iter().map(|(name, _)| FieldInfo::new(name.clone(), None, None, Type::TEXT, FieldFormat::Text)).collect()
 }
 
+/// A result of text columns.
+fn rows_response(names: &[&str], rows: Vec<Vec<String>>) -> Response {
+    let fields: Vec<FieldInfo> = names.iter().map(|n| FieldInfo::new(n.to_string(), None, None, Type::TEXT, FieldFormat::Text)).collect();
+    let data: Vec<PgWireResult<DataRow>> = rows
+        .into_iter()
+        .map(|row| {
+            let mut data = bytes::BytesMut::new();
+            for v in &row {
+                data.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                data.extend_from_slice(v.as_bytes());
+            }
+            Ok(DataRow::new(data, row.len() as i16))
+        })
+        .collect();
+    Response::Query(QueryResponse::new(Arc::new(fields), futures::stream::iter(data)))
+}
+
 fn local_response(row: Vec<(String, String)>) -> Response {
     let fields = Arc::new(local_fields(&row));
     let mut data = bytes::BytesMut::new();
@@ -414,6 +431,9 @@ impl Backend {
                 }
             });
         }
+        if let Some(listing) = crate::catalog::psql_listing(sql) {
+            return self.listing(conn, listing).await.map_err(|e| e.to_info());
+        }
         if let Some(copy) = crate::copy::parse_copy_out(sql) {
             return self.copy_out(conn, copy, materialize).await.map_err(|e| {
                 if session.in_transaction() {
@@ -454,6 +474,24 @@ impl Backend {
                 (_, _, r) => r,
             }),
         }
+    }
+
+    /// psql's `\l`, `\dt`, `\du` from Pond's grant-filtered listings.
+    async fn listing(&self, conn: &Conn, listing: crate::catalog::Listing) -> crate::Result<Response> {
+        let stream = conn.session.query(crate::catalog::engine_statement(listing), None).await?;
+        let mut rows = Vec::new();
+        for batch in stream.collect().await? {
+            let cols: Vec<arrow_array::ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| arrow_cast::cast(c, &arrow_schema::DataType::Utf8))
+                .collect::<std::result::Result<_, _>>()?;
+            for r in 0..batch.num_rows() {
+                rows.push(cols.iter().map(|c| c.as_string::<i32>().value(r).to_string()).collect::<Vec<_>>());
+            }
+        }
+        let (names, rows) = crate::catalog::shape(listing, rows, &conn.session.current_schema());
+        Ok(rows_response(&names, rows))
     }
 
     /// `COPY … TO STDOUT`: the query's rows as CopyData.

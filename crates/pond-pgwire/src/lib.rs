@@ -14,6 +14,7 @@
 //!
 //! Start with [`PgServer::serve`] and the `Backend` handlers in [`handler`].
 
+mod catalog;
 mod copy;
 pub mod error;
 mod handler;
