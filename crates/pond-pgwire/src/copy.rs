@@ -57,6 +57,10 @@ pub(crate) fn parse_copy_out(sql: &str) -> Option<CopyOut> {
             None => format!("SELECT * FROM {target}"),
         }
     };
+    // Exactly one statement: the target text must not smuggle in a second one.
+    if pond_engine::sql::split_statements(&query).len() != 1 {
+        return None;
+    }
     let words: Vec<&str> = options.split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ',')).filter(|w| !w.is_empty()).collect();
     let has = |w: &str| words.contains(&w);
     let format = if has("binary") {
@@ -180,5 +184,6 @@ mod tests {
         assert_eq!(parse_copy_out("COPY t TO '/tmp/x.csv'"), None);
         assert_eq!(parse_copy_out("copy t from stdin"), None);
         assert_eq!(parse_copy_out("select 'copy t to stdout'"), None);
+        assert_eq!(parse_copy_out("COPY t; drop table x TO STDOUT"), None);
     }
 }

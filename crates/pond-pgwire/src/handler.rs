@@ -702,12 +702,17 @@ impl ExtendedQueryHandler for Backend {
         if let Some(Local::Row(row)) = local {
             return Ok(DescribeStatementResponse::new(params, local_fields(&row)));
         }
-        let wrappable = matches!(words(&stmt.sql, 1).first().map(String::as_str), Some("SELECT" | "WITH" | "VALUES" | "FROM" | "TABLE"));
+        // Only a single statement is wrapped (the wrapper must not turn one statement into several).
+        let wrappable = matches!(words(&stmt.sql, 1).first().map(String::as_str), Some("SELECT" | "WITH" | "VALUES" | "FROM" | "TABLE"))
+            && pond_engine::sql::split_statements(&stmt.sql).len() == 1;
         if local.is_some() || !wrappable || conn.aborted.load(Ordering::SeqCst) {
             return Ok(DescribeStatementResponse::new(params, vec![]));
         }
         // The result columns without running the statement: DuckDB plans it under LIMIT 0.
-        let probe = format!("SELECT * FROM ({}) AS pond_describe LIMIT 0", stmt.sql);
+        let probe = format!("SELECT * FROM ({}\n) AS pond_describe LIMIT 0", stmt.sql);
+        if pond_engine::sql::split_statements(&probe).len() != 1 {
+            return Ok(DescribeStatementResponse::new(params, vec![]));
+        }
         let nulls = (n > 0).then(|| vec![vec![Value::Null; n]]);
         let stream = conn.session.query(&probe, nulls).await.map_err(Error::from)?;
         let (infos, _) = types::fields(&stream.schema(), &stream.duckdb_types(), |_| false);
