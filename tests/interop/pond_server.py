@@ -106,6 +106,8 @@ class PondServer:
     proc: Optional[subprocess.Popen] = None
     flight_addr: str = ""
     http_addr: str = ""
+    # The PostgreSQL listener ("" when it is off); read from the ready file.
+    pg_addr: str = ""
     # True when the server listens with TLS (--tls-cert/--tls-key in extra_args); read from the ready file.
     tls: bool = False
     log_path: Optional[Path] = None
@@ -117,6 +119,11 @@ class PondServer:
     @property
     def http_url(self) -> str:
         return f"{'https' if self.tls else 'http'}://{self.http_addr}"
+
+    @property
+    def pg_host_port(self) -> tuple[str, int]:
+        host, port = self.pg_addr.rsplit(":", 1)
+        return host, int(port)
 
     @property
     def flight_host_port(self) -> tuple[str, int]:
@@ -138,6 +145,7 @@ class PondServer:
             "--data-dir", str(self.data_dir),
             "--flight-addr", "127.0.0.1:0",
             "--http-addr", "127.0.0.1:0",
+            "--pg-addr", "127.0.0.1:0",
             "--extension-dir", str(ext_dir),
             "--ready-file", str(ready),
             "--extensions", self.extensions,
@@ -163,6 +171,7 @@ class PondServer:
                     info = json.loads(ready.read_text())
                     self.flight_addr = info["flight"]
                     self.http_addr = info["http"]
+                    self.pg_addr = info.get("pg") or ""
                     self.tls = bool(info.get("tls", False))
                     return self
                 except (json.JSONDecodeError, KeyError):

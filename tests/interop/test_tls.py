@@ -211,3 +211,16 @@ def test_pond_cli_over_tls(pond_tls, certs):
                             "--cacert", str(certs / "ca.pem")], capture_output=True, text=True, timeout=60, env=env)
     assert users.returncode == 0, users.stderr
     assert json.loads(users.stdout.splitlines()[0])["name"] == ADMIN
+def test_psycopg_sslmode_require_and_verify_full(pond_tls, certs):
+    """The PostgreSQL listener switches to TLS on request, with the same certificate."""
+    import psycopg
+
+    host, port = pond_tls.pg_host_port
+    base = dict(host=host, port=port, user="admin", password=PASSWORD, dbname="default", connect_timeout=10)
+    with psycopg.connect(**base, sslmode="require") as conn:
+        assert conn.pgconn.ssl_in_use
+        assert conn.execute("select 1").fetchone() == (1,)
+    with psycopg.connect(**dict(base, host="localhost"), sslmode="verify-full", sslrootcert=str(certs / "ca.pem")) as conn:
+        assert conn.pgconn.ssl_in_use
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(**dict(base, host="localhost"), sslmode="verify-full", sslrootcert=str(certs / "client.pem"))

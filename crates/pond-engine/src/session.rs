@@ -526,6 +526,20 @@ impl Session {
         r.map(|text| (identity, text))
     }
 
+    /// Checks every statement of `sql` before any of them runs, for protocols
+    /// that execute a multi-statement request one statement at a time (the
+    /// PostgreSQL simple query): like [`Session::query`], a request runs nothing
+    /// if any statement is denied outright. SQL that does not parse is left to
+    /// the statements' own execution to report.
+    pub async fn preauthorize_sql(self: &Arc<Self>, sql: &str) -> Result<()> {
+        let Ok(statements) = sql::parse(sql) else { return Ok(()) };
+        if statements.len() < 2 || self.identity.effective_superuser() {
+            return Ok(());
+        }
+        let (_run, handle) = self.spawn(move |session, conn, _| session.preauthorize(conn, &statements));
+        handle.await.map_err(|e| Error::Internal(format!("worker failed: {e}")))?
+    }
+
     /// A request of several statements runs none of them if any is denied
     /// outright. (Each is checked again when it runs: a later statement may use
     /// an object an earlier one creates, so "does not exist" is not final here.)

@@ -233,6 +233,9 @@ pub struct ListenArgs {
     /// HTTP listener (port 0 picks a free port).
     #[arg(long = "http-addr", env = "POND_HTTP_ADDR", default_value = "127.0.0.1:8000")]
     pub http_addr: SocketAddr,
+    /// PostgreSQL wire protocol listener (port 0 picks a free port; `off` disables it).
+    #[arg(long = "pg-addr", env = "POND_PG_ADDR", default_value = "127.0.0.1:5433")]
+    pub pg_addr: String,
     /// IPC compression of Flight results: none, lz4 or zstd.
     #[arg(long = "flight-compression", env = "POND_FLIGHT_COMPRESSION", default_value = "none")]
     pub flight_compression: String,
@@ -383,6 +386,10 @@ impl ServeArgs {
         let mut c = pond::ServerConfig::new(self.data_dir.clone());
         c.flight_addr = self.listen.flight_addr;
         c.http_addr = self.listen.http_addr;
+        c.pg_addr = match self.listen.pg_addr.trim() {
+            "off" | "none" | "" => None,
+            a => Some(a.parse().map_err(|e| format!("--pg-addr '{a}' is not an address (host:port) or 'off': {e}"))?),
+        };
         c.flight_compression = self.listen.flight_compression.parse()?;
         c.max_body_bytes = self.listen.max_body_bytes;
         c.ingest_sync = pond_ingest::SyncMode::parse(&self.ingest.ingest_sync)
@@ -610,6 +617,7 @@ mod tests {
         let s = serve(&["serve"]).unwrap();
         assert_eq!(s.listen.flight_addr.to_string(), "127.0.0.1:32010");
         assert_eq!(s.listen.http_addr.to_string(), "127.0.0.1:8000");
+        assert_eq!(s.listen.pg_addr, "127.0.0.1:5433");
         assert_eq!(s.data_dir, PathBuf::from("./pond-data"));
     }
 }

@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub engine: EngineConfig,
     pub flight_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// PostgreSQL wire protocol listener; `None` turns it off.
+    pub pg_addr: Option<SocketAddr>,
     /// Password of the bootstrap `admin` on the first start (never logged).
     pub admin_password: Option<String>,
     pub flight_compression: Compression,
@@ -85,6 +87,7 @@ impl ServerConfig {
             engine: EngineConfig::new(data_dir),
             flight_addr: ([127, 0, 0, 1], 32010).into(),
             http_addr: ([127, 0, 0, 1], 8000).into(),
+            pg_addr: Some(([127, 0, 0, 1], 5433).into()),
             admin_password: None,
             flight_compression: Compression::None,
             max_body_bytes: 64 * 1024 * 1024,
@@ -120,6 +123,11 @@ impl ServerBuilder {
     }
     pub fn http_addr(mut self, addr: SocketAddr) -> Self {
         self.config.http_addr = addr;
+        self
+    }
+    /// PostgreSQL listener address (`None`: no PostgreSQL listener).
+    pub fn pg_addr(mut self, addr: Option<SocketAddr>) -> Self {
+        self.config.pg_addr = addr;
         self
     }
     pub fn admin_password(mut self, password: impl Into<String>) -> Self {
@@ -191,6 +199,7 @@ pub struct Server {
     ingest: pond_ingest::Ingester,
     flight_addr: SocketAddr,
     http_addr: SocketAddr,
+    pg_addr: Option<SocketAddr>,
     tls: bool,
     stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
@@ -254,6 +263,16 @@ impl Server {
         })?;
         let flight_addr =
             flight_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.flight_addr, what: "Flight SQL", source })?;
+        let pg_listener = match config.pg_addr {
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, what: "PostgreSQL", source })?)
+            }
+            None => None,
+        };
+        let pg_addr = match (&pg_listener, config.pg_addr) {
+            (Some(l), Some(addr)) => Some(l.local_addr().map_err(|source| ServerError::Bind { addr, what: "PostgreSQL", source })?),
+            _ => None,
+        };
         let http_addr = http_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.http_addr, what: "HTTP", source })?;
 
         let (stop, stop_rx) = watch::channel(false);
@@ -290,6 +309,14 @@ impl Server {
             served.map_err(|e| ServerError::Other(format!("HTTP listener: {e}")))
         }));
 
+        if let Some(listener) = pg_listener {
+            let pg = pond_pgwire::PgServer::new(engine.clone(), tls.clone());
+            let rx = stop_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                pg.serve(listener, wait(rx)).await.map_err(|e| ServerError::Other(format!("PostgreSQL listener: {e}")))
+            }));
+        }
+
         // Close sessions that have been idle too long.
         let reaper_engine = engine.clone();
         let every = (config.engine.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(10));
@@ -311,11 +338,13 @@ impl Server {
             (Some(_), None) => "on",
             (Some(_), Some(_)) => "on, client certificates required",
         };
-        tracing::info!(flight = %flight_url, http = %http_url, tls = tls_mode, data_dir = %data_dir.display(), "Pond is listening");
+        let pg_text = pg_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+        tracing::info!(flight = %flight_url, http = %http_url, pg = %pg_text, tls = tls_mode, data_dir = %data_dir.display(), "Pond is listening");
         if let Some(path) = &config.ready_file {
             let doc = serde_json::json!({
                 "flight": flight_addr.to_string(),
                 "http": http_addr.to_string(),
+                "pg": pg_addr.map(|a| a.to_string()),
                 "tls": tls.is_some(),
                 "flight_url": flight_url,
                 "http_url": http_url,
@@ -325,7 +354,18 @@ impl Server {
                 .and_then(|_| std::fs::rename(&tmp, path))
                 .map_err(|source| ServerError::Io { path: path.display().to_string(), source })?;
         }
-        Ok(Self { engine, ingest, flight_addr, http_addr, tls: tls.is_some(), stop, ready, tasks, drain_timeout: config.drain_timeout })
+        Ok(Self {
+            engine,
+            ingest,
+            flight_addr,
+            http_addr,
+            pg_addr,
+            tls: tls.is_some(),
+            stop,
+            ready,
+            tasks,
+            drain_timeout: config.drain_timeout,
+        })
     }
 
     pub fn flight_addr(&self) -> SocketAddr {
@@ -334,6 +374,11 @@ impl Server {
 
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The PostgreSQL listener's address, when it is on.
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.pg_addr
     }
 
     /// Whether the listeners speak TLS (`grpc+tls://`, `https://`).

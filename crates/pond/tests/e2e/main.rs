@@ -8,6 +8,7 @@ mod flight;
 mod http;
 mod ingest;
 mod lifecycle;
+mod pgwire;
 mod security;
 mod tls;
 
@@ -58,6 +59,7 @@ impl TestServer {
             .data_dir(data_dir)
             .flight_addr("127.0.0.1:0".parse().unwrap())
             .http_addr("127.0.0.1:0".parse().unwrap())
+            .pg_addr(Some("127.0.0.1:0".parse().unwrap()))
             .extension_dir(extension_dir())
             .admin_password(ADMIN_PASSWORD)
             .engine_config(|e| {
@@ -84,6 +86,16 @@ impl TestServer {
         let channel = Channel::from_shared(format!("http://{}", self.server().flight_addr())).unwrap().connect().await.unwrap();
         let mut client = FlightSqlServiceClient::new(channel);
         client.handshake(user, password).await?;
+        Ok(client)
+    }
+
+    /// A PostgreSQL client (tokio-postgres) connected as `user` to `database`.
+    pub async fn pg_as(&self, user: &str, password: &str, database: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let addr = self.server().pg_addr().expect("pg listener on");
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(addr.ip().to_string()).port(addr.port()).user(user).password(password).dbname(database);
+        let (client, connection) = cfg.connect(tokio_postgres::NoTls).await?;
+        tokio::spawn(connection);
         Ok(client)
     }
 

@@ -1,0 +1,816 @@
+//! pgwire's handler traits implemented over engine sessions: startup and
+//! authentication, the simple and extended query protocols, cancel requests.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, Weak};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use async_trait::async_trait;
+use duckdb::types::Value;
+use futures::{Sink, SinkExt, StreamExt};
+use parking_lot::Mutex;
+use pgwire::api::auth::{
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, ServerParameterProvider, StartupHandler,
+};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
+};
+use pgwire::api::stmt::{QueryParser, StoredStatement};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::copy::CopyData;
+use pgwire::messages::data::DataRow;
+use pgwire::messages::startup::{Authentication, SecretKey};
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pond_auth::Credentials;
+use pond_engine::{Engine, QueryStream, Session};
+
+use crate::error::{info, Error};
+use crate::local::{self, Local};
+use crate::types;
+
+/// The protocol name sessions and audit events carry.
+const PROTOCOL: &str = "pgwire";
+
+type CancelMap = Arc<Mutex<HashMap<i32, (i32, Weak<Session>)>>>;
+
+/// One per server: pgwire asks it for the handlers of every connection.
+pub(crate) struct Factory {
+    backend: Arc<Backend>,
+}
+
+impl Factory {
+    pub(crate) fn new(engine: Engine) -> Self {
+        let duckdb = engine.duckdb_version();
+        let server_version = format!("15.0 (Pond {}, DuckDB {duckdb})", env!("CARGO_PKG_VERSION"));
+        Self {
+            backend: Arc::new(Backend {
+                engine,
+                server_version,
+                cancels: Arc::new(Mutex::new(HashMap::new())),
+                next_pid: AtomicI32::new(1000),
+                parser: Arc::new(Parser),
+            }),
+        }
+    }
+}
+
+impl PgWireServerHandlers for Factory {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.backend.clone()
+    }
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.backend.clone()
+    }
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.backend.clone()
+    }
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.backend.clone()
+    }
+}
+
+pub(crate) struct Backend {
+    engine: Engine,
+    server_version: String,
+    cancels: CancelMap,
+    next_pid: AtomicI32,
+    parser: Arc<Parser>,
+}
+
+/// Per-connection state, kept in the connection's session extensions.
+struct Conn {
+    session: Arc<Session>,
+    settings: Mutex<HashMap<String, String>>,
+    /// A statement failed inside a transaction block: only ROLLBACK (or COMMIT,
+    /// which then rolls back) is accepted until the block ends.
+    aborted: AtomicBool,
+    /// A portal already executed by Describe (to learn its result columns),
+    /// waiting for its Execute: (portal identity, result).
+    pending: Mutex<Option<(usize, QueryStream)>>,
+    _cancel: CancelGuard,
+}
+
+/// Removes the connection from the cancel map when it closes.
+struct CancelGuard {
+    map: CancelMap,
+    pid: i32,
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        self.map.lock().remove(&self.pid);
+    }
+}
+
+fn conn<C: ClientInfo>(client: &C) -> PgWireResult<Arc<Conn>> {
+    client
+        .session_extensions()
+        .get::<Conn>()
+        .ok_or_else(|| PgWireError::UserError(Box::new(info("08003", "connection is not authenticated"))))
+}
+
+fn fatal(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("FATAL".into(), code.into(), message.into())))
+}
+
+/// ParameterStatus messages sent after authentication.
+struct StartupParams(HashMap<String, String>);
+
+impl ServerParameterProvider for StartupParams {
+    fn server_parameters<C: ClientInfo>(&self, _client: &C) -> Option<HashMap<String, String>> {
+        Some(self.0.clone())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Backend {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                if client.metadata().get("user").is_none_or(|u| u.is_empty()) {
+                    return Err(fatal("28000", "no PostgreSQL user name specified in startup packet"));
+                }
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?;
+                Ok(())
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(msg) => {
+                let password = msg.into_password()?.password;
+                let user = client.metadata().get("user").cloned().unwrap_or_default();
+                // `default` is where every session starts, with or without grants; libpq
+                // sends the user name when no database is given: that means `default` too
+                // unless a database of that name exists.
+                let database = client
+                    .metadata()
+                    .get("database")
+                    .cloned()
+                    .filter(|d| !d.is_empty() && d != pond_engine::DEFAULT_DATABASE && (*d != user || self.engine.database_exists(d)));
+                let source = client.socket_addr().ip().to_string();
+                let auth = self.engine.authenticator().clone();
+                let creds = Credentials::Password { user: user.clone(), password };
+                let identity = tokio::task::spawn_blocking(move || auth.authenticate(&creds, Some(&source), PROTOCOL))
+                    .await
+                    .map_err(|e| fatal("XX000", format!("authentication worker failed: {e}")))?
+                    .map_err(|e| match e {
+                        pond_auth::Error::TooManyFailures(_) => fatal("28P01", e.to_string()),
+                        _ => fatal("28P01", format!("password authentication failed for user \"{user}\"")),
+                    })?;
+                let session = self.engine.open_session_async(identity, PROTOCOL, database.clone(), false).await.map_err(|e| match e {
+                    pond_engine::Error::DatabaseNotFound(d) => {
+                        fatal("3D000", format!("database \"{d}\" does not exist (SHOW DATABASES lists them)"))
+                    }
+                    other => {
+                        let e = Error::from(other);
+                        fatal(e.sqlstate(), e.to_string())
+                    }
+                })?;
+                let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+                let secret: i32 = rand::random();
+                client.set_pid_and_secret_key(pid, SecretKey::I32(secret));
+                self.cancels.lock().insert(pid, (secret, Arc::downgrade(&session)));
+                let mut settings = local::default_settings(&self.server_version);
+                if let Some(app) = client.metadata().get("application_name") {
+                    settings.insert("application_name".into(), app.clone());
+                }
+                settings.insert("is_superuser".into(), if session.identity.superuser { "on" } else { "off" }.into());
+                let mut params = HashMap::new();
+                for (wire, key) in [
+                    ("server_version", "server_version"),
+                    ("server_encoding", "server_encoding"),
+                    ("client_encoding", "client_encoding"),
+                    ("DateStyle", "datestyle"),
+                    ("TimeZone", "timezone"),
+                    ("IntervalStyle", "intervalstyle"),
+                    ("integer_datetimes", "integer_datetimes"),
+                    ("standard_conforming_strings", "standard_conforming_strings"),
+                    ("application_name", "application_name"),
+                    ("is_superuser", "is_superuser"),
+                ] {
+                    params.insert(wire.to_string(), settings.get(key).cloned().unwrap_or_default());
+                }
+                params.insert("session_authorization".into(), session.identity.user.clone());
+                client.session_extensions().insert(Conn {
+                    session,
+                    settings: Mutex::new(settings),
+                    aborted: AtomicBool::new(false),
+                    pending: Mutex::new(None),
+                    _cancel: CancelGuard { map: self.cancels.clone(), pid },
+                });
+                finish_authentication(client, &StartupParams(params)).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Backend {
+    async fn on_cancel_request(&self, req: CancelRequest) {
+        let found = self.cancels.lock().get(&req.pid).cloned();
+        if let Some((secret, session)) = found {
+            // Protocol 3.0 keys are 4 bytes; pgwire may hand them over as raw bytes.
+            let matches = match &req.secret_key {
+                SecretKey::I32(given) => *given == secret,
+                SecretKey::Bytes(b) => b.as_ref() == secret.to_be_bytes(),
+            };
+            if matches {
+                if let Some(s) = session.upgrade() {
+                    s.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// What a statement does, from its first words.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    /// Returns rows; the tag (e.g. "SELECT", "INSERT 0" for INSERT … RETURNING).
+    Rows(String),
+    /// INSERT/UPDATE/DELETE: the tag before the row count.
+    Dml(&'static str),
+    Begin,
+    Commit,
+    Rollback,
+    /// Any other command, with its tag.
+    Command(String),
+}
+
+fn words(sql: &str, n: usize) -> Vec<String> {
+    sql.split(|c: char| c.is_whitespace() || c == '(' || c == ';')
+        .filter(|w| !w.is_empty())
+        .take(n)
+        .map(|w| w.to_ascii_uppercase())
+        .collect()
+}
+
+fn kind(sql: &str) -> Kind {
+    let w = words(sql, 8);
+    let first = w.first().map(String::as_str).unwrap_or("");
+    let returning = || sql.to_ascii_lowercase().contains("returning");
+    match first {
+        "SELECT" | "WITH" | "VALUES" | "FROM" | "TABLE" | "SHOW" | "DESCRIBE" | "DESC" | "PRAGMA" | "SUMMARIZE" | "EXPLAIN" | "CALL"
+        | "PIVOT" | "UNPIVOT" => Kind::Rows("SELECT".into()),
+        "INSERT" if returning() => Kind::Rows("INSERT 0".into()),
+        "UPDATE" if returning() => Kind::Rows("UPDATE".into()),
+        "DELETE" if returning() => Kind::Rows("DELETE".into()),
+        "INSERT" => Kind::Dml("INSERT 0"),
+        "UPDATE" => Kind::Dml("UPDATE"),
+        "DELETE" => Kind::Dml("DELETE"),
+        "MERGE" => Kind::Dml("MERGE"),
+        "BEGIN" | "START" => Kind::Begin,
+        "COMMIT" | "END" => Kind::Commit,
+        "ROLLBACK" | "ABORT" if !w.iter().any(|x| x == "TO") => Kind::Rollback,
+        "CREATE" | "DROP" | "ALTER" => {
+            let skip = ["OR", "REPLACE", "TEMP", "TEMPORARY", "UNIQUE", "PERSISTENT", "IF", "NOT", "EXISTS"];
+            let object = w.iter().skip(1).find(|x| !skip.contains(&x.as_str())).cloned().unwrap_or_default();
+            Kind::Command(format!("{first} {object}"))
+        }
+        _ => Kind::Command(first.to_string()),
+    }
+}
+
+/// `$n` placeholders in `sql` (outside quotes): the highest n.
+fn param_count(sql: &str) -> usize {
+    let b = sql.as_bytes();
+    let (mut i, mut max, mut quote) = (0, 0usize, None::<u8>);
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'\'' || c == b'"' => quote = Some(c),
+            None if c == b'$' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < b.len() && b[j].is_ascii_digit() {
+                    j += 1;
+                }
+                if j > start {
+                    max = max.max(sql[start..j].parse().unwrap_or(0));
+                    i = j;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    max
+}
+
+fn format_for(f: &Format, i: usize) -> bool {
+    match f {
+        Format::UnifiedText => false,
+        Format::UnifiedBinary => true,
+        Format::Individual(v) => v.get(i).copied() == Some(1),
+    }
+}
+
+/// A row stream of DataRows from an engine result.
+fn row_stream(stream: QueryStream, cols: Vec<types::Column>) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    let cols = Arc::new(cols);
+    stream
+        .map(move |r| match r {
+            Ok(batch) => types::encode_batch(&batch, &cols).map_err(PgWireError::from),
+            Err(e) => Err(PgWireError::from(Error::from(e))),
+        })
+        .flat_map(|r| {
+            futures::stream::iter(match r {
+                Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            })
+        })
+}
+
+fn query_response(stream: QueryStream, binary: &(dyn Fn(usize) -> bool + Send + Sync), tag: &str) -> QueryResponse {
+    let schema = stream.schema();
+    let duck = stream.duckdb_types();
+    let (infos, cols) = types::fields(&schema, &duck, binary);
+    let mut resp = QueryResponse::new(Arc::new(infos), row_stream(stream, cols));
+    resp.set_command_tag(tag);
+    resp
+}
+
+fn local_fields(row: &[(String, String)]) -> Vec<FieldInfo> {
+    row.iter().map(|(name, _)| FieldInfo::new(name.clone(), None, None, Type::TEXT, FieldFormat::Text)).collect()
+}
+
+/// A result of text columns.
+fn rows_response(names: &[&str], rows: Vec<Vec<String>>) -> Response {
+    let fields: Vec<FieldInfo> = names.iter().map(|n| FieldInfo::new(n.to_string(), None, None, Type::TEXT, FieldFormat::Text)).collect();
+    let data: Vec<PgWireResult<DataRow>> = rows
+        .into_iter()
+        .map(|row| {
+            let mut data = bytes::BytesMut::new();
+            for v in &row {
+                data.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                data.extend_from_slice(v.as_bytes());
+            }
+            Ok(DataRow::new(data, row.len() as i16))
+        })
+        .collect();
+    Response::Query(QueryResponse::new(Arc::new(fields), futures::stream::iter(data)))
+}
+
+fn local_response(row: Vec<(String, String)>) -> Response {
+    let fields = Arc::new(local_fields(&row));
+    let mut data = bytes::BytesMut::new();
+    for (_, v) in &row {
+        data.extend_from_slice(&(v.len() as i32).to_be_bytes());
+        data.extend_from_slice(v.as_bytes());
+    }
+    let dr = DataRow::new(data, row.len() as i16);
+    Response::Query(QueryResponse::new(fields, futures::stream::iter(vec![Ok(dr)])))
+}
+
+impl Backend {
+    /// Runs one statement; `binary(i)` picks the result format of column i.
+    /// `materialize` reads the whole result now (a later statement of the same
+    /// simple query would otherwise supersede the stream).
+    async fn run(
+        &self,
+        conn: &Conn,
+        sql: &str,
+        params: Option<Vec<Value>>,
+        binary: &(dyn Fn(usize) -> bool + Send + Sync),
+        materialize: bool,
+    ) -> Result<Response, ErrorInfo> {
+        let session = &conn.session;
+        let in_txn = session.in_transaction();
+        let k = kind(sql);
+        if conn.aborted.load(Ordering::SeqCst) && !matches!(k, Kind::Commit | Kind::Rollback) {
+            return Err(info("25P02", "current transaction is aborted, commands ignored until end of transaction block"));
+        }
+        let local = {
+            let settings = conn.settings.lock();
+            local::intercept(sql, &settings, &session.current_schema())
+        };
+        if let Some(l) = local {
+            return Ok(match l {
+                Local::Row(row) => local_response(row),
+                Local::Tag(t) => Response::Execution(Tag::new(t)),
+                Local::Set(name, value) => {
+                    conn.settings.lock().insert(if name == "time zone" { "timezone".into() } else { name }, value);
+                    Response::Execution(Tag::new("SET"))
+                }
+                Local::Reset(name) => {
+                    let defaults = local::default_settings(&self.server_version);
+                    let mut s = conn.settings.lock();
+                    match name {
+                        Some(n) => {
+                            if let Some(v) = defaults.get(&n) {
+                                s.insert(n, v.clone());
+                            }
+                        }
+                        None => {
+                            for k in ["extra_float_digits", "application_name", "datestyle", "search_path", "timezone"] {
+                                if let Some(v) = defaults.get(k) {
+                                    s.insert(k.into(), v.clone());
+                                }
+                            }
+                        }
+                    }
+                    Response::Execution(Tag::new("RESET"))
+                }
+            });
+        }
+        if let Some(listing) = crate::catalog::psql_listing(sql) {
+            return self.listing(conn, listing).await.map_err(|e| e.to_info());
+        }
+        if let Some(copy) = crate::copy::parse_copy_out(sql) {
+            return self.copy_out(conn, copy, materialize).await.map_err(|e| {
+                if session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                e.to_info()
+            });
+        }
+        // PostgreSQL's transaction-block rules, on top of DuckDB's transactions.
+        let engine_sql = match &k {
+            Kind::Begin if in_txn => return Ok(Response::Execution(Tag::new("BEGIN"))),
+            Kind::Begin => "BEGIN TRANSACTION",
+            Kind::Commit | Kind::Rollback if !in_txn => {
+                conn.aborted.store(false, Ordering::SeqCst);
+                let tag = if k == Kind::Commit { "COMMIT" } else { "ROLLBACK" };
+                return Ok(Response::TransactionEnd(Tag::new(tag)));
+            }
+            Kind::Commit if conn.aborted.load(Ordering::SeqCst) => "ROLLBACK",
+            Kind::Commit => "COMMIT",
+            Kind::Rollback => "ROLLBACK",
+            _ => sql,
+        };
+        let result = self.execute(conn, engine_sql, params, &k, binary, materialize).await;
+        let now_txn = session.in_transaction();
+        match result {
+            Err(e) => {
+                if now_txn {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                Err(e.to_info())
+            }
+            Ok(resp) => Ok(match (in_txn, now_txn, resp) {
+                (false, true, Response::Execution(t)) => Response::TransactionStart(t),
+                (true, false, Response::Execution(_)) => {
+                    let was_aborted = conn.aborted.swap(false, Ordering::SeqCst);
+                    Response::TransactionEnd(Tag::new(if k == Kind::Commit && !was_aborted { "COMMIT" } else { "ROLLBACK" }))
+                }
+                (_, _, r) => r,
+            }),
+        }
+    }
+
+    /// psql's `\l`, `\dt`, `\du` from Pond's grant-filtered listings.
+    async fn listing(&self, conn: &Conn, listing: crate::catalog::Listing) -> crate::Result<Response> {
+        let stream = conn.session.query(crate::catalog::engine_statement(listing), None).await?;
+        let mut rows = Vec::new();
+        for batch in stream.collect().await? {
+            let cols: Vec<arrow_array::ArrayRef> = batch
+                .columns()
+                .iter()
+                .map(|c| arrow_cast::cast(c, &arrow_schema::DataType::Utf8))
+                .collect::<std::result::Result<_, _>>()?;
+            for r in 0..batch.num_rows() {
+                rows.push(cols.iter().map(|c| c.as_string::<i32>().value(r).to_string()).collect::<Vec<_>>());
+            }
+        }
+        let (names, rows) = crate::catalog::shape(listing, rows, &conn.session.current_schema());
+        Ok(rows_response(&names, rows))
+    }
+
+    /// `COPY … TO STDOUT`: the query's rows as CopyData.
+    async fn copy_out(&self, conn: &Conn, copy: crate::copy::CopyOut, materialize: bool) -> crate::Result<Response> {
+        let stream = conn.session.query(&copy.query, None).await?;
+        let schema = stream.schema();
+        let (_, cols) = types::fields(&schema, &stream.duckdb_types(), |_| false);
+        let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let ncols = cols.len();
+        let format = copy.format;
+        let prefix = Arc::new(Mutex::new(crate::copy::prefix(format, &names)));
+        let rest = prefix.clone();
+        let rows = stream
+            .map(move |r| match r {
+                Ok(batch) => crate::copy::copy_rows(&batch, &cols, format, &mut prefix.lock()).map_err(PgWireError::from),
+                Err(e) => Err(PgWireError::from(Error::from(e))),
+            })
+            .flat_map(|r| {
+                futures::stream::iter(match r {
+                    Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+                    Err(e) => vec![Err(e)],
+                })
+            })
+            // No rows: the prefix (binary signature, CSV header) still goes out.
+            .chain(futures::stream::iter(std::iter::from_fn(move || rest.lock().take().map(|p| Ok(CopyData::new(p)))).take(1)));
+        let response = if materialize {
+            let all: Vec<PgWireResult<CopyData>> = rows.collect().await;
+            CopyResponse::new(format.code(), ncols, futures::stream::iter(all))
+        } else {
+            CopyResponse::new(format.code(), ncols, rows)
+        };
+        Ok(Response::CopyOut(response))
+    }
+
+    async fn execute(
+        &self,
+        conn: &Conn,
+        sql: &str,
+        params: Option<Vec<Value>>,
+        k: &Kind,
+        binary: &(dyn Fn(usize) -> bool + Send + Sync),
+        materialize: bool,
+    ) -> crate::Result<Response> {
+        let stream = conn.session.query(sql, params.map(|p| vec![p])).await?;
+        match k {
+            Kind::Rows(tag) => {
+                if materialize {
+                    let schema = stream.schema();
+                    let duck = stream.duckdb_types();
+                    let (infos, cols) = types::fields(&schema, &duck, binary);
+                    let mut rows = Vec::new();
+                    for batch in stream.collect().await? {
+                        rows.extend(types::encode_batch(&batch, &cols)?.into_iter().map(Ok));
+                    }
+                    let mut resp = QueryResponse::new(Arc::new(infos), futures::stream::iter(rows));
+                    resp.set_command_tag(tag);
+                    Ok(Response::Query(resp))
+                } else {
+                    Ok(Response::Query(query_response(stream, binary, tag)))
+                }
+            }
+            Kind::Dml(tag) => {
+                let mut count = 0i64;
+                for batch in stream.collect().await? {
+                    if let Some(col) = batch.columns().first() {
+                        if let Some(a) = col.as_primitive_opt::<Int64Type>() {
+                            count += a.iter().flatten().sum::<i64>();
+                        }
+                    }
+                }
+                Ok(Response::Execution(Tag::new(tag).with_rows(count.max(0) as usize)))
+            }
+            Kind::Begin => {
+                stream.collect().await?;
+                Ok(Response::Execution(Tag::new("BEGIN")))
+            }
+            Kind::Commit | Kind::Rollback => {
+                stream.collect().await?;
+                Ok(Response::Execution(Tag::new(if *k == Kind::Commit { "COMMIT" } else { "ROLLBACK" })))
+            }
+            Kind::Command(tag) => {
+                stream.collect().await?;
+                Ok(Response::Execution(Tag::new(tag)))
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Backend {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = conn(client)?;
+        let statements = pond_engine::sql::split_statements(query);
+        let n = statements.len();
+        let mut out = Vec::with_capacity(n);
+        if n > 1 {
+            // Several statements run none of them if any is denied (as on Flight SQL and HTTP).
+            let engine_part: Vec<&str> = {
+                let settings = conn.settings.lock();
+                let schema = conn.session.current_schema();
+                statements.iter().map(String::as_str).filter(|st| local::intercept(st, &settings, &schema).is_none()).collect()
+            };
+            if let Err(e) = conn.session.preauthorize_sql(&engine_part.join(";\n")).await {
+                if conn.session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                return Ok(vec![Response::Error(Box::new(Error::from(e).to_info()))]);
+            }
+        }
+        for (i, st) in statements.iter().enumerate() {
+            match self.run(&conn, st, None, &|_| false, i + 1 < n).await {
+                Ok(r) => out.push(r),
+                Err(e) => {
+                    out.push(Response::Error(Box::new(e)));
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(Response::EmptyQuery);
+        }
+        Ok(out)
+    }
+}
+
+/// A statement as stored by Parse.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    sql: String,
+    params: usize,
+}
+
+pub(crate) struct Parser;
+
+#[async_trait]
+impl QueryParser for Parser {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let sql = sql.trim().trim_end_matches(';').trim().to_string();
+        Ok(Some(Prepared { params: param_count(&sql), sql }))
+    }
+
+    fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        Ok(vec![Type::TEXT; stmt.params])
+    }
+
+    fn get_result_schema(&self, _stmt: &Prepared, _format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        Ok(vec![])
+    }
+}
+
+fn portal_params(portal: &Portal<Prepared>) -> PgWireResult<Option<Vec<Value>>> {
+    if portal.parameters.is_empty() {
+        return Ok(None);
+    }
+    let declared = &portal.statement.parameter_types;
+    let mut values = Vec::with_capacity(portal.parameters.len());
+    for (i, raw) in portal.parameters.iter().enumerate() {
+        let ty = declared.get(i).cloned().flatten().unwrap_or(Type::UNKNOWN);
+        let binary = format_for(&portal.parameter_format, i);
+        values.push(types::param_value(raw.as_deref(), &ty, binary).map_err(PgWireError::from)?);
+    }
+    Ok(Some(values))
+}
+
+fn portal_key(portal: &Portal<Prepared>) -> usize {
+    Arc::as_ptr(&portal.state) as usize
+}
+
+fn user_error(e: ErrorInfo) -> PgWireError {
+    PgWireError::UserError(Box::new(e))
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Backend {
+    type Statement = Prepared;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Parser> {
+        self.parser.clone()
+    }
+
+    async fn do_describe_statement<C>(&self, client: &mut C, target: &StoredStatement<Prepared>) -> PgWireResult<DescribeStatementResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = conn(client)?;
+        let stmt = &target.statement;
+        let n = stmt.params.max(target.parameter_types.len());
+        let params: Vec<Type> = (0..n).map(|i| target.parameter_types.get(i).cloned().flatten().unwrap_or(Type::TEXT)).collect();
+        let local = {
+            let settings = conn.settings.lock();
+            local::intercept(&stmt.sql, &settings, &conn.session.current_schema())
+        };
+        if let Some(Local::Row(row)) = local {
+            return Ok(DescribeStatementResponse::new(params, local_fields(&row)));
+        }
+        // Only a single statement is wrapped (the wrapper must not turn one statement into several).
+        let wrappable = matches!(words(&stmt.sql, 1).first().map(String::as_str), Some("SELECT" | "WITH" | "VALUES" | "FROM" | "TABLE"))
+            && pond_engine::sql::split_statements(&stmt.sql).len() == 1;
+        if local.is_some() || !wrappable || conn.aborted.load(Ordering::SeqCst) {
+            return Ok(DescribeStatementResponse::new(params, vec![]));
+        }
+        // The result columns without running the statement: DuckDB plans it under LIMIT 0.
+        let probe = format!("SELECT * FROM ({}\n) AS pond_describe LIMIT 0", stmt.sql);
+        if pond_engine::sql::split_statements(&probe).len() != 1 {
+            return Ok(DescribeStatementResponse::new(params, vec![]));
+        }
+        let nulls = (n > 0).then(|| vec![vec![Value::Null; n]]);
+        let stream = conn.session.query(&probe, nulls).await.map_err(Error::from)?;
+        let (infos, _) = types::fields(&stream.schema(), &stream.duckdb_types(), |_| false);
+        drop(stream);
+        Ok(DescribeStatementResponse::new(params, infos))
+    }
+
+    async fn do_describe_portal<C>(&self, client: &mut C, portal: &Portal<Prepared>) -> PgWireResult<DescribePortalResponse>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = conn(client)?;
+        let sql = &portal.statement.statement.sql;
+        let local = {
+            let settings = conn.settings.lock();
+            local::intercept(sql, &settings, &conn.session.current_schema())
+        };
+        if let Some(Local::Row(row)) = local {
+            return Ok(DescribePortalResponse::new(local_fields(&row)));
+        }
+        if local.is_some() || !matches!(kind(sql), Kind::Rows(_)) {
+            return Ok(DescribePortalResponse::new(vec![]));
+        }
+        if conn.aborted.load(Ordering::SeqCst) {
+            return Err(user_error(info("25P02", "current transaction is aborted, commands ignored until end of transaction block")));
+        }
+        // Run it now (its parameters are bound) and keep the result for Execute.
+        let params = portal_params(portal)?;
+        let in_txn = conn.session.in_transaction();
+        let stream = match conn.session.query(sql, params.map(|p| vec![p])).await {
+            Ok(s) => s,
+            Err(e) => {
+                if in_txn {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                return Err(Error::from(e).into());
+            }
+        };
+        let formats = portal.result_column_format.clone();
+        let (infos, _) = types::fields(&stream.schema(), &stream.duckdb_types(), |i| format_for(&formats, i));
+        *conn.pending.lock() = Some((portal_key(portal), stream));
+        Ok(DescribePortalResponse::new(infos))
+    }
+
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = conn(client)?;
+        let formats = portal.result_column_format.clone();
+        let binary = move |i: usize| format_for(&formats, i);
+        let pending = {
+            let mut p = conn.pending.lock();
+            match p.take() {
+                Some((key, stream)) if key == portal_key(portal) => Some(stream),
+                _ => None,
+            }
+        };
+        if let Some(stream) = pending {
+            let tag = match kind(&portal.statement.statement.sql) {
+                Kind::Rows(t) => t,
+                _ => "SELECT".into(),
+            };
+            return Ok(Response::Query(query_response(stream, &binary, &tag)));
+        }
+        let params = portal_params(portal)?;
+        self.run(&conn, &portal.statement.statement.sql, params, &binary, false).await.map_err(user_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_kinds_and_tags() {
+        assert_eq!(kind("select 1"), Kind::Rows("SELECT".into()));
+        assert_eq!(kind("  (select 1)"), Kind::Rows("SELECT".into()));
+        assert_eq!(kind("insert into t values (1)"), Kind::Dml("INSERT 0"));
+        assert_eq!(kind("INSERT INTO t VALUES (1) RETURNING id"), Kind::Rows("INSERT 0".into()));
+        assert_eq!(kind("create or replace temp table t (a int)"), Kind::Command("CREATE TABLE".into()));
+        assert_eq!(kind("drop view if exists v"), Kind::Command("DROP VIEW".into()));
+        assert_eq!(kind("begin"), Kind::Begin);
+        assert_eq!(kind("START TRANSACTION"), Kind::Begin);
+        assert_eq!(kind("end"), Kind::Commit);
+        assert_eq!(kind("rollback to savepoint a"), Kind::Command("ROLLBACK".into()));
+    }
+
+    #[test]
+    fn placeholders_are_counted_outside_quotes() {
+        assert_eq!(param_count("select $1, $2 where a = $10"), 10);
+        assert_eq!(param_count("select '$3', \"$4\""), 0);
+        assert_eq!(param_count("select $$"), 0);
+    }
+}
