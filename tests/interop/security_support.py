@@ -113,6 +113,32 @@ def run_http(api: HttpApi, auth, steps: list[str], *, database: str | None = Non
     return Outcome(ok=r.status_code == 200, text=r.text, status=r.status_code, code=code)
 
 
+def run_pg(server: PondServer, user: str, password: str, steps: list[str]) -> Outcome:
+    """Steps in order on one PostgreSQL connection (psycopg, simple query protocol so
+    multi-statement strings reach the server as written); stops at the first error."""
+    import psycopg
+
+    host, port = server.pg_host_port
+    texts: list[str] = []
+    try:
+        conn = psycopg.connect(host=host, port=port, user=user, password=password, dbname="default",
+                               autocommit=True, connect_timeout=10, cursor_factory=psycopg.ClientCursor)
+    except Exception as e:  # noqa: BLE001 - a refused login is an outcome too
+        return Outcome(ok=False, text=f"{type(e).__name__}: {e}")
+    try:
+        for step in steps:
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(step)
+                    texts.append(repr(cur.fetchall()) if cur.description else str(cur.statusmessage))
+            except Exception as e:  # noqa: BLE001 - any driver error is an outcome
+                texts.append(f"{type(e).__name__}: {e}")
+                return Outcome(ok=False, text="\n".join(texts))
+    finally:
+        conn.close()
+    return Outcome(ok=True, text="\n".join(texts))
+
+
 def run_flight(conn, steps: list[str], params=None) -> Outcome:
     """Steps in order on one ADBC connection (one Pond session); stops at the first error.
     `params` are bound to the last step."""

@@ -28,7 +28,7 @@ import pytest
 
 import flight_proto as fp
 from helpers import ADMIN, PASSWORD
-from security_support import HttpApi, Outcome, adbc, run_flight, run_http, start_dedicated, stop_dedicated
+from security_support import HttpApi, Outcome, adbc, run_flight, run_http, run_pg, start_dedicated, stop_dedicated
 
 MARKER = "TOPSECRET-42"
 MALLORY = "mallory"
@@ -40,6 +40,8 @@ HIDDEN_NAMES = ["secret", "secret_t", "hidden_kv", "hidden_child", "hidden_count
                 "hidden_macro", "hidden_scalar", "hidden_const", "hidden_view", "hidden_priv", "mem_secret", "pond_system"]
 
 PROTOCOLS = ["flight", "http"]
+# The attacks also run over PostgreSQL wire (psycopg, simple query protocol).
+ATTACK_PROTOCOLS = ["flight", "http", "pg"]
 
 WORLD = f"""
 CREATE DATABASE granted;
@@ -143,14 +145,17 @@ class Attack:
     steps: tuple[str, ...]
     expect: str = DENIED
     params: tuple | None = None  # bound to the last step (Flight only: HTTP cannot bind)
+    # Over PostgreSQL wire this client-session setting is answered by the pg layer
+    # (PostgreSQL semantics) without reaching DuckDB: success is fine if nothing changed.
+    pg_local: bool = False
 
     @property
     def protocols(self) -> list[str]:
-        return ["flight"] if self.params is not None else PROTOCOLS
+        return ["flight"] if self.params is not None else ATTACK_PROTOCOLS
 
 
-def A(id: str, *steps: str, expect: str = DENIED, params: tuple | None = None) -> Attack:
-    return Attack(id, tuple(steps), expect, params)
+def A(id: str, *steps: str, expect: str = DENIED, params: tuple | None = None, pg_local: bool = False) -> Attack:
+    return Attack(id, tuple(steps), expect, params, pg_local)
 
 
 SECRET = "secret.main.secret_t"
@@ -230,12 +235,12 @@ ATTACKS = [
     A("set_memory_limit", "SET memory_limit = '1MB'"),
     A("set_global_timezone", "SET GLOBAL TimeZone = 'Asia/Tokyo'"),
     A("set_session_threads", "SET SESSION threads = 1"),
-    A("set_search_path", "SET search_path = 'secret.main'"),
+    A("set_search_path", "SET search_path = 'secret.main'", pg_local=True),
     A("set_schema", "SET schema = 'main'"),
     A("set_variable_from_secret", f"SET VARIABLE leak = (SELECT s FROM {SECRET})"),
     A("reset_threads", "RESET threads"),
     # DuckDB's parser rejects RESET ALL; any error is fine as long as nothing changes.
-    A("reset_all", "RESET ALL", expect=REFUSED),
+    A("reset_all", "RESET ALL", expect=REFUSED, pg_local=True),
     # Global in DuckDB (they would change every session's ORDER BY), so not allowed.
     A("set_default_order", "SET default_order = 'desc'"),
     A("set_default_null_order", "SET default_null_order = 'nulls_first'"),
@@ -591,6 +596,8 @@ def run_attack(world: World, attack: Attack, proto: str) -> Outcome:
     steps = [world.substitute(s) for s in attack.steps]
     if proto == "http":
         return run_http(world.api, world.mallory, steps)
+    if proto == "pg":
+        return run_pg(world.server, MALLORY, MALLORY_PW, steps)
     conn = adbc(world.server, user=MALLORY, password=MALLORY_PW)
     try:
         return run_flight(conn, steps, attack.params)
@@ -741,6 +748,8 @@ def test_attack(world, attack: Attack, proto: str):
     names = hidden_names_in(out.text, attack_text)
     assert not names, f"LEAK over {proto}: hidden object names {names} in the answer: {out.short()}"
     assert not changed, f"the attack changed server state over {proto} (restored):\n{diff(before, after)}\nanswer: {out.short()}"
+    if proto == "pg" and attack.pg_local and out.ok:
+        return
     if attack.expect == FILTERED:
         assert out.ok, f"the limited catalog listing failed over {proto}: {out.short()}"
         assert "granted" in out.text, f"the listing lost what mallory may see: {out.short()}"

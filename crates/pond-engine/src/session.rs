@@ -526,13 +526,14 @@ impl Session {
         r.map(|text| (identity, text))
     }
 
-    /// Checks every statement of `sql` before any of them runs, for protocols
+    /// Checks every statement (as split by the protocol) before any of them runs, for protocols
     /// that execute a multi-statement request one statement at a time (the
     /// PostgreSQL simple query): like [`Session::query`], a request runs nothing
     /// if any statement is denied outright. SQL that does not parse is left to
     /// the statements' own execution to report.
-    pub async fn preauthorize_sql(self: &Arc<Self>, sql: &str) -> Result<()> {
-        let Ok(statements) = sql::parse(sql) else { return Ok(()) };
+    pub async fn preauthorize_sql(self: &Arc<Self>, texts: &[&str]) -> Result<()> {
+        // Classified one by one: joining them again could let a comment swallow a separator.
+        let Ok(statements) = texts.iter().map(|t| sql::classify(t)).collect::<Result<Vec<_>>>() else { return Ok(()) };
         if statements.len() < 2 || self.identity.effective_superuser() {
             return Ok(());
         }

@@ -600,7 +600,7 @@ impl SimpleQueryHandler for Backend {
                 let schema = conn.session.current_schema();
                 statements.iter().map(String::as_str).filter(|st| local::intercept(st, &settings, &schema).is_none()).collect()
             };
-            if let Err(e) = conn.session.preauthorize_sql(&engine_part.join(";\n")).await {
+            if let Err(e) = conn.session.preauthorize_sql(&engine_part).await {
                 if conn.session.in_transaction() {
                     conn.aborted.store(true, Ordering::SeqCst);
                 }

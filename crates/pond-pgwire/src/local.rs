@@ -146,7 +146,10 @@ pub(crate) fn intercept(sql: &str, settings: &HashMap<String, String>, schema: &
             let value = tail.strip_prefix("to ").or_else(|| tail.strip_prefix('=')).unwrap_or(tail);
             (name.to_string(), value.trim().to_string())
         };
-        if SETTABLE.contains(&name.as_str()) {
+        // Only literal values are kept here; anything else (a function call, a
+        // subquery) goes to the engine, whose checks refuse it.
+        let literal = value.chars().all(|c| c.is_ascii_alphanumeric() || " _-.,:/+'\"$".contains(c));
+        if SETTABLE.contains(&name.as_str()) && literal {
             // Keep the value's original spelling (application names are case-sensitive).
             let original = original_value(sql, &value).unwrap_or(value);
             return Some(Local::Set(name, unquote(&original)));
@@ -196,6 +199,9 @@ mod tests {
             Some(Local::Set("application_name".into(), "My App".into()))
         );
         assert_eq!(intercept("SET TIME ZONE 'UTC'", &st, "main"), Some(Local::Set("timezone".into(), "UTC".into())));
+        // Expressions are not values: they go to the engine (and its checks).
+        assert_eq!(intercept("SET TimeZone = current_setting('allowed_directories')", &st, "main"), None);
+        assert_eq!(intercept("SET application_name = (SELECT 1)", &st, "main"), None);
         assert!(matches!(intercept("SHOW TRANSACTION ISOLATION LEVEL", &st, "main"), Some(Local::Row(_))));
         assert!(matches!(intercept("select current_setting('search_path')", &st, "main"), Some(Local::Row(_))));
         // DuckDB's own statements pass through.
