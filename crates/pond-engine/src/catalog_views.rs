@@ -229,29 +229,7 @@ fn cannot() -> Error {
 fn reference_end(sql: &str, at: usize, call: bool) -> Option<usize> {
     let b = sql.as_bytes();
     let mut i = at;
-    let ident = |i: &mut usize| -> bool {
-        if *i < b.len() && b[*i] == b'"' {
-            *i += 1;
-            while *i < b.len() {
-                if b[*i] == b'"' {
-                    if b.get(*i + 1) == Some(&b'"') {
-                        *i += 2;
-                        continue;
-                    }
-                    *i += 1;
-                    return true;
-                }
-                *i += 1;
-            }
-            false
-        } else {
-            let start = *i;
-            while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_') {
-                *i += 1;
-            }
-            *i > start
-        }
-    };
+    let ident = |i: &mut usize| crate::sql::skip_identifier(b, i);
     let skip_ws = |i: &mut usize| {
         while *i < b.len() && b[*i].is_ascii_whitespace() {
             *i += 1;

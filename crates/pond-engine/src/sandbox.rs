@@ -881,29 +881,7 @@ fn view_query(sql: &str) -> Option<String> {
         ok
     };
     // An identifier, quoted or not, at i.
-    let ident = |i: &mut usize| -> bool {
-        if *i < b.len() && b[*i] == b'"' {
-            *i += 1;
-            while *i < b.len() {
-                if b[*i] == b'"' {
-                    if b.get(*i + 1) == Some(&b'"') {
-                        *i += 2;
-                        continue;
-                    }
-                    *i += 1;
-                    return true;
-                }
-                *i += 1;
-            }
-            false
-        } else {
-            let start = *i;
-            while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_' || b[*i] >= 0x80) {
-                *i += 1;
-            }
-            *i > start
-        }
-    };
+    let ident = |i: &mut usize| crate::sql::skip_identifier(b, i);
     skip_ws(&mut i);
     if !word(&mut i, "create") {
         return None;

@@ -498,6 +498,32 @@ pub fn parse(sql: &str) -> Result<Vec<Statement>> {
     split_statements(sql).iter().map(|s| classify(s)).collect()
 }
 
+/// Advances `i` past one identifier at `b[*i]`: double-quoted (with `""`
+/// escapes) or plain (letters, digits, `_`, non-ASCII). False if none starts there.
+pub(crate) fn skip_identifier(b: &[u8], i: &mut usize) -> bool {
+    if *i < b.len() && b[*i] == b'"' {
+        *i += 1;
+        while *i < b.len() {
+            if b[*i] == b'"' {
+                if b.get(*i + 1) == Some(&b'"') {
+                    *i += 2;
+                    continue;
+                }
+                *i += 1;
+                return true;
+            }
+            *i += 1;
+        }
+        false
+    } else {
+        let start = *i;
+        while *i < b.len() && (b[*i].is_ascii_alphanumeric() || b[*i] == b'_' || b[*i] >= 0x80) {
+            *i += 1;
+        }
+        *i > start
+    }
+}
+
 /// Quotes an identifier for DuckDB.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
