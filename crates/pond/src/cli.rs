@@ -457,16 +457,17 @@ pub fn parse_from(args: Vec<String>) -> Result<Cli, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     let table: toml::Table = text.parse().map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
     let Some((_, sub)) = matches.subcommand() else { return Ok(cli) };
-    let known: Vec<String> = Cli::command()
+    // Long names of serve's flags, and whether each takes a value (`--x=false`) or is a switch.
+    let known: Vec<(String, bool)> = Cli::command()
         .find_subcommand("serve")
-        .map(|c| c.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
+        .map(|c| c.get_arguments().filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_action().takes_values()))).collect())
         .unwrap_or_default();
     let mut injected = Vec::new();
     for (key, value) in &table {
         let long = key.replace('_', "-");
-        if !known.contains(&long) || long == "config" {
+        let Some(&(_, takes_value)) = known.iter().find(|(l, _)| *l == long).filter(|_| long != "config") else {
             return Err(format!("config file {}: unknown setting '{key}'", path.display()));
-        }
+        };
         let id = long.replace('-', "_");
         let from_user = matches!(sub.value_source(&id), Some(ValueSource::CommandLine | ValueSource::EnvVariable));
         if from_user {
@@ -475,6 +476,8 @@ pub fn parse_from(args: Vec<String>) -> Result<Cli, String> {
         let text = match value {
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
+            // A setting that takes a value gets it either way; a switch only when true.
+            toml::Value::Boolean(b) if takes_value => b.to_string(),
             toml::Value::Boolean(b) => {
                 if *b {
                     injected.push(format!("--{long}"));
@@ -540,6 +543,16 @@ mod tests {
         assert_eq!((jwt.issuer.as_deref(), jwt.audience.as_deref()), (Some("https://idp"), Some("pond")));
         let d = serve(&["serve"]).unwrap().server_config().unwrap();
         assert!(!d.engine.external_access, "DuckDB external access is off by default");
+    }
+
+    #[test]
+    fn config_file_booleans_reach_settings_that_default_to_true() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pond.toml");
+        std::fs::write(&file, "ingest-create-databases = false\noffline = false\n").unwrap();
+        let s = serve(&["serve", "--config", file.to_str().unwrap()]).unwrap();
+        assert!(!s.ingest.ingest_create_databases, "false in the file turns it off");
+        assert!(!s.engine.offline);
     }
 
     #[test]
