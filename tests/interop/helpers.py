@@ -49,12 +49,34 @@ def run(conn, sql: str, params=None) -> None:
             cur.execute(sql, params)
 
 
+def pooled_session() -> requests.Session:
+    """A requests session that opens a new connection when a pooled keep-alive
+    connection turns out to have been closed by the server while idle (the
+    race shows up as RemoteDisconnected before any response was read)."""
+    from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import ReadTimeoutError
+    from urllib3.util.retry import Retry
+
+    class DroppedKeepAliveRetry(Retry):
+        def increment(self, *args, **kwargs):
+            # A slow answer is not a dropped connection: never send a query twice for it.
+            if isinstance(kwargs.get("error"), ReadTimeoutError):
+                raise kwargs["error"]
+            return super().increment(*args, **kwargs)
+
+    s = requests.Session()
+    retry = DroppedKeepAliveRetry(total=2, connect=2, read=2, status=0, other=0, allowed_methods=None, raise_on_status=False)
+    s.mount("http://", HTTPAdapter(max_retries=retry))
+    s.mount("https://", HTTPAdapter(max_retries=retry))
+    return s
+
+
 class Http:
     """Tiny requests wrapper for Pond's HTTP API."""
 
     def __init__(self, server: PondServer):
         self.base = server.http_url
-        self.session = requests.Session()
+        self.session = pooled_session()
         self.auth = (ADMIN, PASSWORD)
 
     def query(self, sql: str, *, database: str | None = None, fmt: str | None = None,
