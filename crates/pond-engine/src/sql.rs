@@ -202,6 +202,27 @@ enum Token {
     Other,
 }
 
+/// The text of a quoted token starting at `chars[open]` (the quote doubled
+/// inside it stands for itself) and the index just past its closing quote.
+fn unquote_at(chars: &[char], open: usize) -> (String, usize) {
+    let quote = chars[open];
+    let mut s = String::new();
+    let mut i = open + 1;
+    while i < chars.len() {
+        if chars[i] == quote {
+            if chars.get(i + 1) == Some(&quote) {
+                s.push(quote);
+                i += 2;
+                continue;
+            }
+            break;
+        }
+        s.push(chars[i]);
+        i += 1;
+    }
+    (s, i + 1)
+}
+
 fn tokenize(text: &str) -> Vec<Token> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
@@ -220,40 +241,10 @@ fn tokenize(text: &str) -> Vec<Token> {
                 i += 1;
             }
             i += 2;
-        } else if c == '"' {
-            let mut s = String::new();
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '"' {
-                    if chars.get(i + 1) == Some(&'"') {
-                        s.push('"');
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                s.push(chars[i]);
-                i += 1;
-            }
-            i += 1;
-            out.push(Token::Quoted(s));
-        } else if c == '\'' {
-            let mut s = String::new();
-            i += 1;
-            while i < chars.len() {
-                if chars[i] == '\'' {
-                    if chars.get(i + 1) == Some(&'\'') {
-                        s.push('\'');
-                        i += 2;
-                        continue;
-                    }
-                    break;
-                }
-                s.push(chars[i]);
-                i += 1;
-            }
-            i += 1;
-            out.push(Token::Str(s));
+        } else if c == '"' || c == '\'' {
+            let (text, next) = unquote_at(&chars, i);
+            i = next;
+            out.push(if c == '"' { Token::Quoted(text) } else { Token::Str(text) });
         } else if c.is_alphanumeric() || c == '_' {
             let mut s = String::new();
             while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-') {
