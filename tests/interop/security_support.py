@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pytest
 import requests
 
-from helpers import ADMIN, PASSWORD
+from helpers import ADMIN, PASSWORD, pooled_session
 from pond_server import PondServer, PondStartError, pond_bin
 
 
@@ -44,7 +44,7 @@ class HttpApi:
 
     def __init__(self, server: PondServer):
         self.base = server.http_url
-        self.s = requests.Session()
+        self.s = pooled_session()
 
     @staticmethod
     def _kw(auth, kw):
