@@ -1,6 +1,7 @@
-//! Time-series write endpoints (InfluxDB v1, v2, v3 and Arc's line-protocol
-//! path) translated to [`pond_ingest::Ingester::write`], and InfluxDB v1's
-//! `/query` for `CREATE DATABASE` and `/ping`.
+//! Time-series write endpoints (InfluxDB v1, v2, v3, Arc's line-protocol and
+//! MessagePack paths) translated to [`pond_ingest::Ingester::write`], Arc's
+//! MessagePack format description, and InfluxDB v1's `/query` for
+//! `CREATE DATABASE` and `/ping`.
 
 use std::collections::HashMap;
 
@@ -9,7 +10,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use pond_ingest::{Error as IngestError, Ingester, Precision, WriteOutcome, WriteRequest};
+use pond_ingest::{Error as IngestError, Format, Ingester, Precision, WriteOutcome, WriteRequest};
 
 use crate::auth::Caller;
 use crate::{HttpError, HttpState};
@@ -69,20 +70,22 @@ async fn write_common(
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let limit = ing.config().max_body_bytes;
     let body = pond_ingest::decode_body(encoding, &body, limit).map_err(ingest_error)?;
-    let req = WriteRequest { database, precision, body, no_sync, accept_partial };
+    let req = WriteRequest { database, format: Format::LineProtocol, precision, body, no_sync, accept_partial };
     let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
-    Ok(outcome_response(outcome))
+    Ok(outcome_response(outcome, Format::LineProtocol))
 }
 
-/// 204 when every line was written; otherwise InfluxDB 3's partial-write JSON.
-fn outcome_response(o: WriteOutcome) -> Response {
+/// 204 when every line was written; otherwise InfluxDB 3's partial-write JSON
+/// (for MessagePack, `line_number` is the record number).
+fn outcome_response(o: WriteOutcome, format: Format) -> Response {
     if o.errors.is_empty() {
         return StatusCode::NO_CONTENT.into_response();
     }
-    let error = if o.lines_written > 0 {
-        "partial write of line protocol occurred"
-    } else {
-        "parsing failed for line protocol: no lines were written"
+    let error = match (format, o.lines_written > 0) {
+        (Format::LineProtocol, true) => "partial write of line protocol occurred",
+        (Format::LineProtocol, false) => "parsing failed for line protocol: no lines were written",
+        (Format::MessagePack, true) => "partial write of MessagePack records occurred",
+        (Format::MessagePack, false) => "invalid MessagePack records: no records were written",
     };
     let data: Vec<_> = o
         .errors
@@ -141,12 +144,7 @@ pub async fn write_arc_lp(
     body: Bytes,
 ) -> Result<Response, HttpError> {
     let p = params(q.as_deref());
-    let db = headers
-        .get("x-arc-database")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| p.get("db").cloned())
-        .unwrap_or_else(|| pond_engine::DEFAULT_DATABASE.to_string());
+    let db = arc_database(&headers, &p);
     write_common(&s, &caller, &headers, body, db, p.get("precision").map(String::as_str), flag(&p, "no_sync", false), true).await
 }
 
@@ -161,24 +159,93 @@ pub async fn write_json(
 ) -> Result<Response, HttpError> {
     let ing = ingester(&s)?;
     let p = params(q.as_deref());
-    let db = headers
-        .get("x-arc-database")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| p.get("db").cloned())
-        .unwrap_or_else(|| pond_engine::DEFAULT_DATABASE.to_string());
+    let db = arc_database(&headers, &p);
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let json = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
     let lp = pond_ingest::json::to_line_protocol(&json).map_err(ingest_error)?;
     let req = WriteRequest {
         database: db,
+        format: Format::LineProtocol,
         precision: Precision::Nanosecond,
         body: lp,
         no_sync: flag(&p, "no_sync", false),
         accept_partial: true,
     };
     let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
-    Ok(outcome_response(outcome))
+    Ok(outcome_response(outcome, Format::LineProtocol))
+}
+
+/// Arc's database choice: the `x-arc-database` header, else `?db=`, else `default`.
+fn arc_database(headers: &HeaderMap, p: &HashMap<String, String>) -> String {
+    headers
+        .get("x-arc-database")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or_else(|| p.get("db").cloned())
+        .unwrap_or_else(|| pond_engine::DEFAULT_DATABASE.to_string())
+}
+
+/// Arc MessagePack: `POST /api/v1/write/msgpack` (and `/write/v2/msgpack`);
+/// `pond_ingest::msgpack` documents the formats.
+pub async fn write_msgpack(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    let ing = ingester(&s)?;
+    let p = params(q.as_deref());
+    let db = arc_database(&headers, &p);
+    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+    let body = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
+    let req = WriteRequest {
+        database: db,
+        format: Format::MessagePack,
+        precision: Precision::Nanosecond,
+        body,
+        no_sync: flag(&p, "no_sync", false),
+        accept_partial: true,
+    };
+    let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
+    Ok(outcome_response(outcome, Format::MessagePack))
+}
+
+/// `GET /api/v1/write/msgpack/spec`: what the MessagePack endpoints accept.
+pub async fn msgpack_spec(_caller: Caller) -> Response {
+    Json(serde_json::json!({
+        "protocol": "MessagePack (Arc-compatible)",
+        "endpoints": ["POST /api/v1/write/msgpack", "POST /write/v2/msgpack"],
+        "content_type": "application/msgpack",
+        "database": "x-arc-database header, else ?db=, else 'default'",
+        "query_parameters": {"db": "database when the header is absent", "no_sync": "true: acknowledge before the write-ahead log is synced"},
+        "compression": "gzip or zstd, by Content-Encoding or detected from the first bytes",
+        "body": "one record map, {\"batch\": [record, ...]}, or an array of records; batches may nest",
+        "formats": {
+            "columnar": {
+                "shape": {"m": "measurement: string, or integer N for 'measurement_N'", "columns": {"time": "[timestamps] (optional: arrival time)", "<name>": "[values], all arrays of equal length"}},
+                "types": "integers BIGINT, floats DOUBLE (integers and floats mixed: DOUBLE), strings VARCHAR, booleans BOOLEAN, nil NULL",
+                "example": {"m": "cpu", "columns": {"time": [1700000000000i64, 1700000001000i64], "host": ["a", "b"], "usage_idle": [95.5, 94.0]}}
+            },
+            "row": {
+                "shape": {"m": "measurement", "t": "timestamp (optional: arrival time)", "h": "host, stored as tag 'host' (integer N: 'host_N')", "tags": "{name: string}", "fields": "{name: number|string|boolean}", "f": "[values] instead of fields: stored as field_0, field_1, ..."},
+                "example": {"m": "cpu", "t": 1700000000000i64, "h": "server01", "tags": {"region": "eu"}, "fields": {"usage_idle": 95.5, "usage_user": 3.2}}
+            }
+        },
+        "timestamps": "unit by magnitude of |t|: < 1e10 seconds, < 1e13 milliseconds, < 1e16 microseconds, else nanoseconds (exact); a columnar time column takes the unit of its first value; floats keep their fraction",
+        "tables": "one table per measurement in the database: time TIMESTAMP_NS plus one column per tag, field or column; new names add columns",
+        "responses": {
+            "204": "every record written",
+            "400": "not MessagePack (nothing written), or some records rejected: {\"error\", \"data\": [{\"line_number\": record number from 1, \"original_line\": \"item I[, entry E]\", \"error_message\"}], \"lines_written\"}; the other records are written",
+            "401/403": "authentication; INSERT on the measurement or WRITE on the database",
+            "404": "unknown database (created on a superuser's first write unless --ingest-create-databases=false)",
+            "413": "body larger than --max-body-bytes (compressed or decompressed)",
+            "503": "ingest queue full: retry after Retry-After seconds; nothing of the request was written"
+        }
+    }))
+    .into_response()
 }
 
 /// InfluxDB v1 `/ping`.

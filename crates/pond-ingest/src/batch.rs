@@ -48,7 +48,7 @@ impl Kind {
         }
     }
 
-    fn of(v: &FieldValue<'_>) -> Kind {
+    pub(crate) fn of(v: &FieldValue<'_>) -> Kind {
         match v {
             FieldValue::Float(_) => Kind::Float,
             FieldValue::Integer(_) => Kind::Integer,
@@ -58,7 +58,7 @@ impl Kind {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Tag => "tag",
             Kind::Float => "float",
@@ -70,7 +70,7 @@ impl Kind {
     }
 }
 
-enum Values {
+pub(crate) enum Values {
     Str(StringBuilder),
     Float(Float64Builder),
     Int(Int64Builder),
@@ -79,7 +79,7 @@ enum Values {
 }
 
 impl Values {
-    fn new(kind: Kind) -> Self {
+    pub(crate) fn new(kind: Kind) -> Self {
         match kind {
             Kind::Tag | Kind::String => Values::Str(StringBuilder::new()),
             Kind::Float => Values::Float(Float64Builder::new()),
@@ -88,7 +88,7 @@ impl Values {
             Kind::Boolean => Values::Bool(BooleanBuilder::new()),
         }
     }
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         use arrow_array::builder::ArrayBuilder;
         match self {
             Values::Str(b) => b.len(),
@@ -98,7 +98,7 @@ impl Values {
             Values::Bool(b) => b.len(),
         }
     }
-    fn nulls(&mut self, n: usize) {
+    pub(crate) fn nulls(&mut self, n: usize) {
         match self {
             Values::Str(b) => b.append_nulls(n),
             Values::Float(b) => b.append_nulls(n),
@@ -107,7 +107,7 @@ impl Values {
             Values::Bool(b) => b.append_nulls(n),
         }
     }
-    fn finish(&mut self) -> ArrayRef {
+    pub(crate) fn finish(&mut self) -> ArrayRef {
         match self {
             Values::Str(b) => Arc::new(b.finish()),
             Values::Float(b) => Arc::new(b.finish()),
@@ -118,17 +118,17 @@ impl Values {
     }
 }
 
-struct Column {
-    name: String,
-    kind: Kind,
-    values: Values,
+pub(crate) struct Column {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) values: Values,
 }
 
 /// The rows of one measurement in one request.
 pub struct TableBatch {
     pub measurement: String,
-    time: TimestampNanosecondBuilder,
-    columns: Vec<Column>,
+    pub(crate) time: TimestampNanosecondBuilder,
+    pub(crate) columns: Vec<Column>,
     /// Per row: the line number and the line's byte range in
     /// [`ParsedBody::good_lines`] (for error reports).
     pub lines: Vec<(usize, u32, u32)>,
@@ -144,7 +144,7 @@ pub struct FinishedTable {
 }
 
 impl TableBatch {
-    fn new(measurement: String) -> Self {
+    pub(crate) fn new(measurement: String) -> Self {
         Self { measurement, time: TimestampNanosecondBuilder::new(), columns: Vec::new(), lines: Vec::new() }
     }
 
@@ -154,7 +154,7 @@ impl TableBatch {
 
     /// Checks a line against the columns seen so far in this request; nothing
     /// is added when it fails.
-    fn check(&self, line: &pond_lineproto::Line<'_>) -> Result<(), String> {
+    pub(crate) fn check(&self, line: &pond_lineproto::Line<'_>) -> Result<(), String> {
         let check_one = |name: &str, kind: Kind| -> Result<(), String> {
             if name.eq_ignore_ascii_case(TIME_COLUMN) {
                 return Err(format!("'{name}' cannot be a tag or field name (it is the timestamp column)"));
@@ -191,7 +191,7 @@ impl TableBatch {
 
     /// Column index by name, case-insensitively (a short linear scan: no
     /// allocation per value).
-    fn find(&self, name: &str) -> Option<usize> {
+    pub(crate) fn find(&self, name: &str) -> Option<usize> {
         self.columns.iter().position(|c| c.name.len() == name.len() && c.name.eq_ignore_ascii_case(name))
     }
 
@@ -208,7 +208,7 @@ impl TableBatch {
         &mut self.columns[i].values
     }
 
-    fn push(&mut self, line: &pond_lineproto::Line<'_>, time: i64, line_number: usize, range: (u32, u32)) {
+    pub(crate) fn push(&mut self, line: &pond_lineproto::Line<'_>, time: i64, line_number: usize, range: (u32, u32)) {
         self.time.append_value(time);
         for (k, v) in &line.tags {
             if let Values::Str(b) = self.column(k, Kind::Tag) {

@@ -23,6 +23,7 @@
 
 pub mod batch;
 pub mod json;
+pub mod msgpack;
 pub mod wal;
 pub mod writer;
 
@@ -36,7 +37,7 @@ use parking_lot::Mutex;
 use pond_auth::{Identity, Privilege};
 use pond_engine::Engine;
 pub use pond_lineproto::Precision;
-pub use wal::SyncMode;
+pub use wal::{Format, SyncMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -120,8 +121,11 @@ impl IngestConfig {
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
     pub database: String,
+    /// Line protocol or an Arc MessagePack body.
+    pub format: Format,
+    /// Line protocol only.
     pub precision: Precision,
-    /// Decoded (decompressed) line protocol.
+    /// Decoded (decompressed) body.
     pub body: Vec<u8>,
     /// Acknowledge without waiting for the log sync.
     pub no_sync: bool,
@@ -146,6 +150,7 @@ struct Job {
     database: String,
     /// What the log records (see [`database_id_of`]).
     database_id: String,
+    format: Format,
     precision: Precision,
     default_time: i64,
     lines: Vec<u8>,
@@ -198,7 +203,7 @@ impl Ingester {
             if rec.seq <= done {
                 continue;
             }
-            let parsed = batch::parse_body(&rec.lines, rec.precision, rec.default_time);
+            let parsed = parse(rec.format, rec.lines.clone(), rec.precision, rec.default_time)?;
             writer::apply(&conn, &mut cache, &db, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
             applied.insert(db, rec.seq);
             replayed += 1;
@@ -290,8 +295,9 @@ impl Ingester {
         let id = identity.clone();
         let db2 = db.clone();
         let precision = req.precision;
+        let format = req.format;
         let parsed = tokio::task::spawn_blocking(move || -> Result<batch::ParsedBody> {
-            let parsed = batch::parse_body(&req.body, precision, default_time);
+            let parsed = parse(format, req.body, precision, default_time)?;
             if !id.effective_superuser() {
                 let conn = inner.lookup.lock();
                 for t in &parsed.tables {
@@ -331,6 +337,7 @@ impl Ingester {
         let job = Job {
             database: db,
             database_id,
+            format,
             precision,
             default_time,
             lines: parsed.good_lines,
@@ -348,6 +355,15 @@ impl Ingester {
         outcome.errors.extend(rejected);
         outcome.errors.sort_by_key(|e| e.line_number);
         Ok(outcome)
+    }
+}
+
+/// Decodes a body of either format into per-measurement batches (at write
+/// time and again at replay, from the logged body).
+fn parse(format: Format, body: Vec<u8>, precision: Precision, default_time: i64) -> Result<batch::ParsedBody> {
+    match format {
+        Format::LineProtocol => Ok(batch::parse_body(&body, precision, default_time)),
+        Format::MessagePack => msgpack::parse_body(body, default_time),
     }
 }
 
@@ -409,7 +425,7 @@ impl WriterLoop {
         for j in &jobs {
             self.seq += 1;
             seqs.push(self.seq);
-            wal::encode(self.seq, j.precision, j.default_time, &j.database_id, &j.lines, buf);
+            wal::encode_as(self.seq, j.format, j.precision, j.default_time, &j.database_id, &j.lines, buf);
         }
         if let Err(e) = self.log.append(buf) {
             let msg = e.to_string();
@@ -444,7 +460,7 @@ impl WriterLoop {
                 let mut batches = Vec::new();
                 for (i, _) in members {
                     if let Some(j) = jobs[*i].as_mut() {
-                        texts.push((*i, j.precision, j.default_time, std::mem::take(&mut j.lines)));
+                        texts.push((*i, (j.format, j.precision), j.default_time, std::mem::take(&mut j.lines)));
                         batches.push(std::mem::take(&mut j.tables));
                     }
                 }
@@ -459,12 +475,11 @@ impl WriterLoop {
                     Err(e) if texts.len() > 1 => {
                         // One bad request must not fail the others: apply them one by one.
                         tracing::warn!(database = %db, error = %e, "group apply failed; applying requests one by one");
-                        for ((i, precision, default_time, lines), (_, seq)) in texts.iter().zip(members) {
-                            let parsed = batch::parse_body(lines, *precision, *default_time);
-                            results[*i] = Some(
+                        for ((i, (format, precision), default_time, lines), (_, seq)) in texts.iter().zip(members) {
+                            results[*i] = Some(parse(*format, lines.clone(), *precision, *default_time).and_then(|parsed| {
                                 writer::apply(conn, cache, db, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
-                                    .map(|mut v| v.pop().unwrap_or_default()),
-                            );
+                                    .map(|mut v| v.pop().unwrap_or_default())
+                            }));
                         }
                     }
                     Err(e) => {

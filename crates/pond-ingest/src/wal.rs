@@ -2,7 +2,10 @@
 //! accepted request (database id, precision, default time and its good lines).
 //!
 //! Record: `len: u32 LE | crc32(payload): u32 LE | payload`, payload =
-//! `seq: u64 | precision: u8 | default_time: i64 | db_len: u16 | db | lines`.
+//! `seq: u64 | kind: u8 | default_time: i64 | db_len: u16 | db | body`.
+//! `kind` is the line-protocol precision code, with bit 7 set when the body
+//! is a MessagePack body (logged as received, decoded again on replay);
+//! records written before MessagePack existed read as line protocol.
 //! Reading stops at the first short or corrupt record (a torn write at a
 //! crash); everything before it is intact. Sequence numbers only grow, also
 //! across truncations: the last one applied to each database is stored in
@@ -40,9 +43,22 @@ impl SyncMode {
     }
 }
 
+/// What a logged body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// InfluxDB line protocol: the accepted lines.
+    #[default]
+    LineProtocol,
+    /// An Arc MessagePack body, whole (see `msgpack.rs`).
+    MessagePack,
+}
+
+const MSGPACK_FLAG: u8 = 0x80;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Record {
     pub seq: u64,
+    pub format: Format,
     pub precision: Precision,
     pub default_time: i64,
     /// The database's stable id (its file id), not its name.
@@ -52,12 +68,18 @@ pub struct Record {
 
 /// Appends one encoded record to `out`.
 pub fn encode(seq: u64, precision: Precision, default_time: i64, database: &str, lines: &[u8], out: &mut Vec<u8>) {
+    encode_as(seq, Format::LineProtocol, precision, default_time, database, lines, out)
+}
+
+/// Appends one encoded record of the given format to `out`.
+pub fn encode_as(seq: u64, format: Format, precision: Precision, default_time: i64, database: &str, body: &[u8], out: &mut Vec<u8>) {
+    let lines = body;
     let payload_len = 8 + 1 + 8 + 2 + database.len() + lines.len();
     let start = out.len();
     out.extend_from_slice(&(payload_len as u32).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&seq.to_le_bytes());
-    out.push(precision.code());
+    out.push(precision.code() | if format == Format::MessagePack { MSGPACK_FLAG } else { 0 });
     out.extend_from_slice(&default_time.to_le_bytes());
     out.extend_from_slice(&(database.len() as u16).to_le_bytes());
     out.extend_from_slice(database.as_bytes());
@@ -68,17 +90,19 @@ pub fn encode(seq: u64, precision: Precision, default_time: i64, database: &str,
 
 impl Record {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        encode(self.seq, self.precision, self.default_time, &self.database, &self.lines, out);
+        encode_as(self.seq, self.format, self.precision, self.default_time, &self.database, &self.lines, out);
     }
 
     fn decode(payload: &[u8]) -> Option<Record> {
         let seq = u64::from_le_bytes(payload.get(0..8)?.try_into().ok()?);
-        let precision = Precision::from_code(*payload.get(8)?)?;
+        let kind = *payload.get(8)?;
+        let format = if kind & MSGPACK_FLAG != 0 { Format::MessagePack } else { Format::LineProtocol };
+        let precision = Precision::from_code(kind & !MSGPACK_FLAG)?;
         let default_time = i64::from_le_bytes(payload.get(9..17)?.try_into().ok()?);
         let db_len = u16::from_le_bytes(payload.get(17..19)?.try_into().ok()?) as usize;
         let database = std::str::from_utf8(payload.get(19..19 + db_len)?).ok()?.to_string();
         let lines = payload.get(19 + db_len..)?.to_vec();
-        Some(Record { seq, precision, default_time, database, lines })
+        Some(Record { seq, format, precision, default_time, database, lines })
     }
 }
 
@@ -162,7 +186,8 @@ mod tests {
     use super::*;
 
     fn rec(seq: u64) -> Record {
-        Record { seq, precision: Precision::Millisecond, default_time: -7, database: "db".into(), lines: b"m v=1\n".to_vec() }
+        let format = if seq.is_multiple_of(2) { Format::MessagePack } else { Format::LineProtocol };
+        Record { seq, format, precision: Precision::Millisecond, default_time: -7, database: "db".into(), lines: b"m v=1\n".to_vec() }
     }
 
     #[test]

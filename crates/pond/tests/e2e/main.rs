@@ -8,6 +8,7 @@ mod flight;
 mod http;
 mod ingest;
 mod lifecycle;
+mod msgpack;
 mod pgwire;
 mod security;
 mod tls;
