@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Line-protocol ingest benchmark: starts `pond serve` (WAL on, group-commit
-# fdatasync) on a temp data dir, logs in, runs crates/pond/examples/ingest_load.rs
-# against /api/v3/write_lp, and prints machine info and the JSON result.
+# Ingest benchmark: starts `pond serve` (WAL on, group-commit fdatasync) on a
+# temp data dir, logs in, runs crates/pond/examples/ingest_load.rs against
+# /api/v3/write_lp (line protocol) and /api/v1/write/msgpack (Arc columnar
+# MessagePack, 1,000- and 10,000-record bodies), and prints machine info and
+# the JSON results. FORMATS="lp msgpack" (default) picks the runs.
 # Optional: INFLUXD=1 also runs InfluxDB 1.x (`influxd` from the Debian package)
 # with the same generator on /write.
 #   bench/ingest.sh [CONNECTIONS] [SECONDS]
@@ -9,7 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$POND_ROOT"
 CONNS="${1:-8}"; SECS="${2:-10}"
-LOAD="$CARGO_TARGET_DIR/release/examples/ingest_load"
+LOAD="${INGEST_LOAD:-$CARGO_TARGET_DIR/release/examples/ingest_load}"
 [ -x "$LOAD" ] || cargo build --release --workspace --all-targets
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem/{print $2}') GiB RAM, $(uname -r)"
 DATA="$(mktemp -d)"; trap 'kill $PID 2>/dev/null || true; [ -n "${IPID:-}" ] && kill $IPID 2>/dev/null; rm -rf "$DATA"' EXIT
@@ -19,8 +21,17 @@ PID=$!
 for _ in $(seq 100); do [ -f "$DATA/ready.json" ] && break; sleep 0.1; done
 HTTP="$(python3 -c "import json,sys;print(json.load(open('$DATA/ready.json'))['http'])")"
 TOKEN="$(curl -s -u admin:bench-password -X POST "http://$HTTP/api/v1/auth/login" | python3 -c 'import json,sys;print(json.load(sys.stdin)["token"])')"
-echo "pond (WAL ${POND_INGEST_SYNC:-fdatasync}, group commit):"
-POND_TOKEN="$TOKEN" "$LOAD" "http://$HTTP/api/v3/write_lp?db=bench" "$CONNS" "$SECS"
+for f in ${FORMATS:-lp msgpack}; do
+  if [ "$f" = lp ]; then
+    echo "pond line protocol (WAL ${POND_INGEST_SYNC:-fdatasync}, group commit):"
+    POND_TOKEN="$TOKEN" "$LOAD" "http://$HTTP/api/v3/write_lp?db=bench" "$CONNS" "$SECS"
+  else
+    for n in 1000 10000; do
+      echo "pond MessagePack columnar, $n records per body (WAL ${POND_INGEST_SYNC:-fdatasync}, group commit):"
+      POND_TOKEN="$TOKEN" "$LOAD" "http://$HTTP/api/v1/write/msgpack" "$CONNS" "$SECS" "$n" msgpack
+    done
+  fi
+done
 curl -s -u admin:bench-password "http://$HTTP/api/v1/query" -d '{"sql":"SELECT count(*) AS rows_stored FROM bench.main.cpu","database":"bench"}'; echo
 if [ "${INFLUXD:-0}" = 1 ] && command -v influxd >/dev/null; then
   mkdir -p "$DATA/influx"
