@@ -417,14 +417,14 @@ impl Decoder {
         self.element(c, depth)
     }
 
-    /// One element of a batch or array: a map (item or nested batch).
+    /// One element of a batch or array: a map (item or nested batch);
+    /// anything else is an error for that record.
     fn element(&mut self, c: &mut Cursor<'_>, depth: usize) -> Wire<()> {
         if depth > MAX_DEPTH {
             return c.fail("batches nested too deeply");
         }
         match c.peek()? {
             Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => self.item(c, depth),
-            Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => self.top(c, depth + 1),
             _ => {
                 let name = c.skip(0)?;
                 self.item += 1;
