@@ -2,7 +2,8 @@
 # Ingest benchmark: starts `pond serve` (WAL on, group-commit fdatasync) on a
 # temp data dir, logs in, runs crates/pond/examples/ingest_load.rs against
 # /api/v3/write_lp (line protocol) and /api/v1/write/msgpack (Arc columnar
-# MessagePack, 1,000- and 10,000-record bodies), and prints machine info and
+# MessagePack; MSGPACK_SIZES records per body, default "1000 10000 100000"),
+# and prints machine info and
 # the JSON results. FORMATS="lp msgpack" (default) picks the runs.
 # Optional: INFLUXD=1 also runs InfluxDB 1.x (`influxd` from the Debian package)
 # with the same generator on /write.
@@ -26,7 +27,7 @@ for f in ${FORMATS:-lp msgpack}; do
     echo "pond line protocol (WAL ${POND_INGEST_SYNC:-fdatasync}, group commit):"
     POND_TOKEN="$TOKEN" "$LOAD" "http://$HTTP/api/v3/write_lp?db=bench" "$CONNS" "$SECS"
   else
-    for n in 1000 10000; do
+    for n in ${MSGPACK_SIZES:-1000 10000 100000}; do
       echo "pond MessagePack columnar, $n records per body (WAL ${POND_INGEST_SYNC:-fdatasync}, group commit):"
       POND_TOKEN="$TOKEN" "$LOAD" "http://$HTTP/api/v1/write/msgpack" "$CONNS" "$SECS" "$n" msgpack
     done

@@ -1240,3 +1240,52 @@ mod tests {
         assert!(parse_body(vec![0xdf, 0xff, 0xff, 0xff, 0xff], 0).is_err());
     }
 }
+
+#[cfg(test)]
+mod speed {
+    #![allow(clippy::unwrap_used)]
+    use rmp::encode as enc;
+
+    /// Decoding speed alone (no HTTP, no DuckDB): `cargo test --release
+    /// --workspace --all-targets -- --ignored decode_speed --nocapture`.
+    #[test]
+    #[ignore]
+    fn decode_speed() {
+        let n = 10_000usize;
+        let mut b = Vec::new();
+        enc::write_map_len(&mut b, 2).unwrap();
+        enc::write_str(&mut b, "m").unwrap();
+        enc::write_str(&mut b, "cpu").unwrap();
+        enc::write_str(&mut b, "columns").unwrap();
+        enc::write_map_len(&mut b, 5).unwrap();
+        enc::write_str(&mut b, "time").unwrap();
+        enc::write_array_len(&mut b, n as u32).unwrap();
+        for i in 0..n {
+            enc::write_sint(&mut b, 1_700_000_000_000_000_000 + i as i64).unwrap();
+        }
+        enc::write_str(&mut b, "host").unwrap();
+        enc::write_array_len(&mut b, n as u32).unwrap();
+        for i in 0..n {
+            enc::write_str(&mut b, &format!("server{:02}", i % 10)).unwrap();
+        }
+        for name in ["value", "cpu_idle", "cpu_user"] {
+            enc::write_str(&mut b, name).unwrap();
+            enc::write_array_len(&mut b, n as u32).unwrap();
+            for i in 0..n {
+                enc::write_f64(&mut b, i as f64 / 7.0).unwrap();
+            }
+        }
+        let rounds = 300;
+        let t = std::time::Instant::now();
+        let mut rows = 0;
+        for _ in 0..rounds {
+            let p = super::parse_body(b.clone(), 0).unwrap();
+            rows += p.rows;
+            for t in p.tables {
+                std::hint::black_box(t.finish());
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!("decode: {:.0} records/s ({} bytes per body)", rows as f64 / secs, b.len());
+    }
+}
