@@ -688,6 +688,10 @@ impl Decoder {
             }
             columns.push(Column { name: cb.name, kind: cb.kind, values });
         }
+        if columns.is_empty() {
+            self.error(first, item, None, format!("no column besides 'time' has a value ({n} records rejected)"));
+            return;
+        }
         let mut time = col.time;
         if time.len() != n {
             // No time column: every record gets the arrival time.
@@ -1220,6 +1224,58 @@ mod tests {
         let t = finish(p);
         assert_eq!(t[0].batch.column(1).as_primitive::<Float64Type>().values(), &[1.0, 3.0]);
         assert_eq!(t[0].lines.iter().map(|l| l.0).collect::<Vec<_>>(), vec![4, 6]);
+    }
+
+    #[test]
+    fn damaged_bodies_never_panic() {
+        let mut good = Vec::new();
+        enc::write_array_len(&mut good, 3).unwrap();
+        columnar(&mut good, "cpu", 20, 1_700_000_000_000);
+        enc::write_map_len(&mut good, 1).unwrap();
+        s(&mut good, "batch");
+        enc::write_array_len(&mut good, 1).unwrap();
+        columnar(&mut good, "mem", 3, 5);
+        enc::write_map_len(&mut good, 3).unwrap();
+        s(&mut good, "m");
+        s(&mut good, "r");
+        s(&mut good, "f");
+        enc::write_array_len(&mut good, 2).unwrap();
+        enc::write_f64(&mut good, 1.0).unwrap();
+        s(&mut good, "x");
+        s(&mut good, "t");
+        enc::write_sint(&mut good, 7).unwrap();
+        assert_eq!(parse_body(good.clone(), 0).unwrap().rows, 24);
+        // Flip, drop and insert bytes at pseudo-random places: an error or a
+        // smaller result, never a panic or a hang.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut b = good.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() as usize) % b.len();
+                match next() % 3 {
+                    0 => b[at] = next() as u8,
+                    1 => {
+                        b.remove(at);
+                    }
+                    _ => b.insert(at, next() as u8),
+                }
+                if b.is_empty() {
+                    break;
+                }
+            }
+            if let Ok(p) = parse_body(b, 0) {
+                for t in p.tables {
+                    let f = t.finish();
+                    assert_eq!(f.batch.num_rows(), f.lines.len());
+                }
+            }
+        }
     }
 
     #[test]
