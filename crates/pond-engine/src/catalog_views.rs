@@ -192,6 +192,11 @@ impl Listing {
             }
             _ => db_list(&visible.databases),
         };
+        // Pond's time-series buffers are never listed.
+        let condition = match self.schema {
+            Some(s) => format!("({condition}) AND lower({s}) <> {}", quote_literal(crate::lake::BUFFER_SCHEMA)),
+            None => condition,
+        };
         let star = if self.blank.is_empty() {
             "*".to_string()
         } else {
