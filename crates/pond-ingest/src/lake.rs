@@ -258,8 +258,16 @@ pub fn measurement_infos(conn: &duckdb::Connection, db: &str, lake: &Lake) -> Re
     let mut out = Vec::new();
     for name in measurements(conn, db)? {
         // One statement over the view: a consistent count while flushes run.
-        let rows: u64 =
-            conn.query_row(&format!("SELECT count(*)::UBIGINT FROM {}.main.{}", quote_ident(db), quote_ident(&name)), [], |r| r.get(0))?;
+        // A user with WRITE may have dropped or replaced the view: skip it.
+        let counted =
+            conn.query_row(&format!("SELECT count(*)::UBIGINT FROM {}.main.{}", quote_ident(db), quote_ident(&name)), [], |r| r.get(0));
+        let rows: u64 = match counted {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(database = %db, measurement = %name, error = %e, "measurement view unreadable; not listed");
+                continue;
+            }
+        };
         let buffered_rows: u64 = conn.query_row(
             &format!("SELECT count(*)::UBIGINT FROM {} WHERE {} > {flushed}", buffer(db, &name), quote_ident(GEN_COLUMN)),
             [],

@@ -268,7 +268,7 @@ impl Ingester {
         }));
         let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, lookup, status: status.clone() });
         let next_compaction = config.compact_interval.map(|d| std::time::Instant::now() + d);
-        let w = WriterLoop { engine, conn, cache, log, seq: last_seq, config, pending, status, next_compaction };
+        let w = WriterLoop { engine, conn, cache, log, seq: last_seq, config, pending, status, next_compaction, db_ids: HashMap::new() };
         std::thread::Builder::new()
             .name("pond-ingest".into())
             .spawn(move || w.run(rx))
@@ -529,6 +529,8 @@ struct WriterLoop {
     pending: HashMap<String, Pending>,
     status: Arc<Mutex<LakeStatus>>,
     next_compaction: Option<std::time::Instant>,
+    /// File id of each database name the writer has seen.
+    db_ids: HashMap<String, String>,
 }
 
 /// Unflushed rows of one database since its last flush.
@@ -716,6 +718,15 @@ impl WriterLoop {
         }
         let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
         let mut results: Vec<Option<Result<Vec<LineError>>>> = (0..jobs.len()).map(|_| None).collect();
+        // A database dropped and created again under the same name has a new
+        // file id: its cached table shapes are stale.
+        for j in jobs.iter().flatten() {
+            if let Some(old) = self.db_ids.insert(j.database.clone(), j.database_id.clone()) {
+                if old != j.database_id {
+                    self.cache.forget_database(&j.database);
+                }
+            }
+        }
         let mut lakes: HashMap<String, Result<pond_engine::lake::Lake>> = HashMap::new();
         for db in &order {
             lakes.insert(db.clone(), self.engine.attach_lake(db).map_err(Error::from));

@@ -192,5 +192,9 @@ async fn users_see_measurements_not_lakes_or_buffers() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     let (status, _) = call(&s, reqwest::Method::POST, "/api/v1/lake/compact", ("reader", "reader-pw-1"), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // Dropping a database drops its lake schema: a new one of the same name starts empty.
+    query(&mut admin, "DROP DATABASE b").await.unwrap();
+    write(&s, "b", "cpu,host=z v=1 1").await;
+    assert_eq!(one(&s, "SELECT count(*) FROM b.cpu").await, "1");
     s.stop().await;
 }
