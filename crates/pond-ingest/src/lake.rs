@@ -221,7 +221,9 @@ pub fn apply_retention(conn: &duckdb::Connection, db: &str, lake: &Lake) -> Resu
     let mut deleted = 0u64;
     for t in measurements(conn, db)? {
         let Some(secs) = limit_for(&limits, &t) else { continue };
-        let cutoff = format!("(now()::TIMESTAMP - to_seconds({secs}))::TIMESTAMP_NS");
+        // Computed here in UTC microseconds: `now()::TIMESTAMP` would depend on the time zone.
+        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
+        let cutoff = format!("make_timestamp({}::BIGINT)::TIMESTAMP_NS", now_us.saturating_sub(secs.saturating_mul(1_000_000)));
         deleted += conn.execute(&format!("DELETE FROM {} WHERE {time} < {cutoff}", lake_table(lake, &t)), [])? as u64;
         // Buffer rows the lake already holds are hidden: deleted, not counted twice.
         let flushed = flushed_gen(conn, lake)?;
