@@ -116,10 +116,16 @@ def _writer(url: str, tok: str, wid: int, stop: threading.Event, acked: list, se
         batch += 1
 
 
+# "lake": a small flush threshold, so flushes to the lake run during the ingest and the kill.
+LAKE_ARGS = {"buffer": [], "lake": ["--ingest-flush-rows", "3000", "--ingest-flush-interval-ms", "200"]}
+
+
 @pytest.mark.parametrize("round_", range(3))
-def test_kill9_during_ingest_loses_and_duplicates_nothing(tmp_path, ext_dir, round_):
+@pytest.mark.parametrize("storage", ["buffer", "lake"])
+def test_kill9_during_ingest_loses_and_duplicates_nothing(tmp_path, ext_dir, round_, storage):
     data = tmp_path / "data"
-    server = PondServer(data_dir=data, ext_dir=ext_dir, password=PASSWORD).start()
+    args = LAKE_ARGS[storage]
+    server = PondServer(data_dir=data, ext_dir=ext_dir, password=PASSWORD, extra_args=args).start()
     try:
         tok = token(server)
         url = f"{server.http_url}/api/v3/write_lp?db=crash&precision=ns"
@@ -140,8 +146,11 @@ def test_kill9_during_ingest_loses_and_duplicates_nothing(tmp_path, ext_dir, rou
     total_acked = sum(len(a) for a in acked)
     assert total_acked > 0
     assert acked[1] or acked[3], "no MessagePack write was acknowledged before the kill"
-    server = PondServer(data_dir=data, ext_dir=ext_dir, password=PASSWORD).start()
+    server = PondServer(data_dir=data, ext_dir=ext_dir, password=PASSWORD, extra_args=args).start()
     try:
+        if storage == "lake":
+            m = requests.get(f"{server.http_url}/api/v1/measurements?db=crash", auth=("admin", PASSWORD), timeout=30).json()
+            assert m["measurements"][0]["files"] > 0, m  # rows did reach the lake
         for _ in range(2):
             rows = sql(server, f"SELECT w, ((epoch_ns(time) - {T0}) // 1000) * 1000 - (CAST(substr(w, 2) AS BIGINT) * 10000000) AS b, "
                                "count(*), count(DISTINCT time) FROM crash.main.crash GROUP BY ALL")
@@ -154,6 +163,6 @@ def test_kill9_during_ingest_loses_and_duplicates_nothing(tmp_path, ext_dir, rou
             assert len(have) <= sum(len(s) for s in sent)
             # A second restart replays nothing again.
             assert server.stop() == 0
-            server = PondServer(data_dir=data, ext_dir=ext_dir, password=PASSWORD).start()
+            server = PondServer(data_dir=data, ext_dir=ext_dir, password=PASSWORD, extra_args=args).start()
     finally:
         server.stop()

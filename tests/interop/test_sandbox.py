@@ -981,3 +981,69 @@ def test_denials_are_audited(world):
     details = world.api.admin_rows(f"SELECT detail FROM pond_system.main.audit_log WHERE user_name = '{MALLORY}'")
     text = json.dumps(details)
     assert MARKER not in text and MALLORY_PW not in text
+
+
+# ---------------------------------------------------------------- time-series lake and buffers
+
+
+def _lp(world: World, db: str, body: str) -> None:
+    r = world.api.s.post(f"{world.api.base}/write?db={db}", data=body.encode(), auth=(ADMIN, PASSWORD), timeout=60)
+    assert r.status_code == 204, r.text
+
+
+@pytest.mark.parametrize("proto", ATTACK_PROTOCOLS)
+def test_measurements_lake_and_buffers_stay_hidden(world, proto):
+    """A READ user on one database reads its measurements but neither another database's
+    measurements, lake schema or buffer, nor her own database's lake or buffer directly;
+    a table grant on one measurement reads that one and not another."""
+    a, b = f"lake_a_{proto}", f"lake_b_{proto}"
+    world.api.admin_rows(f"CREATE DATABASE IF NOT EXISTS {a}")
+    world.api.admin_rows(f"CREATE DATABASE IF NOT EXISTS {b}")
+    _lp(world, f"{a}", "cpu,host=a v=1 1\nmem v=5 1")
+    _lp(world, f"{b}", f"cpu,host=b msg=\"{MARKER}\" 1")
+    r = world.api.s.post(f"{world.api.base}/api/v1/lake/flush", auth=(ADMIN, PASSWORD), timeout=60)
+    assert r.status_code == 200, r.text
+    _lp(world, f"{a}", "cpu,host=a v=2 2")
+    _lp(world, f"{b}", f"cpu,host=b msg=\"{MARKER}\" 2")
+    world.api.admin_rows(f"GRANT READ ON DATABASE {a} TO {MALLORY}")
+    ids = {r[0]: Path(r[1]).stem for r in world.api.admin_rows(
+        f"SELECT database_name, path FROM duckdb_databases() WHERE database_name IN ('{a}', '{b}')")}
+    # Control: her own database's measurement, lake and buffer rows together.
+    if proto != "pg":
+        assert mallory_rows(world, proto, [f"SELECT count(*), sum(v)::INT FROM {a}.cpu"]) == [[2, 3]]
+    attacks = [
+        f"SELECT * FROM {b}.cpu",
+        f"SELECT * FROM {b}._pond_buffer.cpu",
+        f"SELECT * FROM {a}._pond_buffer.cpu",
+        f"SELECT * FROM __pond_lake.\"{ids[b]}\".cpu",
+        f"SELECT * FROM __pond_lake.\"{ids[a]}\".cpu",
+        "SELECT * FROM __ducklake_metadata___pond_lake.main.ducklake_data_file",
+        "SELECT * FROM ducklake_table_info('__pond_lake')",
+        f"SELECT * FROM ducklake_list_files('__pond_lake', 'cpu', schema => '{ids[b]}')",
+        f"CREATE TABLE {a}._pond_buffer.x (i INTEGER)",
+        f"DELETE FROM {a}._pond_buffer.cpu",
+    ]
+    for text in attacks:
+        out = run_attack(world, A("lake", text), proto)
+        assert not out.ok, f"{text} over {proto}: {out.short()}"
+        assert MARKER not in out.text, f"LEAK over {proto}: {out.short()}"
+    # Listings name neither the buffer schema nor the lake.
+    if proto != "pg":
+        for listing in ["SELECT schema_name FROM information_schema.schemata",
+                        "SELECT database_name || '.' || schema_name FROM duckdb_schemas()",
+                        "SELECT database_name FROM duckdb_databases()",
+                        "SELECT table_catalog || '.' || table_schema || '.' || table_name FROM information_schema.tables"]:
+            text = json.dumps(mallory_rows(world, proto, [listing]))
+            assert "_pond_buffer" not in text and f"{b}" not in text and "__pond_lake" not in text, (listing, text)
+    # A table grant on one measurement: that one, not another.
+    world.api.admin_rows(f"REVOKE READ ON DATABASE {a} FROM {MALLORY}")
+    world.api.admin_rows(f"GRANT SELECT ON TABLE {a}.main.cpu TO {MALLORY}")
+    try:
+        if proto != "pg":
+            assert mallory_rows(world, proto, [f"SELECT count(*) FROM {a}.main.cpu"]) == [[2]]
+        out = run_attack(world, A("lake", f"SELECT * FROM {a}.main.mem"), proto)
+        assert not out.ok, out.short()
+        r = world.api.s.get(f"{world.api.base}/api/v1/measurements", auth=(MALLORY, MALLORY_PW), timeout=30)
+        assert [(m["database"], m["name"]) for m in r.json()["measurements"]] == [(f"{a}", "cpu")], r.text
+    finally:
+        world.api.admin_rows(f"REVOKE SELECT ON TABLE {a}.main.cpu FROM {MALLORY}")

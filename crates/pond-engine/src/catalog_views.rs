@@ -192,6 +192,11 @@ impl Listing {
             }
             _ => db_list(&visible.databases),
         };
+        // Pond's time-series buffers are never listed.
+        let condition = match self.schema {
+            Some(s) => format!("({condition}) AND lower({s}) <> {}", quote_literal(crate::lake::BUFFER_SCHEMA)),
+            None => condition,
+        };
         let star = if self.blank.is_empty() {
             "*".to_string()
         } else {
@@ -283,7 +288,8 @@ mod tests {
             name: "tables".into(),
         };
         let out = apply(sql, vec![r], &visible()).unwrap();
-        assert!(out.starts_with("SELECT table_name FROM (SELECT * FROM system.information_schema.tables WHERE (table_catalog = 'pub'"));
+        assert!(out.starts_with("SELECT table_name FROM (SELECT * FROM system.information_schema.tables WHERE ((table_catalog = 'pub'"));
+        assert!(out.contains("AND lower(table_schema) <> '_pond_buffer'"), "{out}");
         assert!(out.ends_with(") AS \"tables\" WHERE 1 = 1"), "{out}");
 
         let sql = "SELECT * FROM duckdb_databases ( ) d";
@@ -311,7 +317,7 @@ mod tests {
             name: "duckdb_tables".into(),
         };
         let out = apply(sql, vec![r.clone()], &Visible::default()).unwrap();
-        assert!(out.contains("WHERE false"), "{out}");
+        assert!(out.contains("WHERE (false)"), "{out}");
         let bad = Rewrite { at: 0, ..r };
         assert!(apply(sql, vec![bad], &Visible::default()).is_err());
     }

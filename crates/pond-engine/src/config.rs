@@ -31,6 +31,37 @@ pub struct EngineConfig {
     /// Extra directories (or URL prefixes such as `s3://bucket/`) DuckDB may use
     /// while external access is off.
     pub allowed_paths: Vec<String>,
+    /// Where lakes keep their Parquet files: `None` for `<data_dir>/lake/<db-id>/data/`,
+    /// or a prefix such as `s3://bucket/prefix` (one sub-prefix per database).
+    pub lake_data_path: Option<String>,
+    /// S3 settings for `lake_data_path` (a DuckDB secret is created from them).
+    pub s3: Option<S3Config>,
+}
+
+/// S3-compatible object storage. The secret is never logged or shown.
+#[derive(Clone, Default)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// Path-style URLs (`endpoint/bucket/key`), as MinIO and moto need.
+    pub url_style_path: bool,
+    /// Plain HTTP to the endpoint (tests, local servers).
+    pub use_ssl: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id.as_ref().map(|_| "<set>"))
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("url_style_path", &self.url_style_path)
+            .field("use_ssl", &self.use_ssl)
+            .finish()
+    }
 }
 
 impl EngineConfig {
@@ -48,6 +79,8 @@ impl EngineConfig {
             result_batch_bytes: 1536 * 1024,
             external_access: false,
             allowed_paths: Vec::new(),
+            lake_data_path: None,
+            s3: None,
         }
     }
 

@@ -44,7 +44,7 @@ pub struct Engine {
 pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     /// Connection used for administration (ATTACH/DETACH) and to open new sessions.
-    root: Mutex<duckdb::Connection>,
+    pub(crate) root: Mutex<duckdb::Connection>,
     meta: Arc<MetaStore>,
     /// Serialises create/drop/rename so checks and changes do not interleave.
     ddl: Mutex<()>,
@@ -63,6 +63,10 @@ pub(crate) struct Inner {
     pub(crate) catalog_generation: std::sync::atomic::AtomicU64,
     /// DuckDB's parser on a private instance (statement counts for the sandbox).
     pub(crate) statement_counter: crate::parser::StatementCounter,
+    /// File ids of databases whose lake schema exists (see `lake.rs`).
+    pub(crate) lakes: Mutex<std::collections::HashSet<String>>,
+    /// The lake is attached.
+    pub(crate) lake_ready: Mutex<bool>,
 }
 
 impl Engine {
@@ -87,6 +91,19 @@ impl Engine {
         }
         let root = duckdb::Connection::open_in_memory_with_flags(duck)?;
         extensions::load_all(&root, &ext_dir, &config.extensions, config.install_from_repository)?;
+        // Time-series lakes need ducklake (and httpfs for S3); loaded now because
+        // loading is not possible once external access is off.
+        let mut lake_ext = vec!["ducklake".to_string()];
+        if config.s3.is_some() {
+            lake_ext.push("httpfs".to_string());
+        }
+        let lake_loaded = match extensions::load_all(&root, &ext_dir, &lake_ext, config.install_from_repository) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "time-series measurements will not work until the extension is installed");
+                false
+            }
+        };
         let system_functions = builtin_functions(&root)?;
 
         let inner = Arc::new(Inner {
@@ -104,10 +121,16 @@ impl Engine {
             system_functions: parking_lot::RwLock::new(Arc::new(system_functions)),
             catalog_generation: std::sync::atomic::AtomicU64::new(1),
             statement_counter: crate::parser::StatementCounter::new()?,
+            lakes: Mutex::new(std::collections::HashSet::new()),
+            lake_ready: Mutex::new(false),
         });
         let engine = Engine { inner };
         engine.attach_all()?;
         engine.start_audit_log()?;
+        if lake_loaded {
+            let root = engine.inner.root.lock();
+            engine.open_lake(&root)?;
+        }
         engine.lock_down()?;
         Ok(engine)
     }
@@ -131,7 +154,11 @@ impl Engine {
             config.data_dir.join("audit").display().to_string(),
             tmp.display().to_string(),
             config.extension_dir().display().to_string(),
+            config.data_dir.join("lake").display().to_string(),
         ];
+        if let Some(p) = &config.lake_data_path {
+            dirs.push(p.clone());
+        }
         dirs.extend(config.allowed_paths.iter().cloned());
         let list = dirs.iter().map(|d| quote_literal(&format!("{}/", d.trim_end_matches('/')))).collect::<Vec<_>>().join(", ");
         let root = self.inner.root.lock();
@@ -321,6 +348,7 @@ impl Engine {
             return Err(e);
         }
         remove_db_files(&path);
+        self.drop_lake(&record.file_id);
         self.inner.db_generation.fetch_add(1, Ordering::SeqCst);
         self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(database = %name, "database dropped");

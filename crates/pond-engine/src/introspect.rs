@@ -75,8 +75,11 @@ impl Engine {
 
     /// Schemas of Pond databases, as (catalog, schema), sorted.
     pub async fn list_schemas(&self, who: &Identity, catalog: Option<&str>, schema_pattern: Option<&str>) -> Result<Vec<(String, String)>> {
-        let mut sql =
-            format!("SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({})", self.database_list_sql());
+        let mut sql = format!(
+            "SELECT database_name, schema_name FROM duckdb_schemas() WHERE database_name IN ({}) AND schema_name <> {}",
+            self.database_list_sql(),
+            quote_literal(crate::lake::BUFFER_SCHEMA)
+        );
         if let Some(c) = catalog {
             sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
         }
@@ -99,7 +102,11 @@ impl Engine {
             "SELECT database_name, schema_name, table_name, CASE WHEN temporary THEN 'LOCAL TEMPORARY' ELSE 'BASE TABLE' END AS t \
              FROM duckdb_tables() WHERE NOT internal \
              UNION ALL SELECT database_name, schema_name, view_name, 'VIEW' FROM duckdb_views() WHERE NOT internal";
-        let mut sql = format!("SELECT * FROM ({objects}) WHERE database_name IN ({})", self.database_list_sql());
+        let mut sql = format!(
+            "SELECT * FROM ({objects}) WHERE database_name IN ({}) AND schema_name <> {}",
+            self.database_list_sql(),
+            quote_literal(crate::lake::BUFFER_SCHEMA)
+        );
         if let Some(c) = &f.catalog {
             sql.push_str(&format!(" AND database_name = {}", quote_literal(c)));
         }

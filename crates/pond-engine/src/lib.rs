@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod extensions;
 pub mod introspect;
+pub mod lake;
 pub mod metrics;
 pub mod params;
 mod parser;
@@ -24,7 +25,7 @@ mod sandbox;
 pub mod session;
 pub mod sql;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, S3Config};
 pub use engine::{DatabaseInfo, Engine, AUDIT_CATALOG, DEFAULT_DATABASE};
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;

@@ -108,6 +108,8 @@ pub(crate) struct Checker<'a> {
     pub policy: &'a Policy,
     /// Pond's databases (DuckDB catalog names).
     pub databases: &'a [String],
+    /// Lake alias of each database (lower-cased name → alias), to recognise measurement views.
+    pub lakes: &'a std::collections::HashMap<String, crate::lake::Lake>,
     pub current_db: String,
     pub current_schema: String,
     /// Built-in (system) function names.
@@ -194,6 +196,7 @@ impl Checker<'_> {
         let tables = self
             .catalog
             .objects()
+            .filter(|o| !crate::lake::is_hidden_schema(&o.schema))
             .filter(|o| {
                 o.db == "temp" || (databases.contains(&o.db) && self.policy.table_visible(self.identity, &o.db, &o.schema, &o.name))
             })
@@ -415,7 +418,7 @@ impl Checker<'_> {
         let objects = self.resolve(catalog, sch, table, db, schema)?;
         for o in objects {
             self.require(&o, Privilege::Select)?;
-            if let Some(sql) = &o.view_sql {
+            if let Some(sql) = o.view_sql.as_deref().filter(|sql| !self.is_measurement_view(&o, sql)) {
                 // Say which view, not what inside it the caller may not see.
                 self.check_view(sql, &o, depth + 1).map_err(|e| match e {
                     Error::PermissionDenied(_) | Error::InvalidRequest(_) => Error::PermissionDenied(format!(
@@ -427,6 +430,25 @@ impl Checker<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A view Pond generated for a measurement (its text is exactly the
+    /// canonical text for its database and name) is a leaf: the grant on
+    /// `<db>.main.<name>` decides, since the lake and buffer it reads are
+    /// hidden. A user-made view never matches, so it cannot borrow this.
+    fn is_measurement_view(&self, o: &Object, sql: &str) -> bool {
+        if o.schema != "main" {
+            return false;
+        }
+        let Some(lake) = self.lakes.get(&o.db) else { return false };
+        let Some(stored) = view_query(sql) else { return false };
+        let canonical = crate::lake::measurement_view_query(lake, &o.name);
+        let normalized: Option<String> = self
+            .conn
+            .prepare_cached("SELECT json_deserialize_sql(json_serialize_sql($1::VARCHAR))")
+            .and_then(|mut st| st.query_row([canonical], |r| r.get(0)))
+            .ok();
+        normalized.is_some_and(|n| n == stored)
     }
 
     fn check_view(&self, sql: &str, view: &Object, depth: usize) -> Result<()> {
@@ -468,6 +490,10 @@ impl Checker<'_> {
         };
         let mut out: Vec<Object> = Vec::new();
         for o in self.catalog.by_name.get(&t.to_lowercase()).map(Vec::as_slice).unwrap_or_default() {
+            // Pond's hidden places (lakes, buffers) do not exist for clients.
+            if crate::lake::is_hidden_schema(&o.schema) || crate::lake::is_hidden_catalog(&o.db) {
+                continue;
+            }
             if candidates.iter().any(|(d, s)| *d == o.db && *s == o.schema) && !out.contains(o) {
                 out.push(o.clone());
             }
@@ -750,6 +776,9 @@ impl Checker<'_> {
     /// Creating or dropping an object: WRITE on the database it lands in.
     fn require_ddl(&self, name: &sq::ObjectName, temporary: bool) -> Result<()> {
         let parts = idents(name);
+        if parts.iter().any(|p| crate::lake::is_hidden_schema(p) || crate::lake::is_hidden_catalog(p)) {
+            return Err(denied(format!("{name} is reserved for Pond's time-series storage")));
+        }
         let target_db = match parts.as_slice() {
             [_] => self.current_db.clone(),
             [a, _] if self.databases.contains(a) || a == "temp" => a.clone(),

@@ -583,7 +583,15 @@ impl Session {
             // User and grant statements are checked by the auth layer; listings filter.
             Statement::Pond(_) => Ok(None),
             Statement::DuckDb(text) => {
-                let databases: Vec<String> = engine.databases().into_iter().map(|d| d.name).collect();
+                let infos = engine.databases();
+                let lakes: std::collections::HashMap<String, crate::lake::Lake> = infos
+                    .iter()
+                    .filter_map(|d| {
+                        let id = std::path::Path::new(&d.path).file_stem()?.to_string_lossy().into_owned();
+                        Some((d.name.to_ascii_lowercase(), crate::lake::Lake::for_file_id(&id)))
+                    })
+                    .collect();
+                let databases: Vec<String> = infos.into_iter().map(|d| d.name).collect();
                 let system_functions = inner.system_functions.read().clone();
                 let (user_functions, catalog) = self.catalog_view(conn, inner)?;
                 let (current_db, current_schema) = self.state.lock().conn_target.clone();
@@ -592,6 +600,7 @@ impl Session {
                     identity,
                     policy: &policy,
                     databases: &databases,
+                    lakes: &lakes,
                     current_db,
                     current_schema,
                     system_functions: &system_functions,

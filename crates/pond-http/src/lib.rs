@@ -8,6 +8,7 @@
 pub mod auth;
 mod error;
 mod json;
+mod lake;
 mod query;
 mod write;
 
@@ -80,6 +81,11 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/api/v1/write/msgpack", post(write::write_msgpack))
         .route("/write/v2/msgpack", post(write::write_msgpack))
         .route("/api/v1/write/msgpack/spec", get(write::msgpack_spec))
+        .route("/api/v1/measurements", get(lake::measurements))
+        .route("/api/v1/lake/status", get(lake::status))
+        .route("/api/v1/lake/flush", post(lake::flush))
+        .route("/api/v1/lake/compact", post(lake::compact))
+        .route("/api/v1/lake/retention", axum::routing::put(lake::retention))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(options.max_body_bytes))
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))

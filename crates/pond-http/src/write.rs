@@ -23,7 +23,7 @@ fn ingester(s: &HttpState) -> Result<&Ingester, HttpError> {
     s.ingest.as_ref().ok_or_else(|| HttpError::new(StatusCode::NOT_FOUND, "not_found", "time-series ingest is disabled on this server"))
 }
 
-fn ingest_error(e: IngestError) -> HttpError {
+pub(crate) fn ingest_error(e: IngestError) -> HttpError {
     let e = match e {
         IngestError::Engine(inner) => return HttpError::from(inner),
         other => other,

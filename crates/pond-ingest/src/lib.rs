@@ -23,6 +23,7 @@
 
 pub mod batch;
 pub mod json;
+pub mod lake;
 pub mod msgpack;
 pub mod wal;
 pub mod writer;
@@ -102,6 +103,16 @@ pub struct IngestConfig {
     pub queue_depth: usize,
     /// The log is emptied once it is larger than this (everything in it is committed).
     pub wal_truncate_bytes: u64,
+    /// A database's buffer is flushed to its lake once it holds this many rows…
+    pub flush_rows: u64,
+    /// …or its oldest unflushed row is this old.
+    pub flush_interval: std::time::Duration,
+    /// Compaction (retention, file merging, snapshot expiry, file cleanup) of
+    /// every lake runs this often; `None`: only on demand.
+    pub compact_interval: Option<std::time::Duration>,
+    /// Files a compaction replaced are deleted once they are this old (running
+    /// queries may still read them); 0 deletes them at once.
+    pub cleanup_grace: std::time::Duration,
 }
 
 impl IngestConfig {
@@ -113,6 +124,10 @@ impl IngestConfig {
             max_body_bytes: 64 * 1024 * 1024,
             queue_depth: 1024,
             wal_truncate_bytes: 64 * 1024 * 1024,
+            flush_rows: 1_000_000,
+            flush_interval: std::time::Duration::from_secs(60),
+            compact_interval: Some(std::time::Duration::from_secs(3600)),
+            cleanup_grace: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -142,8 +157,30 @@ pub struct WriteOutcome {
 
 enum Msg {
     Write(Job),
+    /// Run a lake task on the writer thread (between group commits).
+    Task(Task),
     /// Stop the writer; the sender is answered once its connection is closed.
     Stop(std::sync::mpsc::Sender<()>),
+}
+
+/// A lake operation and where to answer.
+enum Task {
+    Flush { database: Option<String>, reply: tokio::sync::oneshot::Sender<Result<Vec<lake::FlushReport>>> },
+    Compact { database: Option<String>, reply: tokio::sync::oneshot::Sender<Result<Vec<lake::CompactReport>>> },
+}
+
+/// Flush and compaction counters for the status endpoint.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct LakeStatus {
+    pub flushes: u64,
+    pub flushed_rows: u64,
+    pub last_flush_at: Option<String>,
+    pub compactions: u64,
+    pub last_compaction_at: Option<String>,
+    pub last_error: Option<String>,
+    pub flush_rows: u64,
+    pub flush_interval_seconds: u64,
+    pub compact_interval_seconds: Option<u64>,
 }
 
 struct Job {
@@ -171,6 +208,7 @@ struct Inner {
     tx: SyncSender<Msg>,
     /// Table lookups for grant checks (off the writer thread).
     lookup: Mutex<duckdb::Connection>,
+    status: Arc<Mutex<LakeStatus>>,
 }
 
 impl Ingester {
@@ -204,7 +242,8 @@ impl Ingester {
                 continue;
             }
             let parsed = parse(rec.format, rec.lines.clone(), rec.precision, rec.default_time)?;
-            writer::apply(&conn, &mut cache, &db, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
+            let lake = engine.attach_lake(&db)?;
+            writer::apply(&conn, &mut cache, &db, &lake, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
             applied.insert(db, rec.seq);
             replayed += 1;
         }
@@ -213,10 +252,28 @@ impl Ingester {
             engine.catalog_changed();
         }
         log.truncate()?;
+        // Finish flushes a crash interrupted; buffers left from before are
+        // flushed by age.
+        let mut pending = HashMap::new();
+        for db in engine.databases() {
+            if lake::measurements(&conn, &db.name)?.is_empty() {
+                continue;
+            }
+            let alias = engine.attach_lake(&db.name)?;
+            lake::finish_flush(&conn, &db.name, &alias)?;
+            pending.insert(db.name.clone(), Pending { rows: 0, since: std::time::Instant::now() });
+        }
         let (tx, rx) = sync_channel(config.queue_depth);
         let lookup = Mutex::new(engine.internal_connection()?);
-        let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, lookup });
-        let w = WriterLoop { engine, conn, cache, log, seq: last_seq, config };
+        let status = Arc::new(Mutex::new(LakeStatus {
+            flush_rows: config.flush_rows,
+            flush_interval_seconds: config.flush_interval.as_secs(),
+            compact_interval_seconds: config.compact_interval.map(|d| d.as_secs()),
+            ..Default::default()
+        }));
+        let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, lookup, status: status.clone() });
+        let next_compaction = config.compact_interval.map(|d| std::time::Instant::now() + d);
+        let w = WriterLoop { engine, conn, cache, log, seq: last_seq, config, pending, status, next_compaction, db_ids: HashMap::new() };
         std::thread::Builder::new()
             .name("pond-ingest".into())
             .spawn(move || w.run(rx))
@@ -226,6 +283,106 @@ impl Ingester {
 
     pub fn config(&self) -> &IngestConfig {
         &self.inner.config
+    }
+
+    /// Flush and compaction counters.
+    pub fn lake_status(&self) -> LakeStatus {
+        self.inner.status.lock().clone()
+    }
+
+    /// Resolves a database the identity may manage (superuser, or WRITE on it).
+    fn managed_database(&self, identity: &Identity, name: &str) -> Result<String> {
+        let db = self.inner.engine.resolve_database(name).map_err(|_| Error::DatabaseNotFound(name.to_string()))?;
+        if !self.inner.engine.authenticator().policy().allows(identity, &db, None, Privilege::Create) {
+            return Err(Error::PermissionDenied(format!("permission denied for database {db} (needs WRITE on it or a superuser)")));
+        }
+        Ok(db)
+    }
+
+    fn task_targets(&self, identity: &Identity, database: Option<&str>) -> Result<Option<String>> {
+        match database {
+            Some(d) => Ok(Some(self.managed_database(identity, d)?)),
+            None if identity.effective_superuser() => Ok(None),
+            None => Err(Error::PermissionDenied("permission denied: only superusers act on every database (name one)".into())),
+        }
+    }
+
+    /// Flushes the buffer of one database (or all) into its lake now.
+    pub async fn flush(&self, identity: &Identity, database: Option<&str>) -> Result<Vec<lake::FlushReport>> {
+        let database = self.task_targets(identity, database)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send_task(Task::Flush { database, reply })?;
+        rx.await.map_err(|_| Error::Internal("the ingest writer has stopped".into()))?
+    }
+
+    /// Compacts the lake of one database (or all) now (retention included).
+    pub async fn compact(&self, identity: &Identity, database: Option<&str>) -> Result<Vec<lake::CompactReport>> {
+        let database = self.task_targets(identity, database)?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send_task(Task::Compact { database, reply })?;
+        rx.await.map_err(|_| Error::Internal("the ingest writer has stopped".into()))?
+    }
+
+    fn send_task(&self, t: Task) -> Result<()> {
+        match self.inner.tx.try_send(Msg::Task(t)) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(Error::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(Error::Internal("the ingest writer has stopped".into())),
+        }
+    }
+
+    /// Sets the retention of a measurement (or with `None` for measurement,
+    /// of the whole database); `seconds` `None` removes it. Needs WRITE.
+    pub async fn set_retention(&self, identity: &Identity, database: &str, measurement: Option<&str>, seconds: Option<i64>) -> Result<()> {
+        let db = self.managed_database(identity, database)?;
+        if let Some(s) = seconds {
+            if s <= 0 {
+                return Err(Error::InvalidRequest(format!("retention must be a positive number of seconds (got {s})")));
+            }
+        }
+        let engine = self.inner.engine.clone();
+        let m = measurement.unwrap_or("*").to_string();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let alias = engine.attach_lake(&db)?;
+            let conn = engine.internal_connection()?;
+            lake::set_retention(&conn, &alias, &m, seconds)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    /// Measurements the identity may see (SELECT on the view, or the database
+    /// through a database grant), with rows, files and bytes.
+    pub async fn measurements(&self, identity: &Identity, database: Option<&str>) -> Result<Vec<lake::MeasurementInfo>> {
+        let engine = self.inner.engine.clone();
+        let policy = engine.authenticator().policy();
+        let dbs: Vec<String> = match database {
+            Some(d) => vec![engine.resolve_database(d).map_err(|_| Error::DatabaseNotFound(d.to_string()))?],
+            None => engine.databases().into_iter().map(|d| d.name).collect(),
+        };
+        let id = identity.clone();
+        tokio::task::spawn_blocking(move || -> Result<Vec<lake::MeasurementInfo>> {
+            let conn = engine.internal_connection()?;
+            let mut out = Vec::new();
+            for db in dbs {
+                if !policy.allows(&id, &db, None, Privilege::Usage) {
+                    continue;
+                }
+                let names = lake::measurements(&conn, &db)?;
+                if names.is_empty() {
+                    continue;
+                }
+                let alias = engine.attach_lake(&db)?;
+                for m in lake::measurement_infos(&conn, &db, &alias)? {
+                    if policy.allows(&id, &db, Some(("main", &m.name)), Privilege::Select) {
+                        out.push(m);
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
     }
 
     /// Stops the writer after the writes queued before this call; later
@@ -384,21 +541,45 @@ struct WriterLoop {
     log: wal::Wal,
     seq: u64,
     config: IngestConfig,
+    /// Databases with unflushed buffer rows.
+    pending: HashMap<String, Pending>,
+    status: Arc<Mutex<LakeStatus>>,
+    next_compaction: Option<std::time::Instant>,
+    /// File id of each database name the writer has seen.
+    db_ids: HashMap<String, String>,
+}
+
+/// Unflushed rows of one database since its last flush.
+struct Pending {
+    rows: u64,
+    since: std::time::Instant,
 }
 
 impl WriterLoop {
     fn run(mut self, rx: Receiver<Msg>) {
         let mut buf = Vec::new();
         let mut stop = None;
-        while let Ok(first) = rx.recv() {
+        let tick = self.config.flush_interval.min(std::time::Duration::from_secs(1));
+        loop {
+            let first = match rx.recv_timeout(tick) {
+                Ok(m) => m,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    self.housekeeping();
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            };
             let mut jobs = Vec::new();
+            let mut tasks = Vec::new();
             match first {
                 Msg::Write(j) => jobs.push(j),
+                Msg::Task(t) => tasks.push(t),
                 Msg::Stop(ack) => stop = Some(ack),
             }
             while stop.is_none() && jobs.len() < 1024 {
                 match rx.try_recv() {
                     Ok(Msg::Write(j)) => jobs.push(j),
+                    Ok(Msg::Task(t)) => tasks.push(t),
                     Ok(Msg::Stop(ack)) => stop = Some(ack),
                     Err(_) => break,
                 }
@@ -406,6 +587,10 @@ impl WriterLoop {
             if !jobs.is_empty() {
                 self.group(jobs, &mut buf);
             }
+            for t in tasks {
+                self.task(t);
+            }
+            self.housekeeping();
             if stop.is_some() {
                 break;
             }
@@ -415,6 +600,109 @@ impl WriterLoop {
             let _ = ack.send(());
         }
         tracing::info!("ingest writer stopped");
+    }
+
+    /// Flushes databases whose buffer is big or old enough; compacts on schedule.
+    fn housekeeping(&mut self) {
+        let engine = self.engine.clone();
+        self.pending.retain(|d, _| engine.database_exists(d));
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.rows >= self.config.flush_rows || p.since.elapsed() >= self.config.flush_interval)
+            .map(|(d, _)| d.clone())
+            .collect();
+        for db in due {
+            if let Err(e) = self.flush_database(&db) {
+                tracing::warn!(database = %db, error = %e, "flush to the lake failed; the rows stay in the buffer and are retried");
+                self.status.lock().last_error = Some(format!("flush of {db}: {e}"));
+                if let Some(p) = self.pending.get_mut(&db) {
+                    p.since = std::time::Instant::now();
+                }
+            }
+        }
+        if let (Some(at), Some(every)) = (self.next_compaction, self.config.compact_interval) {
+            if std::time::Instant::now() >= at {
+                self.next_compaction = Some(std::time::Instant::now() + every);
+                if let Err(e) = self.compact_all(None) {
+                    tracing::warn!(error = %e, "scheduled compaction failed");
+                    self.status.lock().last_error = Some(format!("compaction: {e}"));
+                }
+            }
+        }
+    }
+
+    fn flush_database(&mut self, db: &str) -> Result<lake::FlushReport> {
+        let alias = self.engine.attach_lake(db)?;
+        let gen = writer::applied_seq(&self.conn, db)?;
+        let started = std::time::Instant::now();
+        let report = lake::flush(&self.conn, db, &alias, gen)?;
+        self.pending.remove(db);
+        tracing::info!(database = %db, rows = report.rows, ms = started.elapsed().as_millis() as u64, "buffer flushed to the lake");
+        let mut st = self.status.lock();
+        st.flushes += 1;
+        st.flushed_rows += report.rows;
+        st.last_flush_at = Some(pond_meta::now_rfc3339());
+        Ok(report)
+    }
+
+    fn targets(&self, database: Option<String>) -> Vec<String> {
+        match database {
+            Some(d) => vec![d],
+            None => self.engine.databases().into_iter().map(|d| d.name).collect(),
+        }
+    }
+
+    fn compact_all(&mut self, database: Option<String>) -> Result<Vec<lake::CompactReport>> {
+        let mut out = Vec::new();
+        for db in self.targets(database) {
+            if lake::measurements(&self.conn, &db)?.is_empty() {
+                continue;
+            }
+            // Flush first, so retention and merging see every row.
+            self.flush_database(&db)?;
+            let alias = self.engine.attach_lake(&db)?;
+            let r = lake::compact(&self.conn, &db, &alias, self.config.cleanup_grace.as_secs())?;
+            tracing::info!(database = %db, files_before = r.files_before, files_after = r.files_after, retention_rows_deleted = r.retention_rows_deleted, "lake compacted");
+            out.push(r);
+        }
+        let mut st = self.status.lock();
+        st.compactions += 1;
+        st.last_compaction_at = Some(pond_meta::now_rfc3339());
+        Ok(out)
+    }
+
+    fn task(&mut self, t: Task) {
+        match t {
+            Task::Flush { database, reply } => {
+                let mut out = Vec::new();
+                let mut err = None;
+                for db in self.targets(database) {
+                    match lake::measurements(&self.conn, &db) {
+                        Ok(m) if m.is_empty() => continue,
+                        Ok(_) => {}
+                        Err(e) => {
+                            err = Some(e);
+                            break;
+                        }
+                    }
+                    match self.flush_database(&db) {
+                        Ok(r) => out.push(r),
+                        Err(e) => {
+                            err = Some(e);
+                            break;
+                        }
+                    }
+                }
+                let _ = reply.send(match err {
+                    Some(e) => Err(e),
+                    None => Ok(out),
+                });
+            }
+            Task::Compact { database, reply } => {
+                let _ = reply.send(self.compact_all(database));
+            }
+        }
     }
 
     /// One group commit: log records, one sync (in parallel with the DuckDB
@@ -446,9 +734,23 @@ impl WriterLoop {
         }
         let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
         let mut results: Vec<Option<Result<Vec<LineError>>>> = (0..jobs.len()).map(|_| None).collect();
+        // A database dropped and created again under the same name has a new
+        // file id: its cached table shapes are stale.
+        for j in jobs.iter().flatten() {
+            if let Some(old) = self.db_ids.insert(j.database.clone(), j.database_id.clone()) {
+                if old != j.database_id {
+                    self.cache.forget_database(&j.database);
+                }
+            }
+        }
+        let mut lakes: HashMap<String, Result<pond_engine::lake::Lake>> = HashMap::new();
+        for db in &order {
+            lakes.insert(db.clone(), self.engine.attach_lake(db).map_err(Error::from));
+        }
         let log = &self.log;
         let mode = self.config.sync;
         let conn = &self.conn;
+        let pending = &mut self.pending;
         let cache = &mut self.cache;
         let mut ddl = false;
         let synced = std::thread::scope(|s| {
@@ -465,8 +767,21 @@ impl WriterLoop {
                     }
                 }
                 ddl = true;
+                let lake = match &lakes[db] {
+                    Ok(l) => l.clone(),
+                    Err(e) => {
+                        let msg = format!("cannot attach the lake of database {db}: {e}");
+                        for (i, ..) in &texts {
+                            results[*i] = Some(Err(Error::Internal(msg.clone())));
+                        }
+                        continue;
+                    }
+                };
+                let rows: u64 = batches.iter().flatten().map(|t| t.rows() as u64).sum();
                 let jobs_in: Vec<_> = batches.into_iter().zip(&texts).map(|(b, t)| (b, t.3.as_slice())).collect();
-                match writer::apply(conn, cache, db, jobs_in, max_seq) {
+                let p = pending.entry(db.clone()).or_insert_with(|| Pending { rows: 0, since: std::time::Instant::now() });
+                p.rows += rows;
+                match writer::apply(conn, cache, db, &lake, jobs_in, max_seq) {
                     Ok(errs) => {
                         for ((i, ..), e) in texts.iter().zip(errs) {
                             results[*i] = Some(Ok(e));
@@ -477,7 +792,7 @@ impl WriterLoop {
                         tracing::warn!(database = %db, error = %e, "group apply failed; applying requests one by one");
                         for ((i, (format, precision), default_time, lines), (_, seq)) in texts.iter().zip(members) {
                             results[*i] = Some(parse(*format, lines.clone(), *precision, *default_time).and_then(|parsed| {
-                                writer::apply(conn, cache, db, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
+                                writer::apply(conn, cache, db, &lake, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
                                     .map(|mut v| v.pop().unwrap_or_default())
                             }));
                         }

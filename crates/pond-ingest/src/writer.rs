@@ -1,13 +1,21 @@
-//! Applying batches to DuckDB: measurement tables (created and widened as
-//! new tags and fields arrive), type checks per line, appends through
-//! DuckDB's Arrow appender, and the per-database record of the last
-//! write-ahead-log sequence applied, committed in the same transaction.
+//! Applying batches to DuckDB: measurement buffer tables (created and
+//! widened as new tags and fields arrive) with their lake table and the
+//! user-facing view, type checks per line, appends through DuckDB's Arrow
+//! appender, and the per-database record of the last write-ahead-log
+//! sequence applied, committed in the same transaction.
+//!
+//! A measurement `m` of database `db` is three objects: the buffer table
+//! `db._pond_buffer.m` (native DuckDB, every column plus `_pond_gen`, the
+//! log sequence that wrote the row), the lake table `<lake>.main.m`
+//! (DuckLake, Parquet) and the view `db.main.m` over both (see
+//! `pond_engine::lake`). Rows reach the lake by a flush (`lake.rs`).
 
 use std::collections::HashMap;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt64Array};
 use arrow_schema::{Field, Schema};
-use pond_engine::sql::quote_ident;
+use pond_engine::lake::{measurement_view_query, Lake, BUFFER_SCHEMA, GEN_COLUMN};
+use pond_engine::sql::{quote_ident, quote_literal};
 
 use crate::batch::{FinishedTable, Kind, TableBatch, TIME_COLUMN, WAL_STATE_TABLE};
 use crate::{Error, LineError, Result};
@@ -19,7 +27,7 @@ pub struct TableShape {
     pub columns: Vec<(String, String)>,
 }
 
-/// Known table shapes per (database, lower-case table name).
+/// Known buffer table shapes per (database, lower-case table name).
 #[derive(Default)]
 pub struct ShapeCache {
     tables: HashMap<(String, String), TableShape>,
@@ -31,12 +39,14 @@ impl ShapeCache {
     }
 }
 
-/// Looks a table up in DuckDB (case-insensitive name, schema `main`).
+/// Looks a measurement's buffer table up in DuckDB (case-insensitive name);
+/// its columns include the hidden generation column.
 pub fn load_shape(conn: &duckdb::Connection, db: &str, table: &str) -> Result<Option<TableShape>> {
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT table_name, column_name, data_type FROM duckdb_columns() \
-         WHERE database_name = ? AND schema_name = 'main' AND lower(table_name) = lower(?) ORDER BY column_index",
-    )?;
+         WHERE database_name = ? AND schema_name = {} AND lower(table_name) = lower(?) ORDER BY column_index",
+        quote_literal(BUFFER_SCHEMA)
+    ))?;
     let rows =
         stmt.query_map(duckdb::params![db, table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
     let mut shape: Option<TableShape> = None;
@@ -65,16 +75,87 @@ fn qualified(db: &str, table: &str) -> String {
     format!("{}.main.{}", quote_ident(db), quote_ident(table))
 }
 
+fn buffer_table(db: &str, table: &str) -> String {
+    format!("{}.{}.{}", quote_ident(db), quote_ident(BUFFER_SCHEMA), quote_ident(table))
+}
+
+/// Whether `db.main` has a table or view of this name (case-insensitive).
+fn main_object_exists(conn: &duckdb::Connection, db: &str, name: &str) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = $1 AND schema_name = 'main' AND lower(table_name) = lower($2) \
+         UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = $1 AND schema_name = 'main' AND lower(view_name) = lower($2)",
+    )?;
+    let mut rows = stmt.query(duckdb::params![db, name])?;
+    Ok(match rows.next()? {
+        Some(r) => Some(r.get(0)?),
+        None => None,
+    })
+}
+
+/// Creates the lake table of each new measurement (DuckLake commits on its
+/// own; a transaction cannot write two databases), partitioned by day.
+/// A lake table without buffer (a crash right after) is harmless: the next
+/// write finds it.
+fn prepare_lake_tables(
+    conn: &duckdb::Connection,
+    cache: &ShapeCache,
+    db: &str,
+    lake: &Lake,
+    jobs: &[(Vec<TableBatch>, &[u8])],
+) -> Result<()> {
+    for (tables, _) in jobs {
+        for t in tables {
+            let key = (db.to_string(), t.measurement.to_ascii_lowercase());
+            if t.rows() == 0 || cache.tables.contains_key(&key) || load_shape(conn, db, &t.measurement)?.is_some() {
+                continue;
+            }
+            if let Some(existing) = main_object_exists(conn, db, &t.measurement)? {
+                return Err(Error::InvalidRequest(format!(
+                    "table {db}.main.{existing} exists and is not a measurement; line protocol cannot write to it (use another measurement name)"
+                )));
+            }
+            if t.measurement.to_ascii_lowercase().starts_with("_pond_") {
+                return Err(Error::InvalidRequest(format!(
+                    "measurement name '{}' is reserved (names starting with _pond_)",
+                    t.measurement
+                )));
+            }
+            let lake_t = lake.table(&t.measurement);
+            let exists: i64 = conn.query_row(
+                "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name = ?",
+                duckdb::params![lake.catalog, lake.schema, t.measurement],
+                |r| r.get(0),
+            )?;
+            if exists == 0 {
+                // Only `time` for now: the flush adds the other columns (the view
+                // unions by name, so a column the lake lacks reads as the buffer's).
+                conn.execute_batch(&format!(
+                    "BEGIN; CREATE TABLE {lake_t} ({time} TIMESTAMP_NS NOT NULL); \
+                     ALTER TABLE {lake_t} SET PARTITIONED BY (year({time}), month({time}), day({time})); COMMIT",
+                    time = quote_ident(TIME_COLUMN)
+                ))
+                .inspect_err(|_| {
+                    let _ = conn.execute_batch("ROLLBACK");
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Applies the tables of one or more requests to `db` in one transaction and
 /// records `seq` as applied. Returns the rejected lines of each request.
 /// Each job is its tables and the text their line ranges point into.
+/// Rows are stamped with generation `seq`; `lake` is the database's lake schema.
 pub fn apply(
     conn: &duckdb::Connection,
     cache: &mut ShapeCache,
     db: &str,
+    lake: &Lake,
     jobs: Vec<(Vec<TableBatch>, &[u8])>,
     seq: u64,
 ) -> Result<Vec<Vec<LineError>>> {
+    prepare_lake_tables(conn, cache, db, lake, &jobs)?;
     conn.execute_batch("BEGIN TRANSACTION")?;
     let r = (|| -> Result<Vec<Vec<LineError>>> {
         let mut out = Vec::with_capacity(jobs.len());
@@ -84,7 +165,7 @@ pub fn apply(
                 if t.rows() == 0 {
                     continue;
                 }
-                apply_table(conn, cache, db, t.finish(), text, &mut errors)?;
+                apply_table(conn, cache, db, lake, t.finish(), text, seq, &mut errors)?;
             }
             out.push(errors);
         }
@@ -114,12 +195,15 @@ pub fn apply(
 }
 
 /// Returns whether a table or column was created.
+#[allow(clippy::too_many_arguments)]
 fn apply_table(
     conn: &duckdb::Connection,
     cache: &mut ShapeCache,
     db: &str,
+    lake: &Lake,
     t: FinishedTable,
     text: &[u8],
+    seq: u64,
     errors: &mut Vec<LineError>,
 ) -> Result<bool> {
     let key = (db.to_string(), t.measurement.to_ascii_lowercase());
@@ -129,11 +213,22 @@ fn apply_table(
             Some(s) => s,
             None => {
                 let mut cols = vec![format!("{} TIMESTAMP_NS NOT NULL", quote_ident(TIME_COLUMN))];
-                cols.extend(t.columns.iter().map(|(n, k)| format!("{} {}", quote_ident(n), k.duckdb_type())));
-                conn.execute_batch(&format!("CREATE TABLE {} ({})", qualified(db, &t.measurement), cols.join(", ")))?;
+                let fresh: Vec<&(String, Kind)> = t.columns.iter().filter(|(n, _)| !n.eq_ignore_ascii_case(GEN_COLUMN)).collect();
+                cols.extend(fresh.iter().map(|(n, k)| format!("{} {}", quote_ident(n), k.duckdb_type())));
+                cols.push(format!("{} UBIGINT NOT NULL", quote_ident(GEN_COLUMN)));
+                conn.execute_batch(&format!(
+                    "CREATE SCHEMA IF NOT EXISTS {}.{}; CREATE TABLE {} ({}); CREATE VIEW {} AS {}",
+                    quote_ident(db),
+                    quote_ident(BUFFER_SCHEMA),
+                    buffer_table(db, &t.measurement),
+                    cols.join(", "),
+                    qualified(db, &t.measurement),
+                    measurement_view_query(lake, &t.measurement)
+                ))?;
                 ddl = true;
                 let mut columns = vec![(TIME_COLUMN.to_string(), "TIMESTAMP_NS".to_string())];
-                columns.extend(t.columns.iter().map(|(n, k)| (n.clone(), k.duckdb_type().to_string())));
+                columns.extend(fresh.iter().map(|(n, k)| (n.clone(), k.duckdb_type().to_string())));
+                columns.push((GEN_COLUMN.to_string(), "UBIGINT".to_string()));
                 TableShape { name: t.measurement.clone(), columns }
             }
         };
@@ -154,6 +249,17 @@ fn apply_table(
     for (bi, (name, kind)) in t.columns.iter().enumerate() {
         let col = t.batch.column(bi + 1);
         let found = shape.columns.iter().position(|(c, _)| c.eq_ignore_ascii_case(name));
+        if name.eq_ignore_ascii_case(GEN_COLUMN) {
+            let why = format!("column name '{name}' is reserved by Pond");
+            for (row, r) in rejected.iter_mut().enumerate() {
+                if col.is_valid(row) {
+                    *r = true;
+                    reasons[row].get_or_insert_with(|| why.clone());
+                }
+            }
+            placement.push(None);
+            continue;
+        }
         match found {
             Some(ti) => {
                 let (tname, ty) = &shape.columns[ti];
@@ -177,7 +283,7 @@ fn apply_table(
             None => {
                 conn.execute_batch(&format!(
                     "ALTER TABLE {} ADD COLUMN {} {}",
-                    qualified(db, &shape.name),
+                    buffer_table(db, &shape.name),
                     quote_ident(name),
                     kind.duckdb_type()
                 ))?;
@@ -189,6 +295,9 @@ fn apply_table(
     }
     let mut batch_cols: Vec<Option<ArrayRef>> = vec![None; shape.columns.len()];
     batch_cols[0] = Some(t.batch.column(0).clone());
+    if let Some(gi) = shape.columns.iter().position(|(c, _)| c == GEN_COLUMN) {
+        batch_cols[gi] = Some(std::sync::Arc::new(UInt64Array::from(vec![seq; n])));
+    }
     for (bi, p) in placement.iter().enumerate() {
         if let Some(ti) = p {
             batch_cols[*ti] = Some(t.batch.column(bi + 1).clone());
@@ -218,7 +327,7 @@ fn apply_table(
         batch = arrow_select::filter::filter_record_batch(&batch, &keep)?;
     }
     if batch.num_rows() > 0 {
-        let mut appender = conn.appender_to_catalog_and_db(&shape.name, db, "main")?;
+        let mut appender = conn.appender_to_catalog_and_db(&shape.name, db, BUFFER_SCHEMA)?;
         appender.append_record_batch(batch)?;
         appender.flush()?;
     }

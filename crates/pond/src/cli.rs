@@ -257,6 +257,35 @@ pub struct IngestArgs {
     /// Write requests waiting for the writer before new ones get 503.
     #[arg(long = "ingest-queue-depth", env = "POND_INGEST_QUEUE_DEPTH", default_value_t = 1024)]
     pub ingest_queue_depth: usize,
+    /// Flush a database's buffered rows to its lake (Parquet) once it holds this many rows.
+    #[arg(long = "ingest-flush-rows", env = "POND_INGEST_FLUSH_ROWS", default_value_t = 1_000_000)]
+    pub ingest_flush_rows: u64,
+    /// …or once its oldest buffered row is this many milliseconds old.
+    #[arg(long = "ingest-flush-interval-ms", env = "POND_INGEST_FLUSH_INTERVAL_MS", default_value_t = 60_000)]
+    pub ingest_flush_interval_ms: u64,
+    /// Compact every lake (retention, file merging, snapshot expiry, file cleanup) this often; 0: only on demand.
+    #[arg(long = "lake-compact-interval-secs", env = "POND_LAKE_COMPACT_INTERVAL_SECS", default_value_t = 3600)]
+    pub lake_compact_interval_secs: u64,
+    /// Files replaced by a compaction are deleted once this many seconds old (running queries may read them).
+    #[arg(long = "lake-cleanup-grace-secs", env = "POND_LAKE_CLEANUP_GRACE_SECS", default_value_t = 60)]
+    pub lake_cleanup_grace_secs: u64,
+    /// Lake data files on S3-compatible storage, e.g. s3://bucket/prefix (default: <data-dir>/lake/<db>/data).
+    /// Credentials only from POND_LAKE_S3_ACCESS_KEY_ID and POND_LAKE_S3_SECRET_ACCESS_KEY.
+    #[arg(long = "lake-data-path", env = "POND_LAKE_DATA_PATH")]
+    pub lake_data_path: Option<String>,
+    /// S3 endpoint host[:port] (default: AWS).
+    #[arg(long = "lake-s3-endpoint", env = "POND_LAKE_S3_ENDPOINT")]
+    pub lake_s3_endpoint: Option<String>,
+    /// S3 region.
+    #[arg(long = "lake-s3-region", env = "POND_LAKE_S3_REGION")]
+    pub lake_s3_region: Option<String>,
+    /// S3 URL style: vhost or path (MinIO, moto and most self-hosted servers need path).
+    #[arg(long = "lake-s3-url-style", env = "POND_LAKE_S3_URL_STYLE", default_value = "vhost")]
+    pub lake_s3_url_style: String,
+    /// Use HTTPS to the S3 endpoint.
+    #[arg(long = "lake-s3-use-ssl", env = "POND_LAKE_S3_USE_SSL", default_value_t = true,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub lake_s3_use_ssl: bool,
 }
 
 /// TLS for every listener (Flight SQL and HTTP); `pond cert generate` makes
@@ -396,6 +425,32 @@ impl ServeArgs {
             .ok_or_else(|| format!("--ingest-sync '{}': use fsync, fdatasync or async", self.ingest.ingest_sync))?;
         c.ingest_create_databases = self.ingest.ingest_create_databases;
         c.ingest_queue_depth = self.ingest.ingest_queue_depth;
+        c.ingest_flush_rows = self.ingest.ingest_flush_rows.max(1);
+        c.ingest_flush_interval = Duration::from_millis(self.ingest.ingest_flush_interval_ms.max(10));
+        c.lake_compact_interval =
+            (self.ingest.lake_compact_interval_secs > 0).then(|| Duration::from_secs(self.ingest.lake_compact_interval_secs));
+        c.lake_cleanup_grace = Duration::from_secs(self.ingest.lake_cleanup_grace_secs);
+        if let Some(path) = self.ingest.lake_data_path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            if !path.starts_with("s3://") {
+                return Err(format!(
+                    "--lake-data-path '{path}': use an s3://bucket/prefix URL (local lakes live under the data directory)"
+                ));
+            }
+            let style = self.ingest.lake_s3_url_style.to_ascii_lowercase();
+            if style != "path" && style != "vhost" {
+                return Err(format!("--lake-s3-url-style '{style}': use path or vhost"));
+            }
+            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+            c.engine.lake_data_path = Some(path.trim_end_matches('/').to_string());
+            c.engine.s3 = Some(pond_engine::S3Config {
+                endpoint: self.ingest.lake_s3_endpoint.clone(),
+                region: self.ingest.lake_s3_region.clone(),
+                access_key_id: env("POND_LAKE_S3_ACCESS_KEY_ID"),
+                secret_access_key: env("POND_LAKE_S3_SECRET_ACCESS_KEY"),
+                url_style_path: style == "path",
+                use_ssl: self.ingest.lake_s3_use_ssl,
+            });
+        }
         c.ready_file = self.ready_file.clone();
         c.admin_password = std::env::var("POND_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());
         c.tls = pond::tls::TlsSettings {

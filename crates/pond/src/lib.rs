@@ -79,6 +79,11 @@ pub struct ServerConfig {
     pub ingest_sync: pond_ingest::SyncMode,
     pub ingest_create_databases: bool,
     pub ingest_queue_depth: usize,
+    /// Lake flush and compaction (see `pond_ingest::IngestConfig`).
+    pub ingest_flush_rows: u64,
+    pub ingest_flush_interval: Duration,
+    pub lake_compact_interval: Option<Duration>,
+    pub lake_cleanup_grace: Duration,
 }
 
 impl ServerConfig {
@@ -100,6 +105,10 @@ impl ServerConfig {
             ingest_sync: pond_ingest::SyncMode::Fdatasync,
             ingest_create_databases: true,
             ingest_queue_depth: 1024,
+            ingest_flush_rows: 1_000_000,
+            ingest_flush_interval: Duration::from_secs(60),
+            lake_compact_interval: Some(Duration::from_secs(3600)),
+            lake_cleanup_grace: Duration::from_secs(60),
         }
     }
 }
@@ -180,6 +189,15 @@ impl ServerBuilder {
         self
     }
 
+    /// Lake flush thresholds and compaction schedule (`None`: on demand only).
+    pub fn lake(mut self, flush_rows: u64, flush_interval: Duration, compact_interval: Option<Duration>, cleanup_grace: Duration) -> Self {
+        self.config.ingest_flush_rows = flush_rows.max(1);
+        self.config.ingest_flush_interval = flush_interval;
+        self.config.lake_compact_interval = compact_interval;
+        self.config.lake_cleanup_grace = cleanup_grace;
+        self
+    }
+
     /// Time-series ingest settings.
     pub fn ingest(mut self, sync: pond_ingest::SyncMode, create_databases: bool) -> Self {
         self.config.ingest_sync = sync;
@@ -244,6 +262,10 @@ impl Server {
         ingest_config.sync = config.ingest_sync;
         ingest_config.create_databases = config.ingest_create_databases;
         ingest_config.queue_depth = config.ingest_queue_depth.max(1);
+        ingest_config.flush_rows = config.ingest_flush_rows;
+        ingest_config.flush_interval = config.ingest_flush_interval;
+        ingest_config.compact_interval = config.lake_compact_interval;
+        ingest_config.cleanup_grace = config.lake_cleanup_grace;
         ingest_config.max_body_bytes = config.max_body_bytes;
         let ingest_engine = engine.clone();
         let ingest = tokio::task::spawn_blocking(move || pond_ingest::Ingester::open(ingest_engine, ingest_config))

@@ -38,7 +38,7 @@ async fn v1_write_creates_database_and_keeps_nanoseconds_exact() {
     assert_eq!(cols[3], "NULL,NULL,3");
     assert_eq!(cols[4], "NULL,NULL,true");
     assert_eq!(cols[5], "NULL,NULL,hi \"there\"");
-    let types = sql(&s, "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE database_name = 'metrics' AND table_name = 'cpu' ORDER BY column_index").await;
+    let types = sql(&s, "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE database_name = 'metrics' AND schema_name = 'main' AND table_name = 'cpu' ORDER BY column_index").await;
     assert_eq!(types[0], "time TIMESTAMP_NS,host VARCHAR,value DOUBLE,n BIGINT,ok BOOLEAN,msg VARCHAR");
     s.stop().await;
 }

@@ -7,6 +7,7 @@ mod databases;
 mod flight;
 mod http;
 mod ingest;
+mod lake;
 mod lifecycle;
 mod msgpack;
 mod pgwire;

@@ -1,0 +1,212 @@
+//! The lake: one DuckLake catalog for the instance (`<data-dir>/lake/
+//! catalog.ducklake`, Parquet files under `<data-dir>/lake/data/` or an S3
+//! prefix), attached under a hidden alias, with one lake schema per Pond
+//! database (named by the database's file id), holding the cold part of its
+//! time-series measurements.
+//!
+//! Why one catalog and not one per database: DuckDB cannot attach a second
+//! DuckLake once external access is off (checked with 1.5.5: "Failed to
+//! initialize DuckLake: Current transaction is aborted"), and Pond turns it
+//! off at start; a schema per database keeps the data apart just as well.
+//!
+//! It owns where the lake lives, attaching it, the names Pond reserves for it
+//! and for the hot buffer inside each database (schema [`BUFFER_SCHEMA`]), and
+//! the canonical text of a measurement view ([`measurement_view_query`]) that
+//! the sandbox recognises. What goes into the lake (flush, compaction,
+//! retention) is `pond-ingest`'s business.
+//!
+//! Look first at [`Engine::attach_lake`] and [`measurement_view_query`].
+
+use std::path::PathBuf;
+
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::sql::{quote_ident, quote_literal};
+
+/// Schema of each Pond database holding the unflushed rows of its measurements.
+pub const BUFFER_SCHEMA: &str = "_pond_buffer";
+/// Hidden column of buffer tables: the write-ahead-log sequence that wrote the row.
+pub const GEN_COLUMN: &str = "_pond_gen";
+/// Lake table (per database schema) recording the highest generation copied into the lake.
+pub const FLUSHED_TABLE: &str = "_pond_flushed";
+/// Lake table (per database schema) with retention limits.
+pub const RETENTION_TABLE: &str = "_pond_retention";
+/// DuckDB alias of the lake.
+pub const LAKE_ALIAS: &str = "__pond_lake";
+
+/// One database's part of the lake: catalog [`LAKE_ALIAS`], schema = file id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lake {
+    pub catalog: String,
+    pub schema: String,
+}
+
+impl Lake {
+    pub fn for_file_id(file_id: &str) -> Self {
+        Self { catalog: LAKE_ALIAS.to_string(), schema: file_id.to_string() }
+    }
+
+    /// `"catalog"."schema"."name"`.
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{}.{}", quote_ident(&self.catalog), quote_ident(&self.schema), quote_ident(name))
+    }
+}
+
+/// Catalogs no client may name or see: the lake and DuckLake's metadata catalog.
+pub fn is_hidden_catalog(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with(LAKE_ALIAS) || n.starts_with("__ducklake_metadata")
+}
+
+/// Schemas no client may name or see.
+pub fn is_hidden_schema(name: &str) -> bool {
+    name.eq_ignore_ascii_case(BUFFER_SCHEMA)
+}
+
+/// The query of the view `<db>.main.<name>`: the lake's rows, then the buffer
+/// rows whose generation the lake does not yet record as flushed. Views bind
+/// unqualified names in their own database, so the buffer part survives a
+/// database rename; the lake schema is the file id and survives it too.
+pub fn measurement_view_query(lake: &Lake, name: &str) -> String {
+    format!(
+        "SELECT * FROM {} UNION ALL BY NAME SELECT * EXCLUDE ({gen}) FROM {buf}.{t} \
+         WHERE {gen} > (SELECT coalesce(max(gen), 0) FROM {})",
+        lake.table(name),
+        lake.table(FLUSHED_TABLE),
+        t = quote_ident(name),
+        gen = quote_ident(GEN_COLUMN),
+        buf = quote_ident(BUFFER_SCHEMA),
+    )
+}
+
+impl Engine {
+    /// `<data-dir>/lake`: the lake catalog (and data, unless on S3).
+    pub fn lake_root(&self) -> PathBuf {
+        self.inner.config.data_dir.join("lake")
+    }
+
+    /// A database's stable file id (its lake schema is named by it).
+    pub fn database_file_id(&self, name: &str) -> Result<String> {
+        self.databases()
+            .into_iter()
+            .find(|d| d.name == name)
+            .and_then(|d| std::path::Path::new(&d.path).file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .ok_or_else(|| Error::DatabaseNotFound(name.to_string()))
+    }
+
+    /// Where the lake's Parquet files go: `<data-dir>/lake/data/` or the S3 prefix.
+    pub fn lake_data_path(&self) -> String {
+        match &self.inner.config.lake_data_path {
+            Some(p) => format!("{}/", p.trim_end_matches('/')),
+            None => format!("{}/", self.lake_root().join("data").display()),
+        }
+    }
+
+    /// Attaches the lake at start (before external access is turned off). A
+    /// missing ducklake extension only disables measurements (logged).
+    pub(crate) fn open_lake(&self, root: &duckdb::Connection) -> Result<()> {
+        let dir = self.lake_root();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        if self.inner.config.lake_data_path.is_none() {
+            let data = dir.join("data");
+            std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
+        }
+        if let (Some(s3), Some(prefix)) = (&self.inner.config.s3, &self.inner.config.lake_data_path) {
+            root.execute_batch(&s3_secret_sql(s3, prefix)).map_err(|_| {
+                // DuckDB's message could quote the statement, which holds the secret.
+                Error::InvalidRequest("cannot create the S3 secret for the lake data path (check the S3 settings)".into())
+            })?;
+        }
+        let fresh = !dir.join("catalog.ducklake").exists();
+        // Small flushes must still become Parquet files (rows inlined in the
+        // catalog are much slower to write and to read).
+        root.execute_batch(&format!(
+            "ATTACH IF NOT EXISTS {} AS {} (DATA_PATH {}, DATA_INLINING_ROW_LIMIT 0)",
+            quote_literal(&format!("ducklake:{}", dir.join("catalog.ducklake").display())),
+            quote_ident(LAKE_ALIAS),
+            quote_literal(&self.lake_data_path()),
+        ))?;
+        if fresh {
+            root.execute_batch(&format!("CALL {}.set_option('parquet_compression', 'zstd')", quote_ident(LAKE_ALIAS)))?;
+        }
+        *self.inner.lake_ready.lock() = true;
+        Ok(())
+    }
+
+    /// The lake schema of database `db`, created (with its bookkeeping
+    /// tables) on first use.
+    pub fn attach_lake(&self, db: &str) -> Result<Lake> {
+        let id = self.database_file_id(db)?;
+        let lake = Lake::for_file_id(&id);
+        if !*self.inner.lake_ready.lock() {
+            return Err(Error::InvalidRequest(format!(
+                "time-series storage is unavailable: the ducklake extension did not load at start (install it with: {})",
+                crate::extensions::install_command(&self.inner.config.extension_dir(), &["ducklake"])
+            )));
+        }
+        let mut lakes = self.inner.lakes.lock();
+        if lakes.contains(&id) {
+            return Ok(lake);
+        }
+        let root = self.inner.root.lock();
+        root.execute_batch(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {c}.{s}; \
+             CREATE TABLE IF NOT EXISTS {flushed} (gen UBIGINT NOT NULL); \
+             CREATE TABLE IF NOT EXISTS {retention} (measurement VARCHAR NOT NULL, seconds BIGINT NOT NULL)",
+            c = quote_ident(&lake.catalog),
+            s = quote_ident(&lake.schema),
+            flushed = lake.table(FLUSHED_TABLE),
+            retention = lake.table(RETENTION_TABLE),
+        ))?;
+        lakes.insert(id);
+        Ok(lake)
+    }
+
+    /// Drops a dropped database's lake schema (its files go at the next cleanup).
+    pub(crate) fn drop_lake(&self, id: &str) {
+        if !*self.inner.lake_ready.lock() {
+            return;
+        }
+        self.inner.lakes.lock().remove(id);
+        let lake = Lake::for_file_id(id);
+        let sql = format!("DROP SCHEMA IF EXISTS {}.{} CASCADE", quote_ident(&lake.catalog), quote_ident(&lake.schema));
+        if let Err(e) = self.inner.root.lock().execute_batch(&sql) {
+            tracing::warn!(database_id = %id, error = %e, "cannot drop the lake schema of a dropped database");
+        }
+    }
+}
+
+/// `CREATE OR REPLACE SECRET` (in memory only) scoped to the lake data path.
+fn s3_secret_sql(s3: &crate::config::S3Config, prefix: &str) -> String {
+    let mut parts = vec!["TYPE s3".to_string(), format!("SCOPE {}", quote_literal(prefix))];
+    let mut opt = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            parts.push(format!("{k} {}", quote_literal(v)));
+        }
+    };
+    opt("KEY_ID", &s3.access_key_id);
+    opt("SECRET", &s3.secret_access_key);
+    opt("REGION", &s3.region);
+    opt("ENDPOINT", &s3.endpoint);
+    if s3.url_style_path {
+        parts.push("URL_STYLE 'path'".into());
+    }
+    parts.push(format!("USE_SSL {}", s3.use_ssl));
+    format!("CREATE OR REPLACE SECRET pond_lake_s3 ({})", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names() {
+        assert!(is_hidden_catalog("__pond_lake"));
+        assert!(is_hidden_catalog("__DUCKLAKE_METADATA___pond_lake"));
+        assert!(!is_hidden_catalog("lake"));
+        assert!(is_hidden_schema("_Pond_Buffer"));
+        assert!(!is_hidden_schema("main"));
+        let q = measurement_view_query(&Lake::for_file_id("x"), "c\"p");
+        assert!(q.contains("\"c\"\"p\""), "{q}");
+    }
+}
