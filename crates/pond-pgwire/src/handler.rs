@@ -28,9 +28,8 @@ use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
-use pgwire::messages::startup::{Authentication, SecretKey};
+use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use pond_auth::Credentials;
 use pond_engine::{Engine, QueryStream, Session};
 
 use crate::error::{info, Error};
@@ -48,12 +47,13 @@ pub(crate) struct Factory {
 }
 
 impl Factory {
-    pub(crate) fn new(engine: Engine) -> Self {
+    pub(crate) fn new(engine: Engine, auth: crate::auth::PgAuth) -> Self {
         let duckdb = engine.duckdb_version();
         let server_version = format!("15.0 (Pond {}, DuckDB {duckdb})", env!("CARGO_PKG_VERSION"));
         Self {
             backend: Arc::new(Backend {
                 engine,
+                auth,
                 server_version,
                 cancels: Arc::new(Mutex::new(HashMap::new())),
                 next_pid: AtomicI32::new(1000),
@@ -80,6 +80,7 @@ impl PgWireServerHandlers for Factory {
 
 pub(crate) struct Backend {
     engine: Engine,
+    auth: crate::auth::PgAuth,
     server_version: String,
     cancels: CancelMap,
     next_pid: AtomicI32,
@@ -147,11 +148,14 @@ impl StartupHandler for Backend {
                     return Err(fatal("28000", "no PostgreSQL user name specified in startup packet"));
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
-                client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?;
+                let user = client.metadata().get("user").cloned().unwrap_or_default();
+                let source = client.socket_addr().ip().to_string();
+                let (request, exchange) = crate::auth::challenge(self.auth, self.engine.authenticator(), &user, Some(&source), PROTOCOL)?;
+                client.session_extensions().insert(exchange);
+                client.send(PgWireBackendMessage::Authentication(request)).await?;
                 Ok(())
             }
             PgWireFrontendMessage::PasswordMessageFamily(msg) => {
-                let password = msg.into_password()?.password;
                 let user = client.metadata().get("user").cloned().unwrap_or_default();
                 // `default` is where every session starts, with or without grants; libpq
                 // sends the user name when no database is given: that means `default` too
@@ -162,15 +166,23 @@ impl StartupHandler for Backend {
                     .cloned()
                     .filter(|d| !d.is_empty() && d != pond_engine::DEFAULT_DATABASE && (*d != user || self.engine.database_exists(d)));
                 let source = client.socket_addr().ip().to_string();
-                let auth = self.engine.authenticator().clone();
-                let creds = Credentials::Password { user: user.clone(), password };
-                let identity = tokio::task::spawn_blocking(move || auth.authenticate(&creds, Some(&source), PROTOCOL))
-                    .await
-                    .map_err(|e| fatal("XX000", format!("authentication worker failed: {e}")))?
-                    .map_err(|e| match e {
-                        pond_auth::Error::TooManyFailures(_) => fatal("28P01", e.to_string()),
-                        _ => fatal("28P01", format!("password authentication failed for user \"{user}\"")),
-                    })?;
+                let exchange = client
+                    .session_extensions()
+                    .get::<crate::auth::Exchange>()
+                    .ok_or_else(|| fatal("08P01", "password message before the startup message"))?;
+                let auth = self.engine.authenticator();
+                let identity = match crate::auth::step(&exchange, auth, &user, Some(source), PROTOCOL, msg).await? {
+                    crate::auth::Step::Continue(request) => {
+                        client.send(PgWireBackendMessage::Authentication(request)).await?;
+                        return Ok(());
+                    }
+                    crate::auth::Step::Done(identity, last) => {
+                        if let Some(last) = last {
+                            client.send(PgWireBackendMessage::Authentication(last)).await?;
+                        }
+                        identity
+                    }
+                };
                 let session = self.engine.open_session_async(identity, PROTOCOL, database.clone(), false).await.map_err(|e| match e {
                     pond_engine::Error::DatabaseNotFound(d) => {
                         fatal("3D000", format!("database \"{d}\" does not exist (SHOW DATABASES lists them)"))
