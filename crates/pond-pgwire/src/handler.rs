@@ -16,6 +16,7 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, ServerParameterProvider, StartupHandler,
 };
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
@@ -26,7 +27,7 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::copy::CopyData;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
@@ -76,6 +77,9 @@ impl PgWireServerHandlers for Factory {
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.backend.clone()
     }
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.backend.clone()
+    }
 }
 
 pub(crate) struct Backend {
@@ -97,6 +101,8 @@ struct Conn {
     /// A portal already executed by Describe (to learn its result columns),
     /// waiting for its Execute: (portal identity, result).
     pending: Mutex<Option<(usize, QueryStream)>>,
+    /// A `COPY … FROM STDIN` receiving CopyData.
+    copy_in: Mutex<Option<crate::copy_in::Receiving>>,
     _cancel: CancelGuard,
 }
 
@@ -222,6 +228,7 @@ impl StartupHandler for Backend {
                     settings: Mutex::new(settings),
                     aborted: AtomicBool::new(false),
                     pending: Mutex::new(None),
+                    copy_in: Mutex::new(None),
                     _cancel: CancelGuard { map: self.cancels.clone(), pid },
                 });
                 finish_authentication(client, &StartupParams(params)).await
@@ -454,6 +461,13 @@ impl Backend {
                 e.to_info()
             });
         }
+        if let Some(parsed) = crate::copy_in::parse_copy_in(sql) {
+            return self.copy_in_start(conn, parsed, materialize).await.inspect_err(|_| {
+                if session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+            });
+        }
         // PostgreSQL's transaction-block rules, on top of DuckDB's transactions.
         let engine_sql = match &k {
             Kind::Begin if in_txn => return Ok(Response::Execution(Tag::new("BEGIN"))),
@@ -589,6 +603,79 @@ impl Backend {
                 Ok(Response::Execution(Tag::new(tag)))
             }
         }
+    }
+}
+
+impl Backend {
+    /// `COPY … FROM STDIN`: resolves the table, checks INSERT, and answers
+    /// CopyInResponse; CopyData then goes to [`crate::copy_in::Decoder`].
+    async fn copy_in_start(
+        &self,
+        conn: &Conn,
+        parsed: std::result::Result<crate::copy_in::CopyIn, String>,
+        not_last: bool,
+    ) -> Result<Response, ErrorInfo> {
+        let opts = parsed.map_err(|m| info("0A000", m))?;
+        if not_last {
+            return Err(info("0A000", "COPY … FROM STDIN must be the last statement of a query string"));
+        }
+        let receiving = crate::copy_in::Receiving::start(&self.engine, &conn.session, opts).await?;
+        let (code, columns) = receiving.shape();
+        *conn.copy_in.lock() = Some(receiving);
+        Ok(Response::CopyIn(CopyResponse::new(code, columns, futures::stream::empty())))
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Backend {
+    async fn on_copy_data<C>(&self, client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Errors wait for CopyDone: the client keeps sending until then.
+        if let Some(r) = conn(client)?.copy_in.lock().as_mut() {
+            r.feed(&data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = conn(client)?;
+        let receiving = conn.copy_in.lock().take().ok_or_else(|| user_error(info("08P01", "CopyDone without a COPY in progress")))?;
+        match receiving.finish(&conn.session).await {
+            Ok(rows) => {
+                client.send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows as usize).into())).await?;
+                Ok(())
+            }
+            Err(e) => {
+                if conn.session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                Err(user_error(e))
+            }
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Ok(conn) = conn(client) {
+            conn.copy_in.lock().take();
+            if conn.session.in_transaction() {
+                conn.aborted.store(true, Ordering::SeqCst);
+            }
+        }
+        user_error(info("57014", format!("COPY from stdin failed: {}", fail.message)))
     }
 }
 

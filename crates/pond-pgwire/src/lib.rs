@@ -17,6 +17,7 @@
 mod auth;
 mod catalog;
 mod copy;
+mod copy_in;
 pub mod error;
 mod handler;
 mod local;

@@ -442,7 +442,7 @@ pub(crate) fn numeric_binary(s: &str, out: &mut BytesMut) {
 }
 
 /// Decimal string of a binary NUMERIC parameter.
-fn numeric_from_binary(b: &[u8]) -> Option<String> {
+pub(crate) fn numeric_from_binary(b: &[u8]) -> Option<String> {
     let rd = |k: usize| -> Option<i16> { Some(i16::from_be_bytes([*b.get(k)?, *b.get(k + 1)?])) };
     let (n, weight, sign, dscale) = (rd(0)? as usize, rd(2)?, rd(4)? as u16, rd(6)? as usize);
     if sign == 0xC000 {
