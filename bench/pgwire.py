@@ -153,12 +153,15 @@ def psycopg_fetch(conninfo: dict, sql: str, binary: bool, reps: int) -> dict:
     import psycopg
 
     times = []
+    wire = []
     n = 0
     with psycopg.connect(**conninfo, autocommit=True) as conn:
         for _ in range(reps):
             t0 = time.perf_counter()
             with conn.cursor(binary=binary) as cur:
                 cur.execute(sql)
+                # execute() returns once libpq holds the whole result: server work + transfer.
+                wire.append(time.perf_counter() - t0)
                 n = 0
                 while True:
                     chunk = cur.fetchmany(100_000)
@@ -166,7 +169,7 @@ def psycopg_fetch(conninfo: dict, sql: str, binary: bool, reps: int) -> dict:
                         break
                     n += len(chunk)
             times.append(time.perf_counter() - t0)
-    return {"seconds": min(times), "all": times, "rows": n}
+    return {"seconds": min(times), "all": times, "rows": n, "wire_seconds": min(wire)}
 
 
 def flight_fetch(server: PondServer, sql: str, reps: int) -> dict:
@@ -241,6 +244,8 @@ def main() -> int:
                     f"postgres {row[f'postgres_{kind}']['seconds']:.2f}s")
             row["pond_flight_adbc"] = flight_fetch(pond, sql, args.reps)
             log(f"{rows} rows Flight SQL (ADBC, Arrow table): {row['pond_flight_adbc']['seconds']:.2f}s")
+            log(f"{rows} rows until libpq holds the result (server + transfer): "
+                + ", ".join(f"{k} {row[k]['wire_seconds']:.2f}s" for k in ("pond_text", "postgres_text", "pond_binary", "postgres_binary")))
             for k in ("pond_text", "pond_binary", "postgres_text", "postgres_binary", "pond_flight_adbc"):
                 assert row[k]["rows"] == rows, (k, row[k]["rows"])
             results["fetch"].append(row)
@@ -273,6 +278,12 @@ def render(r: dict) -> str:
         out.append(f"| {f['rows']:,} | {s['pond_text']:.2f} | {s['postgres_text']:.2f} | {s['pond_binary']:.2f} | {s['postgres_binary']:.2f} "
                    f"| {s['pond_flight_adbc']:.2f} | {s['pond_text'] / s['postgres_text']:.2f} | {s['pond_binary'] / s['postgres_binary']:.2f} "
                    f"| {s['pond_binary'] / s['pond_flight_adbc']:.1f} |")
+    out += ["", "Time until `execute()` returns, i.e. libpq holds the whole result (server work and transfer, no Python rows):", "",
+            "| rows | text Pond | text PG | binary Pond | binary PG | Flight SQL ADBC (Pond, whole fetch) |", "|---|---|---|---|---|---|"]
+    for f in r["fetch"]:
+        w = {k: v.get("wire_seconds", float("nan")) for k, v in f.items() if isinstance(v, dict)}
+        out.append(f"| {f['rows']:,} | {w['pond_text']:.2f} | {w['postgres_text']:.2f} | {w['pond_binary']:.2f} | {w['postgres_binary']:.2f} "
+                   f"| {f['pond_flight_adbc']['seconds']:.2f} |")
     return "\n".join(out) + "\n"
 
 
