@@ -13,6 +13,7 @@
 mod audit;
 mod jwt;
 pub mod policy;
+mod scram;
 mod throttle;
 mod tokens;
 
@@ -32,6 +33,7 @@ use sha2::{Digest, Sha256};
 pub use audit::{Audit, AuditEvent};
 pub use jwt::JwtConfig;
 pub use policy::{GrantTarget, Policy, Privilege};
+pub use scram::{ScramVerifier, SCRAM_ITERATIONS};
 pub use tokens::{NewToken, TokenInfo, TokenPatch, API_TOKEN_PREFIX, OAUTH_TOKEN_PREFIX};
 
 /// Prefix of the bearer tokens Pond issues at login, so they are recognisable in
@@ -243,6 +245,7 @@ impl Authenticator {
             _ => (random_secret(18), true),
         };
         let hash = hash_password(&password)?;
+        let scram = ScramVerifier::new(&password).encode();
         let mut outcome = Bootstrap::FromEnvironment;
         if generated {
             let file = data_dir.join("admin-password");
@@ -253,6 +256,7 @@ impl Authenticator {
             m.users.push(UserRecord {
                 name: ADMIN_USER.to_string(),
                 password_hash: hash,
+                scram_sha256: Some(scram),
                 superuser: true,
                 created_at: pond_meta::now_rfc3339(),
                 is_role: false,
@@ -342,7 +346,69 @@ impl Authenticator {
         }
         let identity = Identity::password_user(&record.name, record.superuser);
         self.verified.lock().insert(self.cache_key(user, password), (record.name.clone(), Instant::now()));
+        if record.scram_sha256.is_none() {
+            self.add_scram_verifier(&record.name, &record.password_hash, password);
+        }
         Ok(identity)
+    }
+
+    /// A user whose password predates SCRAM verifiers gets one from the
+    /// password that just verified (once; a failure only means cleartext stays
+    /// in use for that user over PostgreSQL wire).
+    fn add_scram_verifier(&self, user: &str, hash: &str, password: &str) {
+        let scram = ScramVerifier::new(password).encode();
+        let stored = self.meta.update(|m| {
+            // Only if the password is still the one that was checked.
+            if let Some(u) = m.users.iter_mut().find(|u| u.name == user && u.password_hash == hash && u.scram_sha256.is_none()) {
+                u.scram_sha256 = Some(scram);
+            }
+            Ok::<_, Error>(())
+        });
+        if let Err(e) = stored {
+            tracing::warn!(user, error = %e, "could not store the SCRAM verifier");
+        }
+    }
+
+    // ----- SCRAM-SHA-256 (the exchange itself is the PostgreSQL listener's) --------
+
+    /// The SCRAM-SHA-256 verifier to challenge `user` with. `None` when the
+    /// user can log in but has no verifier yet (its password predates them:
+    /// ask for the password in cleartext once). A name that is no login user
+    /// gets a decoy no proof matches, the same on every attempt, so the
+    /// exchange does not reveal which user names exist.
+    pub fn scram_verifier(&self, user: &str) -> Option<ScramVerifier> {
+        let snapshot = self.meta.snapshot();
+        match snapshot.users.iter().find(|u| u.name == user && !u.is_role) {
+            Some(u) => u.scram_sha256.as_deref().and_then(ScramVerifier::parse),
+            None => Some(ScramVerifier::decoy(&self.cache_salt, user)),
+        }
+    }
+
+    /// The failed-login throttle for a login that does not go through
+    /// [`Authenticator::authenticate`] (SCRAM): call it before the exchange.
+    pub fn check_throttle(&self, source: Option<&str>, protocol: &str) -> Result<()> {
+        if let Err(wait) = self.throttle.check(source.unwrap_or("unknown")) {
+            self.audit.record(AuditEvent::new("auth_failed", false, "refused: too many failed logins").source(source).protocol(protocol));
+            return Err(Error::TooManyFailures(wait));
+        }
+        Ok(())
+    }
+
+    /// Ends a SCRAM exchange: `proof_ok` says whether the client's proof
+    /// matched the verifier of `user`. Feeds the throttle and the audit trail
+    /// like a password login and returns the identity.
+    pub fn finish_scram(&self, user: &str, proof_ok: bool, source: Option<&str>, protocol: &str) -> Result<Identity> {
+        let key = source.unwrap_or("unknown");
+        let policy = self.policy();
+        if proof_ok && policy.user_exists(user) {
+            self.throttle.succeeded(key);
+            self.audit.record(AuditEvent::new("login", true, "SCRAM-SHA-256 proof accepted").user(user).source(source).protocol(protocol));
+            return Ok(Identity::password_user(user, policy.is_superuser(user)));
+        }
+        self.throttle.failed(key);
+        self.audit
+            .record(AuditEvent::new("auth_failed", false, "SCRAM-SHA-256 proof rejected").user(user).source(source).protocol(protocol));
+        Err(Error::InvalidCredentials)
     }
 
     /// Resolves any bearer token: login session, OAuth2 access token, API token or JWT.
@@ -456,6 +522,7 @@ impl Authenticator {
         let name = validate_user_name(name)?;
         check_password(password)?;
         let hash = hash_password(password)?;
+        let scram = ScramVerifier::new(password).encode();
         self.meta.update(|m| {
             if m.users.iter().any(|u| u.name == name) {
                 return Err(Error::AlreadyExists(format!("user '{name}'")));
@@ -463,6 +530,7 @@ impl Authenticator {
             m.users.push(UserRecord {
                 name: name.clone(),
                 password_hash: hash,
+                scram_sha256: Some(scram),
                 superuser,
                 created_at: pond_meta::now_rfc3339(),
                 is_role: false,
@@ -480,9 +548,11 @@ impl Authenticator {
         }
         check_password(password)?;
         let hash = hash_password(password)?;
+        let scram = ScramVerifier::new(password).encode();
         self.meta.update(|m| {
             let u = m.users.iter_mut().find(|u| u.name == name).ok_or_else(|| Error::NotFound(format!("user '{name}'")))?;
             u.password_hash = hash;
+            u.scram_sha256 = Some(scram);
             Ok::<_, Error>(())
         })?;
         self.verified.lock().clear();
@@ -587,6 +657,7 @@ impl Authenticator {
             m.users.push(UserRecord {
                 name: name.clone(),
                 password_hash: String::new(),
+                scram_sha256: None,
                 superuser: false,
                 created_at: pond_meta::now_rfc3339(),
                 is_role: true,
@@ -789,6 +860,44 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let meta = Arc::new(MetaStore::open(&dir.path().join("system")).unwrap());
         (dir, Authenticator::new(meta, Duration::from_secs(60)))
+    }
+
+    #[test]
+    fn scram_verifiers_follow_every_password_change() {
+        let (dir, a) = auth();
+        a.bootstrap(dir.path(), Some("admin-pw-123")).unwrap();
+        assert!(a.scram_verifier("admin").unwrap().matches("admin-pw-123"));
+        let admin = a.verify_password("admin", "admin-pw-123").unwrap();
+        a.create_user(&admin, "carol", "carol-pw-123", false).unwrap();
+        assert!(a.scram_verifier("carol").unwrap().matches("carol-pw-123"));
+        a.alter_password(&admin, "carol", "carol-pw-456").unwrap();
+        let v = a.scram_verifier("carol").unwrap();
+        assert!(v.matches("carol-pw-456") && !v.matches("carol-pw-123"));
+        // Stored in PostgreSQL's form; the password itself appears nowhere in pond.json.
+        let json = std::fs::read_to_string(dir.path().join("system").join("pond.json")).unwrap();
+        assert!(json.contains("SCRAM-SHA-256$4096:") && !json.contains("carol-pw-456"));
+        // A user from before verifiers gets one at the next password login.
+        a.meta()
+            .update(|m| {
+                m.users.iter_mut().for_each(|u| u.scram_sha256 = None);
+                Ok::<_, Error>(())
+            })
+            .unwrap();
+        assert!(a.scram_verifier("carol").is_none());
+        a.verify_password("carol", "carol-pw-456").unwrap();
+        assert!(a.scram_verifier("carol").unwrap().matches("carol-pw-456"));
+        // Unknown names and roles get a stable decoy.
+        a.create_role(&admin, "readers").unwrap();
+        assert_eq!(a.scram_verifier("nobody"), a.scram_verifier("nobody"));
+        assert!(a.scram_verifier("readers").is_some());
+        // The end of an exchange feeds the audit trail and the throttle.
+        assert!(a.finish_scram("carol", true, Some("10.0.0.9"), "test").unwrap().user == "carol");
+        assert!(matches!(a.finish_scram("nobody", true, Some("10.0.0.9"), "test"), Err(Error::InvalidCredentials)));
+        for _ in 0..6 {
+            let _ = a.finish_scram("carol", false, Some("10.0.0.8"), "test");
+        }
+        assert!(matches!(a.check_throttle(Some("10.0.0.8"), "test"), Err(Error::TooManyFailures(_))));
+        assert!(a.check_throttle(Some("10.0.0.9"), "test").is_ok());
     }
 
     #[test]

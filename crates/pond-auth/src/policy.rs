@@ -300,6 +300,7 @@ mod tests {
         meta.users.push(pond_meta::UserRecord {
             name: "u".into(),
             password_hash: String::new(),
+            scram_sha256: None,
             superuser: false,
             created_at: String::new(),
             is_role: false,
@@ -342,6 +343,7 @@ mod tests {
         let rec = |name: &str, role: bool, member_of: &[&str]| pond_meta::UserRecord {
             name: name.into(),
             password_hash: String::new(),
+            scram_sha256: None,
             superuser: false,
             created_at: String::new(),
             is_role: role,

@@ -985,7 +985,7 @@ impl Session {
 
     /// Bulk ingest needs INSERT on an existing table, WRITE on the database to
     /// create or replace one; temporary tables are the session's own.
-    fn authorize_ingest(&self, db: &str, schema: &str, table: &str, exists: bool, mode: IngestMode) -> Result<()> {
+    pub fn authorize_ingest(&self, db: &str, schema: &str, table: &str, exists: bool, mode: IngestMode) -> Result<()> {
         let inner = self.engine()?;
         let identity = inner.auth.revalidate(&self.identity)?;
         if identity.effective_superuser() || db == "temp" {

@@ -40,6 +40,13 @@ pub struct DatabaseRecord {
 pub struct UserRecord {
     pub name: String,
     pub password_hash: String,
+    /// SCRAM-SHA-256 verifier in PostgreSQL's stored form
+    /// (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, base64):
+    /// enough to check a SCRAM proof, not enough to log in with. Set whenever
+    /// the password is set; `None` for roles and for users whose password
+    /// predates it (filled in at their next password login).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scram_sha256: Option<String>,
     #[serde(default)]
     pub superuser: bool,
     pub created_at: String,

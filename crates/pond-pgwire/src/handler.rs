@@ -16,6 +16,7 @@ use pgwire::api::auth::{
     finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, ServerParameterProvider, StartupHandler,
 };
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
@@ -26,11 +27,10 @@ use pgwire::api::store::PortalStore;
 use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::cancel::CancelRequest;
-use pgwire::messages::copy::CopyData;
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::startup::{Authentication, SecretKey};
+use pgwire::messages::startup::SecretKey;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
-use pond_auth::Credentials;
 use pond_engine::{Engine, QueryStream, Session};
 
 use crate::error::{info, Error};
@@ -48,12 +48,13 @@ pub(crate) struct Factory {
 }
 
 impl Factory {
-    pub(crate) fn new(engine: Engine) -> Self {
+    pub(crate) fn new(engine: Engine, auth: crate::auth::PgAuth) -> Self {
         let duckdb = engine.duckdb_version();
         let server_version = format!("15.0 (Pond {}, DuckDB {duckdb})", env!("CARGO_PKG_VERSION"));
         Self {
             backend: Arc::new(Backend {
                 engine,
+                auth,
                 server_version,
                 cancels: Arc::new(Mutex::new(HashMap::new())),
                 next_pid: AtomicI32::new(1000),
@@ -76,10 +77,14 @@ impl PgWireServerHandlers for Factory {
     fn cancel_handler(&self) -> Arc<impl CancelHandler> {
         self.backend.clone()
     }
+    fn copy_handler(&self) -> Arc<impl CopyHandler> {
+        self.backend.clone()
+    }
 }
 
 pub(crate) struct Backend {
     engine: Engine,
+    auth: crate::auth::PgAuth,
     server_version: String,
     cancels: CancelMap,
     next_pid: AtomicI32,
@@ -96,6 +101,8 @@ struct Conn {
     /// A portal already executed by Describe (to learn its result columns),
     /// waiting for its Execute: (portal identity, result).
     pending: Mutex<Option<(usize, QueryStream)>>,
+    /// A `COPY … FROM STDIN` receiving CopyData.
+    copy_in: Mutex<Option<crate::copy_in::Receiving>>,
     _cancel: CancelGuard,
 }
 
@@ -147,11 +154,14 @@ impl StartupHandler for Backend {
                     return Err(fatal("28000", "no PostgreSQL user name specified in startup packet"));
                 }
                 client.set_state(PgWireConnectionState::AuthenticationInProgress);
-                client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?;
+                let user = client.metadata().get("user").cloned().unwrap_or_default();
+                let source = client.socket_addr().ip().to_string();
+                let (request, exchange) = crate::auth::challenge(self.auth, self.engine.authenticator(), &user, Some(&source), PROTOCOL)?;
+                client.session_extensions().insert(exchange);
+                client.send(PgWireBackendMessage::Authentication(request)).await?;
                 Ok(())
             }
             PgWireFrontendMessage::PasswordMessageFamily(msg) => {
-                let password = msg.into_password()?.password;
                 let user = client.metadata().get("user").cloned().unwrap_or_default();
                 // `default` is where every session starts, with or without grants; libpq
                 // sends the user name when no database is given: that means `default` too
@@ -162,15 +172,23 @@ impl StartupHandler for Backend {
                     .cloned()
                     .filter(|d| !d.is_empty() && d != pond_engine::DEFAULT_DATABASE && (*d != user || self.engine.database_exists(d)));
                 let source = client.socket_addr().ip().to_string();
-                let auth = self.engine.authenticator().clone();
-                let creds = Credentials::Password { user: user.clone(), password };
-                let identity = tokio::task::spawn_blocking(move || auth.authenticate(&creds, Some(&source), PROTOCOL))
-                    .await
-                    .map_err(|e| fatal("XX000", format!("authentication worker failed: {e}")))?
-                    .map_err(|e| match e {
-                        pond_auth::Error::TooManyFailures(_) => fatal("28P01", e.to_string()),
-                        _ => fatal("28P01", format!("password authentication failed for user \"{user}\"")),
-                    })?;
+                let exchange = client
+                    .session_extensions()
+                    .get::<crate::auth::Exchange>()
+                    .ok_or_else(|| fatal("08P01", "password message before the startup message"))?;
+                let auth = self.engine.authenticator();
+                let identity = match crate::auth::step(&exchange, auth, &user, Some(source), PROTOCOL, msg).await? {
+                    crate::auth::Step::Continue(request) => {
+                        client.send(PgWireBackendMessage::Authentication(request)).await?;
+                        return Ok(());
+                    }
+                    crate::auth::Step::Done(identity, last) => {
+                        if let Some(last) = last {
+                            client.send(PgWireBackendMessage::Authentication(last)).await?;
+                        }
+                        identity
+                    }
+                };
                 let session = self.engine.open_session_async(identity, PROTOCOL, database.clone(), false).await.map_err(|e| match e {
                     pond_engine::Error::DatabaseNotFound(d) => {
                         fatal("3D000", format!("database \"{d}\" does not exist (SHOW DATABASES lists them)"))
@@ -210,6 +228,7 @@ impl StartupHandler for Backend {
                     settings: Mutex::new(settings),
                     aborted: AtomicBool::new(false),
                     pending: Mutex::new(None),
+                    copy_in: Mutex::new(None),
                     _cancel: CancelGuard { map: self.cancels.clone(), pid },
                 });
                 finish_authentication(client, &StartupParams(params)).await
@@ -442,6 +461,13 @@ impl Backend {
                 e.to_info()
             });
         }
+        if let Some(parsed) = crate::copy_in::parse_copy_in(sql) {
+            return self.copy_in_start(conn, parsed, materialize).await.inspect_err(|_| {
+                if session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+            });
+        }
         // PostgreSQL's transaction-block rules, on top of DuckDB's transactions.
         let engine_sql = match &k {
             Kind::Begin if in_txn => return Ok(Response::Execution(Tag::new("BEGIN"))),
@@ -577,6 +603,79 @@ impl Backend {
                 Ok(Response::Execution(Tag::new(tag)))
             }
         }
+    }
+}
+
+impl Backend {
+    /// `COPY … FROM STDIN`: resolves the table, checks INSERT, and answers
+    /// CopyInResponse; CopyData then goes to [`crate::copy_in::Decoder`].
+    async fn copy_in_start(
+        &self,
+        conn: &Conn,
+        parsed: std::result::Result<crate::copy_in::CopyIn, String>,
+        not_last: bool,
+    ) -> Result<Response, ErrorInfo> {
+        let opts = parsed.map_err(|m| info("0A000", m))?;
+        if not_last {
+            return Err(info("0A000", "COPY … FROM STDIN must be the last statement of a query string"));
+        }
+        let receiving = crate::copy_in::Receiving::start(&self.engine, &conn.session, opts).await?;
+        let (code, columns) = receiving.shape();
+        *conn.copy_in.lock() = Some(receiving);
+        Ok(Response::CopyIn(CopyResponse::new(code, columns, futures::stream::empty())))
+    }
+}
+
+#[async_trait]
+impl CopyHandler for Backend {
+    async fn on_copy_data<C>(&self, client: &mut C, data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Errors wait for CopyDone: the client keeps sending until then.
+        if let Some(r) = conn(client)?.copy_in.lock().as_mut() {
+            r.feed(&data.data);
+        }
+        Ok(())
+    }
+
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let conn = conn(client)?;
+        let receiving = conn.copy_in.lock().take().ok_or_else(|| user_error(info("08P01", "CopyDone without a COPY in progress")))?;
+        match receiving.finish(&conn.session).await {
+            Ok(rows) => {
+                client.send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows as usize).into())).await?;
+                Ok(())
+            }
+            Err(e) => {
+                if conn.session.in_transaction() {
+                    conn.aborted.store(true, Ordering::SeqCst);
+                }
+                Err(user_error(e))
+            }
+        }
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if let Ok(conn) = conn(client) {
+            conn.copy_in.lock().take();
+            if conn.session.in_transaction() {
+                conn.aborted.store(true, Ordering::SeqCst);
+            }
+        }
+        user_error(info("57014", format!("COPY from stdin failed: {}", fail.message)))
     }
 }
 

@@ -14,8 +14,10 @@
 //!
 //! Start with [`PgServer::serve`] and the `Backend` handlers in [`handler`].
 
+mod auth;
 mod catalog;
 mod copy;
+mod copy_in;
 pub mod error;
 mod handler;
 mod local;
@@ -27,6 +29,7 @@ use std::sync::Arc;
 use pond_engine::Engine;
 use tokio::net::TcpListener;
 
+pub use auth::{PgAuth, TOKEN_USER};
 pub use error::{Error, Result};
 
 /// The PostgreSQL listener.
@@ -38,15 +41,16 @@ pub struct PgServer {
 impl PgServer {
     /// `tls`: Pond's shared rustls configuration; when given, clients may
     /// switch to TLS with an SSLRequest (`sslmode=require`), and plain
-    /// connections are still accepted.
-    pub fn new(engine: Engine, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+    /// connections are still accepted. `auth`: SCRAM-SHA-256 or cleartext
+    /// password requests (see [`PgAuth`]).
+    pub fn new(engine: Engine, tls: Option<Arc<rustls::ServerConfig>>, auth: PgAuth) -> Self {
         let tls = tls.map(|cfg| {
             // PostgreSQL 17 clients offer the ALPN name "postgresql"; HTTP's names do not apply.
             let mut cfg = (*cfg).clone();
             cfg.alpn_protocols = vec![b"postgresql".to_vec()];
             pgwire::tokio::TlsAcceptor::from(Arc::new(cfg))
         });
-        Self { backend: Arc::new(handler::Factory::new(engine)), tls }
+        Self { backend: Arc::new(handler::Factory::new(engine, auth)), tls }
     }
 
     /// Accepts connections until `shutdown` completes. Each connection runs on

@@ -105,11 +105,21 @@ pub(crate) fn encode_batch(batch: &RecordBatch, cols: &[Column]) -> Result<Vec<D
     let mut rows = Vec::with_capacity(batch.num_rows());
     let mut buf = BytesMut::with_capacity(64 * batch.num_columns().max(1));
     let mut scratch = BytesMut::new();
+    let fast: Vec<Option<Fast<'_>>> = cols.iter().enumerate().map(|(c, col)| Fast::new(batch.column(c), col)).collect();
     for r in 0..batch.num_rows() {
         for (c, col) in cols.iter().enumerate() {
             let arr = batch.column(c);
             if arr.is_null(r) {
                 buf.put_i32(-1);
+                continue;
+            }
+            if let Some(f) = &fast[c] {
+                // Length placeholder, patched once the value is written.
+                let at = buf.len();
+                buf.put_i32(0);
+                f.encode(r, col.format, &mut buf);
+                let len = (buf.len() - at - 4) as i32;
+                buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
                 continue;
             }
             scratch.clear();
@@ -123,6 +133,180 @@ pub(crate) fn encode_batch(batch: &RecordBatch, cols: &[Column]) -> Result<Vec<D
         rows.push(DataRow::new(buf.split(), cols.len() as i16));
     }
     Ok(rows)
+}
+
+/// A column of one of the hot types of analytic results, downcast once per
+/// batch: the row loop then writes its values with no per-value type
+/// dispatch, formatter or allocation. Other types take the general path.
+enum Fast<'a> {
+    Int(IntCol<'a>),
+    Str(&'a arrow_array::StringArray),
+    LargeStr(&'a arrow_array::LargeStringArray),
+    View(&'a arrow_array::StringViewArray),
+    Decimal(&'a arrow_array::Decimal128Array, u32),
+    Date(&'a arrow_array::Date32Array),
+}
+
+enum IntCol<'a> {
+    I8(&'a arrow_array::Int8Array),
+    I16(&'a arrow_array::Int16Array),
+    I32(&'a arrow_array::Int32Array),
+    I64(&'a arrow_array::Int64Array),
+    U8(&'a arrow_array::UInt8Array),
+    U16(&'a arrow_array::UInt16Array),
+    U32(&'a arrow_array::UInt32Array),
+}
+
+impl IntCol<'_> {
+    fn value(&self, i: usize) -> i64 {
+        match self {
+            IntCol::I8(a) => a.value(i) as i64,
+            IntCol::I16(a) => a.value(i) as i64,
+            IntCol::I32(a) => a.value(i) as i64,
+            IntCol::I64(a) => a.value(i),
+            IntCol::U8(a) => a.value(i) as i64,
+            IntCol::U16(a) => a.value(i) as i64,
+            IntCol::U32(a) => a.value(i) as i64,
+        }
+    }
+}
+
+impl<'a> Fast<'a> {
+    fn new(a: &'a ArrayRef, col: &Column) -> Option<Self> {
+        let binary = col.format == FieldFormat::Binary;
+        let int = |c: IntCol<'a>| Some(Fast::Int(c));
+        match a.data_type() {
+            // Binary integers are written at the width of the column's PostgreSQL type.
+            DataType::Int8 if !binary || col.pg == Type::INT2 => int(IntCol::I8(a.as_primitive())),
+            DataType::Int16 if !binary || col.pg == Type::INT2 => int(IntCol::I16(a.as_primitive())),
+            DataType::Int32 if !binary || col.pg == Type::INT4 => int(IntCol::I32(a.as_primitive())),
+            DataType::Int64 if !binary || col.pg == Type::INT8 => int(IntCol::I64(a.as_primitive())),
+            DataType::UInt8 if !binary || col.pg == Type::INT2 => int(IntCol::U8(a.as_primitive())),
+            DataType::UInt16 if !binary || col.pg == Type::INT4 => int(IntCol::U16(a.as_primitive())),
+            DataType::UInt32 if !binary || col.pg == Type::INT8 => int(IntCol::U32(a.as_primitive())),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View if binary && !matches!(col.pg, Type::TEXT | Type::JSON) => None,
+            DataType::Utf8 => Some(Fast::Str(a.as_string())),
+            DataType::LargeUtf8 => Some(Fast::LargeStr(a.as_string())),
+            DataType::Utf8View => Some(Fast::View(a.as_string_view())),
+            DataType::Decimal128(_, s) if *s >= 0 && (!binary || col.pg == Type::NUMERIC) => {
+                Some(Fast::Decimal(a.as_primitive(), *s as u32))
+            }
+            DataType::Date32 => Some(Fast::Date(a.as_primitive())),
+            _ => None,
+        }
+    }
+
+    fn encode(&self, i: usize, format: FieldFormat, out: &mut BytesMut) {
+        let binary = format == FieldFormat::Binary;
+        match self {
+            Fast::Int(c) => {
+                let v = c.value(i);
+                if !binary {
+                    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+                } else {
+                    match c {
+                        IntCol::I8(_) | IntCol::I16(_) | IntCol::U8(_) => out.put_i16(v as i16),
+                        IntCol::I32(_) | IntCol::U16(_) => out.put_i32(v as i32),
+                        IntCol::I64(_) | IntCol::U32(_) => out.put_i64(v),
+                    }
+                }
+            }
+            Fast::Str(a) => out.extend_from_slice(a.value(i).as_bytes()),
+            Fast::LargeStr(a) => out.extend_from_slice(a.value(i).as_bytes()),
+            Fast::View(a) => out.extend_from_slice(a.value(i).as_bytes()),
+            Fast::Decimal(a, scale) if binary => numeric_binary_i128(a.value(i), *scale, out),
+            Fast::Decimal(a, scale) => decimal_text(a.value(i), *scale, out),
+            Fast::Date(a) if binary => out.put_i32((a.value(i) as i64 - PG_EPOCH_DAYS) as i32),
+            Fast::Date(a) => fmt_date(out, a.value(i) as i64),
+        }
+    }
+}
+
+/// `v` scaled by 10^-scale in PostgreSQL's text form (`-0.50`).
+fn decimal_text(v: i128, scale: u32, out: &mut BytesMut) {
+    let mut buf = itoa::Buffer::new();
+    // 64-bit formatting is much cheaper, and almost every decimal fits.
+    let abs = v.unsigned_abs();
+    let digits = match u64::try_from(abs) {
+        Ok(small) => buf.format(small).as_bytes(),
+        Err(_) => buf.format(abs).as_bytes(),
+    };
+    if v < 0 {
+        out.put_u8(b'-');
+    }
+    let scale = scale as usize;
+    if scale == 0 {
+        out.extend_from_slice(digits);
+    } else if digits.len() <= scale {
+        out.extend_from_slice(b"0.");
+        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
+        out.extend_from_slice(digits);
+    } else {
+        let (int, frac) = digits.split_at(digits.len() - scale);
+        out.extend_from_slice(int);
+        out.put_u8(b'.');
+        out.extend_from_slice(frac);
+    }
+}
+
+/// PostgreSQL's binary NUMERIC of `v` scaled by 10^-scale, straight from the
+/// integer: base-10000 digit groups aligned on the decimal point.
+fn numeric_binary_i128(v: i128, scale: u32, out: &mut BytesMut) {
+    let abs = v.unsigned_abs();
+    let pow = 10u128.checked_pow(scale);
+    let Some(pow) = pow else {
+        // Scales beyond u128 do not occur in Decimal128 (at most 38).
+        let mut s = BytesMut::new();
+        decimal_text(v, scale, &mut s);
+        return numeric_binary(std::str::from_utf8(&s).unwrap_or("0"), out);
+    };
+    let (mut int, frac) = (abs / pow, abs % pow);
+    let pad = (4 - scale % 4) % 4;
+    let mut frac = frac * 10u128.pow(pad);
+    let frac_groups = ((scale + pad) / 4) as usize;
+    // Groups most significant first, at most 10 integer and 10 fractional ones.
+    let mut groups = [0i16; 24];
+    let mut n = 0;
+    let mut int_groups = [0i16; 12];
+    let mut ni = 0;
+    while int > 0 {
+        int_groups[ni] = (int % 10_000) as i16;
+        int /= 10_000;
+        ni += 1;
+    }
+    for k in (0..ni).rev() {
+        groups[n] = int_groups[k];
+        n += 1;
+    }
+    let start = n;
+    for _ in 0..frac_groups {
+        groups[n] = 0;
+        n += 1;
+    }
+    for k in (start..n).rev() {
+        groups[k] = (frac % 10_000) as i16;
+        frac /= 10_000;
+    }
+    let mut weight = ni as i16 - 1;
+    let mut first = 0;
+    while first < n && groups[first] == 0 {
+        first += 1;
+        weight -= 1;
+    }
+    let mut last = n;
+    while last > first && groups[last - 1] == 0 {
+        last -= 1;
+    }
+    if first == last {
+        weight = 0;
+    }
+    out.put_i16((last - first) as i16);
+    out.put_i16(weight);
+    out.put_u16(if v < 0 && first < last { 0x4000 } else { 0 });
+    out.put_u16(scale as u16);
+    for g in &groups[first..last] {
+        out.put_i16(*g);
+    }
 }
 
 fn timestamp_micros(a: &dyn Array, unit: &TimeUnit, i: usize) -> i64 {
@@ -181,7 +365,40 @@ fn fmt_time(out: &mut BytesMut, micros: i64) {
     }
 }
 
+/// (year, month, day) of a day count since 1970-01-01, by integer arithmetic
+/// (Howard Hinnant's civil_from_days); valid for the whole proleptic calendar.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
 fn fmt_date(out: &mut BytesMut, days: i64) {
+    let (y, m, dd) = civil_from_days(days);
+    if (1..=9999).contains(&y) {
+        // YYYY-MM-DD without a formatter (the common case).
+        let digit = |v: u32| b'0' + v as u8;
+        let y = y as u32;
+        out.extend_from_slice(&[
+            digit(y / 1000),
+            digit(y / 100 % 10),
+            digit(y / 10 % 10),
+            digit(y % 10),
+            b'-',
+            digit(m / 10),
+            digit(m % 10),
+            b'-',
+            digit(dd / 10),
+            digit(dd % 10),
+        ]);
+        return;
+    }
     match NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32) {
         Some(d) => {
             use chrono::Datelike;
@@ -442,7 +659,7 @@ pub(crate) fn numeric_binary(s: &str, out: &mut BytesMut) {
 }
 
 /// Decimal string of a binary NUMERIC parameter.
-fn numeric_from_binary(b: &[u8]) -> Option<String> {
+pub(crate) fn numeric_from_binary(b: &[u8]) -> Option<String> {
     let rd = |k: usize| -> Option<i16> { Some(i16::from_be_bytes([*b.get(k)?, *b.get(k + 1)?])) };
     let (n, weight, sign, dscale) = (rd(0)? as usize, rd(2)?, rd(4)? as u16, rd(6)? as usize);
     if sign == 0xC000 {
@@ -560,6 +777,38 @@ mod tests {
         let mut out = BytesMut::new();
         numeric_binary(s, &mut out);
         numeric_from_binary(&out).unwrap_or_default()
+    }
+
+    #[test]
+    fn decimal_fast_paths_match_the_string_forms() {
+        for (v, scale) in
+            [(1234i128, 2u32), (-50, 2), (0, 2), (5, 4), (-123456789012345678, 6), (10_000, 0), (99999999999, 2), (1, 0), (-1, 9)]
+        {
+            let mut text = BytesMut::new();
+            decimal_text(v, scale, &mut text);
+            let s = std::str::from_utf8(&text).unwrap().to_string();
+            let mut via_string = BytesMut::new();
+            numeric_binary(&s, &mut via_string);
+            let mut direct = BytesMut::new();
+            numeric_binary_i128(v, scale, &mut direct);
+            assert_eq!(direct, via_string, "{s}");
+            assert_eq!(
+                numeric_from_binary(&direct).map(|t| t.trim_start_matches('-').to_string()),
+                Some(s.trim_start_matches('-').to_string())
+            );
+        }
+        let mut t = BytesMut::new();
+        decimal_text(-50, 2, &mut t);
+        assert_eq!(&t[..], b"-0.50");
+        for days in [-719_162i64, -1, 0, 59, 10_957, 19_782, 2_932_896] {
+            let mut fast = BytesMut::new();
+            fmt_date(&mut fast, days);
+            let d = NaiveDate::from_num_days_from_ce_opt((days + 719_163) as i32).unwrap();
+            assert_eq!(std::str::from_utf8(&fast).unwrap(), d.format("%Y-%m-%d").to_string());
+        }
+        let mut d = BytesMut::new();
+        fmt_date(&mut d, 19_782);
+        assert_eq!(&d[..], b"2024-02-29");
     }
 
     #[test]

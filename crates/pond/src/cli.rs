@@ -236,6 +236,11 @@ pub struct ListenArgs {
     /// PostgreSQL wire protocol listener (port 0 picks a free port; `off` disables it).
     #[arg(long = "pg-addr", env = "POND_PG_ADDR", default_value = "127.0.0.1:5433")]
     pub pg_addr: String,
+    /// PostgreSQL authentication: `scram` (SCRAM-SHA-256 for users with a stored
+    /// verifier; cleartext for the user name `token`, whose password is an API
+    /// token or JWT) or `password` (cleartext for everyone; tokens with any user name).
+    #[arg(long = "pg-auth", env = "POND_PG_AUTH", default_value = "scram")]
+    pub pg_auth: String,
     /// IPC compression of Flight results: none, lz4 or zstd.
     #[arg(long = "flight-compression", env = "POND_FLIGHT_COMPRESSION", default_value = "none")]
     pub flight_compression: String,
@@ -419,6 +424,7 @@ impl ServeArgs {
             "off" | "none" | "" => None,
             a => Some(a.parse().map_err(|e| format!("--pg-addr '{a}' is not an address (host:port) or 'off': {e}"))?),
         };
+        c.pg_auth = self.listen.pg_auth.parse()?;
         c.flight_compression = self.listen.flight_compression.parse()?;
         c.max_body_bytes = self.listen.max_body_bytes;
         c.ingest_sync = pond_ingest::SyncMode::parse(&self.ingest.ingest_sync)

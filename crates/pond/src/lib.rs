@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub http_addr: SocketAddr,
     /// PostgreSQL wire protocol listener; `None` turns it off.
     pub pg_addr: Option<SocketAddr>,
+    /// How PostgreSQL clients authenticate: SCRAM-SHA-256 (default) or cleartext.
+    pub pg_auth: pond_pgwire::PgAuth,
     /// Password of the bootstrap `admin` on the first start (never logged).
     pub admin_password: Option<String>,
     pub flight_compression: Compression,
@@ -93,6 +95,7 @@ impl ServerConfig {
             flight_addr: ([127, 0, 0, 1], 32010).into(),
             http_addr: ([127, 0, 0, 1], 8000).into(),
             pg_addr: Some(([127, 0, 0, 1], 5433).into()),
+            pg_auth: pond_pgwire::PgAuth::Scram,
             admin_password: None,
             flight_compression: Compression::None,
             max_body_bytes: 64 * 1024 * 1024,
@@ -137,6 +140,11 @@ impl ServerBuilder {
     /// PostgreSQL listener address (`None`: no PostgreSQL listener).
     pub fn pg_addr(mut self, addr: Option<SocketAddr>) -> Self {
         self.config.pg_addr = addr;
+        self
+    }
+    /// PostgreSQL authentication request: SCRAM-SHA-256 or cleartext password.
+    pub fn pg_auth(mut self, auth: pond_pgwire::PgAuth) -> Self {
+        self.config.pg_auth = auth;
         self
     }
     pub fn admin_password(mut self, password: impl Into<String>) -> Self {
@@ -332,7 +340,7 @@ impl Server {
         }));
 
         if let Some(listener) = pg_listener {
-            let pg = pond_pgwire::PgServer::new(engine.clone(), tls.clone());
+            let pg = pond_pgwire::PgServer::new(engine.clone(), tls.clone(), config.pg_auth);
             let rx = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 pg.serve(listener, wait(rx)).await.map_err(|e| ServerError::Other(format!("PostgreSQL listener: {e}")))
