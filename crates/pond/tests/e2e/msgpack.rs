@@ -104,7 +104,7 @@ async fn msgpack_formats_land_in_measurement_tables() {
     assert_eq!(cols[1], "a,b,c,d,e");
     assert_eq!(cols[2], "1.5,2.5,3.5,4.5,5.5");
     assert_eq!(sql(&s, "SELECT host, usage FROM mp.main.mem").await, vec!["e", "6.5"]);
-    let types = sql(&s, "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE database_name = 'mp' AND table_name = 'cpu' ORDER BY column_index").await;
+    let types = sql(&s, "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE database_name = 'mp' AND schema_name = 'main' AND table_name = 'cpu' ORDER BY column_index").await;
     assert_eq!(types[0], "time TIMESTAMP_NS,host VARCHAR,usage DOUBLE");
     // No header: the default database.
     let mut b = Vec::new();
@@ -181,7 +181,7 @@ async fn msgpack_bad_input_is_reported_and_good_records_written() {
     assert_eq!(body["data"][0]["line_number"], 1, "{body}");
     assert!(body["data"][0]["error_message"].as_str().unwrap().contains("DOUBLE"), "{body}");
     assert_eq!(body["lines_written"], 1);
-    let types = sql(&s, "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE database_name = 'bad' AND table_name = 't' ORDER BY column_index").await;
+    let types = sql(&s, "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE database_name = 'bad' AND schema_name = 'main' AND table_name = 't' ORDER BY column_index").await;
     assert_eq!(types[0], "time TIMESTAMP_NS,host VARCHAR,usage DOUBLE");
     assert_eq!(sql(&s, "SELECT count(*), count(usage) FROM bad.main.t").await, vec!["2", "1"]);
     // The server is still fine, and describes the formats.
