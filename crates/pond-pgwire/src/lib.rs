@@ -14,11 +14,11 @@
 //!
 //! Start with [`PgServer::serve`] and the `Backend` handlers in [`handler`].
 
-mod catalog;
 mod copy;
 pub mod error;
 mod handler;
 mod local;
+mod pgcatalog;
 mod types;
 
 use std::future::Future;
