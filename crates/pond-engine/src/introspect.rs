@@ -325,6 +325,12 @@ pub struct IndexFact {
 }
 
 impl Engine {
+    /// Changes whenever what [`Engine::catalog_facts`] returns may have changed:
+    /// DDL in any session, ingest-created tables, databases, users and grants.
+    pub fn catalog_version(&self) -> (u64, u64) {
+        (self.inner.catalog_generation.load(std::sync::atomic::Ordering::SeqCst), self.inner.meta.generation())
+    }
+
     /// The schemas, tables, views, columns, constraints and indexes of
     /// `database` that `who` may see (tables with any privilege, the schemas
     /// holding them; everything for superusers), plus the caller's databases

@@ -571,7 +571,12 @@ pub(crate) struct Scratch {
     db: Mutex<Option<(u64, duckdb::Connection)>>,
     /// Stops the running catalog query (time limit).
     interrupt: Mutex<Option<Arc<duckdb::InterruptHandle>>>,
+    /// The engine's facts, kept while its catalog version and the database stay the same.
+    facts: Mutex<Option<CachedFacts>>,
 }
+
+/// (engine catalog version, database, facts).
+type CachedFacts = ((u64, u64), String, Arc<CatalogFacts>);
 
 /// How long one catalog query may run before it is interrupted.
 const TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -604,7 +609,16 @@ impl Scratch {
         params: Option<Vec<Value>>,
         param_count: usize,
     ) -> Result<Answer> {
-        let facts = engine.catalog_facts(&session.identity, &ctx.database).await?;
+        let version = engine.catalog_version();
+        let cached = self.facts.lock().as_ref().filter(|(v, db, _)| *v == version && *db == ctx.database).map(|(_, _, f)| f.clone());
+        let facts = match cached {
+            Some(f) => f,
+            None => {
+                let f = Arc::new(engine.catalog_facts(&session.identity, &ctx.database).await?);
+                *self.facts.lock() = Some((version, ctx.database.clone(), f.clone()));
+                f
+            }
+        };
         let text = translate(sql, &ctx.user);
         let me = self.clone();
         let mut work = tokio::task::spawn_blocking(move || me.run(&facts, &ctx, &text, params, param_count));
@@ -794,6 +808,11 @@ fn data_script(facts: &CatalogFacts, ctx: &Context) -> String {
             })
             .collect(),
     );
+    // The pg_* tables clients read are refreshed from their views.
+    for line in SCHEMA.lines().filter(|l| l.starts_with("CREATE TABLE ") && l.contains(" AS SELECT * FROM pond_v_")) {
+        s.push_str(&line.replacen("CREATE TABLE", "CREATE OR REPLACE TABLE", 1));
+        s.push('\n');
+    }
     s.push_str(&format!("-- {}\n", quote_ident(&ctx.database)));
     s
 }

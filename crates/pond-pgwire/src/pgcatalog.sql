@@ -63,7 +63,7 @@ INSERT INTO pond_types VALUES
 
 -- Lookups for the macros below. Their columns are prefixed (k_) so that a
 -- macro argument naming a client's column (`oid`) never binds inside them.
-CREATE VIEW pg_type AS
+CREATE VIEW pond_v_pg_type AS
 SELECT k_oid AS oid, k_name AS typname, 11::BIGINT AS typnamespace, 10::BIGINT AS typowner, k_len AS typlen, k_len > 0 AS typbyval,
        'b' AS typtype, k_cat AS typcategory, false AS typispreferred, true AS typisdefined, ',' AS typdelim, 0::BIGINT AS typrelid,
        NULL::VARCHAR AS typsubscript, 0::BIGINT AS typelem, k_array AS typarray, k_name || 'in' AS typinput,
@@ -116,28 +116,28 @@ CREATE MACRO format_type(t, m) AS CASE
   ELSE '???' END;
 
 -- Namespaces: the database's schemas, plus pg_catalog and information_schema.
-CREATE VIEW pond_nsp AS
+CREATE VIEW pond_v_pond_nsp AS
 SELECT k_oid, k_name FROM pond_schemas UNION ALL SELECT 11, 'pg_catalog' UNION ALL SELECT 13000, 'information_schema';
-CREATE VIEW pg_namespace AS SELECT k_oid AS oid, k_name AS nspname, 10::BIGINT AS nspowner, NULL::VARCHAR[] AS nspacl FROM pond_nsp;
+CREATE VIEW pond_v_pg_namespace AS SELECT k_oid AS oid, k_name AS nspname, 10::BIGINT AS nspowner, NULL::VARCHAR[] AS nspacl FROM pond_v_pond_nsp;
 
 -- Indexes: DuckDB's own (CREATE INDEX) and one per primary-key / unique constraint.
-CREATE VIEW pond_indexes AS
+CREATE VIEW pond_v_pond_indexes AS
 SELECT k_oid, k_rel, k_name, k_unique, false AS k_primary, k_nums, k_cols FROM pond_idx
 UNION ALL
 SELECT 2000000000 + k_rel * 1000 + k_n, k_rel, k_name, true, k_kind = 'PRIMARY KEY', k_nums, k_cols
 FROM pond_cons WHERE k_kind IN ('PRIMARY KEY', 'UNIQUE');
 
 -- Every relation: (oid, namespace, namespace name, name, kind).
-CREATE VIEW pond_allrels AS
+CREATE VIEW pond_v_pond_allrels AS
 SELECT r.k_oid, r.k_nsp, r.k_name, CASE WHEN r.k_is_view THEN 'v' ELSE 'r' END AS k_kind FROM pond_rels r
 UNION ALL
-SELECT i.k_oid, r.k_nsp, i.k_name, 'i' FROM pond_indexes i JOIN pond_rels r ON r.k_oid = i.k_rel;
+SELECT i.k_oid, r.k_nsp, i.k_name, 'i' FROM pond_v_pond_indexes i JOIN pond_rels r ON r.k_oid = i.k_rel;
 
-CREATE VIEW pg_class AS
+CREATE VIEW pond_v_pg_class AS
 SELECT r.k_oid AS oid, r.k_name AS relname, r.k_nsp AS relnamespace, 0::BIGINT AS reltype, 0::BIGINT AS reloftype,
        10::BIGINT AS relowner, CASE WHEN r.k_is_view THEN 0 ELSE 2 END::BIGINT AS relam, r.k_oid AS relfilenode,
        0::BIGINT AS reltablespace, 0 AS relpages, -1::FLOAT AS reltuples, 0 AS relallvisible, 0::BIGINT AS reltoastrelid,
-       EXISTS (SELECT 1 FROM pond_indexes i WHERE i.k_rel = r.k_oid) AS relhasindex, false AS relisshared,
+       EXISTS (SELECT 1 FROM pond_v_pond_indexes i WHERE i.k_rel = r.k_oid) AS relhasindex, false AS relisshared,
        'p' AS relpersistence, CASE WHEN r.k_is_view THEN 'v' ELSE 'r' END AS relkind,
        (SELECT count(*) FROM pond_cols c WHERE c.k_rel = r.k_oid)::SMALLINT AS relnatts,
        (SELECT count(*) FROM pond_cons c WHERE c.k_rel = r.k_oid AND c.k_kind = 'CHECK')::SMALLINT AS relchecks,
@@ -149,9 +149,9 @@ FROM pond_rels r
 UNION ALL
 SELECT i.k_oid, i.k_name, r.k_nsp, 0, 0, 10, 403, i.k_oid, 0, 0, -1, 0, 0, false, false, 'p', 'i', len(i.k_nums), 0, false, false,
        false, false, false, true, 'n', false, 0, 0, 0, NULL, NULL, NULL
-FROM pond_indexes i JOIN pond_rels r ON r.k_oid = i.k_rel;
+FROM pond_v_pond_indexes i JOIN pond_rels r ON r.k_oid = i.k_rel;
 
-CREATE VIEW pg_attribute AS
+CREATE VIEW pond_v_pg_attribute AS
 SELECT c.k_rel AS attrelid, c.k_name AS attname, pond_typoid(c.k_dtype)::BIGINT AS atttypid, -1 AS attstattarget,
        coalesce((SELECT k_len FROM pond_types WHERE k_oid = pond_typoid(c.k_dtype)), -1)::SMALLINT AS attlen,
        c.k_num::SMALLINT AS attnum, CASE WHEN ends_with(c.k_dtype, '[]') THEN 1 ELSE 0 END AS attndims, -1 AS attcacheoff,
@@ -164,13 +164,13 @@ FROM pond_cols c
 UNION ALL
 SELECT i.k_oid, i.k_col, 0, -1, -1, i.k_pos::SMALLINT, 0, -1, -1, false, 'i', 'p', '', false, false, false, '', '', false, true, 0, 0,
        NULL, NULL, NULL, NULL
-FROM (SELECT k_oid, unnest(k_cols) AS k_col, generate_subscripts(k_cols, 1) AS k_pos FROM pond_indexes) i;
+FROM (SELECT k_oid, unnest(k_cols) AS k_col, generate_subscripts(k_cols, 1) AS k_pos FROM pond_v_pond_indexes) i;
 
-CREATE VIEW pg_attrdef AS
+CREATE VIEW pond_v_pg_attrdef AS
 SELECT 4000000000 + k_rel * 1000 + k_num AS oid, k_rel AS adrelid, k_num::SMALLINT AS adnum, k_dflt AS adbin
 FROM pond_cols WHERE k_dflt IS NOT NULL;
 
-CREATE VIEW pond_constraints AS
+CREATE VIEW pond_v_pond_constraints AS
 SELECT 3000000000 + c.k_rel * 1000 + c.k_n AS k_oid, c.*, r.k_nsp,
        CASE c.k_kind
          WHEN 'PRIMARY KEY' THEN 'PRIMARY KEY (' || array_to_string(c.k_cols, ', ') || ')'
@@ -180,7 +180,7 @@ SELECT 3000000000 + c.k_rel * 1000 + c.k_n AS k_oid, c.*, r.k_nsp,
          ELSE 'CHECK (' || coalesce(c.k_expr, 'true') || ')' END AS k_def
 FROM pond_cons c JOIN pond_rels r ON r.k_oid = c.k_rel;
 
-CREATE VIEW pg_constraint AS
+CREATE VIEW pond_v_pg_constraint AS
 SELECT k_oid AS oid, k_name AS conname, k_nsp AS connamespace,
        CASE k_kind WHEN 'PRIMARY KEY' THEN 'p' WHEN 'UNIQUE' THEN 'u' WHEN 'FOREIGN KEY' THEN 'f' ELSE 'c' END AS contype,
        false AS condeferrable, false AS condeferred, true AS convalidated, k_rel AS conrelid, 0::BIGINT AS contypid,
@@ -193,9 +193,9 @@ SELECT k_oid AS oid, k_name AS conname, k_nsp AS connamespace,
        CASE WHEN k_kind = 'FOREIGN KEY' THEN k_refnums END AS confkey,
        NULL::BIGINT[] AS conpfeqop, NULL::BIGINT[] AS conppeqop, NULL::BIGINT[] AS conffeqop, NULL::BIGINT[] AS conexclop,
        k_expr AS conbin
-FROM pond_constraints;
+FROM pond_v_pond_constraints;
 
-CREATE VIEW pg_index AS
+CREATE VIEW pond_v_pg_index AS
 SELECT k_oid AS indexrelid, k_rel AS indrelid, len(k_nums)::SMALLINT AS indnatts, len(k_nums)::SMALLINT AS indnkeyatts,
        k_unique AS indisunique, false AS indnullsnotdistinct, k_primary AS indisprimary, false AS indisexclusion,
        true AS indimmediate, false AS indisclustered, true AS indisvalid, false AS indcheckxmin, true AS indisready,
@@ -203,38 +203,38 @@ SELECT k_oid AS indexrelid, k_rel AS indrelid, len(k_nums)::SMALLINT AS indnatts
        list_transform(k_nums, x -> 0::BIGINT) AS indclass, -- int2vector: PostgreSQL's text form ("0 0"), which drivers split themselves.
        array_to_string(list_transform(k_nums, x -> 0), ' ') AS indoption,
        NULL::VARCHAR AS indexprs, NULL::VARCHAR AS indpred
-FROM pond_indexes;
+FROM pond_v_pond_indexes;
 
-CREATE VIEW pg_database AS
+CREATE VIEW pond_v_pg_database AS
 SELECT k_oid AS oid, k_name AS datname, 10::BIGINT AS datdba, 6 AS encoding, 'c' AS datlocprovider, false AS datistemplate,
        true AS datallowconn, -1 AS datconnlimit, 0::BIGINT AS datfrozenxid, 0::BIGINT AS datminmxid, 1663::BIGINT AS dattablespace,
        'C' AS datcollate, 'C' AS datctype, NULL::VARCHAR AS daticulocale, NULL::VARCHAR AS datcollversion, NULL::VARCHAR[] AS datacl
 FROM pond_databases;
 
-CREATE VIEW pg_roles AS
+CREATE VIEW pond_v_pg_roles AS
 SELECT k_name AS rolname, k_super AS rolsuper, true AS rolinherit, k_super AS rolcreaterole, k_super AS rolcreatedb,
        true AS rolcanlogin, false AS rolreplication, -1 AS rolconnlimit, '********' AS rolpassword,
        NULL::TIMESTAMPTZ AS rolvaliduntil, k_super AS rolbypassrls, NULL::VARCHAR[] AS rolconfig, k_oid AS oid
 FROM pond_users;
-CREATE VIEW pg_authid AS SELECT oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
-       rolbypassrls, rolconnlimit, NULL::VARCHAR AS rolpassword, rolvaliduntil FROM pg_roles;
-CREATE VIEW pg_user AS
+CREATE VIEW pond_v_pg_authid AS SELECT oid, rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
+       rolbypassrls, rolconnlimit, NULL::VARCHAR AS rolpassword, rolvaliduntil FROM pond_v_pg_roles;
+CREATE VIEW pond_v_pg_user AS
 SELECT k_name AS usename, k_oid AS usesysid, k_super AS usecreatedb, k_super AS usesuper, false AS userepl,
        k_super AS usebypassrls, '********' AS passwd, NULL::TIMESTAMPTZ AS valuntil, NULL::VARCHAR[] AS useconfig
 FROM pond_users;
 CREATE TABLE pg_auth_members (oid BIGINT, roleid BIGINT, member BIGINT, grantor BIGINT, admin_option BOOLEAN);
 
-CREATE VIEW pg_settings AS
+CREATE VIEW pond_v_pg_settings AS
 SELECT k_name AS name, k_value AS setting, NULL::VARCHAR AS unit, 'Pond' AS category, '' AS short_desc, NULL::VARCHAR AS extra_desc,
        'user' AS context, 'string' AS vartype, 'session' AS source, NULL::VARCHAR AS min_val, NULL::VARCHAR AS max_val,
        NULL::VARCHAR[] AS enumvals, k_value AS boot_val, k_value AS reset_val, NULL::VARCHAR AS sourcefile,
        NULL::INTEGER AS sourceline, false AS pending_restart
 FROM pond_settings;
 
-CREATE VIEW pond_desc AS
+CREATE VIEW pond_v_pond_desc AS
 SELECT k_oid AS k_obj, 0 AS k_sub, k_comment AS k_text FROM pond_rels WHERE k_comment IS NOT NULL
 UNION ALL SELECT k_rel, k_num, k_comment FROM pond_cols WHERE k_comment IS NOT NULL;
-CREATE VIEW pg_description AS SELECT k_obj AS objoid, 1259::BIGINT AS classoid, k_sub AS objsubid, k_text AS description FROM pond_desc;
+CREATE VIEW pond_v_pg_description AS SELECT k_obj AS objoid, 1259::BIGINT AS classoid, k_sub AS objsubid, k_text AS description FROM pond_v_pond_desc;
 CREATE TABLE pg_shdescription (objoid BIGINT, classoid BIGINT, description VARCHAR);
 
 CREATE TABLE pg_am (oid BIGINT, amname VARCHAR, amhandler VARCHAR, amtype VARCHAR);
@@ -289,11 +289,49 @@ CREATE TABLE pg_operator (oid BIGINT, oprname VARCHAR, oprnamespace BIGINT, oprl
 CREATE TABLE pg_cast (oid BIGINT, castsource BIGINT, casttarget BIGINT, castfunc BIGINT, castcontext VARCHAR, castmethod VARCHAR);
 CREATE TABLE pg_matviews (schemaname VARCHAR, matviewname VARCHAR, matviewowner VARCHAR, tablespace VARCHAR,
        hasindexes BOOLEAN, ispopulated BOOLEAN, definition VARCHAR);
-CREATE VIEW pg_stat_activity AS
+CREATE VIEW pond_v_pg_stat_activity AS
 SELECT 0::BIGINT AS datid, k_db AS datname, k_pid AS pid, 0::BIGINT AS usesysid, k_user AS usename,
        (SELECT k_value FROM pond_settings WHERE k_name = 'application_name') AS application_name, NULL::VARCHAR AS client_addr,
        'active' AS state, NULL::VARCHAR AS query, NULL::TIMESTAMPTZ AS backend_start, NULL::TIMESTAMPTZ AS query_start
 FROM pond_ctx;
+
+CREATE VIEW pond_v_pg_tables AS
+SELECT n.k_name AS schemaname, r.k_name AS tablename, 'pond' AS tableowner, NULL::VARCHAR AS tablespace,
+       EXISTS (SELECT 1 FROM pond_v_pond_indexes i WHERE i.k_rel = r.k_oid) AS hasindexes, false AS hasrules, false AS hastriggers,
+       false AS rowsecurity
+FROM pond_rels r JOIN pond_v_pond_nsp n ON n.k_oid = r.k_nsp WHERE NOT r.k_is_view;
+CREATE VIEW pond_v_pg_views AS
+SELECT n.k_name AS schemaname, r.k_name AS viewname, 'pond' AS viewowner, r.k_sql AS definition
+FROM pond_rels r JOIN pond_v_pond_nsp n ON n.k_oid = r.k_nsp WHERE r.k_is_view;
+CREATE VIEW pond_v_pg_indexes AS
+SELECT n.k_name AS schemaname, r.k_name AS tablename, i.k_name AS indexname, NULL::VARCHAR AS tablespace,
+       'CREATE ' || CASE WHEN i.k_unique THEN 'UNIQUE ' ELSE '' END || 'INDEX ' || i.k_name || ' ON ' || n.k_name || '.' || r.k_name
+       || ' USING art (' || array_to_string(i.k_cols, ', ') || ')' AS indexdef
+FROM pond_v_pond_indexes i JOIN pond_rels r ON r.k_oid = i.k_rel JOIN pond_v_pond_nsp n ON n.k_oid = r.k_nsp;
+
+-- Clients and macros read tables, refreshed from the views whenever the facts change (pgcatalog.rs).
+CREATE TABLE pg_type AS SELECT * FROM pond_v_pg_type;
+CREATE TABLE pond_nsp AS SELECT * FROM pond_v_pond_nsp;
+CREATE TABLE pg_namespace AS SELECT * FROM pond_v_pg_namespace;
+CREATE TABLE pond_indexes AS SELECT * FROM pond_v_pond_indexes;
+CREATE TABLE pond_allrels AS SELECT * FROM pond_v_pond_allrels;
+CREATE TABLE pg_class AS SELECT * FROM pond_v_pg_class;
+CREATE TABLE pg_attribute AS SELECT * FROM pond_v_pg_attribute;
+CREATE TABLE pg_attrdef AS SELECT * FROM pond_v_pg_attrdef;
+CREATE TABLE pond_constraints AS SELECT * FROM pond_v_pond_constraints;
+CREATE TABLE pg_constraint AS SELECT * FROM pond_v_pg_constraint;
+CREATE TABLE pg_index AS SELECT * FROM pond_v_pg_index;
+CREATE TABLE pg_database AS SELECT * FROM pond_v_pg_database;
+CREATE TABLE pg_roles AS SELECT * FROM pond_v_pg_roles;
+CREATE TABLE pg_authid AS SELECT * FROM pond_v_pg_authid;
+CREATE TABLE pg_user AS SELECT * FROM pond_v_pg_user;
+CREATE TABLE pg_settings AS SELECT * FROM pond_v_pg_settings;
+CREATE TABLE pond_desc AS SELECT * FROM pond_v_pond_desc;
+CREATE TABLE pg_description AS SELECT * FROM pond_v_pg_description;
+CREATE TABLE pg_stat_activity AS SELECT * FROM pond_v_pg_stat_activity;
+CREATE TABLE pg_tables AS SELECT * FROM pond_v_pg_tables;
+CREATE TABLE pg_views AS SELECT * FROM pond_v_pg_views;
+CREATE TABLE pg_indexes AS SELECT * FROM pond_v_pg_indexes;
 
 -- Session functions.
 CREATE MACRO version() AS (SELECT k_version FROM pond_ctx);
@@ -365,16 +403,3 @@ CREATE MACRO has_schema_privilege(s, p) AS pond_has_schema(s), (u, s, p) AS pond
 CREATE MACRO pond_has_database(d) AS EXISTS (SELECT 1 FROM pond_databases WHERE k_oid = TRY_CAST(d AS BIGINT) OR k_name = CAST(d AS VARCHAR));
 CREATE MACRO has_database_privilege(d, p) AS pond_has_database(d), (u, d, p) AS pond_has_database(d);
 CREATE MACRO pg_has_role(r, p) AS true, (u, r, p) AS true;
-
-CREATE VIEW pg_tables AS
-SELECT n.k_name AS schemaname, r.k_name AS tablename, 'pond' AS tableowner, NULL::VARCHAR AS tablespace,
-       EXISTS (SELECT 1 FROM pond_indexes i WHERE i.k_rel = r.k_oid) AS hasindexes, false AS hasrules, false AS hastriggers,
-       false AS rowsecurity
-FROM pond_rels r JOIN pond_nsp n ON n.k_oid = r.k_nsp WHERE NOT r.k_is_view;
-CREATE VIEW pg_views AS
-SELECT n.k_name AS schemaname, r.k_name AS viewname, 'pond' AS viewowner, r.k_sql AS definition
-FROM pond_rels r JOIN pond_nsp n ON n.k_oid = r.k_nsp WHERE r.k_is_view;
-CREATE VIEW pg_indexes AS
-SELECT n.k_name AS schemaname, r.k_name AS tablename, i.k_name AS indexname, NULL::VARCHAR AS tablespace,
-       pg_get_indexdef(i.k_oid) AS indexdef
-FROM pond_indexes i JOIN pond_rels r ON r.k_oid = i.k_rel JOIN pond_nsp n ON n.k_oid = r.k_nsp;
