@@ -150,7 +150,10 @@ impl Tok {
     /// An identifier's name (quotes removed).
     fn name(&self) -> String {
         match self.kind {
-            Kind::Quoted => self.text[1..self.text.len().saturating_sub(1).max(1)].replace("\"\"", "\""),
+            Kind::Quoted => {
+                let inner = self.text.strip_prefix('"').unwrap_or(&self.text);
+                inner.strip_suffix('"').unwrap_or(inner).replace("\"\"", "\"")
+            }
             _ => self.text.clone(),
         }
     }
@@ -245,6 +248,8 @@ fn lex(sql: &str) -> Vec<Tok> {
             }
             Kind::Op
         };
+        // An escape at the very end may step past it.
+        i = i.min(b.len());
         out.push(Tok::new(kind, &sql[start..i]));
     }
     out
@@ -309,8 +314,8 @@ pub(crate) fn handles(sql: &str) -> bool {
         if name == "current_setting" && t.kind == Kind::Word && !prev(&toks, i).is_some_and(|j| toks[j].is(".")) {
             let arg = next(&toks, i + 1).filter(|&o| toks[o].is("(")).and_then(|o| next(&toks, o + 1));
             if let Some(a) = arg.filter(|&a| toks[a].kind == Kind::Str) {
-                let lit = &toks[a].text;
-                if crate::local::is_pg_setting(&lit[1..lit.len().saturating_sub(1).max(1)]) {
+                let lit = toks[a].text.strip_prefix('\'').unwrap_or(&toks[a].text);
+                if crate::local::is_pg_setting(lit.strip_suffix('\'').unwrap_or(lit)) {
                     return true;
                 }
             }
@@ -847,6 +852,11 @@ mod tests {
         assert_eq!(t("classoid = CAST($2 AS REGCLASS)"), "classoid = pond_regclass_oid($2)");
         assert_eq!(t("select current_user, 'current_user'"), "select 'alice', 'current_user'");
         assert_eq!(t("FROM generate_series(0, 3) s, x"), "FROM generate_series(0, 3) s(s), x");
+        // Unterminated and odd input never panics.
+        for bad in ["E'\\", "\"é", "'é", "select \"pg_class", "x::", "CAST(", "OPERATOR(", "a ~", "generate_series(", ")::regclass"] {
+            let _ = t(bad);
+            let _ = handles(bad);
+        }
         // Quoted text is never touched.
         assert_eq!(t("select 'pg_catalog.x ~ y'"), "select 'pg_catalog.x ~ y'");
     }
