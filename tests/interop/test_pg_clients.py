@@ -131,8 +131,10 @@ def test_psql_describes_a_table_columns_types_nullability_defaults_indexes(pond,
     assert cols["tags"][1] == "integer[]"
     assert cols["ok"][1] == "boolean" and cols["f"][1] == "double precision"
     assert "Indexes:" in out and re.search(r'"items_\w*pkey" PRIMARY KEY, art \(id\)', out), out
+    assert "Referenced by:" in out and re.search(r'TABLE "orders" CONSTRAINT "\w+" FOREIGN KEY \(item\) REFERENCES items\(id\)', out), out
     out = psql(pond, ["\\d orders"], db=cat["db"]).stdout
     assert '"orders_note" art (note)' in out
+    assert "Foreign-key constraints:" in out and re.search(r'"\w+" FOREIGN KEY \(item\) REFERENCES items\(id\)', out), out
     out = psql(pond, ["\\d cheap"], db=cat["db"]).stdout
     assert 'View "main.cheap"' in out and "name" in out
     r = psql(pond, ["\\d no_such_relation"], db=cat["db"], check=False)

@@ -375,6 +375,7 @@ pub(crate) fn translate(sql: &str, user: &str) -> String {
         i += 1;
     }
     regex_operators(&mut toks);
+    ancestors_table(&mut toks);
     reg_casts(&mut toks);
     series_alias(&mut toks);
     join(&toks)
@@ -530,6 +531,30 @@ fn is_keyword(t: &Tok) -> bool {
     ["in", "and", "or", "not", "select", "where", "on", "when", "then", "else", "values", "exists", "any", "all", "as", "from", "by"]
         .iter()
         .any(|k| t.is_word(k))
+}
+
+/// `pg_partition_ancestors(r) WITH ORDINALITY` in FROM (psql's trigger listing):
+/// a table that is not partitioned is its own only ancestor, at depth 1.
+fn ancestors_table(toks: &mut Vec<Tok>) {
+    let mut i = 0;
+    while i < toks.len() {
+        if toks[i].is_word("pg_partition_ancestors") {
+            if let Some(open) = next(toks, i + 1).filter(|&o| toks[o].is("(")) {
+                if let Some(close) = matching(toks, open) {
+                    let with = next(toks, close + 1).filter(|&w| toks[w].is_word("with"));
+                    let ord = with.and_then(|w| next(toks, w + 1)).filter(|&o| toks[o].is_word("ordinality"));
+                    if let Some(ord) = ord {
+                        let arg = join(&toks[open + 1..close]);
+                        toks.splice(
+                            i..=ord,
+                            [Tok::new(Kind::Op, format!("(SELECT pond_regclass_oid({}) AS relid, 1 AS depth)", arg.trim()))],
+                        );
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
 }
 
 /// `FROM generate_series(a, b) s` names a value `s` in PostgreSQL; DuckDB needs `s(s)`.
@@ -852,6 +877,10 @@ mod tests {
         assert_eq!(t("classoid = CAST($2 AS REGCLASS)"), "classoid = pond_regclass_oid($2)");
         assert_eq!(t("select current_user, 'current_user'"), "select 'alice', 'current_user'");
         assert_eq!(t("FROM generate_series(0, 3) s, x"), "FROM generate_series(0, 3) s(s), x");
+        assert_eq!(
+            t("FROM u, pg_catalog.pg_partition_ancestors(t.tgrelid) WITH ORDINALITY AS a(relid, depth)"),
+            "FROM u, (SELECT pond_regclass_oid(t.tgrelid) AS relid, 1 AS depth) AS a(relid, depth)"
+        );
         // Unterminated and odd input never panics.
         for bad in ["E'\\", "\"é", "'é", "select \"pg_class", "x::", "CAST(", "OPERATOR(", "a ~", "generate_series(", ")::regclass"] {
             let _ = t(bad);

@@ -141,7 +141,10 @@ SELECT r.k_oid AS oid, r.k_name AS relname, r.k_nsp AS relnamespace, 0::BIGINT A
        'p' AS relpersistence, CASE WHEN r.k_is_view THEN 'v' ELSE 'r' END AS relkind,
        (SELECT count(*) FROM pond_cols c WHERE c.k_rel = r.k_oid)::SMALLINT AS relnatts,
        (SELECT count(*) FROM pond_cons c WHERE c.k_rel = r.k_oid AND c.k_kind = 'CHECK')::SMALLINT AS relchecks,
-       false AS relhasrules, false AS relhastriggers, false AS relhassubclass, false AS relrowsecurity,
+       false AS relhasrules,
+       -- PostgreSQL enforces foreign keys with triggers; psql shows them only for tables with triggers.
+       EXISTS (SELECT 1 FROM pond_cons f WHERE f.k_kind = 'FOREIGN KEY' AND (f.k_rel = r.k_oid OR f.k_refrel = r.k_oid)) AS relhastriggers,
+       false AS relhassubclass, false AS relrowsecurity,
        false AS relforcerowsecurity, true AS relispopulated, 'd' AS relreplident, false AS relispartition, 0::BIGINT AS relrewrite,
        0::BIGINT AS relfrozenxid, 0::BIGINT AS relminmxid, NULL::VARCHAR[] AS relacl, NULL::VARCHAR[] AS reloptions,
        NULL::VARCHAR AS relpartbound
@@ -369,7 +372,6 @@ CREATE MACRO pg_get_triggerdef(t) AS NULL::VARCHAR, (t, pretty) AS NULL::VARCHAR
 CREATE MACRO pg_get_statisticsobjdef_columns(s) AS NULL::VARCHAR;
 CREATE MACRO pg_get_serial_sequence(t, c) AS NULL::VARCHAR;
 CREATE MACRO pg_relation_is_publishable(r) AS false;
-CREATE MACRO pg_partition_ancestors(r) AS r;
 CREATE MACRO array_upper(a, d) AS len(a);
 CREATE MACRO array_lower(a, d) AS CASE WHEN len(a) > 0 THEN 1 END;
 CREATE MACRO obj_description(o) AS (SELECT k_text FROM pond_desc WHERE k_obj = o AND k_sub = 0),
@@ -384,6 +386,8 @@ CREATE MACRO pond_regclass_oid(x) AS coalesce(TRY_CAST(x AS BIGINT),
   (SELECT k_oid FROM pond_allrels WHERE k_name = pond_unqualify(x) ORDER BY k_oid LIMIT 1),
   CASE pond_unqualify(x) WHEN 'pg_class' THEN 1259 WHEN 'pg_type' THEN 1247 WHEN 'pg_attribute' THEN 1249
     WHEN 'pg_proc' THEN 1255 WHEN 'pg_namespace' THEN 2615 WHEN 'pg_constraint' THEN 2606 WHEN 'pg_database' THEN 1262 END);
+-- A table that is not partitioned is its own only ancestor (the table-function form is rewritten, see translate()).
+CREATE MACRO pg_partition_ancestors(r) AS pond_regclass_oid(r);
 CREATE MACRO to_regclass(x) AS (SELECT k_oid FROM pond_allrels WHERE k_name = pond_unqualify(x) ORDER BY k_oid LIMIT 1);
 CREATE MACRO pond_regtype_name(x) AS format_type(TRY_CAST(x AS BIGINT), NULL);
 CREATE MACRO to_regtype(x) AS (SELECT k_oid FROM (SELECT k_oid, k_name, k_fmt FROM pond_types
