@@ -145,8 +145,9 @@ class Attack:
     steps: tuple[str, ...]
     expect: str = DENIED
     params: tuple | None = None  # bound to the last step (Flight only: HTTP cannot bind)
-    # Over PostgreSQL wire this client-session setting is answered by the pg layer
-    # (PostgreSQL semantics) without reaching DuckDB: success is fine if nothing changed.
+    # Over PostgreSQL wire this client-session setting (or PostgreSQL catalog relation)
+    # is answered by the pg layer (PostgreSQL semantics; the catalog holds only what the
+    # caller may see) without reaching DuckDB: success is fine if nothing changed or leaked.
     pg_local: bool = False
 
     @property
@@ -331,8 +332,8 @@ ATTACKS = [
     A("information_schema_tables", "SELECT * FROM information_schema.tables", expect=FILTERED),
     A("information_schema_columns", "SELECT * FROM information_schema.columns", expect=FILTERED),
     A("information_schema_schemata", "SELECT * FROM information_schema.schemata", expect=FILTERED),
-    A("pg_catalog_pg_tables", "SELECT * FROM pg_catalog.pg_tables", expect=DENIED_OR_MISSING),
-    A("pg_tables_unqualified", "SELECT * FROM pg_tables", expect=DENIED_OR_MISSING),
+    A("pg_catalog_pg_tables", "SELECT * FROM pg_catalog.pg_tables", expect=DENIED_OR_MISSING, pg_local=True),
+    A("pg_tables_unqualified", "SELECT * FROM pg_tables", expect=DENIED_OR_MISSING, pg_local=True),
     A("system_information_schema", "SELECT * FROM system.information_schema.tables", expect=FILTERED),
     A("pragma_table_info_function", f"SELECT * FROM pragma_table_info('{SECRET}')"),
     A("pragma_table_info_statement", f"PRAGMA table_info('{SECRET}')"),

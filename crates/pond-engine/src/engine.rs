@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     /// Connection used for administration (ATTACH/DETACH) and to open new sessions.
     pub(crate) root: Mutex<duckdb::Connection>,
-    meta: Arc<MetaStore>,
+    pub(crate) meta: Arc<MetaStore>,
     /// Serialises create/drop/rename so checks and changes do not interleave.
     ddl: Mutex<()>,
     sessions: Mutex<HashMap<String, Arc<Session>>>,

@@ -257,3 +257,223 @@ fn rows(batches: &[RecordBatch]) -> Vec<Vec<Option<String>>> {
     }
     out
 }
+
+/// One database's catalog as a PostgreSQL-style catalog is built from it:
+/// only what the caller may see (see [`Engine::catalog_facts`]).
+#[derive(Debug, Clone, Default)]
+pub struct CatalogFacts {
+    /// The caller's databases (USAGE), sorted.
+    pub databases: Vec<String>,
+    /// (name, superuser) of the users the caller may list: everyone for a
+    /// superuser, only the caller otherwise.
+    pub users: Vec<(String, bool)>,
+    pub schemas: Vec<SchemaFact>,
+    pub relations: Vec<RelationFact>,
+    pub columns: Vec<ColumnFact>,
+    pub constraints: Vec<ConstraintFact>,
+    pub indexes: Vec<IndexFact>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchemaFact {
+    pub oid: i64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct RelationFact {
+    pub oid: i64,
+    pub schema_oid: i64,
+    pub name: String,
+    pub is_view: bool,
+    pub comment: Option<String>,
+    /// A view's definition; only for superusers (it can name objects others may not see).
+    pub sql: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ColumnFact {
+    pub table_oid: i64,
+    pub name: String,
+    /// 1-based.
+    pub position: i32,
+    /// DuckDB's type, e.g. `DECIMAL(10,2)`, `INTEGER[]`.
+    pub data_type: String,
+    pub nullable: bool,
+    pub default: Option<String>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ConstraintFact {
+    pub table_oid: i64,
+    /// Unique within the table.
+    pub index: i32,
+    /// PRIMARY KEY, UNIQUE, FOREIGN KEY or CHECK.
+    pub kind: String,
+    pub name: String,
+    pub columns: Vec<String>,
+    /// 1-based positions of `columns`.
+    pub positions: Vec<i32>,
+    pub referenced_table: Option<String>,
+    pub referenced_columns: Vec<String>,
+    pub expression: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexFact {
+    pub oid: i64,
+    pub table_oid: i64,
+    pub name: String,
+    pub unique: bool,
+    /// Indexed expressions as DuckDB lists them (`[note]`).
+    pub expressions: Option<String>,
+    pub sql: Option<String>,
+}
+
+impl Engine {
+    /// Changes whenever what [`Engine::catalog_facts`] returns may have changed:
+    /// DDL in any session, ingest-created tables, databases, users and grants.
+    pub fn catalog_version(&self) -> (u64, u64) {
+        (self.inner.catalog_generation.load(std::sync::atomic::Ordering::SeqCst), self.inner.meta.generation())
+    }
+
+    /// The schemas, tables, views, columns, constraints and indexes of
+    /// `database` that `who` may see (tables with any privilege, the schemas
+    /// holding them; everything for superusers), plus the caller's databases
+    /// and users. Protocols build their own catalog answers from this (the
+    /// PostgreSQL listener's pg_catalog), so grants are applied here, once.
+    pub async fn catalog_facts(&self, who: &Identity, database: &str) -> Result<CatalogFacts> {
+        let policy = self.authenticator().policy();
+        let databases: Vec<String> =
+            self.databases().into_iter().map(|d| d.name).filter(|d| policy.allows(who, d, None, Privilege::Usage)).collect();
+        let users = if who.effective_superuser() {
+            self.authenticator()
+                .list_users(who)
+                .map_err(Error::from)?
+                .into_iter()
+                .filter(|u| !u.role)
+                .map(|u| (u.name, u.superuser))
+                .collect()
+        } else {
+            vec![(who.user.clone(), false)]
+        };
+        let mut facts = CatalogFacts { databases, users, ..Default::default() };
+        if !facts.databases.iter().any(|d| d == database) {
+            return Ok(facts);
+        }
+        let db = quote_literal(database);
+        let superuser = who.effective_superuser();
+        let batches = self
+            .catalog_query(format!(
+                "SELECT table_oid, schema_oid, schema_name, table_name, false, comment, NULL FROM duckdb_tables() \
+                 WHERE database_name = {db} AND NOT internal \
+                 UNION ALL SELECT view_oid, schema_oid, schema_name, view_name, true, comment, sql FROM duckdb_views() \
+                 WHERE database_name = {db} AND NOT internal ORDER BY 1"
+            ))
+            .await?;
+        let mut visible_schemas = std::collections::BTreeSet::new();
+        for r in rows(&batches) {
+            let get = |i: usize| r[i].clone().unwrap_or_default();
+            if !self.table_visible(who, database, &get(2), &get(3)) {
+                continue;
+            }
+            visible_schemas.insert(get(1).parse::<i64>().unwrap_or(0));
+            facts.relations.push(RelationFact {
+                oid: get(0).parse().unwrap_or(0),
+                schema_oid: get(1).parse().unwrap_or(0),
+                name: get(3),
+                is_view: get(4) == "true",
+                comment: r[5].clone(),
+                sql: if superuser { r[6].clone() } else { None },
+            });
+        }
+        let batches = self
+            .catalog_query(format!("SELECT oid, schema_name FROM duckdb_schemas() WHERE database_name = {db} AND NOT starts_with(schema_name, 'pg_') ORDER BY 1"))
+            .await?;
+        for r in rows(&batches) {
+            let oid = r[0].clone().unwrap_or_default().parse().unwrap_or(0);
+            let name = r[1].clone().unwrap_or_default();
+            // A non-superuser sees the database's main schema and the schemas of tables they may see.
+            if superuser || name == "main" || visible_schemas.contains(&oid) {
+                facts.schemas.push(SchemaFact { oid, name });
+            }
+        }
+        let oids: std::collections::HashSet<i64> = facts.relations.iter().map(|r| r.oid).collect();
+        let batches = self
+            .catalog_query(format!(
+                "SELECT table_oid, column_name, column_index, data_type, is_nullable, column_default, comment FROM duckdb_columns() \
+                 WHERE database_name = {db} AND NOT internal ORDER BY 1, 3"
+            ))
+            .await?;
+        for r in rows(&batches) {
+            let get = |i: usize| r[i].clone().unwrap_or_default();
+            let table_oid = get(0).parse().unwrap_or(0);
+            if !oids.contains(&table_oid) {
+                continue;
+            }
+            facts.columns.push(ColumnFact {
+                table_oid,
+                name: get(1),
+                position: get(2).parse().unwrap_or(0),
+                data_type: get(3),
+                nullable: get(4) == "true",
+                default: r[5].clone(),
+                comment: r[6].clone(),
+            });
+        }
+        let batches = self
+            .catalog_query(format!(
+                "SELECT table_oid, constraint_index, constraint_type, constraint_name, \
+                 array_to_string(list_transform(constraint_column_names, x -> replace(x, chr(31), '')), chr(31)), \
+                 array_to_string(list_transform(constraint_column_indexes, x -> x + 1), ','), referenced_table, \
+                 array_to_string(list_transform(referenced_column_names, x -> replace(x, chr(31), '')), chr(31)), expression \
+                 FROM duckdb_constraints() WHERE database_name = {db} \
+                 AND constraint_type IN ('PRIMARY KEY', 'UNIQUE', 'FOREIGN KEY', 'CHECK') ORDER BY 1, 2"
+            ))
+            .await?;
+        let split = |s: Option<String>, sep: char| -> Vec<String> {
+            s.filter(|s| !s.is_empty()).map(|s| s.split(sep).map(str::to_string).collect()).unwrap_or_default()
+        };
+        for r in rows(&batches) {
+            let get = |i: usize| r[i].clone().unwrap_or_default();
+            let table_oid = get(0).parse().unwrap_or(0);
+            if !oids.contains(&table_oid) {
+                continue;
+            }
+            facts.constraints.push(ConstraintFact {
+                table_oid,
+                index: get(1).parse().unwrap_or(0),
+                kind: get(2),
+                name: get(3),
+                columns: split(r[4].clone(), '\u{1f}'),
+                positions: split(r[5].clone(), ',').iter().filter_map(|p| p.parse().ok()).collect(),
+                referenced_table: r[6].clone().filter(|t| !t.is_empty()),
+                referenced_columns: split(r[7].clone(), '\u{1f}'),
+                expression: r[8].clone(),
+            });
+        }
+        let batches = self
+            .catalog_query(format!(
+                "SELECT index_oid, table_oid, index_name, is_unique, expressions, sql FROM duckdb_indexes() \
+                 WHERE database_name = {db} ORDER BY 1"
+            ))
+            .await?;
+        for r in rows(&batches) {
+            let get = |i: usize| r[i].clone().unwrap_or_default();
+            let table_oid = get(1).parse().unwrap_or(0);
+            if !oids.contains(&table_oid) {
+                continue;
+            }
+            facts.indexes.push(IndexFact {
+                oid: get(0).parse().unwrap_or(0),
+                table_oid,
+                name: get(2),
+                unique: get(3) == "true",
+                expressions: r[4].clone(),
+                sql: r[5].clone(),
+            });
+        }
+        Ok(facts)
+    }
+}

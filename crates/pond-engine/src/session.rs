@@ -638,7 +638,7 @@ impl Session {
         let first = first_word(text);
         let catalog_changing = [
             "create", "drop", "alter", "attach", "detach", "load", "install", "import", "use", "set", "reset", "commit", "rollback",
-            "abort", "end",
+            "abort", "end", "comment",
         ];
         if !catalog_changing.contains(&first.as_str()) {
             return;

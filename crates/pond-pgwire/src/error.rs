@@ -11,6 +11,9 @@ pub enum Error {
     Encode(String),
     #[error("{0}")]
     Param(String),
+    /// A query against the PostgreSQL catalog failed (DuckDB's message).
+    #[error("{0}")]
+    Catalog(String),
     #[error("cannot listen for PostgreSQL clients: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -30,6 +33,8 @@ impl Error {
             Error::Engine(e) => engine_sqlstate(e),
             Error::Encode(_) => "XX000",
             Error::Param(_) => "22P02",
+            Error::Catalog(msg) if msg.starts_with("permission denied") => "42501",
+            Error::Catalog(msg) => duckdb_sqlstate(msg),
             Error::Io(_) => "58030",
         }
     }

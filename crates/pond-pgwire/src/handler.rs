@@ -103,6 +103,8 @@ struct Conn {
     pending: Mutex<Option<(usize, QueryStream)>>,
     /// A `COPY … FROM STDIN` receiving CopyData.
     copy_in: Mutex<Option<crate::copy_in::Receiving>>,
+    /// This connection's PostgreSQL catalog (pg_class, …), see `pgcatalog`.
+    catalog: Arc<crate::pgcatalog::Scratch>,
     _cancel: CancelGuard,
 }
 
@@ -229,6 +231,7 @@ impl StartupHandler for Backend {
                     aborted: AtomicBool::new(false),
                     pending: Mutex::new(None),
                     copy_in: Mutex::new(None),
+                    catalog: Arc::default(),
                     _cancel: CancelGuard { map: self.cancels.clone(), pid },
                 });
                 finish_authentication(client, &StartupParams(params)).await
@@ -367,25 +370,22 @@ fn query_response(stream: QueryStream, binary: &(dyn Fn(usize) -> bool + Send + 
     resp
 }
 
-fn local_fields(row: &[(String, String)]) -> Vec<FieldInfo> {
-    row.iter().map(|(name, _)| FieldInfo::new(name.clone(), None, None, Type::TEXT, FieldFormat::Text)).collect()
-}
-
-/// A result of text columns.
-fn rows_response(names: &[&str], rows: Vec<Vec<String>>) -> Response {
-    let fields: Vec<FieldInfo> = names.iter().map(|n| FieldInfo::new(n.to_string(), None, None, Type::TEXT, FieldFormat::Text)).collect();
-    let data: Vec<PgWireResult<DataRow>> = rows
-        .into_iter()
-        .map(|row| {
-            let mut data = bytes::BytesMut::new();
-            for v in &row {
-                data.extend_from_slice(&(v.len() as i32).to_be_bytes());
-                data.extend_from_slice(v.as_bytes());
-            }
-            Ok(DataRow::new(data, row.len() as i16))
+/// A catalog answer as a query response.
+fn answer_response(a: crate::pgcatalog::Answer, binary: &(dyn Fn(usize) -> bool + Send + Sync)) -> Response {
+    let (infos, cols) = types::fields(&a.schema, &a.types, binary);
+    let rows: Vec<PgWireResult<DataRow>> = a
+        .batches
+        .iter()
+        .flat_map(|b| match types::encode_batch(b, &cols) {
+            Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(PgWireError::from(e))],
         })
         .collect();
-    Response::Query(QueryResponse::new(Arc::new(fields), futures::stream::iter(data)))
+    Response::Query(QueryResponse::new(Arc::new(infos), futures::stream::iter(rows)))
+}
+
+fn local_fields(row: &[(String, String)]) -> Vec<FieldInfo> {
+    row.iter().map(|(name, _)| FieldInfo::new(name.clone(), None, None, Type::TEXT, FieldFormat::Text)).collect()
 }
 
 fn local_response(row: Vec<(String, String)>) -> Response {
@@ -450,8 +450,8 @@ impl Backend {
                 }
             });
         }
-        if let Some(listing) = crate::catalog::psql_listing(sql) {
-            return self.listing(conn, listing).await.map_err(|e| e.to_info());
+        if crate::pgcatalog::handles(sql) {
+            return self.catalog(conn, sql, params, 0).await.map(|a| answer_response(a, binary)).map_err(|e| e.to_info());
         }
         if let Some(copy) = crate::copy::parse_copy_out(sql) {
             return self.copy_out(conn, copy, materialize).await.map_err(|e| {
@@ -502,22 +502,20 @@ impl Backend {
         }
     }
 
-    /// psql's `\l`, `\dt`, `\du` from Pond's grant-filtered listings.
-    async fn listing(&self, conn: &Conn, listing: crate::catalog::Listing) -> crate::Result<Response> {
-        let stream = conn.session.query(crate::catalog::engine_statement(listing), None).await?;
-        let mut rows = Vec::new();
-        for batch in stream.collect().await? {
-            let cols: Vec<arrow_array::ArrayRef> = batch
-                .columns()
-                .iter()
-                .map(|c| arrow_cast::cast(c, &arrow_schema::DataType::Utf8))
-                .collect::<std::result::Result<_, _>>()?;
-            for r in 0..batch.num_rows() {
-                rows.push(cols.iter().map(|c| c.as_string::<i32>().value(r).to_string()).collect::<Vec<_>>());
-            }
-        }
-        let (names, rows) = crate::catalog::shape(listing, rows, &conn.session.current_schema());
-        Ok(rows_response(&names, rows))
+    /// A query on PostgreSQL's catalog, answered from the caller's own catalog
+    /// (`params: None` binds `nulls` NULLs, to describe the result).
+    async fn catalog(&self, conn: &Conn, sql: &str, params: Option<Vec<Value>>, nulls: usize) -> crate::Result<crate::pgcatalog::Answer> {
+        let mut settings: Vec<(String, String)> = conn.settings.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        settings.sort();
+        let ctx = crate::pgcatalog::Context {
+            database: conn.session.current_database(),
+            schema: conn.session.current_schema(),
+            user: conn.session.identity.user.clone(),
+            server_version: self.server_version.clone(),
+            pid: conn._cancel.pid,
+            settings,
+        };
+        conn.catalog.query(&conn.session, &self.engine, ctx, sql, params, nulls).await
     }
 
     /// `COPY … TO STDOUT`: the query's rows as CopyData.
@@ -801,6 +799,10 @@ impl ExtendedQueryHandler for Backend {
         if let Some(Local::Row(row)) = local {
             return Ok(DescribeStatementResponse::new(params, local_fields(&row)));
         }
+        if local.is_none() && crate::pgcatalog::handles(&stmt.sql) {
+            let a = self.catalog(&conn, &stmt.sql, None, n).await.map_err(|e| user_error(e.to_info()))?;
+            return Ok(DescribeStatementResponse::new(params, types::fields(&a.schema, &a.types, |_| false).0));
+        }
         // Only a single statement is wrapped (the wrapper must not turn one statement into several).
         let wrappable = matches!(words(&stmt.sql, 1).first().map(String::as_str), Some("SELECT" | "WITH" | "VALUES" | "FROM" | "TABLE"))
             && pond_engine::sql::split_statements(&stmt.sql).len() == 1;
@@ -834,6 +836,12 @@ impl ExtendedQueryHandler for Backend {
         };
         if let Some(Local::Row(row)) = local {
             return Ok(DescribePortalResponse::new(local_fields(&row)));
+        }
+        if local.is_none() && crate::pgcatalog::handles(sql) {
+            // Catalog answers are cheap: Execute asks again.
+            let formats = portal.result_column_format.clone();
+            let a = self.catalog(&conn, sql, portal_params(portal)?, 0).await.map_err(|e| user_error(e.to_info()))?;
+            return Ok(DescribePortalResponse::new(types::fields(&a.schema, &a.types, |i| format_for(&formats, i)).0));
         }
         if local.is_some() || !matches!(kind(sql), Kind::Rows(_)) {
             return Ok(DescribePortalResponse::new(vec![]));

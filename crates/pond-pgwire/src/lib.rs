@@ -15,12 +15,12 @@
 //! Start with [`PgServer::serve`] and the `Backend` handlers in [`handler`].
 
 mod auth;
-mod catalog;
 mod copy;
 mod copy_in;
 pub mod error;
 mod handler;
 mod local;
+mod pgcatalog;
 mod types;
 
 use std::future::Future;

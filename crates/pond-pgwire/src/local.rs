@@ -35,10 +35,22 @@ pub(crate) fn default_settings(server_version: &str) -> HashMap<String, String> 
         ("idle_in_transaction_session_timeout", "0"),
         ("is_superuser", "off"),
         ("in_hot_standby", "off"),
+        ("default_table_access_method", "heap"),
+        ("max_index_keys", "32"),
+        ("block_size", "8192"),
+        ("lc_messages", "C"),
+        ("lc_monetary", "C"),
+        ("lc_numeric", "C"),
+        ("lc_time", "C"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect()
+}
+
+/// Whether `name` is one of the PostgreSQL session parameters this layer keeps.
+pub(crate) fn is_pg_setting(name: &str) -> bool {
+    default_settings("").contains_key(&name.to_ascii_lowercase())
 }
 
 /// Parameters `SET` may change here (DuckDB's own settings go to the engine).
@@ -113,6 +125,26 @@ pub(crate) fn intercept(sql: &str, settings: &HashMap<String, String>, schema: &
         }
         _ => {}
     }
+    // DuckDB has no savepoints. Drivers set one around their own catalog lookups
+    // (psycopg's TypeInfo, SQLAlchemy): setting and releasing one is accepted and
+    // changes nothing; `ROLLBACK TO SAVEPOINT` goes to the engine and fails.
+    if n.starts_with("savepoint ") {
+        return Some(Local::Tag("SAVEPOINT"));
+    }
+    if n.starts_with("release ") {
+        return Some(Local::Tag("RELEASE"));
+    }
+    // psycopg sends DEALLOCATE ALL after DDL; prepared statements live in the
+    // protocol layer, where a later Parse under the same name replaces them.
+    if n == "deallocate all" || n == "deallocate prepare all" {
+        return Some(Local::Tag("DEALLOCATE ALL"));
+    }
+    if n.starts_with("deallocate ") {
+        return Some(Local::Tag("DEALLOCATE"));
+    }
+    if n == "discard all" {
+        return Some(Local::Tag("DISCARD ALL"));
+    }
     if let Some(rest) = n.strip_prefix("set transaction ").or_else(|| n.strip_prefix("set session characteristics as transaction ")) {
         let _ = rest;
         return Some(Local::Tag("SET"));
@@ -157,7 +189,8 @@ pub(crate) fn intercept(sql: &str, settings: &HashMap<String, String>, schema: &
         return None;
     }
     if let Some(args) = n.strip_prefix("select current_setting(").or_else(|| n.strip_prefix("select pg_catalog.current_setting(")) {
-        let arg = args.split(')').next().unwrap_or("");
+        // Only the bare call: anything around it (`::int / 100`) is computed by the catalog layer.
+        let arg = args.strip_suffix(')').filter(|a| !a.contains(')'))?;
         let name = unquote(arg.split(',').next().unwrap_or(""));
         if settings.contains_key(&name) {
             return Some(Local::Row(vec![("current_setting".into(), get(&name))]));
@@ -203,7 +236,12 @@ mod tests {
         assert_eq!(intercept("SET TimeZone = current_setting('allowed_directories')", &st, "main"), None);
         assert_eq!(intercept("SET application_name = (SELECT 1)", &st, "main"), None);
         assert!(matches!(intercept("SHOW TRANSACTION ISOLATION LEVEL", &st, "main"), Some(Local::Row(_))));
+        assert_eq!(intercept("SAVEPOINT \"_pg3_1\"", &st, "main"), Some(Local::Tag("SAVEPOINT")));
+        assert_eq!(intercept("RELEASE \"_pg3_1\"", &st, "main"), Some(Local::Tag("RELEASE")));
+        assert_eq!(intercept("ROLLBACK TO SAVEPOINT a", &st, "main"), None);
+        assert_eq!(intercept("DEALLOCATE ALL", &st, "main"), Some(Local::Tag("DEALLOCATE ALL")));
         assert!(matches!(intercept("select current_setting('search_path')", &st, "main"), Some(Local::Row(_))));
+        assert_eq!(intercept("select current_setting('server_version_num')::int / 100", &st, "main"), None);
         // DuckDB's own statements pass through.
         assert_eq!(intercept("SHOW TABLES", &st, "main"), None);
         assert_eq!(intercept("SET threads = 2", &st, "main"), None);
