@@ -62,6 +62,19 @@ def moto():
     proc.wait()
 
 
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL 15 cluster (the one bench/pgwire.py starts) to hold a lake catalog."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from pgwire import Postgres
+
+    pg = Postgres().start()
+    yield pg
+    pg.stop()
+
+
 def s3_client(url: str):
     import boto3
 
@@ -71,6 +84,11 @@ def s3_client(url: str):
 def lake_server(tmp_path, ext_dir, storage: str, moto_url: str | None, bucket: str | None = None, **extra) -> tuple[PondServer, str | None]:
     args = ["--ingest-flush-rows", str(extra.get("flush_rows", 500)), "--lake-cleanup-grace-secs", "0", "--lake-compact-interval-secs", "0"]
     env = {}
+    if storage == "pgcatalog":
+        pg = extra["pg"]
+        args += ["--lake-catalog", f"host=127.0.0.1 port={pg.port} dbname={extra['pg_db']} user=postgres"]
+        # The cluster trusts local connections; the password must still never show up anywhere.
+        env = {"POND_LAKE_CATALOG_PASSWORD": "pg-catalog-secret"}
     if storage == "s3":
         if bucket is None:
             bucket = f"pond-{uuid.uuid4().hex[:8]}"
@@ -89,9 +107,18 @@ def lines(start: int, n: int, host_count: int = 4) -> str:
     return "\n".join(f"cpu,host=h{i % host_count} usage={i * 0.5},n={i}i {base + i * 1_000_000_000 + 7}" for i in range(start, start + n))
 
 
-@pytest.mark.parametrize("storage", ["local", "s3"])
-def test_ingest_flush_and_query(tmp_path, ext_dir, moto, storage):
-    server, bucket = lake_server(tmp_path, ext_dir, storage, moto)
+@pytest.mark.parametrize("storage", ["local", "s3", "pgcatalog"])
+def test_ingest_flush_and_query(tmp_path, ext_dir, moto, storage, request):
+    pg_extra = {}
+    if storage == "pgcatalog":
+        import psycopg
+
+        pg = request.getfixturevalue("postgres")
+        pg_db = f"lake_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(host="127.0.0.1", port=pg.port, user="postgres", dbname="postgres", autocommit=True) as c:
+            c.execute(f"CREATE DATABASE {pg_db}")
+        pg_extra = {"pg": pg, "pg_db": pg_db}
+    server, bucket = lake_server(tmp_path, ext_dir, storage, moto, **pg_extra)
     try:
         for k in range(6):
             write(server, "lakedb", lines(k * 300, 300))
@@ -110,15 +137,25 @@ def test_ingest_flush_and_query(tmp_path, ext_dir, moto, storage):
             assert not list((tmp_path / "data" / "lake").glob("data/**/*.parquet"))
         else:
             assert list((tmp_path / "data" / "lake").glob("data/**/cpu/**/*.parquet"))
+        if storage == "pgcatalog":
+            # The catalog lives in PostgreSQL: DuckLake's tables are there and list the flushed files.
+            import psycopg
+
+            assert not (tmp_path / "data" / "lake" / "catalog.ducklake").exists()
+            with psycopg.connect(host="127.0.0.1", port=pg_extra["pg"].port, user="postgres", dbname=pg_extra["pg_db"]) as c:
+                files = c.execute("SELECT count(*) FROM ducklake_data_file").fetchone()[0]
+                tables = [r[0] for r in c.execute("SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL")]
+            assert files >= 1 and "cpu" in tables, (files, tables)
         r = requests.post(f"{server.http_url}/api/v1/lake/compact?db=lakedb", auth=AUTH, timeout=120)
         assert r.status_code == 200, r.text
         assert sql(server, "SELECT count(*), sum(n) FROM lakedb.cpu")[0] == [1810, sum(range(1810))]
-        # The secret is in no log line.
-        assert "test-secret" not in server.log_path.read_text(errors="replace")
+        # The secrets are in no log line.
+        log = server.log_path.read_text(errors="replace")
+        assert "test-secret" not in log and "pg-catalog-secret" not in log
     finally:
         server.stop()
     # After a restart (same lake, same bucket) every row is there once.
-    server, _ = lake_server(tmp_path, ext_dir, storage, moto, bucket)
+    server, _ = lake_server(tmp_path, ext_dir, storage, moto, bucket, **pg_extra)
     try:
         assert sql(server, "SELECT count(*), sum(n) FROM lakedb.cpu")[0] == [1810, sum(range(1810))]
     finally:

@@ -36,6 +36,38 @@ pub struct EngineConfig {
     pub lake_data_path: Option<String>,
     /// S3 settings for `lake_data_path` (a DuckDB secret is created from them).
     pub s3: Option<S3Config>,
+    /// The lake's catalog in a PostgreSQL database instead of `<data_dir>/lake/catalog.ducklake`
+    /// (so several Pond nodes can share one lake).
+    pub lake_catalog: Option<PostgresCatalog>,
+}
+
+/// A PostgreSQL database holding the DuckLake catalog. The password is kept
+/// apart from the connection string so it is never printed.
+#[derive(Clone, Default)]
+pub struct PostgresCatalog {
+    /// libpq key/value connection string without the password, e.g.
+    /// `host=db.internal port=5432 dbname=lake user=pond`.
+    pub conninfo: String,
+    pub password: Option<String>,
+}
+
+impl PostgresCatalog {
+    /// The connection string DuckDB's postgres extension gets (password included).
+    pub(crate) fn full_conninfo(&self) -> String {
+        match &self.password {
+            Some(p) => format!("{} password='{}'", self.conninfo, p.replace('\\', "\\\\").replace('\'', "\\'")),
+            None => self.conninfo.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for PostgresCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresCatalog")
+            .field("conninfo", &self.conninfo)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 /// S3-compatible object storage. The secret is never logged or shown.
@@ -81,6 +113,7 @@ impl EngineConfig {
             allowed_paths: Vec::new(),
             lake_data_path: None,
             s3: None,
+            lake_catalog: None,
         }
     }
 

@@ -97,6 +97,9 @@ impl Engine {
         if config.s3.is_some() {
             lake_ext.push("httpfs".to_string());
         }
+        if config.lake_catalog.is_some() {
+            lake_ext.push("postgres_scanner".to_string());
+        }
         let lake_loaded = match extensions::load_all(&root, &ext_dir, &lake_ext, config.install_from_repository) {
             Ok(()) => true,
             Err(e) => {

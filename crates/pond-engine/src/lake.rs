@@ -80,7 +80,7 @@ pub fn measurement_view_query(lake: &Lake, name: &str) -> String {
 }
 
 impl Engine {
-    /// `<data-dir>/lake`: the lake catalog (and data, unless on S3).
+    /// `<data-dir>/lake`: the lake catalog (unless in PostgreSQL) and data (unless on S3).
     pub fn lake_root(&self) -> PathBuf {
         self.inner.config.data_dir.join("lake")
     }
@@ -117,15 +117,29 @@ impl Engine {
                 Error::InvalidRequest("cannot create the S3 secret for the lake data path (check the S3 settings)".into())
             })?;
         }
-        let fresh = !dir.join("catalog.ducklake").exists();
+        let (location, fresh) = match &self.inner.config.lake_catalog {
+            // DuckLake creates its tables in the PostgreSQL database on first use.
+            Some(pg) => (format!("ducklake:postgres:{}", pg.full_conninfo()), true),
+            None => {
+                let file = dir.join("catalog.ducklake");
+                (format!("ducklake:{}", file.display()), !file.exists())
+            }
+        };
         // Small flushes must still become Parquet files (rows inlined in the
         // catalog are much slower to write and to read).
-        root.execute_batch(&format!(
+        let attach = format!(
             "ATTACH IF NOT EXISTS {} AS {} (DATA_PATH {}, DATA_INLINING_ROW_LIMIT 0)",
-            quote_literal(&format!("ducklake:{}", dir.join("catalog.ducklake").display())),
+            quote_literal(&location),
             quote_ident(LAKE_ALIAS),
             quote_literal(&self.lake_data_path()),
-        ))?;
+        );
+        root.execute_batch(&attach).map_err(|e| {
+            let mut msg = e.to_string();
+            if let Some(p) = self.inner.config.lake_catalog.as_ref().and_then(|c| c.password.as_deref()).filter(|p| !p.is_empty()) {
+                msg = msg.replace(p, "<redacted>");
+            }
+            Error::InvalidRequest(format!("cannot open the lake catalog: {msg}"))
+        })?;
         if fresh {
             root.execute_batch(&format!("CALL {}.set_option('parquet_compression', 'zstd')", quote_ident(LAKE_ALIAS)))?;
         }

@@ -25,7 +25,7 @@ mod sandbox;
 pub mod session;
 pub mod sql;
 
-pub use config::{EngineConfig, S3Config};
+pub use config::{EngineConfig, PostgresCatalog, S3Config};
 pub use engine::{DatabaseInfo, Engine, AUDIT_CATALOG, DEFAULT_DATABASE};
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;

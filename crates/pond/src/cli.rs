@@ -278,6 +278,11 @@ pub struct IngestArgs {
     /// Credentials only from POND_LAKE_S3_ACCESS_KEY_ID and POND_LAKE_S3_SECRET_ACCESS_KEY.
     #[arg(long = "lake-data-path", env = "POND_LAKE_DATA_PATH")]
     pub lake_data_path: Option<String>,
+    /// Keep the lake's catalog in PostgreSQL (libpq key/value string without the password, e.g.
+    /// "host=db port=5432 dbname=lake user=pond"), so several nodes can share one lake.
+    /// Password only from POND_LAKE_CATALOG_PASSWORD. Default: <data-dir>/lake/catalog.ducklake.
+    #[arg(long = "lake-catalog", env = "POND_LAKE_CATALOG")]
+    pub lake_catalog: Option<String>,
     /// S3 endpoint host[:port] (default: AWS).
     #[arg(long = "lake-s3-endpoint", env = "POND_LAKE_S3_ENDPOINT")]
     pub lake_s3_endpoint: Option<String>,
@@ -455,6 +460,18 @@ impl ServeArgs {
                 secret_access_key: env("POND_LAKE_S3_SECRET_ACCESS_KEY"),
                 url_style_path: style == "path",
                 use_ssl: self.ingest.lake_s3_use_ssl,
+            });
+        }
+        if let Some(conninfo) = self.ingest.lake_catalog.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            if conninfo.split_whitespace().any(|kv| kv.to_ascii_lowercase().starts_with("password")) {
+                return Err("--lake-catalog: leave the password out of the connection string and set POND_LAKE_CATALOG_PASSWORD".into());
+            }
+            if conninfo.contains("://") {
+                return Err(format!("--lake-catalog '{conninfo}': use libpq key/value form (host=… port=… dbname=… user=…), not a URL"));
+            }
+            c.engine.lake_catalog = Some(pond_engine::PostgresCatalog {
+                conninfo: conninfo.to_string(),
+                password: std::env::var("POND_LAKE_CATALOG_PASSWORD").ok().filter(|v| !v.is_empty()),
             });
         }
         c.ready_file = self.ready_file.clone();
