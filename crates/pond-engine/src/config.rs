@@ -121,3 +121,17 @@ impl EngineConfig {
         self.extension_dir.clone().unwrap_or_else(|| self.data_dir.join("extensions"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_password_is_quoted_for_libpq_and_never_printed() {
+        let c = PostgresCatalog { conninfo: "host=h dbname=lake".into(), password: Some(r"it's\x".into()) };
+        assert_eq!(c.full_conninfo(), r"host=h dbname=lake password='it\'s\\x'");
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("it's") && shown.contains("<redacted>"), "{shown}");
+        assert_eq!(PostgresCatalog { conninfo: "host=h".into(), password: None }.full_conninfo(), "host=h");
+    }
+}
