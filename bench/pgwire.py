@@ -9,11 +9,13 @@
 Usage (from the repository root, after a release build):
     .venv/bin/python bench/pgwire.py            # full run (~10 minutes on 2 cores)
     .venv/bin/python bench/pgwire.py --quick    # 100K/600K rows, shorter pgbench
+    .venv/bin/python bench/pgwire.py --pgbench-only [--seconds 10]   # point selects only, no TPC-H data
 
 PostgreSQL: /usr/local/bin/initdb and pg_ctl (Debian's 15), run as the `postgres` user in a
 temp dir on a free port, fsync off, shared_buffers 1GB. Pond: `pond serve` ($POND_BIN) on a
 copy of bench/run.py's cached TPC-H data dir (generated on first use).
-Results: bench/results/pgwire.json and pgwire.md (with machine info).
+Results: bench/results/pgwire.json and pgwire.md (with machine info); --pgbench-only writes
+pgwire_pgbench.json/.md (or --out NAME).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ LINEITEM_DDL = """CREATE TABLE lineitem (l_orderkey bigint, l_partkey bigint, l_
  l_returnflag text, l_linestatus text, l_shipdate date, l_commitdate date, l_receiptdate date,
  l_shipinstruct text, l_shipmode text, l_comment text)"""
 ACCOUNTS = 100_000
+READER_PASSWORD = "bench-reader-pw"
 
 
 def log(msg: str) -> None:
@@ -196,18 +199,25 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="SF0.1 rows (100K, 600K), 3 s pgbench")
     ap.add_argument("--reps", type=int, default=2, help="fetch repetitions (best is reported)")
+    ap.add_argument("--pgbench-only", action="store_true",
+                    help="only the pgbench point selects (fresh Pond data dir, no TPC-H data, no fetches)")
+    ap.add_argument("--out", default=None, help="result file name under bench/results (default pgwire, or pgwire_pgbench)")
+    ap.add_argument("--seconds", type=int, default=None, help="pgbench duration per run (default 10, --quick 3)")
     args = ap.parse_args()
     sf = 0.1 if args.quick else 1.0
     sizes = [100_000, 600_572] if args.quick else [1_000_000, 6_001_215]
-    seconds = 3 if args.quick else 10
+    seconds = args.seconds or (3 if args.quick else 10)
     ext_dir = ensure_extensions(["icu", "tpch"])
-    reference = bench_run.reference_db(sf, ext_dir)
-
-    # Pond on a private copy of the cached data dir (the cache may be in use by bench/run.py).
-    cached = bench_run.start_pond(sf, ext_dir)
-    cached.stop()
     work = Path(tempfile.mkdtemp(prefix="pond-bench-pgwire-"))
-    shutil.copytree(bench_run.pond_data_dir(sf), work / "data")
+    if args.pgbench_only:
+        sizes = []
+        reference = None
+    else:
+        reference = bench_run.reference_db(sf, ext_dir)
+        # Pond on a private copy of the cached data dir (the cache may be in use by bench/run.py).
+        cached = bench_run.start_pond(sf, ext_dir)
+        cached.stop()
+        shutil.copytree(bench_run.pond_data_dir(sf), work / "data")
     pond = PondServer(data_dir=work / "data", password=PASSWORD, extensions="icu,tpch", ext_dir=ext_dir)
     pg = Postgres()
     results: dict = {"machine": machine(), "commit": commit(), "started": dt.datetime.utcnow().isoformat(timespec="seconds") + "Z",
@@ -222,12 +232,20 @@ def main() -> int:
             conn.execute("DROP TABLE IF EXISTS accts")
             conn.execute("CREATE TABLE accts (aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, filler VARCHAR)")
             conn.execute(f"INSERT INTO accts SELECT range, range % 10, range * 2, 'x' FROM range(1, {ACCOUNTS + 1})")
+            # A non-superuser with SELECT on the table: every statement goes through the sandbox.
+            conn.execute(f"CREATE USER bench_reader PASSWORD '{READER_PASSWORD}'")
+            conn.execute("GRANT SELECT ON TABLE default.main.accts TO bench_reader")
         pg.start()
         log(f"PostgreSQL 15 on port {pg.port}; Pond PG wire on {pp}")
-        load_postgres(pg, reference, sizes[-1])
+        if reference is not None:
+            load_postgres(pg, reference, sizes[-1])
+        else:
+            with psycopg.connect(**pg.conninfo(), autocommit=True) as conn:
+                setup_accounts(conn)
 
         for mode in ["simple", "prepared"]:
             for name, (h, p, u, pw, db) in {"pond": (ph, pp, "admin", PASSWORD, "default"),
+                                            "pond_user": (ph, pp, "bench_reader", READER_PASSWORD, "default"),
                                             "postgres": ("127.0.0.1", pg.port, "postgres", "", "postgres")}.items():
                 r = pgbench(h, p, u, pw, db, mode, seconds, clients=8)
                 results["pgbench"].setdefault(mode, {})[name] = r
@@ -255,8 +273,9 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "pgwire.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "pgwire.md").write_text(render(results))
+    name = args.out or ("pgwire_pgbench" if args.pgbench_only else "pgwire")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{name}.md").write_text(render(results))
     print(render(results))
     return 0
 
@@ -266,10 +285,15 @@ def render(r: dict) -> str:
     out = [f"# PostgreSQL wire: Pond vs PostgreSQL 15 ({r['started']}, commit {r['commit']})", "",
            f"Machine: {m['cores']} cores {m['cpu']}, {m['mem_gib']} GiB, kernel {m['kernel']}, Python {m['python']}.", "",
            "## pgbench point select (8 clients, 2 threads, random id of 100K, custom script)", "",
-           "| mode | Pond tps | PostgreSQL tps | Pond / PostgreSQL | failed (Pond, PG) |", "|---|---|---|---|---|"]
+           "Pond as `admin` (superuser) and as `bench_reader` (SELECT grant only: the sandbox checks every statement).", "",
+           "| mode | Pond tps (admin) | Pond tps (non-superuser) | PostgreSQL tps | Pond / PostgreSQL | failed (Pond, user, PG) |",
+           "|---|---|---|---|---|---|"]
     for mode, v in r["pgbench"].items():
-        out.append(f"| {mode} | {v['pond']['tps']:.0f} | {v['postgres']['tps']:.0f} | {v['pond']['tps'] / v['postgres']['tps']:.2f} "
-                   f"| {v['pond']['failed']}, {v['postgres']['failed']} |")
+        user = v.get("pond_user", {"tps": float("nan"), "failed": "-"})
+        out.append(f"| {mode} | {v['pond']['tps']:.0f} | {user['tps']:.0f} | {v['postgres']['tps']:.0f} "
+                   f"| {v['pond']['tps'] / v['postgres']['tps']:.2f} | {v['pond']['failed']}, {user['failed']}, {v['postgres']['failed']} |")
+    if not r["fetch"]:
+        return "\n".join(out) + "\n"
     out += ["", "## Fetching TPC-H lineitem (`SELECT * … LIMIT n`, best of runs, seconds; psycopg builds Python rows)", "",
             "| rows | psycopg text Pond | text PG | binary Pond | binary PG | Flight SQL ADBC (Pond) | Pond/PG text | Pond/PG binary | Pond binary / Flight |",
             "|---|---|---|---|---|---|---|---|---|"]

@@ -211,6 +211,25 @@ struct State {
 /// Macro names and the table/view catalog, as the sandbox needs them.
 type CatalogView = (Arc<HashSet<String>>, Arc<crate::sandbox::CatalogSnapshot>);
 
+/// DuckDB prepared statements a session's connection keeps, by statement text.
+const STATEMENT_CACHE_ENTRIES: usize = 128;
+
+/// Statement texts a session keeps sandbox verdicts for (the cache is emptied when full).
+const AUTH_CACHE_ENTRIES: usize = 256;
+
+/// A statement the sandbox allowed, and everything the verdict depended on.
+/// It is reused only while all of it is unchanged: the same grants (the very
+/// `Policy` value; any grant, revoke or user change makes a new one), the
+/// same catalog and database generations, and the same current database and
+/// schema. The caller's identity is still re-validated before every statement.
+struct AuthVerdict {
+    policy: Arc<pond_auth::Policy>,
+    catalog_generation: u64,
+    db_generation: u64,
+    target: (String, String),
+    rewritten: Option<String>,
+}
+
 /// One client session. See the module documentation.
 pub struct Session {
     pub id: String,
@@ -227,6 +246,8 @@ pub struct Session {
     created: Instant,
     /// Macro names and tables/views seen by this session, with the catalog generation they were read at.
     catalog_cache: Mutex<(u64, CatalogView)>,
+    /// Sandbox verdicts by statement text (non-superusers; see [`AuthVerdict`]).
+    auth_cache: Mutex<HashMap<String, AuthVerdict>>,
 }
 
 impl Drop for Session {
@@ -242,6 +263,9 @@ impl Drop for Session {
 impl Session {
     pub(crate) fn new(engine: Weak<Inner>, identity: Identity, protocol: &'static str, conn: duckdb::Connection) -> Self {
         let interrupt = conn.interrupt_handle();
+        // DuckDB prepared statements kept per connection, by text (duckdb-rs keeps 16):
+        // clients that cycle through more statements than that re-plan each one.
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_ENTRIES);
         Self {
             id: uuid::Uuid::new_v4().simple().to_string(),
             identity,
@@ -262,6 +286,7 @@ impl Session {
             call_database: Mutex::new(None),
             created: Instant::now(),
             catalog_cache: Mutex::new((0, (Arc::new(HashSet::new()), Arc::new(crate::sandbox::CatalogSnapshot::default())))),
+            auth_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -513,7 +538,38 @@ impl Session {
         if identity.effective_superuser() {
             return Ok((identity, None));
         }
+        // A repeated statement (a prepared statement executed again, a dashboard
+        // refreshing) skips the sandbox while nothing its verdict rests on changed.
+        let key = match st {
+            Statement::DuckDb(text) => Some((
+                text,
+                inner.auth.policy(),
+                inner.catalog_generation.load(Ordering::SeqCst),
+                inner.db_generation.load(Ordering::SeqCst),
+                self.state.lock().conn_target.clone(),
+            )),
+            Statement::Pond(_) => None,
+        };
+        if let Some((text, policy, catalog_generation, db_generation, target)) = &key {
+            if let Some(v) = self.auth_cache.lock().get(text.as_str()) {
+                if Arc::ptr_eq(&v.policy, policy)
+                    && v.catalog_generation == *catalog_generation
+                    && v.db_generation == *db_generation
+                    && v.target == *target
+                {
+                    return Ok((identity, v.rewritten.clone()));
+                }
+            }
+        }
         let r = self.check_statement(conn, st, &identity, &inner);
+        if let (Ok(rewritten), Some((text, policy, catalog_generation, db_generation, target))) = (&r, key) {
+            let mut cache = self.auth_cache.lock();
+            if cache.len() >= AUTH_CACHE_ENTRIES {
+                cache.clear();
+            }
+            let verdict = AuthVerdict { policy, catalog_generation, db_generation, target, rewritten: rewritten.clone() };
+            cache.insert(text.clone(), verdict);
+        }
         if let Err(e) = &r {
             if e.kind() == crate::ErrorKind::PermissionDenied {
                 inner.auth.audit().record(
