@@ -75,7 +75,7 @@ def test_arc_payload_shapes_are_stored(pond):
     assert sql(pond, f"SELECT host, free, note FROM {db}.main.mem ORDER BY time") == [
         ["server01", 1024.0, "ok"], ["server02", 2048.5, None]]
     types = sql(pond, "SELECT column_name, data_type FROM duckdb_columns() "
-                      f"WHERE database_name = '{db}' AND table_name = 'cpu' ORDER BY column_index")
+                      f"WHERE database_name = '{db}' AND schema_name = 'main' AND table_name = 'cpu' ORDER BY column_index")
     assert types == [["time", "TIMESTAMP_NS"], ["host", "VARCHAR"], ["region", "VARCHAR"], ["usage_idle", "DOUBLE"],
                      ["cores", "BIGINT"], ["online", "BOOLEAN"]]
 
