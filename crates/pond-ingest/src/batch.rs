@@ -132,6 +132,10 @@ pub struct TableBatch {
     /// Per row: the line number and the line's byte range in
     /// [`ParsedBody::good_lines`] (for error reports).
     pub lines: Vec<(usize, u32, u32)>,
+    /// Integer fields may go into an existing DOUBLE column (converted):
+    /// MessagePack cannot tell `1` from `1.0` for a client; line protocol's
+    /// `1i` into a float column stays an error, as in InfluxDB.
+    pub(crate) ints_to_double: bool,
 }
 
 /// A finished [`TableBatch`]: Arrow arrays plus the column kinds.
@@ -141,11 +145,12 @@ pub struct FinishedTable {
     /// `time` first, then `columns` in order.
     pub batch: RecordBatch,
     pub lines: Vec<(usize, u32, u32)>,
+    pub ints_to_double: bool,
 }
 
 impl TableBatch {
     pub(crate) fn new(measurement: String) -> Self {
-        Self { measurement, time: TimestampNanosecondBuilder::new(), columns: Vec::new(), lines: Vec::new() }
+        Self { measurement, time: TimestampNanosecondBuilder::new(), columns: Vec::new(), lines: Vec::new(), ints_to_double: false }
     }
 
     pub fn rows(&self) -> usize {
@@ -247,7 +252,7 @@ impl TableBatch {
         let schema = Arc::new(Schema::new(fields));
         // Every column has one value per row by construction.
         let batch = RecordBatch::try_new(schema.clone(), arrays).unwrap_or_else(|_| RecordBatch::new_empty(schema));
-        FinishedTable { measurement: self.measurement, columns, batch, lines: self.lines }
+        FinishedTable { measurement: self.measurement, columns, batch, lines: self.lines, ints_to_double: self.ints_to_double }
     }
 }
 

@@ -766,7 +766,6 @@ impl WriterLoop {
                         batches.push(std::mem::take(&mut j.tables));
                     }
                 }
-                ddl = true;
                 let lake = match &lakes[db] {
                     Ok(l) => l.clone(),
                     Err(e) => {
@@ -782,18 +781,20 @@ impl WriterLoop {
                 let p = pending.entry(db.clone()).or_insert_with(|| Pending { rows: 0, since: std::time::Instant::now() });
                 p.rows += rows;
                 match writer::apply(conn, cache, db, &lake, jobs_in, max_seq) {
-                    Ok(errs) => {
-                        for ((i, ..), e) in texts.iter().zip(errs) {
+                    Ok(applied) => {
+                        ddl |= applied.ddl;
+                        for ((i, ..), e) in texts.iter().zip(applied.errors) {
                             results[*i] = Some(Ok(e));
                         }
                     }
                     Err(e) if texts.len() > 1 => {
                         // One bad request must not fail the others: apply them one by one.
                         tracing::warn!(database = %db, error = %e, "group apply failed; applying requests one by one");
+                        ddl = true;
                         for ((i, (format, precision), default_time, lines), (_, seq)) in texts.iter().zip(members) {
                             results[*i] = Some(parse(*format, lines.clone(), *precision, *default_time).and_then(|parsed| {
                                 writer::apply(conn, cache, db, &lake, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
-                                    .map(|mut v| v.pop().unwrap_or_default())
+                                    .map(|a| a.errors.into_iter().next().unwrap_or_default())
                             }));
                         }
                     }

@@ -623,7 +623,9 @@ impl Decoder {
         let ti = match self.row_tables.iter().position(|tb| tb.measurement.eq_ignore_ascii_case(&measurement)) {
             Some(i) => i,
             None => {
-                self.row_tables.push(TableBatch::new(measurement.clone()));
+                let mut tb = TableBatch::new(measurement.clone());
+                tb.ints_to_double = true;
+                self.row_tables.push(tb);
                 self.row_tables.len() - 1
             }
         };
@@ -672,6 +674,7 @@ impl Decoder {
             return;
         }
         let mut tb = TableBatch::new(measurement);
+        tb.ints_to_double = true;
         let mut bad = col.bad;
         // Columns: name checks (reserved, case duplicates) reject the item.
         let mut columns: Vec<Column> = Vec::with_capacity(col.columns.len());

@@ -262,3 +262,66 @@ async fn msgpack_log_records_replay_exactly_once() {
         std::fs::write(&wal, &buf).unwrap();
     }
 }
+
+/// Regression (issue 4): a MessagePack integer written to an existing DOUBLE
+/// column is converted, not rejected; line protocol's `7i` still is.
+#[tokio::test]
+async fn msgpack_integer_into_double_column_is_converted() {
+    let s = TestServer::start().await;
+    let mut b = Vec::new();
+    columnar(&mut b, "cpu", &[1_000], &["a"], &[1.5]);
+    assert_eq!(post(&s, "/api/v1/write/msgpack", Some("wid"), &[], b).await.0, StatusCode::NO_CONTENT);
+    // A row record with an integer usage (and a new integer field, which stays BIGINT).
+    let mut b = Vec::new();
+    enc::write_map_len(&mut b, 4).unwrap();
+    st(&mut b, "m");
+    st(&mut b, "cpu");
+    st(&mut b, "t");
+    enc::write_sint(&mut b, 2_000).unwrap();
+    st(&mut b, "h");
+    st(&mut b, "b");
+    st(&mut b, "fields");
+    enc::write_map_len(&mut b, 2).unwrap();
+    st(&mut b, "usage");
+    enc::write_sint(&mut b, 7).unwrap();
+    st(&mut b, "n");
+    enc::write_uint(&mut b, 3).unwrap();
+    let (status, body) = post(&s, "/api/v1/write/msgpack", Some("wid"), &[], b).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    // A columnar item whose usage column is all integers (one negative).
+    let mut b = Vec::new();
+    enc::write_map_len(&mut b, 2).unwrap();
+    st(&mut b, "m");
+    st(&mut b, "cpu");
+    st(&mut b, "columns");
+    enc::write_map_len(&mut b, 2).unwrap();
+    st(&mut b, "time");
+    enc::write_array_len(&mut b, 2).unwrap();
+    enc::write_sint(&mut b, 3_000).unwrap();
+    enc::write_sint(&mut b, 4_000).unwrap();
+    st(&mut b, "usage");
+    enc::write_array_len(&mut b, 2).unwrap();
+    enc::write_sint(&mut b, -2).unwrap();
+    enc::write_uint(&mut b, 40).unwrap();
+    let (status, body) = post(&s, "/api/v1/write/msgpack", Some("wid"), &[], b).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let cols = sql(&s, "SELECT usage, n FROM wid.main.cpu ORDER BY time").await;
+    assert_eq!(cols[0], "1.5,7.0,-2.0,40.0");
+    assert_eq!(cols[1], "NULL,3,NULL,NULL");
+    let types = sql(&s, "SELECT column_name || ' ' || data_type FROM duckdb_columns() WHERE database_name = 'wid' AND schema_name = 'main' AND table_name = 'cpu' ORDER BY column_index").await;
+    assert!(types[0].contains("usage DOUBLE"), "{types:?}");
+    assert!(!types[0].contains("n DOUBLE"), "{types:?}");
+    // Line protocol keeps InfluxDB's rule: an integer into a float column is an error.
+    let r = reqwest::Client::new()
+        .post(s.http_url("/api/v3/write_lp?db=wid"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body("cpu,host=c usage=7i 5000\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["data"][0]["error_message"].as_str().unwrap().contains("DOUBLE"), "{body}");
+    assert_eq!(sql(&s, "SELECT count(*) FROM wid.main.cpu").await[0], "4");
+    s.stop().await;
+}
