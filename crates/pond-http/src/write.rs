@@ -157,22 +157,47 @@ pub async fn write_json(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, HttpError> {
-    let ing = ingester(&s)?;
+    write_arc_body(&s, &caller, q, &headers, body, Format::LineProtocol, |json| pond_ingest::json::to_line_protocol(&json)).await
+}
+
+/// Arc MessagePack: `POST /api/v1/write/msgpack` (and `/write/v2/msgpack`);
+/// `pond_ingest::msgpack` documents the formats.
+pub async fn write_msgpack(
+    State(s): State<HttpState>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, HttpError> {
+    write_arc_body(&s, &caller, q, &headers, body, Format::MessagePack, Ok).await
+}
+
+/// The Arc-style bodies (JSON, MessagePack): decompress, turn into what the
+/// ingester reads as `format`, write with partial writes accepted.
+async fn write_arc_body(
+    s: &HttpState,
+    caller: &Caller,
+    q: Option<String>,
+    headers: &HeaderMap,
+    body: Bytes,
+    format: Format,
+    convert: impl FnOnce(Vec<u8>) -> Result<Vec<u8>, pond_ingest::Error>,
+) -> Result<Response, HttpError> {
+    let ing = ingester(s)?;
     let p = params(q.as_deref());
-    let db = arc_database(&headers, &p);
+    let database = arc_database(headers, &p);
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-    let json = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
-    let lp = pond_ingest::json::to_line_protocol(&json).map_err(ingest_error)?;
+    let decoded = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
     let req = WriteRequest {
-        database: db,
-        format: Format::LineProtocol,
+        database,
+        format,
         precision: Precision::Nanosecond,
-        body: lp,
+        body: convert(decoded).map_err(ingest_error)?,
         no_sync: flag(&p, "no_sync", false),
         accept_partial: true,
     };
     let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
-    Ok(outcome_response(outcome, Format::LineProtocol))
+    Ok(outcome_response(outcome, format))
 }
 
 /// Arc's database choice: the `x-arc-database` header, else `?db=`, else `default`.
@@ -185,32 +210,6 @@ fn arc_database(headers: &HeaderMap, p: &HashMap<String, String>) -> String {
         .map(str::to_string)
         .or_else(|| p.get("db").cloned())
         .unwrap_or_else(|| pond_engine::DEFAULT_DATABASE.to_string())
-}
-
-/// Arc MessagePack: `POST /api/v1/write/msgpack` (and `/write/v2/msgpack`);
-/// `pond_ingest::msgpack` documents the formats.
-pub async fn write_msgpack(
-    State(s): State<HttpState>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, HttpError> {
-    let ing = ingester(&s)?;
-    let p = params(q.as_deref());
-    let db = arc_database(&headers, &p);
-    let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-    let body = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
-    let req = WriteRequest {
-        database: db,
-        format: Format::MessagePack,
-        precision: Precision::Nanosecond,
-        body,
-        no_sync: flag(&p, "no_sync", false),
-        accept_partial: true,
-    };
-    let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
-    Ok(outcome_response(outcome, Format::MessagePack))
 }
 
 /// `GET /api/v1/write/msgpack/spec`: what the MessagePack endpoints accept.
