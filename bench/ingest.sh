@@ -33,6 +33,7 @@ for f in ${FORMATS:-lp msgpack}; do
     done
   fi
 done
+curl -s -u admin:bench-password "http://$HTTP/api/v1/lake/status"; echo; grep -c "flushed to the lake" "$DATA/pond.log" || true
 curl -s -u admin:bench-password "http://$HTTP/api/v1/query" -d '{"sql":"SELECT count(*) AS rows_stored FROM bench.main.cpu","database":"bench"}'; echo
 if [ "${INFLUXD:-0}" = 1 ] && command -v influxd >/dev/null; then
   mkdir -p "$DATA/influx"

@@ -10,7 +10,7 @@
 //! off at start; a schema per database keeps the data apart just as well.
 //!
 //! It owns where the lake lives, attaching it, the names Pond reserves for it
-//! and for the hot buffer inside each database (schema [`BUFFER_SCHEMA`]), and
+//! and for the hot rows (table function [`HOT_FUNCTION`]), and
 //! the canonical text of a measurement view ([`measurement_view_query`]) that
 //! the sandbox recognises. What goes into the lake (flush, compaction,
 //! retention) is `pond-ingest`'s business.
@@ -23,9 +23,10 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::sql::{quote_ident, quote_literal};
 
-/// Schema of each Pond database holding the unflushed rows of its measurements.
+/// Schema in which older Pond versions kept unflushed rows inside each
+/// database (migrated at start; the name stays reserved).
 pub const BUFFER_SCHEMA: &str = "_pond_buffer";
-/// Hidden column of buffer tables: the write-ahead-log sequence that wrote the row.
+/// Hidden column of hot rows: the write-ahead-log sequence that wrote the row.
 pub const GEN_COLUMN: &str = "_pond_gen";
 /// Lake table (per database schema) recording the highest generation copied into the lake.
 pub const FLUSHED_TABLE: &str = "_pond_flushed";
@@ -63,19 +64,23 @@ pub fn is_hidden_schema(name: &str) -> bool {
     name.eq_ignore_ascii_case(BUFFER_SCHEMA)
 }
 
-/// The query of the view `<db>.main.<name>`: the lake's rows, then the buffer
-/// rows whose generation the lake does not yet record as flushed. Views bind
-/// unqualified names in their own database, so the buffer part survives a
-/// database rename; the lake schema is the file id and survives it too.
+/// Table function (registered by `pond-ingest`) returning a measurement's
+/// hot rows: `pond_hot('<database file id>', '<measurement>')`.
+pub const HOT_FUNCTION: &str = "pond_hot";
+
+/// The query of the view `<db>.main.<name>`: the lake's rows, then the hot
+/// rows (in memory, see `pond-ingest`) whose generation the lake does not yet
+/// record as flushed. The lake schema and the hot store are keyed by the
+/// database's file id, so the view survives a database rename.
 pub fn measurement_view_query(lake: &Lake, name: &str) -> String {
     format!(
-        "SELECT * FROM {} UNION ALL BY NAME SELECT * EXCLUDE ({gen}) FROM {buf}.{t} \
+        "SELECT * FROM {} UNION ALL BY NAME SELECT * EXCLUDE ({gen}) FROM {HOT_FUNCTION}({}, {}) \
          WHERE {gen} > (SELECT coalesce(max(gen), 0) FROM {})",
         lake.table(name),
+        quote_literal(&lake.schema),
+        quote_literal(name),
         lake.table(FLUSHED_TABLE),
-        t = quote_ident(name),
         gen = quote_ident(GEN_COLUMN),
-        buf = quote_ident(BUFFER_SCHEMA),
     )
 }
 

@@ -3,25 +3,29 @@
 //!
 //! It owns the path of a write after authentication: body decompression
 //! ([`decode_body`]), parsing into per-measurement Arrow batches (`batch.rs`,
-//! using `pond-lineproto`), grant checks, the write-ahead log with group commit
-//! (`wal.rs`), and the single writer thread that applies batches to DuckDB
-//! (`writer.rs`). It does not speak HTTP (that is `pond-http`) and does not
-//! own databases (that is `pond-engine`).
+//! `msgpack.rs`, using `pond-lineproto`), grant checks, the write-ahead log
+//! with group commit (`wal.rs`), the single writer thread that checks rows
+//! against their measurement and keeps them in the hot store (`writer.rs`,
+//! `hot.rs`), and the lake thread that flushes them into DuckLake and
+//! compacts it (`lake.rs`). It does not speak HTTP (that is `pond-http`) and
+//! does not own databases (that is `pond-engine`).
 //!
 //! Path of a write ([`Ingester::write`]): parse and check → queue to the
 //! writer thread → the writer takes every queued request, appends one log
-//! record each, starts one `fdatasync` for all of them and meanwhile appends
-//! the rows to DuckDB (one transaction per database, which also stores the
-//! highest log sequence it contains in `main._pond_ingest_wal`) → once both
-//! finished, every request of the group is answered. An acknowledged write is
-//! therefore committed in DuckDB (visible to the next query) and in the log.
-//! At start the log is replayed: records whose sequence is above the one
-//! stored in their database are applied, then the log is emptied; nothing is
-//! applied twice, whatever the moment of a crash.
+//! record each, starts one `fdatasync` for all of them and meanwhile checks
+//! the rows and appends them to the hot store (memory; measurement views read
+//! it through `pond_hot`) → once both finished, every request of the group is
+//! answered. An acknowledged write is therefore visible to the next query and
+//! in the log. The lake thread flushes hot rows by size and age; a log
+//! segment is deleted once the lake holds all of its records. At start the
+//! log is replayed (records above the generation their lake recorded), the
+//! replayed rows are flushed and the log emptied: nothing is applied twice,
+//! whatever the moment of a crash.
 //!
 //! Start with [`Ingester::open`] and [`Ingester::write`].
 
 pub mod batch;
+pub mod hot;
 pub mod json;
 pub mod lake;
 pub mod msgpack;
@@ -32,6 +36,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -101,8 +106,12 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
     /// Requests waiting for the writer before new ones get "busy" (503).
     pub queue_depth: usize,
-    /// The log is emptied once it is larger than this (everything in it is committed).
+    /// A log segment is closed once it is larger than this; closed segments
+    /// are deleted once the lake holds their records (a flush round is started
+    /// when they add up to more than this).
     pub wal_truncate_bytes: u64,
+    /// Rows held in memory (flushed or not) before writes get "busy" (503).
+    pub max_hot_rows: u64,
     /// A database's buffer is flushed to its lake once it holds this many rows…
     pub flush_rows: u64,
     /// …or its oldest unflushed row is this old.
@@ -124,6 +133,7 @@ impl IngestConfig {
             max_body_bytes: 64 * 1024 * 1024,
             queue_depth: 1024,
             wal_truncate_bytes: 64 * 1024 * 1024,
+            max_hot_rows: 16_000_000,
             flush_rows: 1_000_000,
             flush_interval: std::time::Duration::from_secs(60),
             compact_interval: Some(std::time::Duration::from_secs(3600)),
@@ -157,16 +167,15 @@ pub struct WriteOutcome {
 
 enum Msg {
     Write(Job),
-    /// Run a lake task on the writer thread (between group commits).
-    Task(Task),
     /// Stop the writer; the sender is answered once its connection is closed.
     Stop(std::sync::mpsc::Sender<()>),
 }
 
-/// A lake operation and where to answer.
+/// A lake operation for the lake thread, and where to answer.
 enum Task {
     Flush { database: Option<String>, reply: tokio::sync::oneshot::Sender<Result<Vec<lake::FlushReport>>> },
     Compact { database: Option<String>, reply: tokio::sync::oneshot::Sender<Result<Vec<lake::CompactReport>>> },
+    Stop(std::sync::mpsc::Sender<()>),
 }
 
 /// Flush and compaction counters for the status endpoint.
@@ -181,6 +190,10 @@ pub struct LakeStatus {
     pub flush_rows: u64,
     pub flush_interval_seconds: u64,
     pub compact_interval_seconds: Option<u64>,
+    /// Rows in memory (unflushed, and flushed ones not yet released).
+    pub hot_rows: u64,
+    /// Bytes of closed log segments waiting for the lake.
+    pub wal_closed_bytes: u64,
 }
 
 struct Job {
@@ -202,28 +215,71 @@ pub struct Ingester {
     inner: Arc<Inner>,
 }
 
+/// What the writer and lake threads share.
+struct Shared {
+    store: Arc<hot::HotStore>,
+    /// Every log record up to this sequence is in the hot store (or was refused).
+    applied_upto: AtomicU64,
+    /// Every log record up to this sequence is in the lake.
+    flushed_upto: AtomicU64,
+    /// Bytes of closed log segments (the writer's count).
+    wal_closed_bytes: AtomicU64,
+    /// Taken by lake DDL on the writer thread and by flushes and compactions.
+    lake_lock: Mutex<()>,
+    status: Mutex<LakeStatus>,
+}
+
 struct Inner {
     engine: Engine,
     config: IngestConfig,
     tx: SyncSender<Msg>,
+    tasks: std::sync::mpsc::Sender<Task>,
     /// Table lookups for grant checks (off the writer thread).
     lookup: Mutex<duckdb::Connection>,
-    status: Arc<Mutex<LakeStatus>>,
+    shared: Arc<Shared>,
 }
 
 impl Ingester {
-    /// Opens the log, replays what is not yet in DuckDB, empties the log and
-    /// starts the writer thread.
+    /// Registers `pond_hot`, moves older buffer tables into the lake, replays
+    /// the log into memory, flushes what it replayed, empties the log and
+    /// starts the writer and lake threads.
     pub fn open(engine: Engine, config: IngestConfig) -> Result<Self> {
         let (mut log, records) = wal::Wal::open(&config.dir)?;
         let conn = engine.internal_connection()?;
-        let mut cache = writer::ShapeCache::default();
-        let mut last_seq = 0u64;
-        for db in engine.databases() {
-            last_seq = last_seq.max(writer::applied_seq(&conn, &db.name)?);
-        }
+        let store = hot::HotStore::new();
+        hot::register(&conn, store.clone())?;
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            applied_upto: AtomicU64::new(0),
+            flushed_upto: AtomicU64::new(0),
+            wal_closed_bytes: AtomicU64::new(0),
+            lake_lock: Mutex::new(()),
+            status: Mutex::new(LakeStatus {
+                flush_rows: config.flush_rows,
+                flush_interval_seconds: config.flush_interval.as_secs(),
+                compact_interval_seconds: config.compact_interval.map(|d| d.as_secs()),
+                ..Default::default()
+            }),
+        });
         let ids: HashMap<String, String> = engine.databases().into_iter().filter_map(|d| Some((database_id_of(&d)?, d.name))).collect();
-        let mut applied: HashMap<String, u64> = HashMap::new();
+        let lake_schemas = existing_lake_schemas(&conn)?;
+        // Flushed generation per database id, for the lakes that exist.
+        let mut flushed: HashMap<String, u64> = HashMap::new();
+        let mut last_seq = 0u64;
+        for (id, db) in &ids {
+            let has_buffers = lake::has_buffer_tables(&conn, db)?;
+            if !lake_schemas.contains(id) && !has_buffers {
+                continue;
+            }
+            let lake_part = engine.attach_lake(db)?;
+            if has_buffers {
+                let moved = lake::migrate_buffer_tables(&conn, db, &lake_part)?;
+                tracing::info!(database = %db, rows = moved, "buffer tables of an older version moved into the lake");
+            }
+            let g = lake::flushed_gen(&conn, &lake_part)?;
+            last_seq = last_seq.max(g);
+            flushed.insert(id.clone(), g);
+        }
         let mut replayed = 0usize;
         for rec in &records {
             last_seq = last_seq.max(rec.seq);
@@ -234,50 +290,47 @@ impl Ingester {
                 tracing::warn!(database_id = %rec.database, seq = rec.seq, "write-ahead log record for a database that no longer exists; skipped");
                 continue;
             };
-            let done = match applied.get(&db) {
-                Some(s) => *s,
-                None => writer::applied_seq(&conn, &db)?,
-            };
+            let done = flushed.get(&rec.database).copied().unwrap_or(0);
             if rec.seq <= done {
                 continue;
             }
             let parsed = parse(rec.format, rec.lines.clone(), rec.precision, rec.default_time)?;
-            let lake = engine.attach_lake(&db)?;
-            writer::apply(&conn, &mut cache, &db, &lake, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
-            applied.insert(db, rec.seq);
+            let lake_part = engine.attach_lake(&db)?;
+            let target = writer::Target { db: &db, db_id: &rec.database, lake: &lake_part, lake_lock: &shared.lake_lock };
+            writer::apply(&conn, &store, &target, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
             replayed += 1;
+        }
+        if replayed > 0 {
+            // Into the lake now, so the log can be emptied.
+            for id in store.database_ids() {
+                let Some(db) = ids.get(&id) else { continue };
+                let lake_part = engine.attach_lake(db)?;
+                lake::flush(&conn, &store, db, &id, &lake_part, last_seq)?;
+            }
+            store.retire();
+            engine.catalog_changed();
         }
         if !records.is_empty() {
             tracing::info!(records = records.len(), replayed, "write-ahead log replayed");
-            engine.catalog_changed();
         }
         log.truncate()?;
-        // Finish flushes a crash interrupted; buffers left from before are
-        // flushed by age.
-        let mut pending = HashMap::new();
-        for db in engine.databases() {
-            if lake::measurements(&conn, &db.name)?.is_empty() {
-                continue;
-            }
-            let alias = engine.attach_lake(&db.name)?;
-            lake::finish_flush(&conn, &db.name, &alias)?;
-            pending.insert(db.name.clone(), Pending { rows: 0, since: std::time::Instant::now() });
-        }
+        shared.applied_upto.store(last_seq, Ordering::Release);
+        shared.flushed_upto.store(last_seq, Ordering::Release);
         let (tx, rx) = sync_channel(config.queue_depth);
+        let (tasks, task_rx) = std::sync::mpsc::channel();
         let lookup = Mutex::new(engine.internal_connection()?);
-        let status = Arc::new(Mutex::new(LakeStatus {
-            flush_rows: config.flush_rows,
-            flush_interval_seconds: config.flush_interval.as_secs(),
-            compact_interval_seconds: config.compact_interval.map(|d| d.as_secs()),
-            ..Default::default()
-        }));
-        let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, lookup, status: status.clone() });
+        let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, tasks, lookup, shared: shared.clone() });
         let next_compaction = config.compact_interval.map(|d| std::time::Instant::now() + d);
-        let w = WriterLoop { engine, conn, cache, log, seq: last_seq, config, pending, status, next_compaction, db_ids: HashMap::new() };
+        let flusher = LakeLoop { engine: engine.clone(), conn: engine.internal_connection()?, config: config.clone(), shared: shared.clone(), next_compaction };
+        let w = WriterLoop { engine, conn, log, seq: last_seq, config, shared, db_ids: HashMap::new() };
         std::thread::Builder::new()
             .name("pond-ingest".into())
             .spawn(move || w.run(rx))
             .map_err(|e| Error::Internal(format!("cannot start the ingest writer: {e}")))?;
+        std::thread::Builder::new()
+            .name("pond-lake".into())
+            .spawn(move || flusher.run(task_rx))
+            .map_err(|e| Error::Internal(format!("cannot start the lake thread: {e}")))?;
         Ok(Self { inner })
     }
 
@@ -287,7 +340,11 @@ impl Ingester {
 
     /// Flush and compaction counters.
     pub fn lake_status(&self) -> LakeStatus {
-        self.inner.status.lock().clone()
+        let sh = &self.inner.shared;
+        let mut st = sh.status.lock().clone();
+        st.hot_rows = sh.store.rows();
+        st.wal_closed_bytes = sh.wal_closed_bytes.load(Ordering::Relaxed);
+        st
     }
 
     /// Resolves a database the identity may manage (superuser, or WRITE on it).
@@ -324,11 +381,7 @@ impl Ingester {
     }
 
     fn send_task(&self, t: Task) -> Result<()> {
-        match self.inner.tx.try_send(Msg::Task(t)) {
-            Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(Error::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(Error::Internal("the ingest writer has stopped".into())),
-        }
+        self.inner.tasks.send(t).map_err(|_| Error::Internal("the lake thread has stopped".into()))
     }
 
     /// Sets the retention of a measurement (or with `None` for measurement,
@@ -361,19 +414,21 @@ impl Ingester {
             None => engine.databases().into_iter().map(|d| d.name).collect(),
         };
         let id = identity.clone();
+        let store = self.inner.shared.store.clone();
         tokio::task::spawn_blocking(move || -> Result<Vec<lake::MeasurementInfo>> {
             let conn = engine.internal_connection()?;
+            let schemas = existing_lake_schemas(&conn)?;
             let mut out = Vec::new();
             for db in dbs {
                 if !policy.allows(&id, &db, None, Privilege::Usage) {
                     continue;
                 }
-                let names = lake::measurements(&conn, &db)?;
-                if names.is_empty() {
+                let file_id = engine.database_file_id(&db)?;
+                if !schemas.contains(&file_id) {
                     continue;
                 }
                 let alias = engine.attach_lake(&db)?;
-                for m in lake::measurement_infos(&conn, &db, &alias)? {
+                for m in lake::measurement_infos(&conn, &store, &db, &file_id, &alias)? {
                     if policy.allows(&id, &db, Some(("main", &m.name)), Privilege::Select) {
                         out.push(m);
                     }
@@ -390,6 +445,10 @@ impl Ingester {
     pub fn shutdown(&self) {
         let (tx, rx) = std::sync::mpsc::channel();
         if self.inner.tx.send(Msg::Stop(tx)).is_ok() {
+            let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        if self.inner.tasks.send(Task::Stop(tx)).is_ok() {
             let _ = rx.recv_timeout(std::time::Duration::from_secs(30));
         }
     }
@@ -458,9 +517,9 @@ impl Ingester {
             if !id.effective_superuser() {
                 let conn = inner.lookup.lock();
                 for t in &parsed.tables {
-                    let shape = writer::load_shape(&conn, &db2, &t.measurement)?;
+                    let shape = writer::main_object_exists(&conn, &db2, &t.measurement)?;
                     let ok = match &shape {
-                        Some(s) => policy.allows(&id, &db2, Some(("main", &s.name)), Privilege::Insert),
+                        Some(s) => policy.allows(&id, &db2, Some(("main", s)), Privilege::Insert),
                         None => policy.allows(&id, &db2, None, Privilege::Create),
                     };
                     if !ok {
@@ -489,6 +548,10 @@ impl Ingester {
         let mut outcome = WriteOutcome { lines_written: 0, errors: parsed.errors };
         if (!outcome.errors.is_empty() && !req.accept_partial) || parsed.rows == 0 {
             return Ok(outcome);
+        }
+        if self.inner.shared.store.rows() > self.inner.config.max_hot_rows {
+            // The lake thread has not caught up: the client retries later.
+            return Err(Error::Busy);
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
         let job = Job {
@@ -534,52 +597,42 @@ fn now_nanos() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
+/// Lake schemas that exist (named by database file id).
+fn existing_lake_schemas(conn: &duckdb::Connection) -> Result<std::collections::HashSet<String>> {
+    let mut stmt = conn.prepare_cached("SELECT schema_name FROM duckdb_schemas() WHERE database_name = ?")?;
+    let v = stmt.query_map([pond_engine::lake::LAKE_ALIAS], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
+    Ok(v)
+}
+
+/// The writer thread: log, sync, checks, hot store, answers.
 struct WriterLoop {
     engine: Engine,
     conn: duckdb::Connection,
-    cache: writer::ShapeCache,
     log: wal::Wal,
     seq: u64,
     config: IngestConfig,
-    /// Databases with unflushed buffer rows.
-    pending: HashMap<String, Pending>,
-    status: Arc<Mutex<LakeStatus>>,
-    next_compaction: Option<std::time::Instant>,
+    shared: Arc<Shared>,
     /// File id of each database name the writer has seen.
     db_ids: HashMap<String, String>,
-}
-
-/// Unflushed rows of one database since its last flush.
-struct Pending {
-    rows: u64,
-    since: std::time::Instant,
 }
 
 impl WriterLoop {
     fn run(mut self, rx: Receiver<Msg>) {
         let mut buf = Vec::new();
         let mut stop = None;
-        let tick = self.config.flush_interval.min(std::time::Duration::from_secs(1));
         loop {
-            let first = match rx.recv_timeout(tick) {
+            let first = match rx.recv() {
                 Ok(m) => m,
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    self.housekeeping();
-                    continue;
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(_) => break,
             };
             let mut jobs = Vec::new();
-            let mut tasks = Vec::new();
             match first {
                 Msg::Write(j) => jobs.push(j),
-                Msg::Task(t) => tasks.push(t),
                 Msg::Stop(ack) => stop = Some(ack),
             }
             while stop.is_none() && jobs.len() < 1024 {
                 match rx.try_recv() {
                     Ok(Msg::Write(j)) => jobs.push(j),
-                    Ok(Msg::Task(t)) => tasks.push(t),
                     Ok(Msg::Stop(ack)) => stop = Some(ack),
                     Err(_) => break,
                 }
@@ -587,10 +640,6 @@ impl WriterLoop {
             if !jobs.is_empty() {
                 self.group(jobs, &mut buf);
             }
-            for t in tasks {
-                self.task(t);
-            }
-            self.housekeeping();
             if stop.is_some() {
                 break;
             }
@@ -602,111 +651,21 @@ impl WriterLoop {
         tracing::info!("ingest writer stopped");
     }
 
-    /// Flushes databases whose buffer is big or old enough; compacts on schedule.
-    fn housekeeping(&mut self) {
-        let engine = self.engine.clone();
-        self.pending.retain(|d, _| engine.database_exists(d));
-        let due: Vec<String> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.rows >= self.config.flush_rows || p.since.elapsed() >= self.config.flush_interval)
-            .map(|(d, _)| d.clone())
-            .collect();
-        for db in due {
-            if let Err(e) = self.flush_database(&db) {
-                tracing::warn!(database = %db, error = %e, "flush to the lake failed; the rows stay in the buffer and are retried");
-                self.status.lock().last_error = Some(format!("flush of {db}: {e}"));
-                if let Some(p) = self.pending.get_mut(&db) {
-                    p.since = std::time::Instant::now();
-                }
+    /// Closes a full log segment and deletes the ones the lake holds.
+    fn log_housekeeping(&mut self) {
+        if self.log.len() > self.config.wal_truncate_bytes {
+            if let Err(e) = self.log.rotate() {
+                tracing::error!(error = %e, "cannot start a new write-ahead log segment");
             }
         }
-        if let (Some(at), Some(every)) = (self.next_compaction, self.config.compact_interval) {
-            if std::time::Instant::now() >= at {
-                self.next_compaction = Some(std::time::Instant::now() + every);
-                if let Err(e) = self.compact_all(None) {
-                    tracing::warn!(error = %e, "scheduled compaction failed");
-                    self.status.lock().last_error = Some(format!("compaction: {e}"));
-                }
-            }
+        if let Err(e) = self.log.release(self.shared.flushed_upto.load(Ordering::Acquire)) {
+            tracing::error!(error = %e, "cannot delete a flushed write-ahead log segment");
         }
+        self.shared.wal_closed_bytes.store(self.log.closed_bytes(), Ordering::Relaxed);
     }
 
-    fn flush_database(&mut self, db: &str) -> Result<lake::FlushReport> {
-        let alias = self.engine.attach_lake(db)?;
-        let gen = writer::applied_seq(&self.conn, db)?;
-        let started = std::time::Instant::now();
-        let report = lake::flush(&self.conn, db, &alias, gen)?;
-        self.pending.remove(db);
-        tracing::info!(database = %db, rows = report.rows, ms = started.elapsed().as_millis() as u64, "buffer flushed to the lake");
-        let mut st = self.status.lock();
-        st.flushes += 1;
-        st.flushed_rows += report.rows;
-        st.last_flush_at = Some(pond_meta::now_rfc3339());
-        Ok(report)
-    }
-
-    fn targets(&self, database: Option<String>) -> Vec<String> {
-        match database {
-            Some(d) => vec![d],
-            None => self.engine.databases().into_iter().map(|d| d.name).collect(),
-        }
-    }
-
-    fn compact_all(&mut self, database: Option<String>) -> Result<Vec<lake::CompactReport>> {
-        let mut out = Vec::new();
-        for db in self.targets(database) {
-            if lake::measurements(&self.conn, &db)?.is_empty() {
-                continue;
-            }
-            // Flush first, so retention and merging see every row.
-            self.flush_database(&db)?;
-            let alias = self.engine.attach_lake(&db)?;
-            let r = lake::compact(&self.conn, &db, &alias, self.config.cleanup_grace.as_secs())?;
-            tracing::info!(database = %db, files_before = r.files_before, files_after = r.files_after, retention_rows_deleted = r.retention_rows_deleted, "lake compacted");
-            out.push(r);
-        }
-        let mut st = self.status.lock();
-        st.compactions += 1;
-        st.last_compaction_at = Some(pond_meta::now_rfc3339());
-        Ok(out)
-    }
-
-    fn task(&mut self, t: Task) {
-        match t {
-            Task::Flush { database, reply } => {
-                let mut out = Vec::new();
-                let mut err = None;
-                for db in self.targets(database) {
-                    match lake::measurements(&self.conn, &db) {
-                        Ok(m) if m.is_empty() => continue,
-                        Ok(_) => {}
-                        Err(e) => {
-                            err = Some(e);
-                            break;
-                        }
-                    }
-                    match self.flush_database(&db) {
-                        Ok(r) => out.push(r),
-                        Err(e) => {
-                            err = Some(e);
-                            break;
-                        }
-                    }
-                }
-                let _ = reply.send(match err {
-                    Some(e) => Err(e),
-                    None => Ok(out),
-                });
-            }
-            Task::Compact { database, reply } => {
-                let _ = reply.send(self.compact_all(database));
-            }
-        }
-    }
-
-    /// One group commit: log records, one sync (in parallel with the DuckDB
-    /// appends), answers.
+    /// One group commit: log records, one sync (in parallel with the checks
+    /// and hot-store appends), answers.
     fn group(&mut self, jobs: Vec<Job>, buf: &mut Vec<u8>) {
         buf.clear();
         let mut seqs = Vec::with_capacity(jobs.len());
@@ -715,7 +674,7 @@ impl WriterLoop {
             seqs.push(self.seq);
             wal::encode_as(self.seq, j.format, j.precision, j.default_time, &j.database_id, &j.lines, buf);
         }
-        if let Err(e) = self.log.append(buf) {
+        if let Err(e) = self.log.append(buf, self.seq) {
             let msg = e.to_string();
             for j in jobs {
                 let _ = j.reply.send(Err(Error::Internal(format!("write-ahead log: {msg}"))));
@@ -735,11 +694,11 @@ impl WriterLoop {
         let mut jobs: Vec<Option<Job>> = jobs.into_iter().map(Some).collect();
         let mut results: Vec<Option<Result<Vec<LineError>>>> = (0..jobs.len()).map(|_| None).collect();
         // A database dropped and created again under the same name has a new
-        // file id: its cached table shapes are stale.
+        // file id: its hot rows (of the old id) are no longer anyone's.
         for j in jobs.iter().flatten() {
             if let Some(old) = self.db_ids.insert(j.database.clone(), j.database_id.clone()) {
                 if old != j.database_id {
-                    self.cache.forget_database(&j.database);
+                    self.shared.store.forget_database(&old);
                 }
             }
         }
@@ -750,8 +709,8 @@ impl WriterLoop {
         let log = &self.log;
         let mode = self.config.sync;
         let conn = &self.conn;
-        let pending = &mut self.pending;
-        let cache = &mut self.cache;
+        let store = &self.shared.store;
+        let lake_lock = &self.shared.lake_lock;
         let mut ddl = false;
         let synced = std::thread::scope(|s| {
             let syncer = need_sync.then(|| s.spawn(move || log.sync(mode)));
@@ -760,13 +719,15 @@ impl WriterLoop {
                 let max_seq = members.iter().map(|(_, s)| *s).max().unwrap_or(0);
                 let mut texts = Vec::new();
                 let mut batches = Vec::new();
+                let mut db_id = String::new();
                 for (i, _) in members {
                     if let Some(j) = jobs[*i].as_mut() {
+                        db_id = j.database_id.clone();
                         texts.push((*i, (j.format, j.precision), j.default_time, std::mem::take(&mut j.lines)));
                         batches.push(std::mem::take(&mut j.tables));
                     }
                 }
-                let lake = match &lakes[db] {
+                let lake_part = match &lakes[db] {
                     Ok(l) => l.clone(),
                     Err(e) => {
                         let msg = format!("cannot attach the lake of database {db}: {e}");
@@ -776,11 +737,9 @@ impl WriterLoop {
                         continue;
                     }
                 };
-                let rows: u64 = batches.iter().flatten().map(|t| t.rows() as u64).sum();
+                let target = writer::Target { db, db_id: &db_id, lake: &lake_part, lake_lock };
                 let jobs_in: Vec<_> = batches.into_iter().zip(&texts).map(|(b, t)| (b, t.3.as_slice())).collect();
-                let p = pending.entry(db.clone()).or_insert_with(|| Pending { rows: 0, since: std::time::Instant::now() });
-                p.rows += rows;
-                match writer::apply(conn, cache, db, &lake, jobs_in, max_seq) {
+                match writer::apply(conn, store, &target, jobs_in, max_seq) {
                     Ok(applied) => {
                         ddl |= applied.ddl;
                         for ((i, ..), e) in texts.iter().zip(applied.errors) {
@@ -793,7 +752,7 @@ impl WriterLoop {
                         ddl = true;
                         for ((i, (format, precision), default_time, lines), (_, seq)) in texts.iter().zip(members) {
                             results[*i] = Some(parse(*format, lines.clone(), *precision, *default_time).and_then(|parsed| {
-                                writer::apply(conn, cache, db, &lake, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
+                                writer::apply(conn, store, &target, vec![(parsed.tables, parsed.good_lines.as_slice())], *seq)
                                     .map(|a| a.errors.into_iter().next().unwrap_or_default())
                             }));
                         }
@@ -811,6 +770,7 @@ impl WriterLoop {
                 None => Ok(()),
             }
         });
+        self.shared.applied_upto.store(self.seq, Ordering::Release);
         if ddl {
             self.engine.catalog_changed();
         }
@@ -824,10 +784,167 @@ impl WriterLoop {
             };
             let _ = job.reply.send(r);
         }
-        if self.log.len() > self.config.wal_truncate_bytes {
-            if let Err(e) = self.log.truncate() {
-                tracing::error!(error = %e, "cannot empty the write-ahead log");
+        self.log_housekeeping();
+    }
+}
+
+/// The lake thread: flushes by size, age and log volume, compactions on
+/// schedule, and the flush and compaction requests of the HTTP API.
+struct LakeLoop {
+    engine: Engine,
+    conn: duckdb::Connection,
+    config: IngestConfig,
+    shared: Arc<Shared>,
+    next_compaction: Option<std::time::Instant>,
+}
+
+impl LakeLoop {
+    fn run(mut self, rx: Receiver<Task>) {
+        let tick = self.config.flush_interval.min(std::time::Duration::from_millis(200));
+        let mut stop = None;
+        loop {
+            match rx.recv_timeout(tick) {
+                Ok(Task::Stop(ack)) => {
+                    stop = Some(ack);
+                    break;
+                }
+                Ok(t) => self.task(t),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
             }
+            self.housekeeping();
+        }
+        drop(self);
+        if let Some(ack) = stop {
+            let _ = ack.send(());
+        }
+    }
+
+    /// Database name of each file id that has hot rows; forgets dropped databases.
+    fn hot_databases(&self) -> Vec<(String, String)> {
+        let names: HashMap<String, String> =
+            self.engine.databases().into_iter().filter_map(|d| Some((database_id_of(&d)?, d.name))).collect();
+        let mut out = Vec::new();
+        for id in self.shared.store.database_ids() {
+            match names.get(&id) {
+                Some(n) => out.push((n.clone(), id)),
+                None => self.shared.store.forget_database(&id),
+            }
+        }
+        out
+    }
+
+    /// Starts a flush round when a database has enough or old enough rows, or
+    /// the closed log segments are big; compacts on schedule.
+    fn housekeeping(&mut self) {
+        let mut due = self.shared.wal_closed_bytes.load(Ordering::Relaxed) > self.config.wal_truncate_bytes;
+        if !due {
+            for (_, id) in self.hot_databases() {
+                let mut rows = 0;
+                let mut oldest: Option<std::time::Instant> = None;
+                for t in self.shared.store.tables_of(&id) {
+                    let (r, since) = t.unflushed();
+                    rows += r;
+                    oldest = match (oldest, since) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                if rows >= self.config.flush_rows || oldest.is_some_and(|o| o.elapsed() >= self.config.flush_interval) {
+                    due = true;
+                    break;
+                }
+            }
+        }
+        if due {
+            if let Err(e) = self.flush_round(None) {
+                tracing::warn!(error = %e, "flush to the lake failed; the rows stay in memory and are retried");
+                self.shared.status.lock().last_error = Some(format!("flush: {e}"));
+            }
+        }
+        if let (Some(at), Some(every)) = (self.next_compaction, self.config.compact_interval) {
+            if std::time::Instant::now() >= at {
+                self.next_compaction = Some(std::time::Instant::now() + every);
+                if let Err(e) = self.compact_all(None) {
+                    tracing::warn!(error = %e, "scheduled compaction failed");
+                    self.shared.status.lock().last_error = Some(format!("compaction: {e}"));
+                }
+            }
+        }
+    }
+
+    /// Flushes every database with unflushed rows (or only `only`) up to the
+    /// writer's applied sequence; after a full round the log up to it can go.
+    fn flush_round(&mut self, only: Option<&str>) -> Result<Vec<lake::FlushReport>> {
+        let upto = self.shared.applied_upto.load(Ordering::Acquire);
+        self.shared.store.retire();
+        let mut out = Vec::new();
+        let started = std::time::Instant::now();
+        for (db, id) in self.hot_databases() {
+            if only.is_some_and(|o| o != db) {
+                continue;
+            }
+            let pending = self.shared.store.tables_of(&id).iter().any(|t| t.unflushed().0 > 0);
+            if !pending {
+                continue;
+            }
+            let _g = self.shared.lake_lock.lock();
+            let lake_part = self.engine.attach_lake(&db)?;
+            let r = lake::flush(&self.conn, &self.shared.store, &db, &id, &lake_part, upto)?;
+            let mut st = self.shared.status.lock();
+            st.flushes += 1;
+            st.flushed_rows += r.rows;
+            st.last_flush_at = Some(pond_meta::now_rfc3339());
+            out.push(r);
+        }
+        if only.is_none() {
+            self.shared.flushed_upto.fetch_max(upto, Ordering::AcqRel);
+        }
+        let rows: u64 = out.iter().map(|r| r.rows).sum();
+        if rows > 0 {
+            tracing::info!(rows, ms = started.elapsed().as_millis() as u64, "hot rows flushed to the lake");
+        }
+        Ok(out)
+    }
+
+    fn compact_all(&mut self, database: Option<String>) -> Result<Vec<lake::CompactReport>> {
+        // Flush first, so retention and merging see every row.
+        self.flush_round(database.as_deref())?;
+        let schemas = existing_lake_schemas(&self.conn)?;
+        let targets: Vec<String> = match database {
+            Some(d) => vec![d],
+            None => self.engine.databases().into_iter().map(|d| d.name).collect(),
+        };
+        let mut out = Vec::new();
+        for db in targets {
+            let id = self.engine.database_file_id(&db)?;
+            if !schemas.contains(&id) {
+                continue;
+            }
+            let _g = self.shared.lake_lock.lock();
+            let lake_part = self.engine.attach_lake(&db)?;
+            if lake::measurements(&self.conn, &lake_part)?.is_empty() {
+                continue;
+            }
+            let r = lake::compact(&self.conn, &db, &lake_part, self.config.cleanup_grace.as_secs())?;
+            tracing::info!(database = %db, files_before = r.files_before, files_after = r.files_after, retention_rows_deleted = r.retention_rows_deleted, "lake compacted");
+            out.push(r);
+        }
+        let mut st = self.shared.status.lock();
+        st.compactions += 1;
+        st.last_compaction_at = Some(pond_meta::now_rfc3339());
+        Ok(out)
+    }
+
+    fn task(&mut self, t: Task) {
+        match t {
+            Task::Flush { database, reply } => {
+                let _ = reply.send(self.flush_round(database.as_deref()));
+            }
+            Task::Compact { database, reply } => {
+                let _ = reply.send(self.compact_all(database));
+            }
+            Task::Stop(_) => {}
         }
     }
 }

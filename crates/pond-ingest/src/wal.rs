@@ -8,11 +8,11 @@
 //! records written before MessagePack existed read as line protocol.
 //! Reading stops at the first short or corrupt record (a torn write at a
 //! crash); everything before it is intact. Sequence numbers only grow, also
-//! across truncations: the last one applied to each database is stored in
-//! that database (see `writer.rs`), so replay skips what is already there.
+//! across segments: the lake records the highest one it holds per database
+//! (see `lake.rs`), so replay skips what is already there.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pond_lineproto::Precision;
@@ -125,31 +125,77 @@ pub fn decode_all(data: &[u8]) -> Vec<Record> {
 }
 
 /// The open log file.
+/// The log: segment files `wal-<n>.log` (and `ingest.wal` from before
+/// segments existed). A segment is closed once it is bigger than the
+/// configured size, and deleted once the lake holds every record in it.
 pub struct Wal {
+    dir: PathBuf,
     path: PathBuf,
     file: File,
     len: u64,
+    /// Number of the current segment.
+    number: u64,
+    /// Highest sequence in the current segment.
+    max_seq: u64,
+    /// Closed segments: path, bytes, highest sequence.
+    closed: Vec<(PathBuf, u64, u64)>,
+}
+
+const LEGACY: &str = "ingest.wal";
+
+fn segment_number(name: &str) -> Option<u64> {
+    name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()
 }
 
 impl Wal {
-    /// Opens (creating) `<dir>/ingest.wal` and returns it with the records it holds.
+    /// Opens the log directory and reads every intact record of every
+    /// segment, oldest first. Writing goes to a new segment.
     pub fn open(dir: &Path) -> Result<(Self, Vec<Record>)> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let path = dir.join("ingest.wal");
-        let mut file =
-            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(|e| Error::io(&path, e))?;
-        let mut data = Vec::new();
-        file.read_to_end(&mut data).map_err(|e| Error::io(&path, e))?;
-        let records = decode_all(&data);
-        let len = data.len() as u64;
-        file.seek(SeekFrom::End(0)).map_err(|e| Error::io(&path, e))?;
-        Ok((Self { path, file, len }, records))
+        let mut segments: Vec<(u64, PathBuf)> = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(n) = segment_number(&name) {
+                segments.push((n, entry.path()));
+            }
+        }
+        segments.sort();
+        let legacy = dir.join(LEGACY);
+        let mut files: Vec<PathBuf> = Vec::new();
+        if legacy.exists() {
+            files.push(legacy);
+        }
+        files.extend(segments.iter().map(|(_, p)| p.clone()));
+        let mut records = Vec::new();
+        let mut closed = Vec::new();
+        for path in files {
+            let data = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let recs = decode_all(&data);
+            let max = recs.iter().map(|r| r.seq).max().unwrap_or(0);
+            records.extend(recs);
+            closed.push((path, data.len() as u64, max));
+        }
+        let number = segments.last().map(|(n, _)| n + 1).unwrap_or(1);
+        let (path, file) = Self::create_segment(dir, number)?;
+        Ok((Self { dir: dir.to_path_buf(), path, file, len: 0, number, max_seq: 0, closed }, records))
     }
 
-    /// Appends encoded records (not yet synced).
-    pub fn append(&mut self, bytes: &[u8]) -> Result<()> {
+    fn create_segment(dir: &Path, number: u64) -> Result<(PathBuf, File)> {
+        let path = dir.join(format!("wal-{number:020}.log"));
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&path).map_err(|e| Error::io(&path, e))?;
+        // The new name must survive a crash as well as the records written into it.
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok((path, file))
+    }
+
+    /// Appends encoded records whose highest sequence is `last_seq`.
+    pub fn append(&mut self, bytes: &[u8], last_seq: u64) -> Result<()> {
         self.file.write_all(bytes).map_err(|e| Error::io(&self.path, e))?;
         self.len += bytes.len() as u64;
+        self.max_seq = self.max_seq.max(last_seq);
         Ok(())
     }
 
@@ -162,21 +208,50 @@ impl Wal {
         r.map_err(|e| Error::io(&self.path, e))
     }
 
+    /// Bytes in the current segment.
     pub fn len(&self) -> u64 {
         self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len == 0 && self.closed.is_empty()
     }
 
-    /// Empties the log; call only when every record in it is committed to DuckDB.
-    pub fn truncate(&mut self) -> Result<()> {
-        self.file.set_len(0).map_err(|e| Error::io(&self.path, e))?;
-        self.file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(&self.path, e))?;
-        self.file.sync_all().map_err(|e| Error::io(&self.path, e))?;
+    /// Bytes in closed segments (waiting for the lake).
+    pub fn closed_bytes(&self) -> u64 {
+        self.closed.iter().map(|(_, n, _)| n).sum()
+    }
+
+    /// Closes the current segment (after its last group was synced) and starts a new one.
+    pub fn rotate(&mut self) -> Result<()> {
+        let (path, file) = Self::create_segment(&self.dir, self.number + 1)?;
+        let old = std::mem::replace(&mut self.path, path);
+        self.file = file;
+        self.number += 1;
+        self.closed.push((old, self.len, self.max_seq));
         self.len = 0;
+        self.max_seq = 0;
         Ok(())
+    }
+
+    /// Deletes closed segments whose every record is at or below `upto`.
+    pub fn release(&mut self, upto: u64) -> Result<()> {
+        let mut keep = Vec::new();
+        for (path, len, max) in std::mem::take(&mut self.closed) {
+            if max <= upto {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            } else {
+                keep.push((path, len, max));
+            }
+        }
+        self.closed = keep;
+        Ok(())
+    }
+
+    /// Deletes every segment, current one included (everything is in the lake).
+    pub fn truncate(&mut self) -> Result<()> {
+        self.rotate()?;
+        self.release(u64::MAX)
     }
 }
 
@@ -198,31 +273,56 @@ mod tests {
         let mut buf = Vec::new();
         rec(1).encode_into(&mut buf);
         rec(2).encode_into(&mut buf);
-        wal.append(&buf).unwrap();
+        wal.append(&buf, 2).unwrap();
         // A torn third record.
         let mut third = Vec::new();
         rec(3).encode_into(&mut third);
-        wal.append(&third[..third.len() - 3]).unwrap();
+        wal.append(&third[..third.len() - 3], 3).unwrap();
         wal.sync(SyncMode::Fdatasync).unwrap();
+        let first = wal.path.clone();
         drop(wal);
-        let (wal, recs) = Wal::open(dir.path()).unwrap();
+        let (mut wal, recs) = Wal::open(dir.path()).unwrap();
         assert_eq!(recs, vec![rec(1), rec(2)]);
+        // Later records go to a new segment and are read after the old one's.
+        let mut more = Vec::new();
+        rec(4).encode_into(&mut more);
+        wal.append(&more, 4).unwrap();
         drop(wal);
+        let (_, recs) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recs, vec![rec(1), rec(2), rec(4)]);
         // A flipped bit stops reading at that record.
-        let path = dir.path().join("ingest.wal");
-        let mut data = std::fs::read(&path).unwrap();
+        let mut data = std::fs::read(&first).unwrap();
         let second = buf.len() / 2 + 10;
         data[second] ^= 0xff;
         assert_eq!(decode_all(&data), vec![rec(1)]);
     }
 
     #[test]
-    fn truncate_empties_the_file() {
+    fn segments_are_released_once_flushed_and_the_legacy_file_is_read() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path()).unwrap();
+        let mut legacy = Vec::new();
+        rec(1).encode_into(&mut legacy);
+        std::fs::write(dir.path().join(LEGACY), &legacy).unwrap();
+        let (mut wal, recs) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recs, vec![rec(1)]);
         let mut buf = Vec::new();
-        rec(1).encode_into(&mut buf);
-        wal.append(&buf).unwrap();
+        rec(2).encode_into(&mut buf);
+        wal.append(&buf, 2).unwrap();
+        wal.rotate().unwrap();
+        buf.clear();
+        rec(3).encode_into(&mut buf);
+        wal.append(&buf, 3).unwrap();
+        assert!(wal.closed_bytes() > 0);
+        // Up to 1: only the legacy file goes.
+        wal.release(1).unwrap();
+        assert!(!dir.path().join(LEGACY).exists());
+        drop(wal);
+        let (mut wal, recs) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recs, vec![rec(2), rec(3)]);
+        wal.release(2).unwrap();
+        drop(wal);
+        let (mut wal, recs) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recs, vec![rec(3)]);
         wal.truncate().unwrap();
         assert!(wal.is_empty());
         drop(wal);

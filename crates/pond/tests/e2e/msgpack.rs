@@ -230,14 +230,16 @@ async fn msgpack_grants_and_body_limit() {
     s.stop().await;
 }
 
-/// A MessagePack body in the log that never reached DuckDB (a crash between
-/// the log sync and the commit) is decoded again and applied once.
+/// A MessagePack body in the log that never reached the lake (a crash before
+/// the flush) is decoded again and applied once.
 #[tokio::test]
 async fn msgpack_log_records_replay_exactly_once() {
     let s = TestServer::start().await;
     let mut first = Vec::new();
     columnar(&mut first, "cpu", &[1_700_000_000_000_000_001, 1_700_000_000_000_000_002], &["a", "b"], &[1.0, 2.0]);
     assert_eq!(post(&s, "/api/v1/write/msgpack", Some("rp"), &[], first.clone()).await.0, StatusCode::NO_CONTENT);
+    // In the lake with generation 1: the record of sequence 1 below is one the lake holds.
+    assert_eq!(post(&s, "/api/v1/lake/flush", None, &[], Vec::new()).await.0, StatusCode::OK);
     let info = s.server().engine().databases().into_iter().find(|d| d.name == "rp").unwrap();
     let id = std::path::Path::new(&info.path).file_stem().unwrap().to_string_lossy().to_string();
     let dir = s.stop().await;

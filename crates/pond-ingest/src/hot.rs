@@ -1,0 +1,354 @@
+//! The hot part of every measurement: acknowledged rows not yet in the lake,
+//! kept in memory as the Arrow batches the parsers built, and the DuckDB
+//! table function `pond_hot(database_id, measurement)` that measurement
+//! views read them through.
+//!
+//! Why memory and not a DuckDB table: appending to a DuckDB table and
+//! committing it (which writes DuckDB's own log and later a checkpoint) was
+//! the ceiling of ingest — 0.6–0.7M lines/s where parsing, the log and HTTP
+//! together allow 1.4M, and 1.1M MessagePack records/s where they allow 6M
+//! (`bench/ingest.sh`, storage switched off, same machine). Here an append is
+//! a pointer push; durability comes from Pond's write-ahead log, which keeps
+//! every record until the lake holds its rows (replayed into memory at
+//! start).
+//!
+//! Each batch carries its generation (the log sequence of its group commit);
+//! the view shows hot rows above the lake's flushed generation, exactly as
+//! before, so a flush (copy into the lake + record the generation, one lake
+//! transaction) never makes a row visible twice or not at all. Flushed
+//! batches stay in memory until the next flush round: a query that read the
+//! lake before the flush committed still finds them here.
+//!
+//! A scan takes its snapshot of the batch list when it starts (DuckDB calls
+//! `init` for every execution), so a cached prepared statement sees new rows;
+//! the column list is fixed at bind time.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
+use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
+use parking_lot::{Mutex, RwLock};
+use pond_engine::lake::GEN_COLUMN;
+
+use crate::batch::TIME_COLUMN;
+
+pub use pond_engine::lake::HOT_FUNCTION;
+
+/// Rows of one request (or group) of one measurement, in the table's column
+/// order at the time (a prefix of the current columns: new ones come last).
+#[derive(Clone)]
+struct HotBatch {
+    gen: u64,
+    batch: RecordBatch,
+}
+
+struct HotState {
+    /// (name, DuckDB type), `time` first; not the generation column.
+    columns: Vec<(String, String)>,
+    batches: Vec<HotBatch>,
+    /// Highest generation the lake holds (as far as this process flushed).
+    flushed: u64,
+    /// Batches at or below this generation are dropped at the next flush round.
+    retire_at_or_below: u64,
+    /// When the oldest unflushed row arrived.
+    unflushed_since: Option<Instant>,
+}
+
+/// One measurement's hot rows.
+pub struct HotTable {
+    /// The measurement's name as first written (views and the lake use it).
+    pub name: String,
+    state: RwLock<HotState>,
+}
+
+impl HotTable {
+    /// Current columns (name, DuckDB type), `time` first.
+    pub fn columns(&self) -> Vec<(String, String)> {
+        self.state.read().columns.clone()
+    }
+
+    /// Adds a column (type checks are the writer's).
+    pub fn add_column(&self, name: &str, duck_type: &str) {
+        self.state.write().columns.push((name.to_string(), duck_type.to_string()));
+    }
+
+    /// Rows above the flushed generation, and since when the oldest waits.
+    pub fn unflushed(&self) -> (u64, Option<Instant>) {
+        let s = self.state.read();
+        let rows = s.batches.iter().filter(|b| b.gen > s.flushed).map(|b| b.batch.num_rows() as u64).sum();
+        (rows, s.unflushed_since)
+    }
+
+    /// Highest generation held.
+    pub fn max_gen(&self) -> u64 {
+        self.state.read().batches.last().map(|b| b.gen).unwrap_or(0)
+    }
+}
+
+/// Every measurement's hot rows, by (database file id, lower-case name).
+#[derive(Default)]
+pub struct HotStore {
+    tables: RwLock<HashMap<(String, String), Arc<HotTable>>>,
+    /// Rows held (flushed or not): the memory bound the writer checks.
+    rows: AtomicU64,
+}
+
+impl HotStore {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub fn table(&self, db_id: &str, name: &str) -> Option<Arc<HotTable>> {
+        self.tables.read().get(&(db_id.to_string(), name.to_ascii_lowercase())).cloned()
+    }
+
+    /// The table of a measurement, made with `columns` if new.
+    pub fn get_or_create(&self, db_id: &str, name: &str, columns: Vec<(String, String)>, flushed: u64) -> Arc<HotTable> {
+        let key = (db_id.to_string(), name.to_ascii_lowercase());
+        self.tables
+            .write()
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(HotTable {
+                    name: name.to_string(),
+                    state: RwLock::new(HotState {
+                        columns,
+                        batches: Vec::new(),
+                        flushed,
+                        retire_at_or_below: 0,
+                        unflushed_since: None,
+                    }),
+                })
+            })
+            .clone()
+    }
+
+    /// Appends rows of generation `gen` (generations only grow).
+    pub fn push(&self, table: &HotTable, gen: u64, batch: RecordBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        self.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        let mut s = table.state.write();
+        if s.unflushed_since.is_none() {
+            s.unflushed_since = Some(Instant::now());
+        }
+        s.batches.push(HotBatch { gen, batch });
+    }
+
+    /// Rows held in memory.
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Tables of one database.
+    pub fn tables_of(&self, db_id: &str) -> Vec<Arc<HotTable>> {
+        let mut v: Vec<Arc<HotTable>> = self.tables.read().iter().filter(|((d, _), _)| d == db_id).map(|(_, t)| t.clone()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Database ids that have tables.
+    pub fn database_ids(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.tables.read().keys().map(|(d, _)| d.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    /// Forgets a database (dropped, or its tables are reloaded from the lake).
+    pub fn forget_database(&self, db_id: &str) {
+        let mut tables = self.tables.write();
+        tables.retain(|(d, _), t| {
+            if d == db_id {
+                let n: u64 = t.state.read().batches.iter().map(|b| b.batch.num_rows() as u64).sum();
+                self.rows.fetch_sub(n, Ordering::Relaxed);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Records that the lake now holds every row of `db_id` up to `gen`; the
+    /// batches go at the next [`HotStore::retire`].
+    pub fn mark_flushed(&self, db_id: &str, gen: u64) {
+        for t in self.tables_of(db_id) {
+            let mut s = t.state.write();
+            s.flushed = s.flushed.max(gen);
+            s.retire_at_or_below = s.retire_at_or_below.max(gen);
+            s.unflushed_since = if s.batches.iter().any(|b| b.gen > s.flushed) { Some(Instant::now()) } else { None };
+        }
+    }
+
+    /// Drops batches flushed by an earlier round.
+    pub fn retire(&self) {
+        for t in self.tables.read().values() {
+            let mut s = t.state.write();
+            let limit = s.retire_at_or_below;
+            let before: u64 = s.batches.iter().map(|b| b.batch.num_rows() as u64).sum();
+            s.batches.retain(|b| b.gen > limit);
+            let after: u64 = s.batches.iter().map(|b| b.batch.num_rows() as u64).sum();
+            self.rows.fetch_sub(before - after, Ordering::Relaxed);
+        }
+    }
+}
+
+fn duck_logical(ty: &str) -> LogicalTypeId {
+    match ty {
+        "TIMESTAMP_NS" => LogicalTypeId::TimestampNs,
+        "DOUBLE" => LogicalTypeId::Double,
+        "BIGINT" => LogicalTypeId::Bigint,
+        "UBIGINT" => LogicalTypeId::UBigint,
+        "BOOLEAN" => LogicalTypeId::Boolean,
+        "INTEGER" => LogicalTypeId::Integer,
+        _ => LogicalTypeId::Varchar,
+    }
+}
+
+/// The Arrow type the writer stores a DuckDB column type as.
+pub fn arrow_type(ty: &str) -> DataType {
+    match ty {
+        "DOUBLE" => DataType::Float64,
+        "BIGINT" => DataType::Int64,
+        "UBIGINT" => DataType::UInt64,
+        "BOOLEAN" => DataType::Boolean,
+        "INTEGER" => DataType::Int32,
+        "TIMESTAMP_NS" => DataType::Timestamp(TimeUnit::Nanosecond, None),
+        _ => DataType::Utf8,
+    }
+}
+
+/// The DuckDB table function over a [`HotStore`] (registered once per
+/// DuckDB instance, with the store as its extra info).
+pub struct HotScan;
+
+pub struct HotBind {
+    table: Option<Arc<HotTable>>,
+    /// Output columns (name, Arrow type); the generation column last.
+    columns: Vec<(String, DataType)>,
+}
+
+pub struct HotInit {
+    /// Output column → index into `HotBind::columns` (`None`: a column DuckDB
+    /// asked for that is not a real one, such as a row id for `count(*)`).
+    projection: Vec<Option<usize>>,
+    batches: Vec<HotBatch>,
+    cursor: Mutex<(usize, usize)>,
+}
+
+const VECTOR: usize = 2048;
+
+impl VTab for HotScan {
+    type BindData = HotBind;
+    type InitData = HotInit;
+
+    fn bind(bind: &BindInfo) -> Result<Self::BindData, Box<dyn std::error::Error>> {
+        let db_id = bind.get_parameter(0).to_string();
+        let name = bind.get_parameter(1).to_string();
+        let store = bind.get_extra_info::<Arc<HotStore>>();
+        if store.is_null() {
+            return Err("pond_hot: no store".into());
+        }
+        // SAFETY: the extra info is the Arc<HotStore> given at registration;
+        // DuckDB keeps it alive as long as the function exists.
+        let store = unsafe { &*store };
+        let table = store.table(&db_id, &name);
+        let mut cols: Vec<(String, String)> = match &table {
+            Some(t) => t.columns(),
+            None => vec![(TIME_COLUMN.to_string(), "TIMESTAMP_NS".to_string())],
+        };
+        cols.push((GEN_COLUMN.to_string(), "UBIGINT".to_string()));
+        for (n, ty) in &cols {
+            bind.add_result_column(n, LogicalTypeHandle::from(duck_logical(ty)));
+        }
+        if let Some(t) = &table {
+            bind.set_cardinality(t.state.read().batches.iter().map(|b| b.batch.num_rows() as u64).sum(), false);
+        }
+        Ok(HotBind { table, columns: cols.into_iter().map(|(n, ty)| (n, arrow_type(&ty))).collect() })
+    }
+
+    fn init(init: &InitInfo) -> Result<Self::InitData, Box<dyn std::error::Error>> {
+        let bind = init.get_bind_data::<HotBind>();
+        // SAFETY: DuckDB passes the bind data this function's bind returned.
+        let bind = unsafe { &*bind };
+        let projection = init.get_column_indices().into_iter().map(|i| usize::try_from(i).ok().filter(|i| *i < bind.columns.len())).collect();
+        let batches = bind.table.as_ref().map(|t| t.state.read().batches.clone()).unwrap_or_default();
+        Ok(HotInit { projection, batches, cursor: Mutex::new((0, 0)) })
+    }
+
+    fn func(func: &TableFunctionInfo<Self>, output: &mut DataChunkHandle) -> Result<(), Box<dyn std::error::Error>> {
+        let init = func.get_init_data();
+        let bind = func.get_bind_data();
+        let (bi, offset, len) = {
+            let mut cur = init.cursor.lock();
+            loop {
+                let Some(b) = init.batches.get(cur.0) else {
+                    output.set_len(0);
+                    return Ok(());
+                };
+                let n = b.batch.num_rows();
+                if cur.1 >= n {
+                    *cur = (cur.0 + 1, 0);
+                    continue;
+                }
+                let len = (n - cur.1).min(VECTOR);
+                let r = (cur.0, cur.1, len);
+                cur.1 += len;
+                break r;
+            }
+        };
+        let hb = &init.batches[bi];
+        let schema = hb.batch.schema();
+        let gen_index = bind.columns.len() - 1;
+        let mut fields = Vec::with_capacity(init.projection.len());
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(init.projection.len());
+        for (out_i, p) in init.projection.iter().enumerate() {
+            let (name, dt, array): (String, DataType, ArrayRef) = match p {
+                Some(ci) if *ci == gen_index => {
+                    (GEN_COLUMN.to_string(), DataType::UInt64, Arc::new(UInt64Array::from_value(hb.gen, len)) as ArrayRef)
+                }
+                Some(ci) => {
+                    let (cname, cty) = &bind.columns[*ci];
+                    // Batches are in column order; a batch from before a column existed lacks it.
+                    match schema.index_of(cname).ok().map(|i| hb.batch.column(i).slice(offset, len)) {
+                        Some(a) if a.data_type() == cty => (cname.clone(), cty.clone(), a),
+                        Some(a) => (cname.clone(), cty.clone(), arrow::compute::cast(&a, cty)?),
+                        None => (cname.clone(), cty.clone(), arrow_array::new_null_array(cty, len)),
+                    }
+                }
+                // Not a real column (a row id): zeros of DuckDB's BIGINT.
+                None => (format!("_{out_i}"), DataType::Int64, Arc::new(arrow_array::Int64Array::from_value(0, len)) as ArrayRef),
+            };
+            fields.push(Field::new(name, dt, true));
+            arrays.push(array);
+        }
+        let rb = RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            arrays,
+            &arrow_array::RecordBatchOptions::new().with_row_count(Some(len)),
+        )?;
+        duckdb::vtab::record_batch_to_duckdb_data_chunk(&rb, output)?;
+        output.set_len(len);
+        Ok(())
+    }
+
+    fn supports_pushdown() -> bool {
+        true
+    }
+
+    fn parameters() -> Option<Vec<LogicalTypeHandle>> {
+        Some(vec![LogicalTypeHandle::from(LogicalTypeId::Varchar), LogicalTypeHandle::from(LogicalTypeId::Varchar)])
+    }
+}
+
+/// Registers `pond_hot` in the DuckDB instance of `conn` (functions are
+/// instance-wide), reading `store`.
+pub fn register(conn: &duckdb::Connection, store: Arc<HotStore>) -> duckdb::Result<()> {
+    conn.register_table_function_with_extra_info::<HotScan, Arc<HotStore>>(HOT_FUNCTION, &store)
+}
