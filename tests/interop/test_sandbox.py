@@ -1023,6 +1023,11 @@ def test_measurements_lake_and_buffers_stay_hidden(world, proto):
         f"SELECT * FROM ducklake_list_files('__pond_lake', 'cpu', schema => '{ids[b]}')",
         f"CREATE TABLE {a}._pond_buffer.x (i INTEGER)",
         f"DELETE FROM {a}._pond_buffer.cpu",
+        # The hot rows' table function: only measurement views may call it.
+        f"SELECT * FROM pond_hot('{ids[b]}', 'cpu')",
+        f"SELECT * FROM {a}.cpu UNION ALL BY NAME SELECT * FROM system.main.pond_hot('{ids[b]}', 'cpu')",
+        f"SELECT (SELECT max(msg) FROM pond_hot('{ids[b]}', 'cpu'))",
+        f"CREATE VIEW {a}.main.peek AS SELECT * FROM pond_hot('{ids[b]}', 'cpu')",
     ]
     for text in attacks:
         out = run_attack(world, A("lake", text), proto)

@@ -16,8 +16,10 @@
 //! the view shows hot rows above the lake's flushed generation, exactly as
 //! before, so a flush (copy into the lake + record the generation, one lake
 //! transaction) never makes a row visible twice or not at all. Flushed
-//! batches stay in memory until the next flush round: a query that read the
-//! lake before the flush committed still finds them here.
+//! batches stay in memory for a grace period (`RETIRE_GRACE`): a query that
+//! read the lake before the flush committed still finds them here. (A
+//! transaction held open across a flush and that grace period can miss the
+//! hot rows of that flush when it reads the measurement again.)
 //!
 //! A scan takes its snapshot of the batch list when it starts (DuckDB calls
 //! `init` for every execution), so a cached prepared statement sees new rows;
@@ -53,8 +55,10 @@ struct HotState {
     batches: Vec<HotBatch>,
     /// Highest generation the lake holds (as far as this process flushed).
     flushed: u64,
-    /// Batches at or below this generation are dropped at the next flush round.
-    retire_at_or_below: u64,
+    /// Flushes not yet retired: generation and when it committed. Batches at
+    /// or below a generation leave memory once its flush is older than the
+    /// grace period.
+    flushes: std::collections::VecDeque<(u64, Instant)>,
     /// When the oldest unflushed row arrived.
     unflushed_since: Option<Instant>,
 }
@@ -120,7 +124,7 @@ impl HotStore {
                         columns,
                         batches: Vec::new(),
                         flushed,
-                        retire_at_or_below: 0,
+                        flushes: Default::default(),
                         unflushed_since: None,
                     }),
                 })
@@ -181,16 +185,25 @@ impl HotStore {
         for t in self.tables_of(db_id) {
             let mut s = t.state.write();
             s.flushed = s.flushed.max(gen);
-            s.retire_at_or_below = s.retire_at_or_below.max(gen);
+            s.flushes.push_back((gen, Instant::now()));
             s.unflushed_since = if s.batches.iter().any(|b| b.gen > s.flushed) { Some(Instant::now()) } else { None };
         }
     }
 
-    /// Drops batches flushed by an earlier round.
-    pub fn retire(&self) {
+    /// Drops batches whose flush is at least `grace` old (a query that read
+    /// the lake just before that flush committed still finds them meanwhile).
+    pub fn retire(&self, grace: std::time::Duration) {
         for t in self.tables.read().values() {
             let mut s = t.state.write();
-            let limit = s.retire_at_or_below;
+            let mut limit = None;
+            while let Some((g, at)) = s.flushes.front().copied() {
+                if at.elapsed() < grace {
+                    break;
+                }
+                limit = Some(g);
+                s.flushes.pop_front();
+            }
+            let Some(limit) = limit else { continue };
             let before: u64 = s.batches.iter().map(|b| b.batch.num_rows() as u64).sum();
             s.batches.retain(|b| b.gen > limit);
             let after: u64 = s.batches.iter().map(|b| b.batch.num_rows() as u64).sum();
@@ -243,6 +256,9 @@ pub struct HotInit {
 }
 
 const VECTOR: usize = 2048;
+
+/// How long flushed batches stay in memory after the flush committed.
+pub const RETIRE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl VTab for HotScan {
     type BindData = HotBind;

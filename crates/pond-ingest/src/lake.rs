@@ -10,7 +10,7 @@
 //! no row is visible twice, and a crash anywhere leaves either the old state
 //! or a lake that already holds rows the log still has (replay skips them by
 //! generation): nothing is lost or copied twice. The copied batches leave
-//! memory at the next flush round, not right after the commit: a query binds
+//! memory a grace period after the commit, not right away: a query binds
 //! the lake and the hot rows one after the other, and one that saw the lake
 //! before the commit must still find them. Flushes run on their own thread
 //! (`lib.rs`), holding the lake lock the writer takes to create lake tables.

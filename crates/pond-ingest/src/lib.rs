@@ -307,7 +307,7 @@ impl Ingester {
                 let lake_part = engine.attach_lake(db)?;
                 lake::flush(&conn, &store, db, &id, &lake_part, last_seq)?;
             }
-            store.retire();
+            store.retire(std::time::Duration::ZERO);
             engine.catalog_changed();
         }
         if !records.is_empty() {
@@ -837,6 +837,7 @@ impl LakeLoop {
     /// Starts a flush round when a database has enough or old enough rows, or
     /// the closed log segments are big; compacts on schedule.
     fn housekeeping(&mut self) {
+        self.shared.store.retire(hot::RETIRE_GRACE);
         let mut due = self.shared.wal_closed_bytes.load(Ordering::Relaxed) > self.config.wal_truncate_bytes;
         if !due {
             for (_, id) in self.hot_databases() {
@@ -877,7 +878,6 @@ impl LakeLoop {
     /// writer's applied sequence; after a full round the log up to it can go.
     fn flush_round(&mut self, only: Option<&str>) -> Result<Vec<lake::FlushReport>> {
         let upto = self.shared.applied_upto.load(Ordering::Acquire);
-        self.shared.store.retire();
         let mut out = Vec::new();
         let started = std::time::Instant::now();
         for (db, id) in self.hot_databases() {

@@ -262,6 +262,9 @@ pub struct IngestArgs {
     /// Write requests waiting for the writer before new ones get 503.
     #[arg(long = "ingest-queue-depth", env = "POND_INGEST_QUEUE_DEPTH", default_value_t = 1024)]
     pub ingest_queue_depth: usize,
+    /// Rows kept in memory before the lake (flushed or not) above which writes get 503.
+    #[arg(long = "ingest-max-hot-rows", env = "POND_INGEST_MAX_HOT_ROWS", default_value_t = 16_000_000)]
+    pub ingest_max_hot_rows: u64,
     /// Flush a database's buffered rows to its lake (Parquet) once it holds this many rows.
     #[arg(long = "ingest-flush-rows", env = "POND_INGEST_FLUSH_ROWS", default_value_t = 1_000_000)]
     pub ingest_flush_rows: u64,
@@ -437,6 +440,7 @@ impl ServeArgs {
         c.ingest_create_databases = self.ingest.ingest_create_databases;
         c.ingest_queue_depth = self.ingest.ingest_queue_depth;
         c.ingest_flush_rows = self.ingest.ingest_flush_rows.max(1);
+        c.ingest_max_hot_rows = self.ingest.ingest_max_hot_rows.max(1);
         c.ingest_flush_interval = Duration::from_millis(self.ingest.ingest_flush_interval_ms.max(10));
         c.lake_compact_interval =
             (self.ingest.lake_compact_interval_secs > 0).then(|| Duration::from_secs(self.ingest.lake_compact_interval_secs));
