@@ -204,3 +204,38 @@ def _try_compact(server: PondServer) -> None:
         requests.post(f"{server.http_url}/api/v1/lake/compact?db=cdb", auth=AUTH, timeout=60)
     except requests.RequestException:
         pass
+
+
+def test_cached_prepared_statements_see_new_hot_rows(tmp_path, ext_dir):
+    """Hot rows are read through a table function whose batch list is taken at each
+    execution: a statement prepared once (psycopg server-side prepare over PG wire, an
+    ADBC prepared statement over Flight SQL) sees every later acknowledged write, across
+    flushes, and never a row twice."""
+    import psycopg
+
+    from helpers import adbc_connect
+
+    server, _ = lake_server(tmp_path, ext_dir, "local", None, flush_rows=250)
+    try:
+        write(server, "prep", lines(0, 10))
+        host, port = server.pg_host_port
+        with psycopg.connect(host=host, port=port, user="admin", password=PASSWORD, dbname="prep", autocommit=True) as pg, \
+                adbc_connect(server) as fl:
+            cur = fl.cursor()
+            expected = 10
+            for k in range(12):
+                # The same text each time: psycopg prepares it server-side from the 2nd run on
+                # (prepare=True forces it from the first).
+                got = pg.execute("SELECT count(*), sum(n) FROM prep.main.cpu", prepare=True).fetchone()
+                assert got == (expected, sum(range(expected))), (k, got)
+                cur.adbc_prepare("SELECT count(*), sum(n) FROM prep.main.cpu")
+                cur.execute("SELECT count(*), sum(n) FROM prep.main.cpu")
+                assert tuple(cur.fetchone()) == (expected, sum(range(expected))), (k, "flight")
+                write(server, "prep", lines(expected, 100))
+                expected += 100
+            # Some of those writes crossed the flush threshold: rows are in the lake and in memory.
+            m = requests.get(f"{server.http_url}/api/v1/measurements?db=prep", auth=AUTH, timeout=30).json()["measurements"][0]
+            assert m["files"] >= 1 and m["rows"] == expected, m
+            cur.close()
+    finally:
+        server.stop()
