@@ -140,10 +140,58 @@ pub fn apply(conn: &duckdb::Connection, store: &HotStore, target: &Target, jobs:
         }
         out.push(errors);
     }
+    // One batch per measurement and group: scans and flushes then work on
+    // full DuckDB vectors instead of one small batch per request.
+    let mut by_table: Vec<(Arc<HotTable>, Vec<RecordBatch>)> = Vec::new();
     for (hot, batch) in ready {
-        store.push(&hot, seq, batch);
+        match by_table.iter_mut().find(|(h, _)| Arc::ptr_eq(h, &hot)) {
+            Some((_, v)) => v.push(batch),
+            None => by_table.push((hot, vec![batch])),
+        }
+    }
+    for (hot, batches) in by_table {
+        for b in coalesce(batches) {
+            store.push(&hot, seq, b);
+        }
     }
     Ok(Applied { errors: out, ddl })
+}
+
+/// Concatenates one table's batches of a group. A batch from before a column
+/// was added in this group lacks it (new columns come last): it gets NULLs.
+/// Batches that cannot be made alike stay separate.
+fn coalesce(mut batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    if batches.len() < 2 {
+        return batches;
+    }
+    let schema = match batches.iter().max_by_key(|b| b.num_columns()) {
+        Some(b) => b.schema(),
+        None => return batches,
+    };
+    let mut full = Vec::with_capacity(batches.len());
+    for b in &batches {
+        if b.schema() == schema {
+            full.push(b.clone());
+            continue;
+        }
+        let fields = schema.fields();
+        let same_prefix = b.schema().fields().iter().zip(fields.iter()).all(|(x, y)| x == y);
+        if !same_prefix {
+            return batches;
+        }
+        let mut cols = b.columns().to_vec();
+        for f in &fields[cols.len()..] {
+            cols.push(arrow_array::new_null_array(f.data_type(), b.num_rows()));
+        }
+        match RecordBatch::try_new(schema.clone(), cols) {
+            Ok(x) => full.push(x),
+            Err(_) => return batches,
+        }
+    }
+    match arrow_select::concat::concat_batches(&schema, &full) {
+        Ok(one) => vec![one],
+        Err(_) => std::mem::take(&mut batches),
+    }
 }
 
 /// Checks one request's rows of one measurement against its columns
@@ -248,4 +296,35 @@ fn kind_word(k: Kind) -> &'static str {
 
 fn compatible(kind: Kind, duck: &str) -> bool {
     kind.duckdb_type() == duck
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use arrow_array::{Float64Array, StringArray};
+
+    #[test]
+    fn a_groups_batches_become_one_with_nulls_for_columns_added_later() {
+        let f = |n: &str| Field::new(n, arrow_schema::DataType::Float64, true);
+        let narrow = RecordBatch::try_new(Arc::new(Schema::new(vec![f("a")])), vec![Arc::new(Float64Array::from(vec![1.0, 2.0]))]).unwrap();
+        let wide = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![f("a"), f("b")])),
+            vec![Arc::new(Float64Array::from(vec![3.0])), Arc::new(Float64Array::from(vec![9.0]))],
+        )
+        .unwrap();
+        let out = coalesce(vec![narrow.clone(), wide]);
+        assert_eq!(out.len(), 1);
+        let b = &out[0];
+        assert_eq!(b.num_rows(), 3);
+        let col_b = b.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert!(col_b.is_null(0) && col_b.is_null(1) && col_b.value(2) == 9.0);
+        // Unlike columns stay apart rather than being forced together.
+        let other = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("a", arrow_schema::DataType::Utf8, true)])),
+            vec![Arc::new(StringArray::from(vec!["x"]))],
+        )
+        .unwrap();
+        assert_eq!(coalesce(vec![narrow, other]).len(), 2);
+    }
 }

@@ -262,6 +262,9 @@ pub struct IngestArgs {
     /// Write requests waiting for the writer before new ones get 503.
     #[arg(long = "ingest-queue-depth", env = "POND_INGEST_QUEUE_DEPTH", default_value_t = 1024)]
     pub ingest_queue_depth: usize,
+    /// Write-ahead log segment size in MiB; closed segments adding up to more start a flush.
+    #[arg(long = "ingest-wal-segment-mib", env = "POND_INGEST_WAL_SEGMENT_MIB", default_value_t = 64)]
+    pub ingest_wal_segment_mib: u64,
     /// Rows kept in memory before the lake (flushed or not) above which writes get 503.
     #[arg(long = "ingest-max-hot-rows", env = "POND_INGEST_MAX_HOT_ROWS", default_value_t = 16_000_000)]
     pub ingest_max_hot_rows: u64,
@@ -441,6 +444,7 @@ impl ServeArgs {
         c.ingest_queue_depth = self.ingest.ingest_queue_depth;
         c.ingest_flush_rows = self.ingest.ingest_flush_rows.max(1);
         c.ingest_max_hot_rows = self.ingest.ingest_max_hot_rows.max(1);
+        c.ingest_wal_segment_bytes = self.ingest.ingest_wal_segment_mib.max(1).saturating_mul(1024 * 1024);
         c.ingest_flush_interval = Duration::from_millis(self.ingest.ingest_flush_interval_ms.max(10));
         c.lake_compact_interval =
             (self.ingest.lake_compact_interval_secs > 0).then(|| Duration::from_secs(self.ingest.lake_compact_interval_secs));

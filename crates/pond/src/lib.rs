@@ -85,6 +85,8 @@ pub struct ServerConfig {
     pub ingest_flush_rows: u64,
     /// Rows kept in memory before the lake above which writes get 503.
     pub ingest_max_hot_rows: u64,
+    /// Write-ahead log segment size (closed segments adding up to more start a flush).
+    pub ingest_wal_segment_bytes: u64,
     pub ingest_flush_interval: Duration,
     pub lake_compact_interval: Option<Duration>,
     pub lake_cleanup_grace: Duration,
@@ -112,6 +114,7 @@ impl ServerConfig {
             ingest_queue_depth: 1024,
             ingest_flush_rows: 1_000_000,
             ingest_max_hot_rows: 16_000_000,
+            ingest_wal_segment_bytes: 64 * 1024 * 1024,
             ingest_flush_interval: Duration::from_secs(60),
             lake_compact_interval: Some(Duration::from_secs(3600)),
             lake_cleanup_grace: Duration::from_secs(60),
@@ -275,6 +278,7 @@ impl Server {
         ingest_config.queue_depth = config.ingest_queue_depth.max(1);
         ingest_config.flush_rows = config.ingest_flush_rows;
         ingest_config.max_hot_rows = config.ingest_max_hot_rows;
+        ingest_config.wal_truncate_bytes = config.ingest_wal_segment_bytes;
         ingest_config.flush_interval = config.ingest_flush_interval;
         ingest_config.compact_interval = config.lake_compact_interval;
         ingest_config.cleanup_grace = config.lake_cleanup_grace;

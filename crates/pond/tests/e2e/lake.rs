@@ -1,5 +1,6 @@
-//! Measurements in the lake: buffer + DuckLake + view, flush by size and on
-//! demand, schema evolution across a flush, restart with hidden buffer rows,
+//! Measurements in the lake: hot rows + DuckLake + view, flush by size and on
+//! demand, schema evolution across a flush, restart and replay, migration of
+//! the previous design's buffer tables,
 //! the measurement/flush/compact/retention endpoints, and what other users see.
 
 use std::time::Duration;
@@ -196,5 +197,51 @@ async fn users_see_measurements_not_lakes_or_buffers() {
     query(&mut admin, "DROP DATABASE b").await.unwrap();
     write(&s, "b", "cpu,host=z v=1 1").await;
     assert_eq!(one(&s, "SELECT count(*) FROM b.cpu").await, "1");
+    s.stop().await;
+}
+
+/// A data dir of the previous design (unflushed rows in native tables
+/// `<db>._pond_buffer.<m>`, the last applied log sequence in
+/// `main._pond_ingest_wal`) is migrated at start: rows the lake does not hold
+/// move into it once, the old objects go, the views read lake + hot rows, and
+/// new writes continue above the old sequence.
+#[tokio::test]
+async fn buffer_tables_of_the_previous_design_move_into_the_lake_once() {
+    let s = TestServer::start().await;
+    write(&s, "old", "cpu,host=a v=1 1").await;
+    let (status, b) = call(&s, reqwest::Method::POST, "/api/v1/lake/flush?db=old", ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let info = s.server().engine().databases().into_iter().find(|d| d.name == "old").unwrap();
+    let dir = s.stop().await;
+    {
+        let c = duckdb::Connection::open(&info.path).unwrap();
+        c.execute_batch(
+            "CREATE SCHEMA _pond_buffer; \
+             CREATE TABLE _pond_buffer.cpu (time TIMESTAMP_NS NOT NULL, host VARCHAR, v DOUBLE, _pond_gen UBIGINT NOT NULL); \
+             INSERT INTO _pond_buffer.cpu VALUES ('1970-01-01 00:00:00.000000001'::TIMESTAMP_NS, 'a', 1, 1), \
+               ('1970-01-01 00:00:00.000000002'::TIMESTAMP_NS, 'b', 2, 5), ('1970-01-01 00:00:00.000000003'::TIMESTAMP_NS, 'c', 3, 6); \
+             CREATE TABLE _pond_buffer.mem (time TIMESTAMP_NS NOT NULL, free BIGINT, _pond_gen UBIGINT NOT NULL); \
+             INSERT INTO _pond_buffer.mem VALUES ('1970-01-01 00:00:00.000000004'::TIMESTAMP_NS, 7, 6); \
+             CREATE TABLE main._pond_ingest_wal (seq UBIGINT NOT NULL); INSERT INTO main._pond_ingest_wal VALUES (7); \
+             CREATE OR REPLACE VIEW main.cpu AS SELECT * FROM _pond_buffer.cpu",
+        )
+        .unwrap();
+    }
+    let s = TestServer { server: Some(TestServer::launch(dir.path().to_path_buf(), |b| b).await), dir };
+    // Row `a` (generation 1) was already in the lake: not copied again.
+    assert_eq!(one(&s, "SELECT string_agg(host, '' ORDER BY time) FROM old.cpu").await, "abc");
+    assert_eq!(one(&s, "SELECT sum(free) FROM old.mem").await, "7");
+    assert_eq!(
+        one(&s, "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'old' AND schema_name <> 'main' OR table_name = '_pond_ingest_wal'")
+            .await,
+        "0"
+    );
+    write(&s, "old", "cpu,host=d v=4 4").await;
+    let (status, b) = call(&s, reqwest::Method::POST, "/api/v1/lake/flush?db=old", ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert!(b["flushed"][0]["generation"].as_u64().unwrap() > 7, "{b}");
+    let dir = s.stop().await;
+    let s = TestServer { server: Some(TestServer::launch(dir.path().to_path_buf(), |b| b).await), dir };
+    assert_eq!(one(&s, "SELECT string_agg(host, '' ORDER BY time) FROM old.cpu").await, "abcd");
     s.stop().await;
 }
