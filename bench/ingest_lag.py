@@ -1,6 +1,7 @@
 """Write-to-visible lag: write one point, then at once query for it from a second
 HTTP client; the point must be there on the first try (Pond acknowledges only
-after the DuckDB commit). Prints attempts, misses and the write/query latencies.
+after the rows are in the hot store every query reads). Prints attempts,
+misses and the write/query latencies.
 
     .venv/bin/python bench/ingest_lag.py http://127.0.0.1:8000 PASSWORD [N]
 """

@@ -258,7 +258,7 @@ pub struct HotInit {
 const VECTOR: usize = 2048;
 
 /// How long flushed batches stay in memory after the flush committed.
-pub const RETIRE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub const RETIRE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl VTab for HotScan {
     type BindData = HotBind;
