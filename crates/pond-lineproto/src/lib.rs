@@ -93,43 +93,106 @@ pub struct RawLine<'a> {
 
 /// Iterates over the lines of a body, skipping blank lines and comments.
 pub fn parse_lines(body: &[u8]) -> Lines<'_> {
-    Lines { body, pos: 0, line_number: 0 }
+    // One UTF-8 check for the whole body (the common case: it is valid) so
+    // that names and strings need none of their own.
+    Lines { body, text: std::str::from_utf8(body).ok(), pos: 0, line_number: 0 }
 }
 
 /// Iterator returned by [`parse_lines`].
 pub struct Lines<'a> {
     body: &'a [u8],
+    /// `body` as text when all of it is valid UTF-8.
+    text: Option<&'a str>,
     pos: usize,
     line_number: usize,
 }
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = RawLine<'a>;
+/// One line found by [`Lines::next_into`]: like [`RawLine`], but the parsed
+/// line went into the caller's [`Line`].
+#[derive(Debug)]
+pub struct LineRef<'a> {
+    pub line_number: usize,
+    /// The line as in the body (without its `\r\n`).
+    pub text: &'a [u8],
+    /// Byte offset of `text` in the body.
+    pub offset: usize,
+    pub parsed: Result<(), ParseError>,
+}
 
-    fn next(&mut self) -> Option<RawLine<'a>> {
+impl<'a> Lines<'a> {
+    /// The next non-blank, non-comment line: its number, where it is, and
+    /// the bytes to parse (leading whitespace removed) with their text when
+    /// known to be valid UTF-8.
+    #[inline]
+    fn next_raw(&mut self) -> Option<(usize, usize, &'a [u8], usize)> {
         while self.pos < self.body.len() {
-            let rest = &self.body[self.pos..];
-            let end = memchr(b'\n', rest).unwrap_or(rest.len());
+            let start = self.pos;
+            let rest = &self.body[start..];
+            let end = find_newline(rest).unwrap_or(rest.len());
             self.pos += end + 1;
             self.line_number += 1;
             let mut line = &rest[..end];
             if let [head @ .., b'\r'] = line {
                 line = head;
             }
-            let start = line.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(line.len());
-            let trimmed = &line[start..];
-            if trimmed.is_empty() || trimmed[0] == b'#' {
+            let lead = line.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(line.len());
+            if lead == line.len() || line[lead] == b'#' {
                 continue;
             }
-            let parsed = parse_line(trimmed).map_err(|message| ParseError { line_number: self.line_number, message });
-            return Some(RawLine { line_number: self.line_number, text: line, parsed });
+            return Some((self.line_number, start, line, lead));
         }
         None
     }
+
+    /// The text of `body[start..end]` when the body is valid UTF-8.
+    #[inline]
+    fn text_of(&self, start: usize, end: usize) -> Option<&'a str> {
+        self.text.and_then(|t| t.get(start..end))
+    }
+
+    /// Like [`Iterator::next`], but parses into `line` (cleared first), so a
+    /// caller reading many lines reuses its vectors instead of allocating two
+    /// per line. After an error `line` holds a partial parse.
+    pub fn next_into(&mut self, line: &mut Line<'a>) -> Option<LineRef<'a>> {
+        let (line_number, offset, text, lead) = self.next_raw()?;
+        let trimmed = &text[lead..];
+        let s = self.text_of(offset + lead, offset + text.len());
+        let parsed = parse_into(trimmed, s, line).map_err(|message| ParseError { line_number, message });
+        Some(LineRef { line_number, text, offset, parsed })
+    }
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|b| *b == needle)
+impl<'a> Iterator for Lines<'a> {
+    type Item = RawLine<'a>;
+
+    fn next(&mut self) -> Option<RawLine<'a>> {
+        let mut line = Line::empty();
+        let r = self.next_into(&mut line)?;
+        let parsed = r.parsed.map(|()| line);
+        Some(RawLine { line_number: r.line_number, text: r.text, parsed })
+    }
+}
+
+/// Position of the first `\n`, eight bytes at a time.
+#[inline]
+fn find_newline(haystack: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = haystack.chunks_exact(8);
+    let mut base = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ NL;
+        // A zero byte in `x` is a newline in the chunk (exact for the lowest one).
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|b| *b == b'\n').map(|i| base + i)
 }
 
 /// Which characters a backslash escapes in each part of a line.
@@ -141,11 +204,34 @@ enum Part {
     FieldKey,
 }
 
+/// Byte classes for [`Cursor::ident`]: bit 0 stops a measurement, bit 1 a
+/// tag key, tag value or field key, bit 2 needs a look in any part.
+const STOP_MEASUREMENT: u8 = 1;
+const STOP_KEY: u8 = 2;
+const SPECIAL: u8 = 4;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = STOP_MEASUREMENT | STOP_KEY;
+    t[b' ' as usize] = STOP_MEASUREMENT | STOP_KEY;
+    t[b'=' as usize] = STOP_KEY;
+    t[b'\\' as usize] = SPECIAL;
+    t[b'\t' as usize] = SPECIAL;
+    t[b'\n' as usize] = SPECIAL;
+    t[b'\r' as usize] = SPECIAL;
+    t
+};
+
 impl Part {
     fn escapable(self, b: u8) -> bool {
         match self {
             Part::Measurement => b == b',' || b == b' ',
             _ => b == b',' || b == b'=' || b == b' ',
+        }
+    }
+    fn stops(self) -> u8 {
+        match self {
+            Part::Measurement => STOP_MEASUREMENT,
+            _ => STOP_KEY,
         }
     }
     fn name(self) -> &'static str {
@@ -160,19 +246,38 @@ impl Part {
 
 struct Cursor<'a> {
     b: &'a [u8],
+    /// `b` as text when known to be valid UTF-8.
+    s: Option<&'a str>,
     i: usize,
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    /// Reads an identifier up to one of the `stops` (unescaped) or the end.
-    fn ident(&mut self, part: Part, stops: &[u8]) -> Result<Cow<'a, str>, String> {
+    /// `b[start..end]` as text; `None` when it is not valid UTF-8.
+    #[inline]
+    fn str(&self, start: usize, end: usize) -> Option<&'a str> {
+        match self.s {
+            Some(s) => s.get(start..end),
+            None => std::str::from_utf8(&self.b[start..end]).ok(),
+        }
+    }
+
+    /// Reads an identifier up to one of the `part`'s stops (unescaped) or the end.
+    #[inline]
+    fn ident(&mut self, part: Part) -> Result<Cow<'a, str>, String> {
         let start = self.i;
         let mut escaped = false;
-        while let Some(c) = self.peek() {
+        let look = part.stops() | SPECIAL;
+        while let Some(&c) = self.b.get(self.i) {
+            let class = CLASS[c as usize];
+            if class & look == 0 {
+                self.i += 1;
+                continue;
+            }
             if c == b'\\' {
                 if let Some(n) = self.b.get(self.i + 1) {
                     if part.escapable(*n) || *n == b'\\' {
@@ -184,19 +289,16 @@ impl<'a> Cursor<'a> {
                 self.i += 1;
                 continue;
             }
-            if stops.contains(&c) {
+            if class & part.stops() != 0 {
                 break;
             }
             if c == b'\t' {
                 return Err(format!("tab character in {} (use a single space as separator)", part.name()));
             }
-            if c == b'\n' || c == b'\r' {
-                return Err(format!("newline in {}", part.name()));
-            }
-            self.i += 1;
+            // `\n` or `\r`.
+            return Err(format!("newline in {}", part.name()));
         }
-        let raw = &self.b[start..self.i];
-        let s = std::str::from_utf8(raw).map_err(|_| format!("{} is not valid UTF-8", part.name()))?;
+        let s = self.str(start, self.i).ok_or_else(|| format!("{} is not valid UTF-8", part.name()))?;
         if !escaped {
             return Ok(Cow::Borrowed(s));
         }
@@ -218,19 +320,45 @@ impl<'a> Cursor<'a> {
     }
 }
 
+impl Line<'_> {
+    /// A line with nothing in it (for [`Lines::next_into`] and
+    /// [`parse_line_into`] to fill).
+    pub fn empty() -> Self {
+        Line { measurement: Cow::Borrowed(""), tags: Vec::new(), fields: Vec::new(), timestamp: None }
+    }
+}
+
 /// Parses one line (no newline, no leading whitespace, not a comment).
 /// The error is the message alone; [`parse_lines`] adds the line number.
 pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
-    let mut c = Cursor { b, i: 0 };
-    let measurement = c.ident(Part::Measurement, b",  ")?;
-    if measurement.is_empty() {
+    let mut line = Line::empty();
+    parse_line_into(b, &mut line)?;
+    Ok(line)
+}
+
+/// [`parse_line`] into an existing [`Line`] (cleared first; after an error it
+/// holds a partial parse), reusing its vectors.
+pub fn parse_line_into<'a>(b: &'a [u8], line: &mut Line<'a>) -> Result<(), String> {
+    parse_into(b, None, line)
+}
+
+/// The parser; `s` is `b` as text when the caller already knows it is valid
+/// UTF-8.
+fn parse_into<'a>(b: &'a [u8], s: Option<&'a str>, line: &mut Line<'a>) -> Result<(), String> {
+    let s = s.or_else(|| std::str::from_utf8(b).ok());
+    let mut c = Cursor { b, s, i: 0 };
+    line.tags.clear();
+    line.fields.clear();
+    line.timestamp = None;
+    line.measurement = c.ident(Part::Measurement)?;
+    if line.measurement.is_empty() {
         return Err("missing measurement name".into());
     }
-    let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+    let tags = &mut line.tags;
     if c.peek() == Some(b',') {
         loop {
             c.i += 1;
-            let key = c.ident(Part::TagKey, b"=, ")?;
+            let key = c.ident(Part::TagKey)?;
             if key.is_empty() {
                 return Err("empty tag key".into());
             }
@@ -238,7 +366,7 @@ pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
                 return Err(format!("tag '{key}' has no value (expected '=')"));
             }
             c.i += 1;
-            let value = c.ident(Part::TagValue, b", =")?;
+            let value = c.ident(Part::TagValue)?;
             if c.peek() == Some(b'=') {
                 return Err(format!("unescaped '=' in the value of tag '{key}'"));
             }
@@ -263,9 +391,9 @@ pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
     if c.peek().is_none() {
         return Err("missing fields".into());
     }
-    let mut fields: Vec<(Cow<'_, str>, FieldValue<'_>)> = Vec::new();
+    let fields = &mut line.fields;
     loop {
-        let key = c.ident(Part::FieldKey, b"=, ")?;
+        let key = c.ident(Part::FieldKey)?;
         if key.is_empty() {
             return Err("empty field key".into());
         }
@@ -287,7 +415,7 @@ pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
     while c.peek() == Some(b' ') {
         c.i += 1;
     }
-    let timestamp = if c.peek().is_some() {
+    if c.peek().is_some() {
         let start = c.i;
         while let Some(x) = c.peek() {
             if x == b' ' || x == b'\t' {
@@ -303,11 +431,9 @@ pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
         if c.peek().is_some() {
             return Err(format!("trailing content after the timestamp: '{}'", String::from_utf8_lossy(&b[c.i..])));
         }
-        Some(ts)
-    } else {
-        None
-    };
-    Ok(Line { measurement, tags, fields, timestamp })
+        line.timestamp = Some(ts);
+    }
+    Ok(())
 }
 
 fn field_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, String> {
@@ -326,9 +452,9 @@ fn field_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, Stri
                 Some(_) => c.i += 1,
             }
         }
-        let raw = &c.b[start..c.i];
+        let end = c.i;
         c.i += 1;
-        let s = std::str::from_utf8(raw).map_err(|_| format!("string value of field '{key}' is not valid UTF-8"))?;
+        let s = c.str(start, end).ok_or_else(|| format!("string value of field '{key}' is not valid UTF-8"))?;
         if !escaped {
             return Ok(FieldValue::String(Cow::Borrowed(s)));
         }
@@ -349,7 +475,7 @@ fn field_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, Stri
         return Ok(FieldValue::String(Cow::Owned(out)));
     }
     let start = c.i;
-    while let Some(x) = c.peek() {
+    while let Some(&x) = c.b.get(c.i) {
         if x == b',' || x == b' ' {
             break;
         }
@@ -365,11 +491,13 @@ fn field_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, Stri
     })
 }
 
+#[inline]
 fn scalar(raw: &[u8]) -> Option<FieldValue<'static>> {
     let (last, body) = raw.split_last()?;
     match last {
         b'i' => return parse_i64(body).map(FieldValue::Integer),
         b'u' => return parse_u64(body).map(FieldValue::UInteger),
+        b'0'..=b'9' | b'.' => return parse_float(raw).map(FieldValue::Float),
         _ => {}
     }
     match raw {
@@ -380,21 +508,45 @@ fn scalar(raw: &[u8]) -> Option<FieldValue<'static>> {
     parse_float(raw).map(FieldValue::Float)
 }
 
+/// Exact powers of ten as f64 (10^22 is the largest one).
+const POW10: [f64; 23] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
+
 /// Decimal float: optional sign, digits with an optional point (at least one
 /// digit), optional exponent. No `nan`, `inf` or hex.
+#[inline]
 fn parse_float(raw: &[u8]) -> Option<f64> {
     let mut i = 0;
-    if matches!(raw.first(), Some(b'-') | Some(b'+')) {
+    let neg = raw.first() == Some(&b'-');
+    if neg || raw.first() == Some(&b'+') {
         i += 1;
     }
+    // The digits as one integer while it fits (19 digits always do), and how
+    // many of them follow the point.
+    let mut mantissa: u64 = 0;
+    let mut significant = 0usize;
     let mut digits = 0;
+    let mut fraction = 0usize;
     while i < raw.len() && raw[i].is_ascii_digit() {
+        if significant < 19 {
+            mantissa = mantissa * 10 + (raw[i] - b'0') as u64;
+            significant += (mantissa != 0) as usize;
+        } else {
+            significant += 1;
+        }
         i += 1;
         digits += 1;
     }
     if i < raw.len() && raw[i] == b'.' {
         i += 1;
         while i < raw.len() && raw[i].is_ascii_digit() {
+            if significant < 19 {
+                mantissa = mantissa * 10 + (raw[i] - b'0') as u64;
+                significant += (mantissa != 0) as usize;
+            } else {
+                significant += 1;
+            }
+            fraction += 1;
             i += 1;
             digits += 1;
         }
@@ -402,7 +554,9 @@ fn parse_float(raw: &[u8]) -> Option<f64> {
     if digits == 0 {
         return None;
     }
+    let mut has_exponent = false;
     if i < raw.len() && (raw[i] == b'e' || raw[i] == b'E') {
+        has_exponent = true;
         i += 1;
         if i < raw.len() && (raw[i] == b'-' || raw[i] == b'+') {
             i += 1;
@@ -418,11 +572,19 @@ fn parse_float(raw: &[u8]) -> Option<f64> {
     if i != raw.len() {
         return None;
     }
+    // Fast path (Clinger): an integer below 2^53 and a power of ten up to
+    // 10^22 are both exact doubles, so one IEEE division is correctly
+    // rounded. Everything else goes to the standard library.
+    if !has_exponent && significant < 19 && mantissa < (1 << 53) && fraction < POW10.len() {
+        let v = mantissa as f64 / POW10[fraction];
+        return Some(if neg { -v } else { v });
+    }
     // Only ASCII digits, signs, '.', 'e' remain: valid UTF-8.
     let v: f64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
     v.is_finite().then_some(v)
 }
 
+#[inline]
 fn parse_i64(raw: &[u8]) -> Option<i64> {
     let (neg, digits) = match raw.first()? {
         b'-' => (true, &raw[1..]),
@@ -431,6 +593,18 @@ fn parse_i64(raw: &[u8]) -> Option<i64> {
     };
     if digits.is_empty() {
         return None;
+    }
+    if digits.len() <= 18 {
+        // At most 10^18 - 1: no overflow.
+        let mut v: i64 = 0;
+        for d in digits {
+            let x = d.wrapping_sub(b'0');
+            if x > 9 {
+                return None;
+            }
+            v = v * 10 + x as i64;
+        }
+        return Some(if neg { -v } else { v });
     }
     let mut v: i64 = 0;
     for d in digits {
@@ -729,6 +903,122 @@ mod tests {
         for p in [Precision::Nanosecond, Precision::Hour, Precision::Auto] {
             assert_eq!(Precision::from_code(p.code()), Some(p));
         }
+    }
+
+    #[test]
+    fn fast_float_path_agrees_with_the_standard_library() {
+        // Short decimals take the exact fast path; long ones, exponents and
+        // more than 2^53 go to `str::parse`. Both must give the same bits.
+        let mut cases: Vec<String> = vec![
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "00012.500",
+            "9007199254740991",
+            "9007199254740992",
+            "9007199254740993",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.1",
+            "0.2",
+            "0.3",
+            "1.7976931348623157",
+            "4.9406564584124654",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+            "1.00000000000000000000000001",
+            "3.141592653589793",
+            "2.718281828459045235360287",
+            "-87.7",
+            "43.85",
+            "100",
+            "1e22",
+            "1e23",
+            "-1.5e-300",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        // The load generator's values, and a sweep of fractions.
+        for n in 0..3000 {
+            let x = (n % 1000) as f64 / 10.0;
+            cases.push(format!("{x}"));
+            cases.push(format!("{}", 100.0 - x));
+            cases.push(format!("{}", x / 2.0));
+            cases.push(format!("-{}.{:06}", n * 7919 % 100000, n * 104729 % 1000000));
+        }
+        for text in cases {
+            let want: f64 = text.parse().unwrap();
+            match one(&format!("m v={text}")).fields[0].1 {
+                FieldValue::Float(got) => assert_eq!(got.to_bits(), want.to_bits(), "{text}"),
+                ref other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn integers_near_the_limits() {
+        assert_eq!(one("m v=1 999999999999999999").timestamp, Some(999_999_999_999_999_999));
+        assert_eq!(one("m v=1 -999999999999999999").timestamp, Some(-999_999_999_999_999_999));
+        assert_eq!(one("m v=1 -9223372036854775808").timestamp, Some(i64::MIN));
+        assert_eq!(one("m v=1 9223372036854775807").timestamp, Some(i64::MAX));
+        assert!(err("m v=1 9223372036854775808").contains("invalid timestamp"));
+        assert!(err("m v=1 12345678901234567/").contains("invalid timestamp"));
+        assert!(err("m v=1 -").contains("invalid timestamp"));
+        assert_eq!(one("m v=000000000000000000000000042i").fields[0].1, FieldValue::Integer(42));
+    }
+
+    #[test]
+    fn newline_search_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut b = vec![b'x'; len];
+                if at < len {
+                    b[at] = b'\n';
+                    // Bytes that differ from a newline by one bit, around it.
+                    if at + 1 < len {
+                        b[at + 1] = b'\x0b';
+                    }
+                    if at > 0 {
+                        b[at - 1] = b'\x8a';
+                    }
+                }
+                assert_eq!(find_newline(&b), (at < len).then_some(at), "{len} {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn next_into_reuses_one_line_and_agrees_with_the_iterator() {
+        let body = "# c\ncpu,host=a v=1,s=\"x\" 1\r\nbad\n  mem,h=\\ b f=2i\n\nm\u{ff} v=1\ncpu,host=b v=2 2";
+        let mut bytes = body.as_bytes().to_vec();
+        // The \xff above is a char; make the body invalid UTF-8 in one line too.
+        let at = bytes.windows(2).position(|w| w == "\u{ff}".as_bytes()).unwrap();
+        bytes.splice(at..at + 2, [0xff]);
+        for body in [body.as_bytes(), &bytes[..]] {
+            let want: Vec<RawLine<'_>> = parse_lines(body).collect();
+            let mut lines = parse_lines(body);
+            let mut line = Line::empty();
+            let mut n = 0;
+            while let Some(r) = lines.next_into(&mut line) {
+                let w = &want[n];
+                assert_eq!(r.line_number, w.line_number);
+                assert_eq!(r.text, w.text);
+                assert_eq!(&body[r.offset..r.offset + r.text.len()], r.text);
+                match (&r.parsed, &w.parsed) {
+                    (Ok(()), Ok(l)) => assert_eq!(&line, l),
+                    (Err(a), Err(b)) => assert_eq!(a, b),
+                    other => panic!("{other:?}"),
+                }
+                n += 1;
+            }
+            assert_eq!(n, want.len());
+            assert_eq!(n, 5);
+        }
+        let bad = parse_lines(&bytes).nth(3).unwrap();
+        assert_eq!(bad.parsed.unwrap_err().message, "measurement is not valid UTF-8");
     }
 
     /// Every string the parser accepts can be written back and parsed to the
