@@ -268,7 +268,9 @@ impl TableBatch {
         let tags = line.tags.len();
         if self.slots.len() == tags + line.fields.len() {
             let columns = &self.columns;
-            let same = |slot: usize, name: &str, kind: Kind| columns.get(slot).is_some_and(|c| c.kind == kind && c.name == name);
+            let same = |slot: usize, name: &str, kind: Kind| {
+                columns.get(slot).is_some_and(|c| c.kind == kind && pond_lineproto::same_name(&c.name, name))
+            };
             let (tag_slots, field_slots) = self.slots.split_at(tags);
             if line.tags.iter().zip(tag_slots).all(|((k, _), &i)| same(i, k, Kind::Tag))
                 && line.fields.iter().zip(field_slots).all(|((k, v), &i)| same(i, k, Kind::of(v)))
@@ -460,7 +462,7 @@ pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parse
         // Table names are unique case-insensitively, so an exact match with
         // the previous line's table is the table the search would find.
         let ti = match tables.get(last_table) {
-            Some(t) if t.measurement == line.measurement => last_table,
+            Some(t) if pond_lineproto::same_name(&t.measurement, &line.measurement) => last_table,
             _ => match tables.iter().position(|t| t.measurement.eq_ignore_ascii_case(&line.measurement)) {
                 Some(i) => i,
                 None => {

@@ -373,7 +373,7 @@ fn parse_into<'a>(b: &'a [u8], s: Option<&'a str>, line: &mut Line<'a>) -> Resul
             if value.is_empty() {
                 return Err(format!("empty value for tag '{key}'"));
             }
-            if tags.iter().any(|(k, _)| *k == key) {
+            if tags.iter().any(|(k, _)| same_name(k, &key)) {
                 return Err(format!("duplicate tag '{key}'"));
             }
             tags.push((key, value));
@@ -402,7 +402,7 @@ fn parse_into<'a>(b: &'a [u8], s: Option<&'a str>, line: &mut Line<'a>) -> Resul
         }
         c.i += 1;
         let value = field_value(&mut c, &key)?;
-        if fields.iter().any(|(k, _)| *k == key) {
+        if fields.iter().any(|(k, _)| same_name(k, &key)) {
             return Err(format!("duplicate field '{key}' (multiple instances of the field found)"));
         }
         fields.push((key, value));
@@ -584,6 +584,82 @@ fn parse_float(raw: &[u8]) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
+/// `a == b` for short names without a call to `memcmp`: names of a line
+/// are mostly a few bytes long.
+#[inline]
+pub fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0;
+    }
+    if n <= 16 {
+        // The first and the last eight bytes (overlapping) cover all of them.
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
+/// Eight bytes of `b` from `at`, little-endian (0 when `b` is too short).
+#[inline]
+fn word(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+/// The value of eight ASCII digits (the first one in the lowest byte of
+/// `w`); `None` when one of them is not a digit.
+#[inline]
+fn eight_digits(w: u64) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Every byte is 0x30..=0x39: its high nibble is 3, and adding 6 keeps it 3.
+    if (w & 0xF0F0_F0F0_F0F0_F0F0) != ZEROS || (w.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) != ZEROS {
+        return None;
+    }
+    let d = w - ZEROS;
+    // Pairs of digits, then fours, then all eight.
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some(d.wrapping_mul(10_000).wrapping_add(d >> 32) & 0xFFFF_FFFF)
+}
+
+/// The value of a run of ASCII digits (none: `None`), when it fits in a u64.
+#[inline]
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    let mut rest = digits;
+    // Sixteen digits at most this way: below 10^16, no overflow.
+    let mut words = 0;
+    while rest.len() >= 8 && words < 2 {
+        v = v * 100_000_000 + eight_digits(word(rest, 0))?;
+        rest = &rest[8..];
+        words += 1;
+    }
+    if words == 2 {
+        for d in rest {
+            let x = d.wrapping_sub(b'0');
+            if x > 9 {
+                return None;
+            }
+            v = v.checked_mul(10)?.checked_add(x as u64)?;
+        }
+    } else {
+        for d in rest {
+            let x = d.wrapping_sub(b'0');
+            if x > 9 {
+                return None;
+            }
+            v = v * 10 + x as u64;
+        }
+    }
+    Some(v)
+}
+
 #[inline]
 fn parse_i64(raw: &[u8]) -> Option<i64> {
     let (neg, digits) = match raw.first()? {
@@ -591,46 +667,17 @@ fn parse_i64(raw: &[u8]) -> Option<i64> {
         b'+' => (false, &raw[1..]),
         _ => (false, raw),
     };
-    if digits.is_empty() {
-        return None;
+    let v = parse_digits(digits)?;
+    if neg {
+        // Down to -2^63.
+        (v <= 1 << 63).then(|| 0i64.wrapping_sub_unsigned(v))
+    } else {
+        i64::try_from(v).ok()
     }
-    if digits.len() <= 18 {
-        // At most 10^18 - 1: no overflow.
-        let mut v: i64 = 0;
-        for d in digits {
-            let x = d.wrapping_sub(b'0');
-            if x > 9 {
-                return None;
-            }
-            v = v * 10 + x as i64;
-        }
-        return Some(if neg { -v } else { v });
-    }
-    let mut v: i64 = 0;
-    for d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let x = (d - b'0') as i64;
-        v = v.checked_mul(10)?;
-        v = if neg { v.checked_sub(x)? } else { v.checked_add(x)? };
-    }
-    Some(v)
 }
 
 fn parse_u64(raw: &[u8]) -> Option<u64> {
-    let digits = raw.strip_prefix(b"+").unwrap_or(raw);
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-    }
-    Some(v)
+    parse_digits(raw.strip_prefix(b"+").unwrap_or(raw))
 }
 
 /// The unit of the timestamps in a request.
@@ -968,6 +1015,76 @@ mod tests {
         assert!(err("m v=1 12345678901234567/").contains("invalid timestamp"));
         assert!(err("m v=1 -").contains("invalid timestamp"));
         assert_eq!(one("m v=000000000000000000000000042i").fields[0].1, FieldValue::Integer(42));
+    }
+
+    #[test]
+    fn same_name_is_equality() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "abcdefgi",
+            "bbcdefgh",
+            "cpu_idle",
+            "cpu_user",
+            "abcdefghijklmnop",
+            "abcdefghijklmnoq",
+            "bbcdefghijklmnop",
+            "abcdefghXjklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+            "ünï",
+            "üni",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn digits_eight_at_a_time() {
+        for text in [
+            "0",
+            "7",
+            "12345678",
+            "99999999",
+            "123456789",
+            "1234567890123456",
+            "12345678901234567",
+            "1700000000000000000",
+            "18446744073709551615",
+            "00000000000000000000018446744073709551615",
+        ] {
+            assert_eq!(parse_digits(text.as_bytes()), text.parse::<u64>().ok(), "{text}");
+        }
+        for bad in [
+            "",
+            "18446744073709551616",
+            "99999999999999999999",
+            "1234567/",
+            "1234567:",
+            "12345678x",
+            "x2345678",
+            "1234567812345678 ",
+            "123456781234567-1",
+        ] {
+            assert_eq!(parse_digits(bad.as_bytes()), None, "{bad}");
+        }
+        // A non-digit at every position of a 19-digit number.
+        for at in 0..19 {
+            for c in [b'/', b':', b' ', b'a', 0x80, 0xb0] {
+                let mut t = b"1700000000000000000".to_vec();
+                t[at] = c;
+                assert_eq!(parse_digits(&t), None, "{at} {c}");
+            }
+        }
     }
 
     #[test]
