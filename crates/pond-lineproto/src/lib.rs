@@ -267,9 +267,39 @@ impl<'a> Cursor<'a> {
     }
 
     /// Reads an identifier up to one of the `part`'s stops (unescaped) or the end.
-    #[inline]
+    #[inline(always)]
     fn ident(&mut self, part: Part) -> Result<Cow<'a, str>, String> {
         let start = self.i;
+        match self.plain_ident(part) {
+            Some(s) => Ok(Cow::Borrowed(s)),
+            None => self.ident_slow(part, start),
+        }
+    }
+
+    /// The common case of [`Cursor::ident`]: no escape, tab or newline, and
+    /// valid UTF-8 (`None` otherwise, for [`Cursor::ident_slow`]). Small
+    /// enough to return in registers.
+    #[inline(always)]
+    fn plain_ident(&mut self, part: Part) -> Option<&'a str> {
+        let start = self.i;
+        let look = part.stops() | SPECIAL;
+        while let Some(&c) = self.b.get(self.i) {
+            if CLASS[c as usize] & look != 0 {
+                if CLASS[c as usize] & part.stops() == 0 {
+                    return None;
+                }
+                break;
+            }
+            self.i += 1;
+        }
+        self.str(start, self.i)
+    }
+
+    /// [`Cursor::ident`] from `start` again, for names with a backslash, a
+    /// tab or a newline, or not valid UTF-8.
+    #[inline(never)]
+    fn ident_slow(&mut self, part: Part, start: usize) -> Result<Cow<'a, str>, String> {
+        self.i = start;
         let mut escaped = false;
         let look = part.stops() | SPECIAL;
         while let Some(&c) = self.b.get(self.i) {
@@ -298,7 +328,7 @@ impl<'a> Cursor<'a> {
             // `\n` or `\r`.
             return Err(format!("newline in {}", part.name()));
         }
-        let s = self.str(start, self.i).ok_or_else(|| format!("{} is not valid UTF-8", part.name()))?;
+        let s = self.str(start, self.i).ok_or_else(|| not_utf8(part))?;
         if !escaped {
             return Ok(Cow::Borrowed(s));
         }
@@ -318,6 +348,11 @@ impl<'a> Cursor<'a> {
         }
         Ok(Cow::Owned(out))
     }
+}
+
+#[cold]
+fn not_utf8(part: Part) -> String {
+    format!("{} is not valid UTF-8", part.name())
 }
 
 impl Line<'_> {
@@ -359,22 +394,25 @@ fn parse_into<'a>(b: &'a [u8], s: Option<&'a str>, line: &mut Line<'a>) -> Resul
         loop {
             c.i += 1;
             let key = c.ident(Part::TagKey)?;
-            if key.is_empty() {
+            // Messages and checks use the text, not the `Cow`: the `Cow` itself
+            // never has its address taken, so it stays in registers until pushed.
+            let name: &str = &key;
+            if name.is_empty() {
                 return Err("empty tag key".into());
             }
             if c.peek() != Some(b'=') {
-                return Err(format!("tag '{key}' has no value (expected '=')"));
+                return Err(format!("tag '{name}' has no value (expected '=')"));
             }
             c.i += 1;
             let value = c.ident(Part::TagValue)?;
             if c.peek() == Some(b'=') {
-                return Err(format!("unescaped '=' in the value of tag '{key}'"));
+                return Err(format!("unescaped '=' in the value of tag '{name}'"));
             }
             if value.is_empty() {
-                return Err(format!("empty value for tag '{key}'"));
+                return Err(format!("empty value for tag '{name}'"));
             }
-            if tags.iter().any(|(k, _)| same_name(k, &key)) {
-                return Err(format!("duplicate tag '{key}'"));
+            if tags.iter().any(|(k, _)| same_name(k, name)) {
+                return Err(format!("duplicate tag '{name}'"));
             }
             tags.push((key, value));
             if c.peek() != Some(b',') {
@@ -394,16 +432,17 @@ fn parse_into<'a>(b: &'a [u8], s: Option<&'a str>, line: &mut Line<'a>) -> Resul
     let fields = &mut line.fields;
     loop {
         let key = c.ident(Part::FieldKey)?;
-        if key.is_empty() {
+        let name: &str = &key;
+        if name.is_empty() {
             return Err("empty field key".into());
         }
         if c.peek() != Some(b'=') {
-            return Err(format!("field '{key}' has no value (expected '=')"));
+            return Err(format!("field '{name}' has no value (expected '=')"));
         }
         c.i += 1;
-        let value = field_value(&mut c, &key)?;
-        if fields.iter().any(|(k, _)| same_name(k, &key)) {
-            return Err(format!("duplicate field '{key}' (multiple instances of the field found)"));
+        let value = field_value(&mut c, name)?;
+        if fields.iter().any(|(k, _)| same_name(k, name)) {
+            return Err(format!("duplicate field '{name}' (multiple instances of the field found)"));
         }
         fields.push((key, value));
         match c.peek() {
@@ -436,43 +475,10 @@ fn parse_into<'a>(b: &'a [u8], s: Option<&'a str>, line: &mut Line<'a>) -> Resul
     Ok(())
 }
 
+#[inline(always)]
 fn field_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, String> {
     if c.peek() == Some(b'"') {
-        c.i += 1;
-        let start = c.i;
-        let mut escaped = false;
-        loop {
-            match c.peek() {
-                None => return Err(format!("unterminated string value of field '{key}'")),
-                Some(b'\\') if matches!(c.b.get(c.i + 1), Some(b'"') | Some(b'\\')) => {
-                    escaped = true;
-                    c.i += 2;
-                }
-                Some(b'"') => break,
-                Some(_) => c.i += 1,
-            }
-        }
-        let end = c.i;
-        c.i += 1;
-        let s = c.str(start, end).ok_or_else(|| format!("string value of field '{key}' is not valid UTF-8"))?;
-        if !escaped {
-            return Ok(FieldValue::String(Cow::Borrowed(s)));
-        }
-        let mut out = String::with_capacity(s.len());
-        let mut chars = s.chars().peekable();
-        while let Some(ch) = chars.next() {
-            if ch == '\\' {
-                if let Some(&n) = chars.peek() {
-                    if n == '"' || n == '\\' {
-                        out.push(n);
-                        chars.next();
-                        continue;
-                    }
-                }
-            }
-            out.push(ch);
-        }
-        return Ok(FieldValue::String(Cow::Owned(out)));
+        return string_value(c, key);
     }
     let start = c.i;
     while let Some(&x) = c.b.get(c.i) {
@@ -482,16 +488,62 @@ fn field_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, Stri
         c.i += 1;
     }
     let raw = &c.b[start..c.i];
-    scalar(raw).ok_or_else(|| {
-        if raw.is_empty() {
-            format!("field '{key}' has an empty value")
-        } else {
-            format!("invalid value '{}' for field '{key}'", String::from_utf8_lossy(raw))
-        }
-    })
+    match scalar(raw) {
+        Some(v) => Ok(v),
+        None => Err(bad_value(raw, key)),
+    }
 }
 
-#[inline]
+#[cold]
+fn bad_value(raw: &[u8], key: &str) -> String {
+    if raw.is_empty() {
+        format!("field '{key}' has an empty value")
+    } else {
+        format!("invalid value '{}' for field '{key}'", String::from_utf8_lossy(raw))
+    }
+}
+
+/// A double-quoted string value (the cursor on its opening quote).
+#[inline(never)]
+fn string_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, String> {
+    c.i += 1;
+    let start = c.i;
+    let mut escaped = false;
+    loop {
+        match c.peek() {
+            None => return Err(format!("unterminated string value of field '{key}'")),
+            Some(b'\\') if matches!(c.b.get(c.i + 1), Some(b'"') | Some(b'\\')) => {
+                escaped = true;
+                c.i += 2;
+            }
+            Some(b'"') => break,
+            Some(_) => c.i += 1,
+        }
+    }
+    let end = c.i;
+    c.i += 1;
+    let s = c.str(start, end).ok_or_else(|| format!("string value of field '{key}' is not valid UTF-8"))?;
+    if !escaped {
+        return Ok(FieldValue::String(Cow::Borrowed(s)));
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '\\' {
+            if let Some(&n) = chars.peek() {
+                if n == '"' || n == '\\' {
+                    out.push(n);
+                    chars.next();
+                    continue;
+                }
+            }
+        }
+        out.push(ch);
+    }
+    Ok(FieldValue::String(Cow::Owned(out)))
+}
+
+#[inline(always)]
 fn scalar(raw: &[u8]) -> Option<FieldValue<'static>> {
     let (last, body) = raw.split_last()?;
     match last {
