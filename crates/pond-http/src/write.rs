@@ -69,10 +69,24 @@ async fn write_common(
     };
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
     let limit = ing.config().max_body_bytes;
-    let body = pond_ingest::decode_body(encoding, &body, limit).map_err(ingest_error)?;
+    let body = decode_body(encoding, body, limit).map_err(ingest_error)?;
     let req = WriteRequest { database, format: Format::LineProtocol, precision, body, no_sync, accept_partial };
     let outcome = ing.write(&caller.identity, req).await.map_err(ingest_error)?;
     Ok(outcome_response(outcome, Format::LineProtocol))
+}
+
+/// [`pond_ingest::decode_body`] that hands over an uncompressed body without
+/// copying it when it is the only reference to its buffer (axum collects a
+/// body of several chunks into one such buffer).
+fn decode_body(content_encoding: Option<&str>, body: Bytes, limit: usize) -> Result<Vec<u8>, IngestError> {
+    let plain = match content_encoding.map(str::trim) {
+        None => !body.starts_with(&[0x1f, 0x8b]) && !body.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]),
+        Some(e) => e.is_empty() || e.eq_ignore_ascii_case("identity"),
+    };
+    if plain && body.len() <= limit {
+        return Ok(Vec::from(body));
+    }
+    pond_ingest::decode_body(content_encoding, &body, limit)
 }
 
 /// 204 when every line was written; otherwise InfluxDB 3's partial-write JSON
@@ -187,7 +201,7 @@ async fn write_arc_body(
     let p = params(q.as_deref());
     let database = arc_database(headers, &p);
     let encoding = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
-    let decoded = pond_ingest::decode_body(encoding, &body, ing.config().max_body_bytes).map_err(ingest_error)?;
+    let decoded = decode_body(encoding, body, ing.config().max_body_bytes).map_err(ingest_error)?;
     let req = WriteRequest {
         database,
         format,
@@ -288,4 +302,43 @@ pub async fn query_v1(State(s): State<HttpState>, caller: Caller, RawQuery(q): R
         return Err(HttpError::bad_request("missing required parameter \"q\""));
     }
     Ok(Json(serde_json::json!({"results": results})).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn plain_bodies_are_handed_over_without_a_copy() {
+        let v = b"cpu v=1 1\n".repeat(100);
+        for enc in [None, Some("identity"), Some(" IDENTITY "), Some("")] {
+            let body = Bytes::from(v.clone());
+            let at = body.as_ptr();
+            let out = decode_body(enc, body, 1000).unwrap();
+            assert_eq!(out, v, "{enc:?}");
+            assert_eq!(out.as_ptr(), at, "{enc:?}: the same buffer");
+        }
+        // A body still shared elsewhere is copied.
+        let body = Bytes::from(v.clone());
+        let other = body.clone();
+        let out = decode_body(None, body, 1000).unwrap();
+        assert_eq!(out, v);
+        assert_ne!(out.as_ptr(), other.as_ptr());
+    }
+
+    #[test]
+    fn everything_else_goes_to_the_ingest_decoder() {
+        let too_big = Bytes::from(vec![b'x'; 11]);
+        assert!(matches!(decode_body(None, too_big.clone(), 10), Err(IngestError::TooLarge(10))));
+        assert!(matches!(decode_body(Some("identity"), too_big, 10), Err(IngestError::TooLarge(10))));
+        // Compression by header or by magic bytes (these are not valid streams).
+        let gz = Bytes::from_static(&[0x1f, 0x8b, 0, 0]);
+        assert!(matches!(decode_body(None, gz.clone(), 100), Err(IngestError::InvalidRequest(m)) if m.contains("gzip")));
+        let zst = Bytes::from_static(&[0x28, 0xb5, 0x2f, 0xfd, 0]);
+        assert!(matches!(decode_body(None, zst, 100), Err(IngestError::InvalidRequest(m)) if m.contains("zstd")));
+        let text = Bytes::from_static(b"cpu v=1");
+        assert!(matches!(decode_body(Some("gzip"), text.clone(), 100), Err(IngestError::InvalidRequest(m)) if m.contains("gzip")));
+        assert!(matches!(decode_body(Some("br"), text, 100), Err(IngestError::InvalidRequest(m)) if m.contains("'br'")));
+    }
 }

@@ -88,6 +88,16 @@ impl Values {
             Kind::Boolean => Values::Bool(BooleanBuilder::new()),
         }
     }
+    /// Empty, with room for `rows` values.
+    pub(crate) fn with_capacity(kind: Kind, rows: usize) -> Self {
+        match kind {
+            Kind::Tag | Kind::String => Values::Str(StringBuilder::with_capacity(rows, rows * 8)),
+            Kind::Float => Values::Float(Float64Builder::with_capacity(rows)),
+            Kind::Integer => Values::Int(Int64Builder::with_capacity(rows)),
+            Kind::UInteger => Values::UInt(UInt64Builder::with_capacity(rows)),
+            Kind::Boolean => Values::Bool(BooleanBuilder::with_capacity(rows)),
+        }
+    }
     pub(crate) fn len(&self) -> usize {
         use arrow_array::builder::ArrayBuilder;
         match self {
@@ -136,6 +146,11 @@ pub struct TableBatch {
     /// MessagePack cannot tell `1` from `1.0` for a client; line protocol's
     /// `1i` into a float column stays an error, as in InfluxDB.
     pub(crate) ints_to_double: bool,
+    /// Column index of each tag, then each field, of the last line
+    /// [`TableBatch::prepare`] accepted (lines of a body mostly share one shape).
+    slots: Vec<usize>,
+    /// Rows to make room for in new columns while the table is empty.
+    capacity: usize,
 }
 
 /// A finished [`TableBatch`]: Arrow arrays plus the column kinds.
@@ -150,7 +165,25 @@ pub struct FinishedTable {
 
 impl TableBatch {
     pub(crate) fn new(measurement: String) -> Self {
-        Self { measurement, time: TimestampNanosecondBuilder::new(), columns: Vec::new(), lines: Vec::new(), ints_to_double: false }
+        Self {
+            measurement,
+            time: TimestampNanosecondBuilder::new(),
+            columns: Vec::new(),
+            lines: Vec::new(),
+            ints_to_double: false,
+            slots: Vec::new(),
+            capacity: 0,
+        }
+    }
+
+    /// Makes room for `rows` rows (in the columns to come, too) while empty.
+    pub(crate) fn reserve(&mut self, rows: usize) {
+        if self.lines.is_empty() {
+            let rows = rows.min(1 << 20);
+            self.capacity = rows;
+            self.time = TimestampNanosecondBuilder::with_capacity(rows);
+            self.lines.reserve(rows);
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -185,6 +218,13 @@ impl TableBatch {
                 return Err(format!("'{k}' is both a tag and a field"));
             }
         }
+        // Two names of one line that differ only in case would share a column.
+        let names = || line.tags.iter().map(|(k, _)| k).chain(line.fields.iter().map(|(k, _)| k));
+        for (i, a) in names().enumerate() {
+            if let Some(b) = names().skip(i + 1).find(|b| a.eq_ignore_ascii_case(b)) {
+                return Err(format!("'{a}' and '{b}' differ only in case (column names are case-insensitive)"));
+            }
+        }
         for (k, _) in &line.tags {
             check_one(k, Kind::Tag)?;
         }
@@ -201,16 +241,87 @@ impl TableBatch {
     }
 
     fn column(&mut self, name: &str, kind: Kind) -> &mut Values {
-        let i = match self.find(name) {
+        let i = self.column_index(name, kind);
+        &mut self.columns[i].values
+    }
+
+    /// The column `name`, added (null so far) when new.
+    fn column_index(&mut self, name: &str, kind: Kind) -> usize {
+        match self.find(name) {
             Some(i) => i,
             None => {
-                let mut values = Values::new(kind);
+                let mut values =
+                    if self.lines.is_empty() && self.capacity > 0 { Values::with_capacity(kind, self.capacity) } else { Values::new(kind) };
                 values.nulls(self.lines.len());
                 self.columns.push(Column { name: name.to_string(), kind, values });
                 self.columns.len() - 1
             }
-        };
-        &mut self.columns[i].values
+        }
+    }
+
+    /// [`TableBatch::check`] for a line, then its columns (added when new)
+    /// for [`TableBatch::push_prepared`]. A line naming the same columns
+    /// with the same kinds as the previous one needs only a comparison per
+    /// name: column names are unique case-insensitively, so an exact match
+    /// is the column the search would find, and it passed the checks before.
+    pub(crate) fn prepare(&mut self, line: &pond_lineproto::Line<'_>) -> Result<(), String> {
+        let tags = line.tags.len();
+        if self.slots.len() == tags + line.fields.len() {
+            let columns = &self.columns;
+            let same = |slot: usize, name: &str, kind: Kind| {
+                columns.get(slot).is_some_and(|c| c.kind == kind && pond_lineproto::same_name(&c.name, name))
+            };
+            let (tag_slots, field_slots) = self.slots.split_at(tags);
+            if line.tags.iter().zip(tag_slots).all(|((k, _), &i)| same(i, k, Kind::Tag))
+                && line.fields.iter().zip(field_slots).all(|((k, v), &i)| same(i, k, Kind::of(v)))
+            {
+                return Ok(());
+            }
+        }
+        self.check(line)?;
+        self.slots.clear();
+        for (k, _) in &line.tags {
+            let i = self.column_index(k, Kind::Tag);
+            self.slots.push(i);
+        }
+        for (k, v) in &line.fields {
+            let i = self.column_index(k, Kind::of(v));
+            self.slots.push(i);
+        }
+        Ok(())
+    }
+
+    /// Appends a line [`TableBatch::prepare`] accepted just before.
+    pub(crate) fn push_prepared(&mut self, line: &pond_lineproto::Line<'_>, time: i64, line_number: usize, range: (u32, u32)) {
+        self.time.append_value(time);
+        let (tag_slots, field_slots) = self.slots.split_at(line.tags.len());
+        for ((_, v), &i) in line.tags.iter().zip(tag_slots) {
+            if let Values::Str(b) = &mut self.columns[i].values {
+                b.append_value(v);
+            }
+        }
+        for ((_, v), &i) in line.fields.iter().zip(field_slots) {
+            match (&mut self.columns[i].values, v) {
+                (Values::Str(b), FieldValue::String(s)) => b.append_value(s),
+                (Values::Float(b), FieldValue::Float(x)) => b.append_value(*x),
+                (Values::Int(b), FieldValue::Integer(x)) => b.append_value(*x),
+                (Values::UInt(b), FieldValue::UInteger(x)) => b.append_value(*x),
+                (Values::Bool(b), FieldValue::Boolean(x)) => b.append_value(*x),
+                _ => {}
+            }
+        }
+        self.lines.push((line_number, range.0, range.1));
+        // The line's names are distinct columns: when there are as many as
+        // columns, every column has its value.
+        if self.slots.len() != self.columns.len() {
+            let rows = self.lines.len();
+            for c in &mut self.columns {
+                let missing = rows - c.values.len();
+                if missing > 0 {
+                    c.values.nulls(missing);
+                }
+            }
+        }
     }
 
     pub(crate) fn push(&mut self, line: &pond_lineproto::Line<'_>, time: i64, line_number: usize, range: (u32, u32)) {
@@ -265,26 +376,75 @@ pub struct ParsedBody {
     pub rows: usize,
 }
 
+/// The accepted lines' text, gathered as runs of adjacent lines of the body
+/// (one copy per run rather than one per line).
+struct GoodLines<'a> {
+    body: &'a [u8],
+    out: Vec<u8>,
+    /// The body range not yet copied into `out` (`run.0 == run.1`: none).
+    run: (usize, usize),
+    /// `out`'s length once the run is copied, with its newline.
+    len: usize,
+}
+
+impl<'a> GoodLines<'a> {
+    fn new(body: &'a [u8]) -> Self {
+        Self { body, out: Vec::with_capacity(body.len() + 1), run: (0, 0), len: 0 }
+    }
+
+    /// Adds `body[start..end]` and a newline; its range in the output.
+    #[inline]
+    fn push(&mut self, start: usize, end: usize) -> (u32, u32) {
+        let at = self.len;
+        let (run_start, run_end) = self.run;
+        if run_start < run_end && start == run_end + 1 && self.body.get(run_end) == Some(&b'\n') {
+            // Directly after the run, separated by its newline.
+            self.run.1 = end;
+        } else {
+            self.flush();
+            self.run = (start, end);
+        }
+        self.len += end - start + 1;
+        (at as u32, (at + end - start) as u32)
+    }
+
+    fn flush(&mut self) {
+        let (start, end) = self.run;
+        if start < end {
+            self.out.extend_from_slice(&self.body[start..end]);
+            self.out.push(b'\n');
+        }
+        self.run = (0, 0);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        self.flush();
+        self.out
+    }
+}
+
 /// Parses a line-protocol body. Lines without a timestamp get `default_time`
 /// (nanoseconds); the others are converted from `precision`.
 pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> ParsedBody {
     let mut tables: Vec<TableBatch> = Vec::new();
     let mut errors = Vec::new();
-    let mut good_lines = Vec::with_capacity(body.len());
+    let mut good = GoodLines::new(body);
     let mut rows = 0;
-    for raw in pond_lineproto::parse_lines(body) {
+    // One line, its vectors reused for every line of the body.
+    let mut line = pond_lineproto::Line::empty();
+    let mut lines = pond_lineproto::parse_lines(body);
+    // The table of the previous line (lines of one measurement come in runs).
+    let mut last_table = usize::MAX;
+    while let Some(raw) = lines.next_into(&mut line) {
         let fail = |message: String| LineError {
             line_number: raw.line_number,
             original_line: String::from_utf8_lossy(raw.text).into_owned(),
             error_message: message,
         };
-        let line = match raw.parsed {
-            Ok(l) => l,
-            Err(e) => {
-                errors.push(fail(e.message));
-                continue;
-            }
-        };
+        if let Err(e) = raw.parsed {
+            errors.push(fail(e.message));
+            continue;
+        }
         let time = match line.timestamp {
             None => default_time,
             Some(ts) => match precision.to_nanos(ts) {
@@ -299,13 +459,24 @@ pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parse
             errors.push(fail(format!("measurement names starting with '_pond' are reserved ('{}')", line.measurement)));
             continue;
         }
-        let ti = match tables.iter().position(|t| t.measurement.eq_ignore_ascii_case(&line.measurement)) {
-            Some(i) => i,
-            None => {
-                tables.push(TableBatch::new(line.measurement.to_string()));
-                tables.len() - 1
-            }
+        // Table names are unique case-insensitively, so an exact match with
+        // the previous line's table is the table the search would find.
+        let ti = match tables.get(last_table) {
+            Some(t) if pond_lineproto::same_name(&t.measurement, &line.measurement) => last_table,
+            _ => match tables.iter().position(|t| t.measurement.eq_ignore_ascii_case(&line.measurement)) {
+                Some(i) => i,
+                None => {
+                    let mut t = TableBatch::new(line.measurement.to_string());
+                    if tables.is_empty() {
+                        // Room for the body's lines if they are all like this one.
+                        t.reserve(body.len() / (raw.text.len() + 1) + 1);
+                    }
+                    tables.push(t);
+                    tables.len() - 1
+                }
+            },
         };
+        last_table = ti;
         let table = &mut tables[ti];
         if table.measurement != line.measurement {
             errors.push(fail(format!(
@@ -314,17 +485,15 @@ pub fn parse_body(body: &[u8], precision: Precision, default_time: i64) -> Parse
             )));
             continue;
         }
-        if let Err(e) = table.check(&line) {
+        if let Err(e) = table.prepare(&line) {
             errors.push(fail(e));
             continue;
         }
-        let start = good_lines.len() as u32;
-        good_lines.extend_from_slice(raw.text);
-        table.push(&line, time, raw.line_number, (start, good_lines.len() as u32));
-        good_lines.push(b'\n');
+        let range = good.push(raw.offset, raw.offset + raw.text.len());
+        table.push_prepared(&line, time, raw.line_number, range);
         rows += 1;
     }
-    ParsedBody { tables, errors, good_lines, rows }
+    ParsedBody { tables, errors, good_lines: good.finish(), rows }
 }
 
 #[cfg(test)]
@@ -370,6 +539,89 @@ mod tests {
         assert!(msgs[3].1.contains("only in case"), "{msgs:?}");
         assert!(msgs[4].1.contains("only in case"), "{msgs:?}");
         assert_eq!(p.rows, 1);
+    }
+
+    #[test]
+    fn names_of_one_line_differing_in_case_are_rejected() {
+        let p = parse_body(b"m,a=1,A=2 v=1\nm,a=1 v=1,V=2\nm,a=1 v=1\n", Precision::Nanosecond, 0);
+        let msgs: Vec<_> = p.errors.iter().map(|e| (e.line_number, e.error_message.as_str())).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                (1, "'a' and 'A' differ only in case (column names are case-insensitive)"),
+                (2, "'v' and 'V' differ only in case (column names are case-insensitive)")
+            ]
+        );
+        assert_eq!(p.rows, 1);
+        let t = p.tables.into_iter().next().unwrap().finish();
+        assert_eq!(t.columns, vec![("a".into(), Kind::Tag), ("v".into(), Kind::Float)]);
+        assert_eq!(t.batch.num_rows(), 1);
+    }
+
+    /// Lines whose shape changes from one to the next (new, missing,
+    /// reordered columns, another kind, other tables) land in the right
+    /// columns, with nulls where a line has no value.
+    #[test]
+    fn changing_line_shapes() {
+        let body = b"cpu,h=a v=1,n=1i 1\ncpu,h=b v=2,n=2i 2\ncpu,h=c n=3i,v=3 3\ncpu,h=d v=4 4\ncpu v=5,s=\"x\" 5\n\
+                     mem f=1 6\ncpu,h=e v=6i 7\ncpu,h=f n=7i,v=7,s=\"y\" 8\ncpu,H=g v=8 9\ncpu,h=h v=9 10\n";
+        let p = parse_body(body, Precision::Nanosecond, 0);
+        let msgs: Vec<_> = p.errors.iter().map(|e| (e.line_number, e.error_message.as_str())).collect();
+        assert_eq!(
+            msgs,
+            vec![
+                (7, "field 'v' is a integer here but a float in an earlier line of this request"),
+                (9, "'H' and 'h' differ only in case (column names are case-insensitive)")
+            ]
+        );
+        assert_eq!(p.rows, 8);
+        let mut tables = p.tables.into_iter();
+        let cpu = tables.next().unwrap().finish();
+        assert_eq!(
+            cpu.columns,
+            vec![("h".into(), Kind::Tag), ("v".into(), Kind::Float), ("n".into(), Kind::Integer), ("s".into(), Kind::String)]
+        );
+        let b = &cpu.batch;
+        let h = b.column(1).as_string::<i32>();
+        let got: Vec<_> = (0..b.num_rows()).map(|i| h.is_valid(i).then(|| h.value(i))).collect();
+        assert_eq!(got, vec![Some("a"), Some("b"), Some("c"), Some("d"), None, Some("f"), Some("h")]);
+        assert_eq!(b.column(2).as_primitive::<Float64Type>().values(), &[1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 9.0]);
+        let n = b.column(3).as_primitive::<Int64Type>();
+        let got: Vec<_> = (0..b.num_rows()).map(|i| n.is_valid(i).then(|| n.value(i))).collect();
+        assert_eq!(got, vec![Some(1), Some(2), Some(3), None, None, Some(7), None]);
+        let s = b.column(4).as_string::<i32>();
+        let got: Vec<_> = (0..b.num_rows()).map(|i| s.is_valid(i).then(|| s.value(i))).collect();
+        assert_eq!(got, vec![None, None, None, None, Some("x"), Some("y"), None]);
+        assert_eq!(cpu.lines.iter().map(|l| l.0).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 8, 10]);
+        let mem = tables.next().unwrap().finish();
+        assert_eq!(mem.batch.num_rows(), 1);
+    }
+
+    /// The accepted lines are copied as they were, one newline after each,
+    /// whatever surrounds them (comments, blank lines, CRLF, rejected lines,
+    /// no final newline); each row's range points at its own line.
+    #[test]
+    fn good_lines_and_their_ranges() {
+        let body = b"# head\na v=1 1\na v=2 2\r\na v=3 3\n\n  a v=4 4\nbad\na v=5 5\na v=x 6\na v=7 7\na v=8 8";
+        let p = parse_body(body, Precision::Nanosecond, 0);
+        assert_eq!(p.rows, 7);
+        assert_eq!(p.good_lines, b"a v=1 1\na v=2 2\na v=3 3\n  a v=4 4\na v=5 5\na v=7 7\na v=8 8\n");
+        let t = &p.tables[0];
+        let texts: Vec<_> = t.lines.iter().map(|&(n, s, e)| (n, &p.good_lines[s as usize..e as usize])).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (2, &b"a v=1 1"[..]),
+                (3, b"a v=2 2"),
+                (4, b"a v=3 3"),
+                (6, b"  a v=4 4"),
+                (8, b"a v=5 5"),
+                (10, b"a v=7 7"),
+                (11, b"a v=8 8")
+            ]
+        );
+        let p = parse_body(b"bad\n", Precision::Nanosecond, 0);
+        assert!(p.good_lines.is_empty());
     }
 
     #[test]

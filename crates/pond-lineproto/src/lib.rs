@@ -93,43 +93,106 @@ pub struct RawLine<'a> {
 
 /// Iterates over the lines of a body, skipping blank lines and comments.
 pub fn parse_lines(body: &[u8]) -> Lines<'_> {
-    Lines { body, pos: 0, line_number: 0 }
+    // One UTF-8 check for the whole body (the common case: it is valid) so
+    // that names and strings need none of their own.
+    Lines { body, text: std::str::from_utf8(body).ok(), pos: 0, line_number: 0 }
 }
 
 /// Iterator returned by [`parse_lines`].
 pub struct Lines<'a> {
     body: &'a [u8],
+    /// `body` as text when all of it is valid UTF-8.
+    text: Option<&'a str>,
     pos: usize,
     line_number: usize,
 }
 
-impl<'a> Iterator for Lines<'a> {
-    type Item = RawLine<'a>;
+/// One line found by [`Lines::next_into`]: like [`RawLine`], but the parsed
+/// line went into the caller's [`Line`].
+#[derive(Debug)]
+pub struct LineRef<'a> {
+    pub line_number: usize,
+    /// The line as in the body (without its `\r\n`).
+    pub text: &'a [u8],
+    /// Byte offset of `text` in the body.
+    pub offset: usize,
+    pub parsed: Result<(), ParseError>,
+}
 
-    fn next(&mut self) -> Option<RawLine<'a>> {
+impl<'a> Lines<'a> {
+    /// The next non-blank, non-comment line: its number, where it is, and
+    /// the bytes to parse (leading whitespace removed) with their text when
+    /// known to be valid UTF-8.
+    #[inline]
+    fn next_raw(&mut self) -> Option<(usize, usize, &'a [u8], usize)> {
         while self.pos < self.body.len() {
-            let rest = &self.body[self.pos..];
-            let end = memchr(b'\n', rest).unwrap_or(rest.len());
+            let start = self.pos;
+            let rest = &self.body[start..];
+            let end = find_newline(rest).unwrap_or(rest.len());
             self.pos += end + 1;
             self.line_number += 1;
             let mut line = &rest[..end];
             if let [head @ .., b'\r'] = line {
                 line = head;
             }
-            let start = line.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(line.len());
-            let trimmed = &line[start..];
-            if trimmed.is_empty() || trimmed[0] == b'#' {
+            let lead = line.iter().position(|b| *b != b' ' && *b != b'\t').unwrap_or(line.len());
+            if lead == line.len() || line[lead] == b'#' {
                 continue;
             }
-            let parsed = parse_line(trimmed).map_err(|message| ParseError { line_number: self.line_number, message });
-            return Some(RawLine { line_number: self.line_number, text: line, parsed });
+            return Some((self.line_number, start, line, lead));
         }
         None
     }
+
+    /// The text of `body[start..end]` when the body is valid UTF-8.
+    #[inline]
+    fn text_of(&self, start: usize, end: usize) -> Option<&'a str> {
+        self.text.and_then(|t| t.get(start..end))
+    }
+
+    /// Like [`Iterator::next`], but parses into `line` (cleared first), so a
+    /// caller reading many lines reuses its vectors instead of allocating two
+    /// per line. After an error `line` holds a partial parse.
+    pub fn next_into(&mut self, line: &mut Line<'a>) -> Option<LineRef<'a>> {
+        let (line_number, offset, text, lead) = self.next_raw()?;
+        let trimmed = &text[lead..];
+        let s = self.text_of(offset + lead, offset + text.len());
+        let parsed = parse_into(trimmed, s, line).map_err(|message| ParseError { line_number, message });
+        Some(LineRef { line_number, text, offset, parsed })
+    }
 }
 
-fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|b| *b == needle)
+impl<'a> Iterator for Lines<'a> {
+    type Item = RawLine<'a>;
+
+    fn next(&mut self) -> Option<RawLine<'a>> {
+        let mut line = Line::empty();
+        let r = self.next_into(&mut line)?;
+        let parsed = r.parsed.map(|()| line);
+        Some(RawLine { line_number: r.line_number, text: r.text, parsed })
+    }
+}
+
+/// Position of the first `\n`, eight bytes at a time.
+#[inline]
+fn find_newline(haystack: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const NL: u64 = LO * b'\n' as u64;
+    let mut chunks = haystack.chunks_exact(8);
+    let mut base = 0;
+    for chunk in chunks.by_ref() {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ NL;
+        // A zero byte in `x` is a newline in the chunk (exact for the lowest one).
+        let found = x.wrapping_sub(LO) & !x & HI;
+        if found != 0 {
+            return Some(base + (found.trailing_zeros() / 8) as usize);
+        }
+        base += 8;
+    }
+    chunks.remainder().iter().position(|b| *b == b'\n').map(|i| base + i)
 }
 
 /// Which characters a backslash escapes in each part of a line.
@@ -141,11 +204,34 @@ enum Part {
     FieldKey,
 }
 
+/// Byte classes for [`Cursor::ident`]: bit 0 stops a measurement, bit 1 a
+/// tag key, tag value or field key, bit 2 needs a look in any part.
+const STOP_MEASUREMENT: u8 = 1;
+const STOP_KEY: u8 = 2;
+const SPECIAL: u8 = 4;
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = STOP_MEASUREMENT | STOP_KEY;
+    t[b' ' as usize] = STOP_MEASUREMENT | STOP_KEY;
+    t[b'=' as usize] = STOP_KEY;
+    t[b'\\' as usize] = SPECIAL;
+    t[b'\t' as usize] = SPECIAL;
+    t[b'\n' as usize] = SPECIAL;
+    t[b'\r' as usize] = SPECIAL;
+    t
+};
+
 impl Part {
     fn escapable(self, b: u8) -> bool {
         match self {
             Part::Measurement => b == b',' || b == b' ',
             _ => b == b',' || b == b'=' || b == b' ',
+        }
+    }
+    fn stops(self) -> u8 {
+        match self {
+            Part::Measurement => STOP_MEASUREMENT,
+            _ => STOP_KEY,
         }
     }
     fn name(self) -> &'static str {
@@ -160,19 +246,68 @@ impl Part {
 
 struct Cursor<'a> {
     b: &'a [u8],
+    /// `b` as text when known to be valid UTF-8.
+    s: Option<&'a str>,
     i: usize,
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    /// Reads an identifier up to one of the `stops` (unescaped) or the end.
-    fn ident(&mut self, part: Part, stops: &[u8]) -> Result<Cow<'a, str>, String> {
+    /// `b[start..end]` as text; `None` when it is not valid UTF-8.
+    #[inline]
+    fn str(&self, start: usize, end: usize) -> Option<&'a str> {
+        match self.s {
+            Some(s) => s.get(start..end),
+            None => std::str::from_utf8(&self.b[start..end]).ok(),
+        }
+    }
+
+    /// Reads an identifier up to one of the `part`'s stops (unescaped) or the end.
+    #[inline(always)]
+    fn ident(&mut self, part: Part) -> Result<Cow<'a, str>, String> {
         let start = self.i;
+        match self.plain_ident(part) {
+            Some(s) => Ok(Cow::Borrowed(s)),
+            None => self.ident_slow(part, start),
+        }
+    }
+
+    /// The common case of [`Cursor::ident`]: no escape, tab or newline, and
+    /// valid UTF-8 (`None` otherwise, for [`Cursor::ident_slow`]). Small
+    /// enough to return in registers.
+    #[inline(always)]
+    fn plain_ident(&mut self, part: Part) -> Option<&'a str> {
+        let start = self.i;
+        let look = part.stops() | SPECIAL;
+        while let Some(&c) = self.b.get(self.i) {
+            if CLASS[c as usize] & look != 0 {
+                if CLASS[c as usize] & part.stops() == 0 {
+                    return None;
+                }
+                break;
+            }
+            self.i += 1;
+        }
+        self.str(start, self.i)
+    }
+
+    /// [`Cursor::ident`] from `start` again, for names with a backslash, a
+    /// tab or a newline, or not valid UTF-8.
+    #[inline(never)]
+    fn ident_slow(&mut self, part: Part, start: usize) -> Result<Cow<'a, str>, String> {
+        self.i = start;
         let mut escaped = false;
-        while let Some(c) = self.peek() {
+        let look = part.stops() | SPECIAL;
+        while let Some(&c) = self.b.get(self.i) {
+            let class = CLASS[c as usize];
+            if class & look == 0 {
+                self.i += 1;
+                continue;
+            }
             if c == b'\\' {
                 if let Some(n) = self.b.get(self.i + 1) {
                     if part.escapable(*n) || *n == b'\\' {
@@ -184,19 +319,16 @@ impl<'a> Cursor<'a> {
                 self.i += 1;
                 continue;
             }
-            if stops.contains(&c) {
+            if class & part.stops() != 0 {
                 break;
             }
             if c == b'\t' {
                 return Err(format!("tab character in {} (use a single space as separator)", part.name()));
             }
-            if c == b'\n' || c == b'\r' {
-                return Err(format!("newline in {}", part.name()));
-            }
-            self.i += 1;
+            // `\n` or `\r`.
+            return Err(format!("newline in {}", part.name()));
         }
-        let raw = &self.b[start..self.i];
-        let s = std::str::from_utf8(raw).map_err(|_| format!("{} is not valid UTF-8", part.name()))?;
+        let s = self.str(start, self.i).ok_or_else(|| not_utf8(part))?;
         if !escaped {
             return Ok(Cow::Borrowed(s));
         }
@@ -218,35 +350,69 @@ impl<'a> Cursor<'a> {
     }
 }
 
+#[cold]
+fn not_utf8(part: Part) -> String {
+    format!("{} is not valid UTF-8", part.name())
+}
+
+impl Line<'_> {
+    /// A line with nothing in it (for [`Lines::next_into`] and
+    /// [`parse_line_into`] to fill).
+    pub fn empty() -> Self {
+        Line { measurement: Cow::Borrowed(""), tags: Vec::new(), fields: Vec::new(), timestamp: None }
+    }
+}
+
 /// Parses one line (no newline, no leading whitespace, not a comment).
 /// The error is the message alone; [`parse_lines`] adds the line number.
 pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
-    let mut c = Cursor { b, i: 0 };
-    let measurement = c.ident(Part::Measurement, b",  ")?;
-    if measurement.is_empty() {
+    let mut line = Line::empty();
+    parse_line_into(b, &mut line)?;
+    Ok(line)
+}
+
+/// [`parse_line`] into an existing [`Line`] (cleared first; after an error it
+/// holds a partial parse), reusing its vectors.
+pub fn parse_line_into<'a>(b: &'a [u8], line: &mut Line<'a>) -> Result<(), String> {
+    parse_into(b, None, line)
+}
+
+/// The parser; `s` is `b` as text when the caller already knows it is valid
+/// UTF-8.
+fn parse_into<'a>(b: &'a [u8], s: Option<&'a str>, line: &mut Line<'a>) -> Result<(), String> {
+    let s = s.or_else(|| std::str::from_utf8(b).ok());
+    let mut c = Cursor { b, s, i: 0 };
+    line.tags.clear();
+    line.fields.clear();
+    line.timestamp = None;
+    line.measurement = c.ident(Part::Measurement)?;
+    if line.measurement.is_empty() {
         return Err("missing measurement name".into());
     }
-    let mut tags: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+    let tags = &mut line.tags;
     if c.peek() == Some(b',') {
         loop {
             c.i += 1;
-            let key = c.ident(Part::TagKey, b"=, ")?;
-            if key.is_empty() {
+            let key = c.ident(Part::TagKey)?;
+            // Messages and checks use the text, not the `Cow`: the `Cow` itself
+            // never has its address taken, so it stays in registers until pushed.
+            let name: &str = &key;
+            if name.is_empty() {
                 return Err("empty tag key".into());
             }
             if c.peek() != Some(b'=') {
-                return Err(format!("tag '{key}' has no value (expected '=')"));
+                return Err(format!("tag '{name}' has no value (expected '=')"));
             }
             c.i += 1;
-            let value = c.ident(Part::TagValue, b", =")?;
+            let value = c.ident(Part::TagValue)?;
             if c.peek() == Some(b'=') {
-                return Err(format!("unescaped '=' in the value of tag '{key}'"));
+                return Err(format!("unescaped '=' in the value of tag '{name}'"));
             }
             if value.is_empty() {
-                return Err(format!("empty value for tag '{key}'"));
+                return Err(format!("empty value for tag '{name}'"));
             }
-            if tags.iter().any(|(k, _)| *k == key) {
-                return Err(format!("duplicate tag '{key}'"));
+            if tags.iter().any(|(k, _)| same_name(k, name)) {
+                return Err(format!("duplicate tag '{name}'"));
             }
             tags.push((key, value));
             if c.peek() != Some(b',') {
@@ -263,19 +429,20 @@ pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
     if c.peek().is_none() {
         return Err("missing fields".into());
     }
-    let mut fields: Vec<(Cow<'_, str>, FieldValue<'_>)> = Vec::new();
+    let fields = &mut line.fields;
     loop {
-        let key = c.ident(Part::FieldKey, b"=, ")?;
-        if key.is_empty() {
+        let key = c.ident(Part::FieldKey)?;
+        let name: &str = &key;
+        if name.is_empty() {
             return Err("empty field key".into());
         }
         if c.peek() != Some(b'=') {
-            return Err(format!("field '{key}' has no value (expected '=')"));
+            return Err(format!("field '{name}' has no value (expected '=')"));
         }
         c.i += 1;
-        let value = field_value(&mut c, &key)?;
-        if fields.iter().any(|(k, _)| *k == key) {
-            return Err(format!("duplicate field '{key}' (multiple instances of the field found)"));
+        let value = field_value(&mut c, name)?;
+        if fields.iter().any(|(k, _)| same_name(k, name)) {
+            return Err(format!("duplicate field '{name}' (multiple instances of the field found)"));
         }
         fields.push((key, value));
         match c.peek() {
@@ -287,7 +454,7 @@ pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
     while c.peek() == Some(b' ') {
         c.i += 1;
     }
-    let timestamp = if c.peek().is_some() {
+    if c.peek().is_some() {
         let start = c.i;
         while let Some(x) = c.peek() {
             if x == b' ' || x == b'\t' {
@@ -303,73 +470,86 @@ pub fn parse_line(b: &[u8]) -> Result<Line<'_>, String> {
         if c.peek().is_some() {
             return Err(format!("trailing content after the timestamp: '{}'", String::from_utf8_lossy(&b[c.i..])));
         }
-        Some(ts)
-    } else {
-        None
-    };
-    Ok(Line { measurement, tags, fields, timestamp })
+        line.timestamp = Some(ts);
+    }
+    Ok(())
 }
 
+#[inline(always)]
 fn field_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, String> {
     if c.peek() == Some(b'"') {
-        c.i += 1;
-        let start = c.i;
-        let mut escaped = false;
-        loop {
-            match c.peek() {
-                None => return Err(format!("unterminated string value of field '{key}'")),
-                Some(b'\\') if matches!(c.b.get(c.i + 1), Some(b'"') | Some(b'\\')) => {
-                    escaped = true;
-                    c.i += 2;
-                }
-                Some(b'"') => break,
-                Some(_) => c.i += 1,
-            }
-        }
-        let raw = &c.b[start..c.i];
-        c.i += 1;
-        let s = std::str::from_utf8(raw).map_err(|_| format!("string value of field '{key}' is not valid UTF-8"))?;
-        if !escaped {
-            return Ok(FieldValue::String(Cow::Borrowed(s)));
-        }
-        let mut out = String::with_capacity(s.len());
-        let mut chars = s.chars().peekable();
-        while let Some(ch) = chars.next() {
-            if ch == '\\' {
-                if let Some(&n) = chars.peek() {
-                    if n == '"' || n == '\\' {
-                        out.push(n);
-                        chars.next();
-                        continue;
-                    }
-                }
-            }
-            out.push(ch);
-        }
-        return Ok(FieldValue::String(Cow::Owned(out)));
+        return string_value(c, key);
     }
     let start = c.i;
-    while let Some(x) = c.peek() {
+    while let Some(&x) = c.b.get(c.i) {
         if x == b',' || x == b' ' {
             break;
         }
         c.i += 1;
     }
     let raw = &c.b[start..c.i];
-    scalar(raw).ok_or_else(|| {
-        if raw.is_empty() {
-            format!("field '{key}' has an empty value")
-        } else {
-            format!("invalid value '{}' for field '{key}'", String::from_utf8_lossy(raw))
-        }
-    })
+    match scalar(raw) {
+        Some(v) => Ok(v),
+        None => Err(bad_value(raw, key)),
+    }
 }
 
+#[cold]
+fn bad_value(raw: &[u8], key: &str) -> String {
+    if raw.is_empty() {
+        format!("field '{key}' has an empty value")
+    } else {
+        format!("invalid value '{}' for field '{key}'", String::from_utf8_lossy(raw))
+    }
+}
+
+/// A double-quoted string value (the cursor on its opening quote).
+#[inline(never)]
+fn string_value<'a>(c: &mut Cursor<'a>, key: &str) -> Result<FieldValue<'a>, String> {
+    c.i += 1;
+    let start = c.i;
+    let mut escaped = false;
+    loop {
+        match c.peek() {
+            None => return Err(format!("unterminated string value of field '{key}'")),
+            Some(b'\\') if matches!(c.b.get(c.i + 1), Some(b'"') | Some(b'\\')) => {
+                escaped = true;
+                c.i += 2;
+            }
+            Some(b'"') => break,
+            Some(_) => c.i += 1,
+        }
+    }
+    let end = c.i;
+    c.i += 1;
+    let s = c.str(start, end).ok_or_else(|| format!("string value of field '{key}' is not valid UTF-8"))?;
+    if !escaped {
+        return Ok(FieldValue::String(Cow::Borrowed(s)));
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '\\' {
+            if let Some(&n) = chars.peek() {
+                if n == '"' || n == '\\' {
+                    out.push(n);
+                    chars.next();
+                    continue;
+                }
+            }
+        }
+        out.push(ch);
+    }
+    Ok(FieldValue::String(Cow::Owned(out)))
+}
+
+#[inline(always)]
 fn scalar(raw: &[u8]) -> Option<FieldValue<'static>> {
     let (last, body) = raw.split_last()?;
     match last {
         b'i' => return parse_i64(body).map(FieldValue::Integer),
         b'u' => return parse_u64(body).map(FieldValue::UInteger),
+        b'0'..=b'9' | b'.' => return parse_float(raw).map(FieldValue::Float),
         _ => {}
     }
     match raw {
@@ -380,21 +560,45 @@ fn scalar(raw: &[u8]) -> Option<FieldValue<'static>> {
     parse_float(raw).map(FieldValue::Float)
 }
 
+/// Exact powers of ten as f64 (10^22 is the largest one).
+const POW10: [f64; 23] =
+    [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
+
 /// Decimal float: optional sign, digits with an optional point (at least one
 /// digit), optional exponent. No `nan`, `inf` or hex.
+#[inline]
 fn parse_float(raw: &[u8]) -> Option<f64> {
     let mut i = 0;
-    if matches!(raw.first(), Some(b'-') | Some(b'+')) {
+    let neg = raw.first() == Some(&b'-');
+    if neg || raw.first() == Some(&b'+') {
         i += 1;
     }
+    // The digits as one integer while it fits (19 digits always do), and how
+    // many of them follow the point.
+    let mut mantissa: u64 = 0;
+    let mut significant = 0usize;
     let mut digits = 0;
+    let mut fraction = 0usize;
     while i < raw.len() && raw[i].is_ascii_digit() {
+        if significant < 19 {
+            mantissa = mantissa * 10 + (raw[i] - b'0') as u64;
+            significant += (mantissa != 0) as usize;
+        } else {
+            significant += 1;
+        }
         i += 1;
         digits += 1;
     }
     if i < raw.len() && raw[i] == b'.' {
         i += 1;
         while i < raw.len() && raw[i].is_ascii_digit() {
+            if significant < 19 {
+                mantissa = mantissa * 10 + (raw[i] - b'0') as u64;
+                significant += (mantissa != 0) as usize;
+            } else {
+                significant += 1;
+            }
+            fraction += 1;
             i += 1;
             digits += 1;
         }
@@ -402,7 +606,9 @@ fn parse_float(raw: &[u8]) -> Option<f64> {
     if digits == 0 {
         return None;
     }
+    let mut has_exponent = false;
     if i < raw.len() && (raw[i] == b'e' || raw[i] == b'E') {
+        has_exponent = true;
         i += 1;
         if i < raw.len() && (raw[i] == b'-' || raw[i] == b'+') {
             i += 1;
@@ -418,45 +624,112 @@ fn parse_float(raw: &[u8]) -> Option<f64> {
     if i != raw.len() {
         return None;
     }
+    // Fast path (Clinger): an integer below 2^53 and a power of ten up to
+    // 10^22 are both exact doubles, so one IEEE division is correctly
+    // rounded. Everything else goes to the standard library.
+    if !has_exponent && significant < 19 && mantissa < (1 << 53) && fraction < POW10.len() {
+        let v = mantissa as f64 / POW10[fraction];
+        return Some(if neg { -v } else { v });
+    }
     // Only ASCII digits, signs, '.', 'e' remain: valid UTF-8.
     let v: f64 = std::str::from_utf8(raw).ok()?.parse().ok()?;
     v.is_finite().then_some(v)
 }
 
+/// `a == b` for short names without a call to `memcmp`: names of a line
+/// are mostly a few bytes long.
+#[inline]
+pub fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    if n < 8 {
+        return a.iter().zip(b).fold(0, |acc, (x, y)| acc | (x ^ y)) == 0;
+    }
+    if n <= 16 {
+        // The first and the last eight bytes (overlapping) cover all of them.
+        return word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8);
+    }
+    a == b
+}
+
+/// Eight bytes of `b` from `at`, little-endian (0 when `b` is too short).
+#[inline]
+fn word(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8).and_then(|w| w.try_into().ok()).map_or(0, u64::from_le_bytes)
+}
+
+/// The value of eight ASCII digits (the first one in the lowest byte of
+/// `w`); `None` when one of them is not a digit.
+#[inline]
+fn eight_digits(w: u64) -> Option<u64> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Every byte is 0x30..=0x39: its high nibble is 3, and adding 6 keeps it 3.
+    if (w & 0xF0F0_F0F0_F0F0_F0F0) != ZEROS || (w.wrapping_add(0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) != ZEROS {
+        return None;
+    }
+    let d = w - ZEROS;
+    // Pairs of digits, then fours, then all eight.
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+    Some(d.wrapping_mul(10_000).wrapping_add(d >> 32) & 0xFFFF_FFFF)
+}
+
+/// The value of a run of ASCII digits (none: `None`), when it fits in a u64.
+#[inline]
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut v: u64 = 0;
+    let mut rest = digits;
+    // Sixteen digits at most this way: below 10^16, no overflow.
+    let mut words = 0;
+    while rest.len() >= 8 && words < 2 {
+        v = v * 100_000_000 + eight_digits(word(rest, 0))?;
+        rest = &rest[8..];
+        words += 1;
+    }
+    if words == 2 {
+        for d in rest {
+            let x = d.wrapping_sub(b'0');
+            if x > 9 {
+                return None;
+            }
+            v = v.checked_mul(10)?.checked_add(x as u64)?;
+        }
+    } else {
+        for d in rest {
+            let x = d.wrapping_sub(b'0');
+            if x > 9 {
+                return None;
+            }
+            v = v * 10 + x as u64;
+        }
+    }
+    Some(v)
+}
+
+#[inline]
 fn parse_i64(raw: &[u8]) -> Option<i64> {
     let (neg, digits) = match raw.first()? {
         b'-' => (true, &raw[1..]),
         b'+' => (false, &raw[1..]),
         _ => (false, raw),
     };
-    if digits.is_empty() {
-        return None;
+    let v = parse_digits(digits)?;
+    if neg {
+        // Down to -2^63.
+        (v <= 1 << 63).then(|| 0i64.wrapping_sub_unsigned(v))
+    } else {
+        i64::try_from(v).ok()
     }
-    let mut v: i64 = 0;
-    for d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let x = (d - b'0') as i64;
-        v = v.checked_mul(10)?;
-        v = if neg { v.checked_sub(x)? } else { v.checked_add(x)? };
-    }
-    Some(v)
 }
 
 fn parse_u64(raw: &[u8]) -> Option<u64> {
-    let digits = raw.strip_prefix(b"+").unwrap_or(raw);
-    if digits.is_empty() {
-        return None;
-    }
-    let mut v: u64 = 0;
-    for d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-    }
-    Some(v)
+    parse_digits(raw.strip_prefix(b"+").unwrap_or(raw))
 }
 
 /// The unit of the timestamps in a request.
@@ -729,6 +1002,192 @@ mod tests {
         for p in [Precision::Nanosecond, Precision::Hour, Precision::Auto] {
             assert_eq!(Precision::from_code(p.code()), Some(p));
         }
+    }
+
+    #[test]
+    fn fast_float_path_agrees_with_the_standard_library() {
+        // Short decimals take the exact fast path; long ones, exponents and
+        // more than 2^53 go to `str::parse`. Both must give the same bits.
+        let mut cases: Vec<String> = vec![
+            "0",
+            "-0",
+            "0.0",
+            "-0.0",
+            "00012.500",
+            "9007199254740991",
+            "9007199254740992",
+            "9007199254740993",
+            "123456789012345678",
+            "1234567890123456789",
+            "12345678901234567890",
+            "0.1",
+            "0.2",
+            "0.3",
+            "1.7976931348623157",
+            "4.9406564584124654",
+            "0.0000000000000000000001",
+            "0.00000000000000000000001",
+            "1.00000000000000000000000001",
+            "3.141592653589793",
+            "2.718281828459045235360287",
+            "-87.7",
+            "43.85",
+            "100",
+            "1e22",
+            "1e23",
+            "-1.5e-300",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect();
+        // The load generator's values, and a sweep of fractions.
+        for n in 0..3000 {
+            let x = (n % 1000) as f64 / 10.0;
+            cases.push(format!("{x}"));
+            cases.push(format!("{}", 100.0 - x));
+            cases.push(format!("{}", x / 2.0));
+            cases.push(format!("-{}.{:06}", n * 7919 % 100000, n * 104729 % 1000000));
+        }
+        for text in cases {
+            let want: f64 = text.parse().unwrap();
+            match one(&format!("m v={text}")).fields[0].1 {
+                FieldValue::Float(got) => assert_eq!(got.to_bits(), want.to_bits(), "{text}"),
+                ref other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn integers_near_the_limits() {
+        assert_eq!(one("m v=1 999999999999999999").timestamp, Some(999_999_999_999_999_999));
+        assert_eq!(one("m v=1 -999999999999999999").timestamp, Some(-999_999_999_999_999_999));
+        assert_eq!(one("m v=1 -9223372036854775808").timestamp, Some(i64::MIN));
+        assert_eq!(one("m v=1 9223372036854775807").timestamp, Some(i64::MAX));
+        assert!(err("m v=1 9223372036854775808").contains("invalid timestamp"));
+        assert!(err("m v=1 12345678901234567/").contains("invalid timestamp"));
+        assert!(err("m v=1 -").contains("invalid timestamp"));
+        assert_eq!(one("m v=000000000000000000000000042i").fields[0].1, FieldValue::Integer(42));
+    }
+
+    #[test]
+    fn same_name_is_equality() {
+        let names = [
+            "",
+            "a",
+            "b",
+            "ab",
+            "ba",
+            "abcdefg",
+            "abcdefh",
+            "abcdefgh",
+            "abcdefgi",
+            "bbcdefgh",
+            "cpu_idle",
+            "cpu_user",
+            "abcdefghijklmnop",
+            "abcdefghijklmnoq",
+            "bbcdefghijklmnop",
+            "abcdefghXjklmnop",
+            "abcdefghijklmnopq",
+            "abcdefghijklmnopr",
+            "ünï",
+            "üni",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(same_name(a, b), a == b, "{a} {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn digits_eight_at_a_time() {
+        for text in [
+            "0",
+            "7",
+            "12345678",
+            "99999999",
+            "123456789",
+            "1234567890123456",
+            "12345678901234567",
+            "1700000000000000000",
+            "18446744073709551615",
+            "00000000000000000000018446744073709551615",
+        ] {
+            assert_eq!(parse_digits(text.as_bytes()), text.parse::<u64>().ok(), "{text}");
+        }
+        for bad in [
+            "",
+            "18446744073709551616",
+            "99999999999999999999",
+            "1234567/",
+            "1234567:",
+            "12345678x",
+            "x2345678",
+            "1234567812345678 ",
+            "123456781234567-1",
+        ] {
+            assert_eq!(parse_digits(bad.as_bytes()), None, "{bad}");
+        }
+        // A non-digit at every position of a 19-digit number.
+        for at in 0..19 {
+            for c in [b'/', b':', b' ', b'a', 0x80, 0xb0] {
+                let mut t = b"1700000000000000000".to_vec();
+                t[at] = c;
+                assert_eq!(parse_digits(&t), None, "{at} {c}");
+            }
+        }
+    }
+
+    #[test]
+    fn newline_search_at_every_offset() {
+        for len in 0..40 {
+            for at in 0..=len {
+                let mut b = vec![b'x'; len];
+                if at < len {
+                    b[at] = b'\n';
+                    // Bytes that differ from a newline by one bit, around it.
+                    if at + 1 < len {
+                        b[at + 1] = b'\x0b';
+                    }
+                    if at > 0 {
+                        b[at - 1] = b'\x8a';
+                    }
+                }
+                assert_eq!(find_newline(&b), (at < len).then_some(at), "{len} {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn next_into_reuses_one_line_and_agrees_with_the_iterator() {
+        let body = "# c\ncpu,host=a v=1,s=\"x\" 1\r\nbad\n  mem,h=\\ b f=2i\n\nm\u{ff} v=1\ncpu,host=b v=2 2";
+        let mut bytes = body.as_bytes().to_vec();
+        // The \xff above is a char; make the body invalid UTF-8 in one line too.
+        let at = bytes.windows(2).position(|w| w == "\u{ff}".as_bytes()).unwrap();
+        bytes.splice(at..at + 2, [0xff]);
+        for body in [body.as_bytes(), &bytes[..]] {
+            let want: Vec<RawLine<'_>> = parse_lines(body).collect();
+            let mut lines = parse_lines(body);
+            let mut line = Line::empty();
+            let mut n = 0;
+            while let Some(r) = lines.next_into(&mut line) {
+                let w = &want[n];
+                assert_eq!(r.line_number, w.line_number);
+                assert_eq!(r.text, w.text);
+                assert_eq!(&body[r.offset..r.offset + r.text.len()], r.text);
+                match (&r.parsed, &w.parsed) {
+                    (Ok(()), Ok(l)) => assert_eq!(&line, l),
+                    (Err(a), Err(b)) => assert_eq!(a, b),
+                    other => panic!("{other:?}"),
+                }
+                n += 1;
+            }
+            assert_eq!(n, want.len());
+            assert_eq!(n, 5);
+        }
+        let bad = parse_lines(&bytes).nth(3).unwrap();
+        assert_eq!(bad.parsed.unwrap_err().message, "measurement is not valid UTF-8");
     }
 
     /// Every string the parser accepts can be written back and parsed to the
