@@ -116,12 +116,14 @@ def _writer(url: str, tok: str, wid: int, stop: threading.Event, acked: list, se
         batch += 1
 
 
-# "lake": a small flush threshold, so flushes to the lake run during the ingest and the kill.
-LAKE_ARGS = {"buffer": [], "lake": ["--ingest-flush-rows", "3000", "--ingest-flush-interval-ms", "200"]}
+# "memory": every row stays in memory until the kill (replay does all the work);
+# "lake": a small flush threshold and 1 MiB log segments, so flushes to the lake
+# and deletions of flushed log segments run during the ingest and the kill.
+LAKE_ARGS = {"memory": [], "lake": ["--ingest-flush-rows", "3000", "--ingest-flush-interval-ms", "200", "--ingest-wal-segment-mib", "1"]}
 
 
 @pytest.mark.parametrize("round_", range(3))
-@pytest.mark.parametrize("storage", ["buffer", "lake"])
+@pytest.mark.parametrize("storage", ["memory", "lake"])
 def test_kill9_during_ingest_loses_and_duplicates_nothing(tmp_path, ext_dir, round_, storage):
     data = tmp_path / "data"
     args = LAKE_ARGS[storage]
