@@ -1,13 +1,16 @@
 //! pgwire's handler traits implemented over engine sessions: startup and
 //! authentication, the simple and extended query protocols, cancel requests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Debug;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
+use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use duckdb::types::Value;
 use futures::{Sink, SinkExt, StreamExt};
@@ -17,7 +20,7 @@ use pgwire::api::auth::{
 };
 use pgwire::api::cancel::CancelHandler;
 use pgwire::api::copy::CopyHandler;
-use pgwire::api::portal::{Format, Portal};
+use pgwire::api::portal::{Format, Portal, PortalExecutionState};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
     CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse, Response, Tag,
@@ -345,20 +348,62 @@ fn format_for(f: &Format, i: usize) -> bool {
     }
 }
 
-/// A row stream of DataRows from an engine result.
-fn row_stream(stream: QueryStream, cols: Vec<types::Column>) -> impl futures::Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    let cols = Arc::new(cols);
-    stream
-        .map(move |r| match r {
-            Ok(batch) => types::encode_batch(&batch, &cols).map_err(PgWireError::from),
-            Err(e) => Err(PgWireError::from(Error::from(e))),
-        })
-        .flat_map(|r| {
-            futures::stream::iter(match r {
-                Ok(rows) => rows.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            })
-        })
+/// A row stream of DataRows from an engine result, encoded a chunk of rows
+/// at a time into one reused buffer (see [`types::RowEncoder`]).
+struct RowStream {
+    stream: QueryStream,
+    enc: types::RowEncoder,
+    /// The batch being encoded and its next row.
+    batch: Option<(RecordBatch, usize)>,
+    ready: VecDeque<DataRow>,
+    done: bool,
+}
+
+fn row_stream(stream: QueryStream, cols: Vec<types::Column>) -> RowStream {
+    RowStream { stream, enc: types::RowEncoder::new(cols), batch: None, ready: VecDeque::new(), done: false }
+}
+
+impl futures::Stream for RowStream {
+    type Item = PgWireResult<DataRow>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(row) = this.ready.pop_front() {
+                return Poll::Ready(Some(Ok(row)));
+            }
+            if let Some((batch, at)) = &mut this.batch {
+                if *at < batch.num_rows() {
+                    let mut rows = Vec::from(std::mem::take(&mut this.ready));
+                    match this.enc.encode(batch, *at, types::CHUNK_BYTES, &mut rows) {
+                        Ok(next) => *at = next,
+                        Err(e) => {
+                            this.batch = None;
+                            this.done = true;
+                            return Poll::Ready(Some(Err(e.into())));
+                        }
+                    }
+                    this.ready = rows.into();
+                    continue;
+                }
+                this.batch = None;
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(this.stream.poll_next_unpin(cx)) {
+                Some(Ok(batch)) => this.batch = Some((batch, 0)),
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(PgWireError::from(Error::from(e)))));
+                }
+                None => {
+                    this.done = true;
+                    return Poll::Ready(None);
+                }
+            }
+        }
+    }
 }
 
 fn query_response(stream: QueryStream, binary: &(dyn Fn(usize) -> bool + Send + Sync), tag: &str) -> QueryResponse {
@@ -772,6 +817,29 @@ fn user_error(e: ErrorInfo) -> PgWireError {
     PgWireError::UserError(Box::new(e))
 }
 
+/// An Execute without a row limit: streams the DataRows to the client as they
+/// are encoded and answers with the CommandComplete tag. (pgwire would first
+/// collect every row of the portal in memory, then send them: no overlap of
+/// DuckDB, encoding and the client, and the whole result held at once.) The
+/// portal is then finished, as pgwire would leave it.
+async fn send_whole_result<C>(client: &mut C, portal: &Portal<Prepared>, resp: QueryResponse) -> PgWireResult<Response>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let tag = resp.command_tag().to_owned();
+    let mut resp = resp;
+    let rows = resp.data_rows();
+    let mut n = 0usize;
+    while let Some(row) = rows.next().await {
+        client.feed(PgWireBackendMessage::DataRow(row?)).await?;
+        n += 1;
+    }
+    *portal.state.lock().await = PortalExecutionState::Finished;
+    Ok(Response::Execution(Tag::new(&tag).with_rows(n)))
+}
+
 #[async_trait]
 impl ExtendedQueryHandler for Backend {
     type Statement = Prepared;
@@ -867,7 +935,7 @@ impl ExtendedQueryHandler for Backend {
         Ok(DescribePortalResponse::new(infos))
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -889,10 +957,14 @@ impl ExtendedQueryHandler for Backend {
                 Kind::Rows(t) => t,
                 _ => "SELECT".into(),
             };
-            return Ok(Response::Query(query_response(stream, &binary, &tag)));
+            let resp = query_response(stream, &binary, &tag);
+            return if max_rows == 0 { send_whole_result(client, portal, resp).await } else { Ok(Response::Query(resp)) };
         }
         let params = portal_params(portal)?;
-        self.run(&conn, &portal.statement.statement.sql, params, &binary, false).await.map_err(user_error)
+        match self.run(&conn, &portal.statement.statement.sql, params, &binary, false).await.map_err(user_error)? {
+            Response::Query(resp) if max_rows == 0 => send_whole_result(client, portal, resp).await,
+            other => Ok(other),
+        }
     }
 }
 

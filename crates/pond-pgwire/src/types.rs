@@ -99,44 +99,120 @@ pub(crate) fn fields(schema: &arrow_schema::Schema, duck: &[String], binary: imp
 
 /// Encodes every row of `batch` as a DataRow.
 pub(crate) fn encode_batch(batch: &RecordBatch, cols: &[Column]) -> Result<Vec<DataRow>> {
-    let opts = FormatOptions::default();
-    let formatters: Vec<ArrayFormatter<'_>> =
-        batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &opts)).collect::<std::result::Result<_, _>>()?;
+    let mut enc = RowEncoder::new(cols.to_vec());
     let mut rows = Vec::with_capacity(batch.num_rows());
-    let mut buf = BytesMut::with_capacity(64 * batch.num_columns().max(1));
-    let mut scratch = BytesMut::new();
-    let fast: Vec<Option<Fast<'_>>> = cols.iter().enumerate().map(|(c, col)| Fast::new(batch.column(c), col)).collect();
-    for r in 0..batch.num_rows() {
-        for (c, col) in cols.iter().enumerate() {
-            let arr = batch.column(c);
-            if arr.is_null(r) {
-                buf.put_i32(-1);
-                continue;
-            }
-            if let Some(f) = &fast[c] {
-                // Length placeholder, patched once the value is written.
-                let at = buf.len();
-                buf.put_i32(0);
-                f.encode(r, col.format, &mut buf);
-                let len = (buf.len() - at - 4) as i32;
-                buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
-                continue;
-            }
-            scratch.clear();
-            match col.format {
-                FieldFormat::Text => text(arr, r, &col.pg, &formatters[c], &mut scratch),
-                FieldFormat::Binary => binary(arr, r, &col.pg, &formatters[c], &mut scratch)?,
-            }
-            buf.put_i32(scratch.len() as i32);
-            buf.put_slice(&scratch);
-        }
-        rows.push(DataRow::new(buf.split(), cols.len() as i16));
+    let mut at = 0;
+    while at < batch.num_rows() {
+        at = enc.encode(batch, at, usize::MAX, &mut rows)?;
     }
     Ok(rows)
 }
 
+/// Turns result batches into DataRows, a chunk of rows at a time. A chunk is
+/// written into one `Vec` (plain appends the compiler inlines), then cut
+/// into one DataRow per row without copying; once those rows have been
+/// written to the socket and dropped, the next chunk reuses the allocation.
+pub(crate) struct RowEncoder {
+    cols: Vec<Column>,
+    /// What is left of the last chunk once its rows were cut off (empty).
+    spent: BytesMut,
+    /// Where each row of the chunk being written ends.
+    ends: Vec<usize>,
+}
+
+impl RowEncoder {
+    pub(crate) fn new(cols: Vec<Column>) -> Self {
+        Self { cols, spent: BytesMut::new(), ends: Vec::new() }
+    }
+
+    /// Encodes rows of `batch` from `start` on, pushing one DataRow per row
+    /// onto `out`, until the batch ends or about `budget` bytes are written.
+    /// Returns the index of the first row not encoded.
+    pub(crate) fn encode(&mut self, batch: &RecordBatch, start: usize, budget: usize, out: &mut Vec<DataRow>) -> Result<usize> {
+        let n = batch.num_rows();
+        if start >= n {
+            return Ok(n);
+        }
+        let opts = FormatOptions::default();
+        let mut encs = Vec::with_capacity(self.cols.len());
+        for (c, col) in self.cols.iter().enumerate() {
+            let arr = batch.column(c);
+            let nulls = arr.nulls().filter(|nb| nb.null_count() > 0);
+            let enc = match Fast::new(arr, col) {
+                Some(f) => Enc::Fast(f),
+                None => Enc::General(arr.as_ref(), ArrayFormatter::try_new(arr.as_ref(), &opts)?),
+            };
+            encs.push((nulls, enc));
+        }
+        // The previous chunk's allocation when all its rows are gone (else a new one).
+        let mut buf = Vec::from(std::mem::take(&mut self.spent));
+        buf.clear();
+        buf.reserve(budget.min(CHUNK_BYTES));
+        self.ends.clear();
+        let mut scratch = BytesMut::new();
+        let mut widest = 0usize;
+        let mut r = start;
+        while r < n {
+            // A row that might not fit ends the chunk (rather than moving the
+            // buffer mid-chunk), unless the chunk is still empty.
+            if r > start && (buf.len() >= budget || buf.capacity() - buf.len() < widest) {
+                break;
+            }
+            let row_start = buf.len();
+            for ((nulls, enc), col) in encs.iter().zip(&self.cols) {
+                if nulls.is_some_and(|nb| nb.is_null(r)) {
+                    buf.extend_from_slice(&(-1i32).to_be_bytes());
+                    continue;
+                }
+                match enc {
+                    Enc::Fast(f) => {
+                        // Length placeholder, patched once the value is written.
+                        let at = buf.len();
+                        buf.extend_from_slice(&[0; 4]);
+                        f.encode(r, col.format, &mut buf);
+                        let len = (buf.len() - at - 4) as i32;
+                        buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+                    }
+                    Enc::General(arr, fmt) => {
+                        scratch.clear();
+                        match col.format {
+                            FieldFormat::Text => text(*arr, r, &col.pg, fmt, &mut scratch),
+                            FieldFormat::Binary => binary(*arr, r, &col.pg, fmt, &mut scratch)?,
+                        }
+                        buf.extend_from_slice(&(scratch.len() as i32).to_be_bytes());
+                        buf.extend_from_slice(&scratch);
+                    }
+                }
+            }
+            widest = widest.max(buf.len() - row_start);
+            self.ends.push(buf.len());
+            r += 1;
+        }
+        let fields = self.cols.len() as i16;
+        // Zero-copy: the Vec becomes the BytesMut the rows are cut from.
+        let mut rows = BytesMut::from(bytes::Bytes::from(buf));
+        let mut at = 0;
+        out.reserve(self.ends.len());
+        for &end in &self.ends {
+            out.push(DataRow::new(rows.split_to(end - at), fields));
+            at = end;
+        }
+        self.spent = rows;
+        Ok(r)
+    }
+}
+
+/// Bytes of DataRows encoded at a time (and the size of the reused buffer).
+pub(crate) const CHUNK_BYTES: usize = 256 * 1024;
+
+/// How one column of a batch is encoded.
+enum Enc<'a> {
+    Fast(Fast<'a>),
+    General(&'a dyn Array, ArrayFormatter<'a>),
+}
+
 /// A column of one of the hot types of analytic results, downcast once per
-/// batch: the row loop then writes its values with no per-value type
+/// chunk: the row loop then writes its values with no per-value type
 /// dispatch, formatter or allocation. Other types take the general path.
 enum Fast<'a> {
     Int(IntCol<'a>),
@@ -145,6 +221,11 @@ enum Fast<'a> {
     View(&'a arrow_array::StringViewArray),
     Decimal(&'a arrow_array::Decimal128Array, u32),
     Date(&'a arrow_array::Date32Array),
+    Bool(&'a arrow_array::BooleanArray),
+    F32(&'a arrow_array::Float32Array),
+    F64(&'a arrow_array::Float64Array),
+    /// Timestamps in microseconds (DuckDB's TIMESTAMP and TIMESTAMPTZ); `true` with a time zone.
+    Micros(&'a arrow_array::TimestampMicrosecondArray, bool),
 }
 
 enum IntCol<'a> {
@@ -158,6 +239,7 @@ enum IntCol<'a> {
 }
 
 impl IntCol<'_> {
+    #[inline]
     fn value(&self, i: usize) -> i64 {
         match self {
             IntCol::I8(a) => a.value(i) as i64,
@@ -191,12 +273,19 @@ impl<'a> Fast<'a> {
             DataType::Decimal128(_, s) if *s >= 0 && (!binary || col.pg == Type::NUMERIC) => {
                 Some(Fast::Decimal(a.as_primitive(), *s as u32))
             }
-            DataType::Date32 => Some(Fast::Date(a.as_primitive())),
+            DataType::Date32 if !binary || col.pg == Type::DATE => Some(Fast::Date(a.as_primitive())),
+            DataType::Boolean if !binary || col.pg == Type::BOOL => Some(Fast::Bool(a.as_boolean())),
+            DataType::Float32 if !binary || col.pg == Type::FLOAT4 => Some(Fast::F32(a.as_primitive())),
+            DataType::Float64 if !binary || col.pg == Type::FLOAT8 => Some(Fast::F64(a.as_primitive())),
+            DataType::Timestamp(TimeUnit::Microsecond, tz) if !binary || col.pg == Type::TIMESTAMP || col.pg == Type::TIMESTAMPTZ => {
+                Some(Fast::Micros(a.as_primitive(), tz.is_some()))
+            }
             _ => None,
         }
     }
 
-    fn encode(&self, i: usize, format: FieldFormat, out: &mut BytesMut) {
+    #[inline]
+    fn encode(&self, i: usize, format: FieldFormat, out: &mut Vec<u8>) {
         let binary = format == FieldFormat::Binary;
         match self {
             Fast::Int(c) => {
@@ -218,12 +307,20 @@ impl<'a> Fast<'a> {
             Fast::Decimal(a, scale) => decimal_text(a.value(i), *scale, out),
             Fast::Date(a) if binary => out.put_i32((a.value(i) as i64 - PG_EPOCH_DAYS) as i32),
             Fast::Date(a) => fmt_date(out, a.value(i) as i64),
+            Fast::Bool(a) if binary => out.put_u8(a.value(i) as u8),
+            Fast::Bool(a) => out.put_u8(if a.value(i) { b't' } else { b'f' }),
+            Fast::F32(a) if binary => out.put_f32(a.value(i)),
+            Fast::F32(a) => fmt_float(out, a.value(i) as f64, true),
+            Fast::F64(a) if binary => out.put_f64(a.value(i)),
+            Fast::F64(a) => fmt_float(out, a.value(i), false),
+            Fast::Micros(a, _) if binary => out.put_i64(a.value(i) - PG_EPOCH_MICROS),
+            Fast::Micros(a, tz) => fmt_timestamp(out, a.value(i), *tz),
         }
     }
 }
 
 /// `v` scaled by 10^-scale in PostgreSQL's text form (`-0.50`).
-fn decimal_text(v: i128, scale: u32, out: &mut BytesMut) {
+fn decimal_text<B: BufMut>(v: i128, scale: u32, out: &mut B) {
     let mut buf = itoa::Buffer::new();
     // 64-bit formatting is much cheaper, and almost every decimal fits.
     let abs = v.unsigned_abs();
@@ -236,23 +333,77 @@ fn decimal_text(v: i128, scale: u32, out: &mut BytesMut) {
     }
     let scale = scale as usize;
     if scale == 0 {
-        out.extend_from_slice(digits);
+        out.put_slice(digits);
     } else if digits.len() <= scale {
-        out.extend_from_slice(b"0.");
-        out.extend(std::iter::repeat_n(b'0', scale - digits.len()));
-        out.extend_from_slice(digits);
+        out.put_slice(b"0.");
+        out.put_bytes(b'0', scale - digits.len());
+        out.put_slice(digits);
     } else {
         let (int, frac) = digits.split_at(digits.len() - scale);
-        out.extend_from_slice(int);
+        out.put_slice(int);
         out.put_u8(b'.');
-        out.extend_from_slice(frac);
+        out.put_slice(frac);
+    }
+}
+
+/// [`numeric_binary_i128`] for the common case of a magnitude that fits 64
+/// bits and a scale of at most 16: 64-bit arithmetic only (128-bit division
+/// is a library call).
+fn numeric_binary_u64<B: BufMut>(neg: bool, abs: u64, scale: u32, out: &mut B) {
+    let pow = 10u64.pow(scale);
+    let (mut int, frac) = (abs / pow, abs % pow);
+    let pad = (4 - scale % 4) % 4;
+    // At most 10^16 * 10^3: no overflow.
+    let mut frac = frac * 10u64.pow(pad);
+    let frac_groups = ((scale + pad) / 4) as usize;
+    // u64 has at most 20 digits: 5 integer groups; scale 16: 4 fractional ones.
+    let mut int_groups = [0i16; 5];
+    let mut ni = 0;
+    while int > 0 {
+        int_groups[ni] = (int % 10_000) as i16;
+        int /= 10_000;
+        ni += 1;
+    }
+    let mut groups = [0i16; 9];
+    let mut n = 0;
+    for k in (0..ni).rev() {
+        groups[n] = int_groups[k];
+        n += 1;
+    }
+    n += frac_groups;
+    for k in (ni..n).rev() {
+        groups[k] = (frac % 10_000) as i16;
+        frac /= 10_000;
+    }
+    let mut weight = ni as i16 - 1;
+    let mut first = 0;
+    while first < n && groups[first] == 0 {
+        first += 1;
+        weight -= 1;
+    }
+    let mut last = n;
+    while last > first && groups[last - 1] == 0 {
+        last -= 1;
+    }
+    if first == last {
+        weight = 0;
+    }
+    out.put_i16((last - first) as i16);
+    out.put_i16(weight);
+    out.put_u16(if neg && first < last { 0x4000 } else { 0 });
+    out.put_u16(scale as u16);
+    for g in &groups[first..last] {
+        out.put_i16(*g);
     }
 }
 
 /// PostgreSQL's binary NUMERIC of `v` scaled by 10^-scale, straight from the
 /// integer: base-10000 digit groups aligned on the decimal point.
-fn numeric_binary_i128(v: i128, scale: u32, out: &mut BytesMut) {
+fn numeric_binary_i128<B: BufMut>(v: i128, scale: u32, out: &mut B) {
     let abs = v.unsigned_abs();
+    if let (Ok(small), true) = (u64::try_from(abs), scale <= 16) {
+        return numeric_binary_u64(v < 0, small, scale, out);
+    }
     let pow = 10u128.checked_pow(scale);
     let Some(pow) = pow else {
         // Scales beyond u128 do not occur in Decimal128 (at most 38).
@@ -354,14 +505,41 @@ fn interval_parts(a: &dyn Array, i: usize) -> (i32, i32, i64) {
     }
 }
 
-fn fmt_time(out: &mut BytesMut, micros: i64) {
+fn fmt_time<B: BufMut>(out: &mut B, micros: i64) {
     let (secs, frac) = (micros.div_euclid(1_000_000), micros.rem_euclid(1_000_000));
     let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    out.extend_from_slice(format!("{h:02}:{m:02}:{s:02}").as_bytes());
+    if micros < 0 {
+        // Not produced by the callers (times of day, absolute intervals); kept as it was.
+        out.put_slice(format!("{h:02}:{m:02}:{s:02}").as_bytes());
+        if frac != 0 {
+            let f = format!("{frac:06}");
+            out.put_slice(b".");
+            out.put_slice(f.trim_end_matches('0').as_bytes());
+        }
+        return;
+    }
+    let two = |v: i64| [b'0' + (v / 10) as u8, b'0' + (v % 10) as u8];
+    if (0..100).contains(&h) {
+        out.put_slice(&two(h));
+    } else {
+        out.put_slice(itoa::Buffer::new().format(h).as_bytes());
+    }
+    let (m, s) = (two(m), two(s));
+    out.put_slice(&[b':', m[0], m[1], b':', s[0], s[1]]);
     if frac != 0 {
-        let f = format!("{frac:06}");
-        out.extend_from_slice(b".");
-        out.extend_from_slice(f.trim_end_matches('0').as_bytes());
+        // Six digits, trailing zeros dropped.
+        let mut digits = [0u8; 7];
+        digits[0] = b'.';
+        let mut f = frac;
+        for k in (1..7).rev() {
+            digits[k] = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let mut end = 7;
+        while digits[end - 1] == b'0' {
+            end -= 1;
+        }
+        out.put_slice(&digits[..end]);
     }
 }
 
@@ -379,13 +557,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-fn fmt_date(out: &mut BytesMut, days: i64) {
+fn fmt_date<B: BufMut>(out: &mut B, days: i64) {
     let (y, m, dd) = civil_from_days(days);
     if (1..=9999).contains(&y) {
         // YYYY-MM-DD without a formatter (the common case).
         let digit = |v: u32| b'0' + v as u8;
         let y = y as u32;
-        out.extend_from_slice(&[
+        out.put_slice(&[
             digit(y / 1000),
             digit(y / 100 % 10),
             digit(y / 10 % 10),
@@ -403,21 +581,21 @@ fn fmt_date(out: &mut BytesMut, days: i64) {
         Some(d) => {
             use chrono::Datelike;
             if d.year() <= 0 {
-                out.extend_from_slice(format!("{:04}-{:02}-{:02} BC", 1 - d.year(), d.month(), d.day()).as_bytes());
+                out.put_slice(format!("{:04}-{:02}-{:02} BC", 1 - d.year(), d.month(), d.day()).as_bytes());
             } else {
-                out.extend_from_slice(d.format("%Y-%m-%d").to_string().as_bytes());
+                out.put_slice(d.format("%Y-%m-%d").to_string().as_bytes());
             }
         }
-        None => out.extend_from_slice(if days > 0 { b"infinity" } else { b"-infinity" }),
+        None => out.put_slice(if days > 0 { b"infinity" } else { b"-infinity" }),
     }
 }
 
-fn fmt_timestamp(out: &mut BytesMut, micros: i64, tz: bool) {
+fn fmt_timestamp<B: BufMut>(out: &mut B, micros: i64, tz: bool) {
     fmt_date(out, micros.div_euclid(86_400_000_000));
-    out.extend_from_slice(b" ");
+    out.put_slice(b" ");
     fmt_time(out, micros.rem_euclid(86_400_000_000));
     if tz {
-        out.extend_from_slice(b"+00");
+        out.put_slice(b"+00");
     }
 }
 
@@ -443,15 +621,15 @@ fn fmt_interval(out: &mut BytesMut, (months, days, micros): (i32, i32, i64)) {
     out.extend_from_slice(parts.join(" ").as_bytes());
 }
 
-fn fmt_float(out: &mut BytesMut, v: f64, single: bool) {
+fn fmt_float<B: BufMut>(out: &mut B, v: f64, single: bool) {
     if v.is_nan() {
-        out.extend_from_slice(b"NaN");
+        out.put_slice(b"NaN");
     } else if v.is_infinite() {
-        out.extend_from_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
+        out.put_slice(if v > 0.0 { b"Infinity" } else { b"-Infinity" });
     } else if single {
-        out.extend_from_slice((v as f32).to_string().as_bytes());
+        let _ = std::fmt::Write::write_fmt(&mut BytesWriter(out), format_args!("{}", v as f32));
     } else {
-        out.extend_from_slice(v.to_string().as_bytes());
+        let _ = std::fmt::Write::write_fmt(&mut BytesWriter(out), format_args!("{v}"));
     }
 }
 
@@ -532,10 +710,10 @@ fn text(a: &dyn Array, i: usize, pg: &Type, fallback: &ArrayFormatter<'_>, out: 
     }
 }
 
-struct BytesWriter<'a>(&'a mut BytesMut);
-impl std::fmt::Write for BytesWriter<'_> {
+struct BytesWriter<'a, B: BufMut>(&'a mut B);
+impl<B: BufMut> std::fmt::Write for BytesWriter<'_, B> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
+        self.0.put_slice(s.as_bytes());
         Ok(())
     }
 }
@@ -615,7 +793,7 @@ fn binary(a: &dyn Array, i: usize, pg: &Type, fallback: &ArrayFormatter<'_>, out
 }
 
 /// PostgreSQL's binary NUMERIC from a decimal string ("-12.3400").
-pub(crate) fn numeric_binary(s: &str, out: &mut BytesMut) {
+pub(crate) fn numeric_binary<B: BufMut>(s: &str, out: &mut B) {
     let (neg, body) = match s.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, s),
@@ -772,6 +950,7 @@ pub(crate) fn param_value(raw: Option<&[u8]>, ty: &Type, binary: bool) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn num(s: &str) -> String {
         let mut out = BytesMut::new();
@@ -809,6 +988,31 @@ mod tests {
         let mut d = BytesMut::new();
         fmt_date(&mut d, 19_782);
         assert_eq!(&d[..], b"2024-02-29");
+    }
+
+    #[test]
+    fn chunks_reuse_one_buffer_once_their_rows_are_gone() {
+        let ids = arrow_array::Int64Array::from_iter_values(0..100_000);
+        let names = arrow_array::StringArray::from_iter_values((0..100_000).map(|i| format!("name {i}")));
+        let batch = RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("name", Arc::new(names) as ArrayRef)]).unwrap();
+        let cols = vec![Column { pg: Type::INT8, format: FieldFormat::Binary }, Column { pg: Type::TEXT, format: FieldFormat::Text }];
+        let mut enc = RowEncoder::new(cols);
+        let mut rows = Vec::new();
+        let next = enc.encode(&batch, 0, CHUNK_BYTES, &mut rows).unwrap();
+        assert!(next > 1000 && next < 100_000, "{next}");
+        assert_eq!(rows.len(), next);
+        assert_eq!(&rows[7].data[..], &[&8i32.to_be_bytes()[..], &7i64.to_be_bytes(), &6i32.to_be_bytes(), b"name 7"].concat()[..]);
+        let first = rows[0].data.as_ptr();
+        rows.clear();
+        let after = enc.encode(&batch, next, CHUNK_BYTES, &mut rows).unwrap();
+        assert_eq!(rows[0].data.as_ptr(), first, "the second chunk reuses the first one's buffer");
+        assert_eq!(&rows[0].data[16..], format!("name {next}").as_bytes());
+        // Rows still held: the next chunk goes elsewhere.
+        let held = rows[0].data.as_ptr();
+        let mut more = Vec::new();
+        enc.encode(&batch, after, CHUNK_BYTES, &mut more).unwrap();
+        assert_ne!(more[0].data.as_ptr(), held);
+        assert_eq!(&rows[0].data[16..], format!("name {next}").as_bytes());
     }
 
     #[test]
