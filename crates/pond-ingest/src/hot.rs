@@ -293,7 +293,8 @@ impl VTab for HotScan {
         let bind = init.get_bind_data::<HotBind>();
         // SAFETY: DuckDB passes the bind data this function's bind returned.
         let bind = unsafe { &*bind };
-        let projection = init.get_column_indices().into_iter().map(|i| usize::try_from(i).ok().filter(|i| *i < bind.columns.len())).collect();
+        let projection =
+            init.get_column_indices().into_iter().map(|i| usize::try_from(i).ok().filter(|i| *i < bind.columns.len())).collect();
         let batches = bind.table.as_ref().map(|t| t.state.read().batches.clone()).unwrap_or_default();
         // Slices are handed out under a lock, so several DuckDB threads can
         // scan at once; with one, the query's own thread would only spin

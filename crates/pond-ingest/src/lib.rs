@@ -35,8 +35,8 @@ pub mod writer;
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -321,7 +321,13 @@ impl Ingester {
         let lookup = Mutex::new(engine.internal_connection()?);
         let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, tasks, lookup, shared: shared.clone() });
         let next_compaction = config.compact_interval.map(|d| std::time::Instant::now() + d);
-        let flusher = LakeLoop { engine: engine.clone(), conn: engine.internal_connection()?, config: config.clone(), shared: shared.clone(), next_compaction };
+        let flusher = LakeLoop {
+            engine: engine.clone(),
+            conn: engine.internal_connection()?,
+            config: config.clone(),
+            shared: shared.clone(),
+            next_compaction,
+        };
         let w = WriterLoop { engine, conn, log, seq: last_seq, config, shared, db_ids: HashMap::new() };
         std::thread::Builder::new()
             .name("pond-ingest".into())

@@ -96,7 +96,11 @@ fn measurement(
             let _ = conn.execute_batch("ROLLBACK");
         })?;
     }
-    conn.execute_batch(&format!("CREATE OR REPLACE VIEW {} AS {}", qualified(db, &t.measurement), measurement_view_query(lake, &t.measurement)))?;
+    conn.execute_batch(&format!(
+        "CREATE OR REPLACE VIEW {} AS {}",
+        qualified(db, &t.measurement),
+        measurement_view_query(lake, &t.measurement)
+    ))?;
     let cols = vec![(TIME_COLUMN.to_string(), "TIMESTAMP_NS".to_string())];
     Ok((store.get_or_create(db_id, &t.measurement, cols, flushed), true))
 }
@@ -120,7 +124,13 @@ pub struct Target<'a> {
 /// Checks the tables of one or more requests and hands their rows to the hot
 /// store with generation `seq`. Returns the rejected lines of each request.
 /// Each job is its tables and the text their line ranges point into.
-pub fn apply(conn: &duckdb::Connection, store: &HotStore, target: &Target, jobs: Vec<(Vec<TableBatch>, &[u8])>, seq: u64) -> Result<Applied> {
+pub fn apply(
+    conn: &duckdb::Connection,
+    store: &HotStore,
+    target: &Target,
+    jobs: Vec<(Vec<TableBatch>, &[u8])>,
+    seq: u64,
+) -> Result<Applied> {
     let mut ddl = false;
     let mut out = Vec::with_capacity(jobs.len());
     let mut ready: Vec<(Arc<HotTable>, RecordBatch)> = Vec::new();
@@ -227,7 +237,12 @@ fn apply_table(hot: &HotTable, db: &str, t: FinishedTable, text: &[u8], errors: 
                     } else if tname != name {
                         Some(format!("column '{name}' conflicts with existing column '{tname}' (names are case-insensitive)"))
                     } else {
-                        Some(format!("{} '{name}' has type {} but column {}.{tname} is {ty}", kind_word(*kind), kind.duckdb_type(), hot.name))
+                        Some(format!(
+                            "{} '{name}' has type {} but column {}.{tname} is {ty}",
+                            kind_word(*kind),
+                            kind.duckdb_type(),
+                            hot.name
+                        ))
                     }
                 }
                 None => {

@@ -232,8 +232,11 @@ async fn buffer_tables_of_the_previous_design_move_into_the_lake_once() {
     assert_eq!(one(&s, "SELECT string_agg(host, '' ORDER BY time) FROM old.cpu").await, "abc");
     assert_eq!(one(&s, "SELECT sum(free) FROM old.mem").await, "7");
     assert_eq!(
-        one(&s, "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'old' AND schema_name <> 'main' OR table_name = '_pond_ingest_wal'")
-            .await,
+        one(
+            &s,
+            "SELECT count(*) FROM duckdb_tables() WHERE database_name = 'old' AND schema_name <> 'main' OR table_name = '_pond_ingest_wal'"
+        )
+        .await,
         "0"
     );
     write(&s, "old", "cpu,host=d v=4 4").await;
