@@ -19,9 +19,12 @@ use crate::batch::{FinishedTable, Kind, TableBatch, TIME_COLUMN};
 use crate::hot::{arrow_type, HotStore, HotTable};
 use crate::{Error, LineError, Result};
 
+/// A lake table's stored name and its columns (name, DuckDB type).
+pub type LakeShape = (String, Vec<(String, String)>);
+
 /// A measurement's lake table columns (name, DuckDB type), if it exists
 /// (case-insensitive name); returns the stored name too.
-pub fn lake_shape(conn: &duckdb::Connection, lake: &Lake, table: &str) -> Result<Option<(String, Vec<(String, String)>)>> {
+pub fn lake_shape(conn: &duckdb::Connection, lake: &Lake, table: &str) -> Result<Option<LakeShape>> {
     let mut stmt = conn.prepare_cached(
         "SELECT table_name, column_name, data_type FROM duckdb_columns() \
          WHERE database_name = ? AND schema_name = ? AND lower(table_name) = lower(?) ORDER BY column_index",
@@ -29,7 +32,7 @@ pub fn lake_shape(conn: &duckdb::Connection, lake: &Lake, table: &str) -> Result
     let rows = stmt.query_map(duckdb::params![lake.catalog, lake.schema, table], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
     })?;
-    let mut shape: Option<(String, Vec<(String, String)>)> = None;
+    let mut shape: Option<LakeShape> = None;
     for row in rows {
         let (t, c, ty) = row?;
         shape.get_or_insert_with(|| (t, Vec::new())).1.push((c, ty));
