@@ -2,6 +2,7 @@
 """PostgreSQL-wire benchmark: Pond vs a real PostgreSQL 15, side by side in one run.
 
   (a) pgbench point-select TPS (custom script, random id, 8 clients), -M simple and -M prepared;
+  DuckDB's own in-process floor for the same point select (crates/pond/examples/duckdb_point_floor.rs);
   (b) fetching 1M and 6M rows of TPC-H lineitem (SF1) with psycopg 3, text and binary
       results, against PostgreSQL (same rows loaded with COPY) and against Pond's own
       Flight SQL fetch with the ADBC driver.
@@ -151,6 +152,17 @@ def pgbench(host: str, port: int, user: str, password: str, db: str, mode: str, 
     return {"tps": tps, "failed": failed, "latency_ms": lat}
 
 
+def duckdb_floor(seconds: int) -> dict:
+    """DuckDB's own point-select rate in process (crates/pond/examples/duckdb_point_floor.rs):
+    what Pond's pgbench rate is bounded by, whatever the wire protocol costs."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache/pond/target"))
+    exe = target / "release" / "examples" / "duckdb_point_floor"
+    if not exe.exists():
+        raise RuntimeError(f"{exe} not found: build with `cargo build --release --workspace --all-targets`")
+    r = subprocess.run([str(exe), str(seconds), str(ACCOUNTS)], capture_output=True, text=True, check=True)
+    return json.loads(r.stdout)
+
+
 def psycopg_fetch(conninfo: dict, sql: str, binary: bool, reps: int) -> dict:
     """Seconds to run `sql` and turn every row into Python objects (psycopg's C implementation)."""
     import psycopg
@@ -251,6 +263,11 @@ def main() -> int:
                 results["pgbench"].setdefault(mode, {})[name] = r
                 log(f"pgbench -M {mode} -c 8 {name}: {r['tps']:.0f} tps, {r['failed']} failed")
 
+        results["duckdb_floor"] = duckdb_floor(seconds)
+        f = results["duckdb_floor"]
+        log(f"DuckDB in process (duckdb crate, prepared point select): {f['threads_1']['qps']:.0f} qps on 1 thread, "
+            f"{f['threads_2']['qps']:.0f} on 2")
+
         for rows in sizes:
             sql = f"SELECT * FROM lineitem LIMIT {rows}"
             row = {"rows": rows}
@@ -292,6 +309,21 @@ def render(r: dict) -> str:
         user = v.get("pond_user", {"tps": float("nan"), "failed": "-"})
         out.append(f"| {mode} | {v['pond']['tps']:.0f} | {user['tps']:.0f} | {v['postgres']['tps']:.0f} "
                    f"| {v['pond']['tps'] / v['postgres']['tps']:.2f} | {v['pond']['failed']}, {user['failed']}, {v['postgres']['failed']} |")
+    f = r.get("duckdb_floor")
+    if f:
+        pg = {m: v["postgres"]["tps"] for m, v in r["pgbench"].items()}
+        pond = {m: v["pond"]["tps"] for m, v in r["pgbench"].items()}
+        best_pg, best_pond = max(pg.values()), max(pond.values())
+        out += ["", f"## DuckDB's own floor: the same point select in process ({f['duckdb']}, duckdb crate, no network)", "",
+                "`crates/pond/examples/duckdb_point_floor.rs`: in-memory pgbench_accounts (100K rows, `aid` primary key), "
+                "prepared `SELECT abalance … WHERE aid = ?`, random ids, one connection per thread, `SET threads = 1`.", "",
+                "| | queries/s | µs per query per thread | / best PostgreSQL tps | / best Pond tps |", "|---|---|---|---|---|"]
+        for t in (1, 2):
+            v = f[f"threads_{t}"]
+            out.append(f"| DuckDB in process, {t} thread{'s' if t > 1 else ''} | {v['qps']:.0f} | {v['us_per_query_per_thread']:.0f} "
+                       f"| {v['qps'] / best_pg:.2f} | {v['qps'] / best_pond:.2f} |")
+        out.append(f"| Pond over PG wire, 8 clients (best mode) | {best_pond:.0f} | | {best_pond / best_pg:.2f} | 1.00 |")
+        out.append(f"| PostgreSQL 15, 8 clients (best mode) | {best_pg:.0f} | | 1.00 | {best_pg / best_pond:.2f} |")
     if not r["fetch"]:
         return "\n".join(out) + "\n"
     out += ["", "## Fetching TPC-H lineitem (`SELECT * … LIMIT n`, best of runs, seconds; psycopg builds Python rows)", "",
