@@ -50,6 +50,12 @@ for f in ${FORMATS:-lp msgpack}; do
 done
 curl -s -u admin:bench-password "http://$HTTP/api/v1/lake/status"; echo; grep -c "flushed to the lake" "$DATA/pond.log" || true
 curl -s -u admin:bench-password "http://$HTTP/api/v1/query" -d '{"sql":"SELECT count(*) AS rows_stored FROM bench.main.cpu","database":"bench"}'; echo
+if [ "${INFLUXD:-0}" = 1 ] && ! command -v influxd >/dev/null; then
+  # The side-by-side peer: InfluxDB 1.6.7 from Debian's package.
+  echo "installing InfluxDB (Debian package influxdb) for the side-by-side run..." >&2
+  if [ "$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -q influxdb >/dev/null;
+  else sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q influxdb >/dev/null; fi
+fi
 if [ "${INFLUXD:-0}" = 1 ] && command -v influxd >/dev/null; then
   mkdir -p "$DATA/influx"
   influxd config 2>/dev/null | sed -e "s#/var/lib/influxdb#$DATA/influx#g" -e 's#bind-address = ":8086"#bind-address = "127.0.0.1:18086"#' \

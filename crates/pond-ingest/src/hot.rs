@@ -87,11 +87,6 @@ impl HotTable {
         let rows = s.batches.iter().filter(|b| b.gen > s.flushed).map(|b| b.batch.num_rows() as u64).sum();
         (rows, s.unflushed_since)
     }
-
-    /// Highest generation held.
-    pub fn max_gen(&self) -> u64 {
-        self.state.read().batches.last().map(|b| b.gen).unwrap_or(0)
-    }
 }
 
 /// Every measurement's hot rows, by (database file id, lower-case name).
