@@ -50,6 +50,8 @@ for f in ${FORMATS:-lp msgpack}; do
 done
 curl -s -u admin:bench-password "http://$HTTP/api/v1/lake/status"; echo; grep -c "flushed to the lake" "$DATA/pond.log" || true
 curl -s -u admin:bench-password "http://$HTTP/api/v1/query" -d '{"sql":"SELECT count(*) AS rows_stored FROM bench.main.cpu","database":"bench"}'; echo
+# Pond stops before the peer runs, so the two never share the CPU.
+kill $PID 2>/dev/null || true; wait $PID 2>/dev/null || true
 if [ "${INFLUXD:-0}" = 1 ] && ! command -v influxd >/dev/null; then
   # The side-by-side peer: InfluxDB 1.6.7 from Debian's package.
   echo "installing InfluxDB (Debian package influxdb) for the side-by-side run..." >&2

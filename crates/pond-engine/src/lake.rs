@@ -131,9 +131,18 @@ impl Engine {
             }
         };
         // Small flushes must still become Parquet files (rows inlined in the
-        // catalog are much slower to write and to read).
+        // catalog are much slower to write and to read). DuckLake records the
+        // data path and refuses another one; the default path lives inside the
+        // data dir and follows it when the directory is moved or restored
+        // elsewhere (file paths in the catalog are relative to it). A
+        // configured path must match.
+        let follow = if self.inner.config.lake_data_path.is_none() && self.inner.config.lake_catalog.is_none() {
+            ", OVERRIDE_DATA_PATH true"
+        } else {
+            ""
+        };
         let attach = format!(
-            "ATTACH IF NOT EXISTS {} AS {} (DATA_PATH {}, DATA_INLINING_ROW_LIMIT 0)",
+            "ATTACH IF NOT EXISTS {} AS {} (DATA_PATH {}, DATA_INLINING_ROW_LIMIT 0{follow})",
             quote_literal(&location),
             quote_ident(LAKE_ALIAS),
             quote_literal(&self.lake_data_path()),

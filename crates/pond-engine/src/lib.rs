@@ -29,4 +29,4 @@ pub use config::{EngineConfig, PostgresCatalog, S3Config};
 pub use engine::{DatabaseInfo, Engine, AUDIT_CATALOG, DEFAULT_DATABASE};
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;
-pub use session::{IngestMode, IngestRequest, PreparedInfo, QueryStream, Session};
+pub use session::{IngestMessage, IngestMode, IngestRequest, PreparedInfo, QueryStream, Session};

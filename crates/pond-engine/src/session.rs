@@ -186,6 +186,15 @@ pub enum IngestMode {
     CreateAppend,
 }
 
+/// What a bulk load sends to [`Session::ingest`]: batches, then `Finish`.
+/// Only `Finish` commits: a stream that ends without it (the sender dropped
+/// after a client error, a cancel or a lost connection) loads nothing.
+#[derive(Debug)]
+pub enum IngestMessage {
+    Batch(RecordBatch),
+    Finish,
+}
+
 #[derive(Debug, Clone)]
 pub struct IngestRequest {
     pub table: String,
@@ -1069,7 +1078,7 @@ impl Session {
     /// Appends record batches from `batches` into a table, creating or
     /// replacing it as `req.mode` says. Atomic unless a transaction is open (then
     /// it is part of that transaction). Returns the number of rows ingested.
-    pub async fn ingest(self: &Arc<Self>, req: IngestRequest, schema: SchemaRef, mut batches: mpsc::Receiver<RecordBatch>) -> Result<i64> {
+    pub async fn ingest(self: &Arc<Self>, req: IngestRequest, schema: SchemaRef, mut batches: mpsc::Receiver<IngestMessage>) -> Result<i64> {
         let started = Instant::now();
         let metrics = self.engine()?.metrics.clone();
         let (_run, handle) = self.spawn(move |session, conn, run| {
@@ -1124,12 +1133,26 @@ impl Session {
                 }
                 let mut appender = conn.appender_to_catalog_and_db(&req.table, &catalog, &schema_name)?;
                 let mut rows = 0i64;
-                while let Some(batch) = batches.blocking_recv() {
+                let mut finished = false;
+                while let Some(msg) = batches.blocking_recv() {
                     if run.stop_error().is_some() {
                         return Err(Error::Cancelled);
                     }
-                    rows += batch.num_rows() as i64;
-                    appender.append_record_batch(decode_dictionaries(batch)?)?;
+                    match msg {
+                        IngestMessage::Batch(batch) => {
+                            rows += batch.num_rows() as i64;
+                            appender.append_record_batch(decode_dictionaries(batch)?)?;
+                        }
+                        IngestMessage::Finish => {
+                            finished = true;
+                            break;
+                        }
+                    }
+                }
+                if !finished || run.stop_error().is_some() {
+                    return Err(Error::InvalidRequest(format!(
+                        "the data for {qualified} stopped before its end; nothing was loaded"
+                    )));
                 }
                 appender.flush()?;
                 Ok(rows)

@@ -26,7 +26,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use pond_auth::{Authenticator, Identity};
 use pond_engine::introspect::{TableFilter, TABLE_TYPES};
 use pond_engine::params::rows_from_batch;
-use pond_engine::{Engine, IngestMode, IngestRequest, Session};
+use pond_engine::{Engine, IngestMessage, IngestMode, IngestRequest, Session};
 use prost::Message;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
@@ -416,24 +416,28 @@ impl FlightSqlService for PondFlightService {
             let session = session.clone();
             tokio::spawn(async move { session.ingest(req, schema, rx).await })
         };
-        let feed = async {
+        // Only a stream read to its end sends `Finish`: a client error midway
+        // drops the sender and the load rolls back.
+        let feed = async move {
             if let Some(b) = first {
-                if tx.send(b).await.is_err() {
+                if tx.send(IngestMessage::Batch(b)).await.is_err() {
                     return Ok(());
                 }
             }
             while let Some(b) = decoded.next().await {
                 let b = b.map_err(flight_error_status)?;
-                if tx.send(b).await.is_err() {
-                    break;
+                if tx.send(IngestMessage::Batch(b)).await.is_err() {
+                    return Ok(());
                 }
             }
-            drop(tx);
+            let _ = tx.send(IngestMessage::Finish).await;
             Ok::<_, Status>(())
         };
+        // The client's own error explains a rollback better than the engine's.
         let fed = feed.await;
-        let rows = ingest.await.map_err(|e| Status::internal(e.to_string()))?.map_err(to_status)?;
+        let loaded = ingest.await.map_err(|e| Status::internal(e.to_string()))?;
         fed?;
+        let rows = loaded.map_err(to_status)?;
         Ok(rows)
     }
 

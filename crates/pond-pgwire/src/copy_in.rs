@@ -1,9 +1,11 @@
 //! `COPY table [(columns)] FROM STDIN` in PostgreSQL's text, CSV and binary
 //! formats: CopyData chunks are decoded into Arrow columns of the table's own
 //! types (text through arrow's vectorised casts, binary fields by their wire
-//! encoding) and the batches go to the engine's bulk ingest at CopyDone, which
-//! checks INSERT like any insert and appends everything in one transaction.
-//! A bad row stops the COPY with its line and column; nothing is committed.
+//! encoding) and each batch goes to the engine's bulk ingest as soon as it is
+//! full (a bounded channel: memory stays flat however long the COPY is), which
+//! checks INSERT like any insert and appends everything in one transaction
+//! committed at CopyDone. A bad row stops the COPY with its line and column;
+//! nothing is committed.
 //!
 //! Start with [`parse_copy_in`] and [`Decoder`].
 
@@ -15,7 +17,8 @@ use arrow_cast::cast::{cast_with_options, CastOptions};
 use arrow_schema::{DataType, Field, SchemaRef, TimeUnit};
 use chrono::{DateTime, NaiveDate};
 use pgwire::error::ErrorInfo;
-use pond_engine::{Engine, IngestMode, IngestRequest, Session};
+use pond_engine::{Engine, IngestMessage, IngestMode, IngestRequest, Session};
+use tokio::sync::mpsc;
 
 use crate::error::info;
 
@@ -375,6 +378,11 @@ impl Decoder {
         input.drain(..used);
         self.carry = input;
         Ok(())
+    }
+
+    /// Batches filled so far (handed to the load while the COPY goes on).
+    pub(crate) fn take_batches(&mut self) -> Vec<RecordBatch> {
+        std::mem::take(&mut self.batches)
     }
 
     /// CopyDone: decodes what is left and returns the batches and the row count.
@@ -868,19 +876,26 @@ pub(crate) struct Receiving {
     decoder: Option<Decoder>,
     /// The first decoding error; later CopyData is ignored until CopyDone.
     error: Option<String>,
-    req: IngestRequest,
     display: String,
     format: i8,
     columns: usize,
+    /// To the running load; dropped without `Finish` on any failure, which
+    /// rolls the load back.
+    tx: Option<mpsc::Sender<IngestMessage>>,
+    load: tokio::task::JoinHandle<pond_engine::Result<i64>>,
 }
 
 fn engine_info(e: pond_engine::Error) -> ErrorInfo {
     crate::Error::from(e).to_info()
 }
 
+/// Batches in flight between the decoder and DuckDB's appender.
+const IN_FLIGHT_BATCHES: usize = 2;
+
 impl Receiving {
     /// Resolves the table as the session would, checks that the caller may
-    /// insert into it (before any data is sent) and reads its columns.
+    /// insert into it (before any data is sent), reads its columns and starts
+    /// the load.
     pub(crate) async fn start(engine: &Engine, session: &Arc<Session>, opts: CopyIn) -> Result<Self, ErrorInfo> {
         let p = &opts.table;
         let (db, schema, table) = match p.len() {
@@ -900,7 +915,13 @@ impl Receiving {
         let decoder = Decoder::new(opts, table_schema, &display).map_err(|m| info("42703", m))?;
         let columns = decoder.targets.len();
         let req = IngestRequest { table, catalog: Some(db), schema: Some(schema), temporary: false, mode: IngestMode::Append };
-        Ok(Self { decoder: Some(decoder), error: None, req, display, format, columns })
+        let (tx, rx) = mpsc::channel(IN_FLIGHT_BATCHES);
+        let load = {
+            let session = session.clone();
+            let schema = decoder.schema();
+            tokio::spawn(async move { session.ingest(req, schema, rx).await })
+        };
+        Ok(Self { decoder: Some(decoder), error: None, display, format, columns, tx: Some(tx), load })
     }
 
     /// CopyInResponse's format code and column count.
@@ -908,34 +929,63 @@ impl Receiving {
         (self.format, self.columns)
     }
 
-    pub(crate) fn feed(&mut self, data: &[u8]) {
-        if self.error.is_some() {
-            return;
-        }
-        if let Some(d) = self.decoder.as_mut() {
-            if let Err(e) = d.feed(data) {
+    /// Decodes one CopyData payload and passes on the batches it filled
+    /// (waiting while the appender is behind).
+    pub(crate) async fn feed(&mut self, data: &[u8]) {
+        let Some(d) = self.decoder.as_mut() else { return };
+        match d.feed(data) {
+            Ok(()) => {
+                let ready = d.take_batches();
+                self.send(ready).await;
+            }
+            Err(e) => {
                 self.error = Some(e);
                 self.decoder = None;
+                self.tx = None;
             }
         }
     }
 
-    /// Appends everything in one transaction (or the session's open one); the row count.
-    pub(crate) async fn finish(self, session: &Arc<Session>) -> Result<u64, ErrorInfo> {
-        let bad = |e: String| info("22P02", format!("COPY {}, {e}", self.display));
-        if let Some(e) = self.error {
-            return Err(bad(e));
-        }
-        let decoder = self.decoder.ok_or_else(|| info("XX000", "COPY state lost"))?;
-        let schema = decoder.schema();
-        let (batches, rows) = decoder.finish().map_err(bad)?;
-        let (tx, rx) = tokio::sync::mpsc::channel(batches.len().max(1));
+    async fn send(&mut self, batches: Vec<RecordBatch>) {
         for b in batches {
-            tx.try_send(b).map_err(|e| info("XX000", format!("COPY: {e}")))?;
+            let Some(tx) = &self.tx else { return };
+            if tx.send(IngestMessage::Batch(b)).await.is_err() {
+                // The load stopped early; its error is the answer at CopyDone.
+                self.tx = None;
+            }
         }
-        drop(tx);
-        session.ingest(self.req, schema, rx).await.map_err(engine_info)?;
-        Ok(rows)
+    }
+
+    /// CopyDone: the last rows, then the commit (or the session's open
+    /// transaction keeps them); the row count.
+    pub(crate) async fn finish(mut self) -> Result<u64, ErrorInfo> {
+        let display = std::mem::take(&mut self.display);
+        let bad = |e: String| info("22P02", format!("COPY {display}, {e}"));
+        let decoded = match (self.error.take(), self.decoder.take()) {
+            (Some(e), _) => Err(e),
+            (None, Some(d)) => d.finish(),
+            (None, None) => Err("COPY state lost".to_string()),
+        };
+        match decoded {
+            Ok((batches, rows)) => {
+                self.send(batches).await;
+                if let Some(tx) = self.tx.take() {
+                    let _ = tx.send(IngestMessage::Finish).await;
+                }
+                self.load.await.map_err(|e| info("XX000", format!("COPY: {e}")))?.map_err(engine_info)?;
+                Ok(rows)
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(bad(e))
+            }
+        }
+    }
+
+    /// CopyFail or a decoding error: the load rolls back; returns once it has.
+    pub(crate) async fn abort(mut self) {
+        self.tx = None;
+        let _ = (&mut self.load).await;
     }
 }
 

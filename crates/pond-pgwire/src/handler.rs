@@ -678,8 +678,13 @@ impl CopyHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         // Errors wait for CopyDone: the client keeps sending until then.
-        if let Some(r) = conn(client)?.copy_in.lock().as_mut() {
-            r.feed(&data.data);
+        // Messages of one connection come one at a time, so the COPY state
+        // can leave its slot while a batch waits for the appender.
+        let conn = conn(client)?;
+        let receiving = conn.copy_in.lock().take();
+        if let Some(mut r) = receiving {
+            r.feed(&data.data).await;
+            *conn.copy_in.lock() = Some(r);
         }
         Ok(())
     }
@@ -692,7 +697,7 @@ impl CopyHandler for Backend {
     {
         let conn = conn(client)?;
         let receiving = conn.copy_in.lock().take().ok_or_else(|| user_error(info("08P01", "CopyDone without a COPY in progress")))?;
-        match receiving.finish(&conn.session).await {
+        match receiving.finish().await {
             Ok(rows) => {
                 client.send(PgWireBackendMessage::CommandComplete(Tag::new("COPY").with_rows(rows as usize).into())).await?;
                 Ok(())
@@ -713,7 +718,10 @@ impl CopyHandler for Backend {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         if let Ok(conn) = conn(client) {
-            conn.copy_in.lock().take();
+            let receiving = conn.copy_in.lock().take();
+            if let Some(r) = receiving {
+                r.abort().await;
+            }
             if conn.session.in_transaction() {
                 conn.aborted.store(true, Ordering::SeqCst);
             }

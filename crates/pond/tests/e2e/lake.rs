@@ -248,3 +248,29 @@ async fn buffer_tables_of_the_previous_design_move_into_the_lake_once() {
     assert_eq!(one(&s, "SELECT string_agg(host, '' ORDER BY time) FROM old.cpu").await, "abcd");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_data_dir_moved_elsewhere_keeps_its_measurements() {
+    let s = TestServer::start().await;
+    write(&s, "mv", "cpu,host=a v=1 1\ncpu,host=b v=2 2").await;
+    let (status, b) = call(&s, reqwest::Method::POST, "/api/v1/lake/flush?db=mv", ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    write(&s, "mv", "cpu,host=c v=3 3").await;
+    let dir = s.stop().await;
+    // A restore to another path: DuckLake recorded the old data path.
+    let moved = tempfile::tempdir().unwrap();
+    let target = moved.path().join("restored");
+    std::fs::rename(dir.path(), &target).unwrap_or_else(|_| {
+        let status = std::process::Command::new("cp").arg("-a").arg(dir.path()).arg(&target).status().unwrap();
+        assert!(status.success());
+    });
+    let s = TestServer { server: Some(TestServer::launch(target.clone(), |b| b).await), dir: moved };
+    assert_eq!(one(&s, "SELECT string_agg(host, '' ORDER BY time) FROM mv.cpu").await, "abc");
+    write(&s, "mv", "cpu,host=d v=4 4").await;
+    let (status, b) = call(&s, reqwest::Method::POST, "/api/v1/lake/flush?db=mv", ADMIN, None).await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    assert_eq!(one(&s, "SELECT sum(v)::INT FROM mv.cpu").await, "10");
+    let files = parquet_files(&target.join("lake"));
+    assert!(files >= 2, "new files land under the new data dir ({files})");
+    s.stop().await;
+}
