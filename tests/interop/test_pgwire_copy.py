@@ -132,6 +132,44 @@ def test_copy_errors_name_line_and_column_and_commit_nothing(pg, uname):
     assert pg.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
 
 
+def test_copy_streams_batches_yet_a_late_error_or_copyfail_loads_nothing(pg, uname):
+    # 300K good rows reach the appender in several batches before the bad
+    # line arrives; the load must still roll back as a whole.
+    t = uname("cin_late")
+    pg.execute(f"CREATE TABLE {t} (id BIGINT, v DOUBLE)")
+    n = 300_000
+    good = "".join(f"{i}\t{i}.5\n" for i in range(n))
+    with pytest.raises(errors.InvalidTextRepresentation, match=f"line {n + 1}, column id"):
+        with pg.cursor() as cur:
+            with cur.copy(f"COPY {t} FROM STDIN") as copy:
+                copy.write(good)
+                copy.write("oops\t1\n")
+                copy.write("5\t5\n")
+    assert pg.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+    # The client gives up midway: psycopg sends CopyFail.
+    with pytest.raises(RuntimeError, match="client gave up"):
+        with pg.cursor() as cur:
+            with cur.copy(f"COPY {t} FROM STDIN") as copy:
+                copy.write(good)
+                raise RuntimeError("client gave up")
+    assert pg.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+    # Inside a transaction the batches already appended go with the rollback.
+    pg.autocommit = False
+    with pytest.raises(errors.InvalidTextRepresentation):
+        with pg.cursor() as cur:
+            with cur.copy(f"COPY {t} FROM STDIN") as copy:
+                copy.write(good)
+                copy.write("bad\n")
+    pg.rollback()
+    pg.autocommit = True
+    assert pg.execute(f"SELECT count(*) FROM {t}").fetchone() == (0,)
+    # And a good load of the same rows lands whole.
+    with pg.cursor() as cur:
+        with cur.copy(f"COPY {t} FROM STDIN") as copy:
+            copy.write(good)
+    assert pg.execute(f"SELECT count(*), sum(id) FROM {t}").fetchone() == (n, n * (n - 1) // 2)
+
+
 def test_copy_needs_insert_read_only_user_is_refused(pond, pg, uname):
     db, user = uname("cindb"), uname("cinro")
     pg.execute(f"CREATE DATABASE {db}")

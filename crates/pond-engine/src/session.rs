@@ -1078,7 +1078,12 @@ impl Session {
     /// Appends record batches from `batches` into a table, creating or
     /// replacing it as `req.mode` says. Atomic unless a transaction is open (then
     /// it is part of that transaction). Returns the number of rows ingested.
-    pub async fn ingest(self: &Arc<Self>, req: IngestRequest, schema: SchemaRef, mut batches: mpsc::Receiver<IngestMessage>) -> Result<i64> {
+    pub async fn ingest(
+        self: &Arc<Self>,
+        req: IngestRequest,
+        schema: SchemaRef,
+        mut batches: mpsc::Receiver<IngestMessage>,
+    ) -> Result<i64> {
         let started = Instant::now();
         let metrics = self.engine()?.metrics.clone();
         let (_run, handle) = self.spawn(move |session, conn, run| {
@@ -1150,9 +1155,7 @@ impl Session {
                     }
                 }
                 if !finished || run.stop_error().is_some() {
-                    return Err(Error::InvalidRequest(format!(
-                        "the data for {qualified} stopped before its end; nothing was loaded"
-                    )));
+                    return Err(Error::InvalidRequest(format!("the data for {qualified} stopped before its end; nothing was loaded")));
                 }
                 appender.flush()?;
                 Ok(rows)

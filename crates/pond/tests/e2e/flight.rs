@@ -265,7 +265,29 @@ async fn bulk_ingest_creates_and_appends() {
         .await
         .unwrap();
     assert_eq!(column_strings(&query(&mut c, "SELECT count(*), count(DISTINCT v) FROM ingested").await.unwrap(), 0), vec!["4"]);
-    c.execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Replace), futures::stream::iter(vec![Ok(batch)])).await.unwrap();
+    c.execute_ingest(cmd(TableNotExistOption::Create, TableExistsOption::Replace), futures::stream::iter(vec![Ok(batch.clone())]))
+        .await
+        .unwrap();
+    assert_eq!(column_strings(&query(&mut c, "SELECT count(*) FROM ingested").await.unwrap(), 0), vec!["2"]);
+    // A stream that breaks after two good batches (an undecodable message):
+    // the call fails and none of its rows are loaded.
+    use arrow_flight::encode::FlightDataEncoderBuilder;
+    use prost::Message;
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(
+        arrow_flight::sql::ProstMessageExt::as_any(&cmd(TableNotExistOption::Fail, TableExistsOption::Append)).encode_to_vec(),
+    );
+    let mut messages: Vec<arrow_flight::FlightData> = FlightDataEncoderBuilder::new()
+        .with_flight_descriptor(Some(descriptor))
+        .build(futures::stream::iter(vec![Ok(batch.clone()), Ok(batch)]))
+        .try_collect()
+        .await
+        .unwrap();
+    messages.push(arrow_flight::FlightData { data_header: bytes::Bytes::from_static(b"not a flatbuffer"), ..Default::default() });
+    let broken = match c.do_put(futures::stream::iter(messages)).await {
+        Ok(mut results) => results.message().await.map(|_| ()),
+        Err(e) => Err(tonic::Status::internal(e.to_string())),
+    };
+    assert!(broken.is_err(), "a broken stream is an error");
     assert_eq!(column_strings(&query(&mut c, "SELECT count(*) FROM ingested").await.unwrap(), 0), vec!["2"]);
     s.stop().await;
 }
