@@ -2,6 +2,7 @@
 """PostgreSQL-wire benchmark: Pond vs a real PostgreSQL 15, side by side in one run.
 
   (a) pgbench point-select TPS (custom script, random id, 8 clients), -M simple and -M prepared;
+  COPY … FROM STDIN of 1M rows (text) into both servers;
   DuckDB's own in-process floor for the same point select (crates/pond/examples/duckdb_point_floor.rs);
   (b) fetching 1M and 6M rows of TPC-H lineitem (SF1) with psycopg 3, text and binary
       results, against PostgreSQL (same rows loaded with COPY) and against Pond's own
@@ -130,6 +131,45 @@ def load_postgres(pg: Postgres, reference: Path, rows: int) -> None:
         conn.execute("VACUUM ANALYZE lineitem")
         log(f"PostgreSQL: lineitem loaded ({rows} rows) in {time.perf_counter() - t0:.1f}s")
         setup_accounts(conn)
+
+
+COPY_ROWS = 1_000_000
+
+
+def copy_payload(rows: int) -> list[bytes]:
+    """Text-format COPY data for (BIGINT, DOUBLE, VARCHAR, DATE), in ~1 MiB writes."""
+    chunks, lines = [], []
+    size = 0
+    for i in range(rows):
+        line = f"{i}\t{i * 0.25}\tname-{i % 1000}\t2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}\n"
+        lines.append(line)
+        size += len(line)
+        if size >= 1 << 20:
+            chunks.append("".join(lines).encode())
+            lines, size = [], 0
+    if lines:
+        chunks.append("".join(lines).encode())
+    return chunks
+
+
+def copy_in(info: dict, ddl: str, payload: list[bytes], rows: int, reps: int) -> dict:
+    """Best time of `reps` loads of the same rows with psycopg's COPY … FROM STDIN into a fresh table."""
+    import psycopg
+
+    best = float("inf")
+    with psycopg.connect(**info, autocommit=True) as conn:
+        for _ in range(reps):
+            conn.execute("DROP TABLE IF EXISTS copy_bench")
+            conn.execute(ddl)
+            t0 = time.perf_counter()
+            with conn.cursor() as cur, cur.copy("COPY copy_bench FROM STDIN") as copy:
+                for c in payload:
+                    copy.write(c)
+            best = min(best, time.perf_counter() - t0)
+            n = conn.execute("SELECT count(*) FROM copy_bench").fetchone()[0]
+            assert n == rows, (n, rows)
+        conn.execute("DROP TABLE copy_bench")
+    return {"rows": rows, "seconds": best, "rows_per_sec": rows / best}
 
 
 def setup_accounts(conn) -> None:
@@ -263,6 +303,16 @@ def main() -> int:
                 results["pgbench"].setdefault(mode, {})[name] = r
                 log(f"pgbench -M {mode} -c 8 {name}: {r['tps']:.0f} tps, {r['failed']} failed")
 
+        payload = copy_payload(COPY_ROWS)
+        results["copy_in"] = {
+            "pond": copy_in({**pond_info, "dbname": "default"},
+                            "CREATE TABLE copy_bench (id BIGINT, v DOUBLE, s VARCHAR, d DATE)", payload, COPY_ROWS, args.reps),
+            "postgres": copy_in(pg.conninfo(), "CREATE TABLE copy_bench (id BIGINT, v DOUBLE PRECISION, s TEXT, d DATE)",
+                                payload, COPY_ROWS, args.reps),
+        }
+        log(f"COPY FROM STDIN {COPY_ROWS} rows: pond {results['copy_in']['pond']['seconds']:.2f}s, "
+            f"postgres {results['copy_in']['postgres']['seconds']:.2f}s")
+
         results["duckdb_floor"] = duckdb_floor(seconds)
         f = results["duckdb_floor"]
         log(f"DuckDB in process (duckdb crate, prepared point select): {f['threads_1']['qps']:.0f} qps on 1 thread, "
@@ -324,6 +374,12 @@ def render(r: dict) -> str:
                        f"| {v['qps'] / best_pg:.2f} | {v['qps'] / best_pond:.2f} |")
         out.append(f"| Pond over PG wire, 8 clients (best mode) | {best_pond:.0f} | | {best_pond / best_pg:.2f} | 1.00 |")
         out.append(f"| PostgreSQL 15, 8 clients (best mode) | {best_pg:.0f} | | 1.00 | {best_pg / best_pond:.2f} |")
+    c = r.get("copy_in")
+    if c:
+        out += ["", f"## COPY … FROM STDIN ({c['pond']['rows']:,} rows of BIGINT, DOUBLE, VARCHAR, DATE; text format; psycopg, ~1 MiB writes; best of runs)", "",
+                "| | seconds | rows/s | Pond / PostgreSQL time |", "|---|---|---|---|",
+                f"| Pond | {c['pond']['seconds']:.2f} | {c['pond']['rows_per_sec']:,.0f} | {c['pond']['seconds'] / c['postgres']['seconds']:.2f} |",
+                f"| PostgreSQL 15 | {c['postgres']['seconds']:.2f} | {c['postgres']['rows_per_sec']:,.0f} | 1.00 |"]
     if not r["fetch"]:
         return "\n".join(out) + "\n"
     out += ["", "## Fetching TPC-H lineitem (`SELECT * … LIMIT n`, best of runs, seconds; psycopg builds Python rows)", "",
