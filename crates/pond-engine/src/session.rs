@@ -1154,7 +1154,10 @@ impl Session {
                         }
                     }
                 }
-                if !finished || run.stop_error().is_some() {
+                if run.stop_error().is_some() {
+                    return Err(Error::Cancelled);
+                }
+                if !finished {
                     return Err(Error::InvalidRequest(format!("the data for {qualified} stopped before its end; nothing was loaded")));
                 }
                 appender.flush()?;
