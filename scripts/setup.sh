@@ -19,6 +19,8 @@ if [ "$mode" != "--serve" ]; then
     python3 -m venv "$POND_VENV"
   fi
   "$POND_VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements-dev.txt
+  # The Hive Metastore the catalog tests start (jars cached in ~/.cache/pond/hms; Java if missing).
+  "$POND_VENV/bin/python" tests/interop/hms_server.py fetch
 fi
 
 echo "building pond (release; the first build compiles DuckDB and takes ~17 minutes)..." >&2

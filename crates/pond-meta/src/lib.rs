@@ -117,6 +117,41 @@ pub struct OAuthClientRecord {
     pub created_at: String,
 }
 
+/// A named credential (`CREATE SECRET`), sealed by the `pond-secrets` crate with
+/// AES-256-GCM: this crate stores only the ciphertext, never the values.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretRecord {
+    /// Lower-cased secret name.
+    pub name: String,
+    /// `s3`, `aws`, `gcp` or `postgres`.
+    pub secret_type: String,
+    pub created_at: String,
+    /// Fingerprint of the master key that sealed the record (first 16 hex
+    /// characters of the key's SHA-256), so a record sealed by another key is
+    /// recognised without trying to open it.
+    pub key_id: String,
+    /// The 96-bit AES-GCM nonce, base64.
+    pub nonce_b64: String,
+    /// The sealed options (JSON) with the GCM tag appended, base64.
+    pub ciphertext_b64: String,
+}
+
+/// An attached external catalog (`ATTACH 'thrift://…' AS name (TYPE hive, …)`),
+/// kept as written so a restart attaches it again. Credentials are never
+/// stored here: options name a secret instead.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CatalogRecord {
+    /// Lower-cased catalog name (a database name in Pond's model).
+    pub name: String,
+    /// `hive`, …
+    pub provider: String,
+    pub uri: String,
+    /// Upper-cased option names and their values.
+    #[serde(default)]
+    pub options: std::collections::BTreeMap<String, String>,
+    pub created_at: String,
+}
+
 /// The whole metadata document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SystemMeta {
@@ -133,6 +168,10 @@ pub struct SystemMeta {
     pub tokens: Vec<TokenRecord>,
     #[serde(default)]
     pub oauth_clients: Vec<OAuthClientRecord>,
+    #[serde(default)]
+    pub secrets: Vec<SecretRecord>,
+    #[serde(default)]
+    pub catalogs: Vec<CatalogRecord>,
 }
 
 fn format_version() -> u32 {
@@ -250,6 +289,14 @@ mod tests {
         assert!(r.is_err());
         assert!(store.snapshot().databases.is_empty());
         assert!(!store.path().exists());
+    }
+
+    #[test]
+    fn document_without_secrets_still_loads() {
+        let old = r#"{"version":1,"databases":[{"name":"a","file_id":"f1","created_at":"2024-01-01T00:00:00Z"}],"users":[]}"#;
+        let meta: SystemMeta = serde_json::from_str(old).unwrap();
+        assert_eq!(meta.databases[0].name, "a");
+        assert!(meta.secrets.is_empty());
     }
 
     #[test]

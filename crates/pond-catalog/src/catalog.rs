@@ -1,0 +1,497 @@
+//! [`Catalog`]: one attached external catalog — a provider plus everything
+//! that is the same for every provider: the metadata cache, retries of
+//! transient failures, partition selection (metastore filter first, local
+//! filtering of partition names second, never every partition object for a
+//! selective query), the partition limit, and the file listing of the
+//! selected partitions only.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::model::{Partition, Table};
+use crate::predicate::{Key, Pred};
+use crate::provider::Provider;
+use crate::reader::{self, Format, Slice};
+use crate::types::key_kind;
+
+/// Settings of an attached catalog that apply whatever the provider.
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    /// How long metadata stays cached; zero disables the cache.
+    pub cache_ttl: Duration,
+    /// A query reading more partitions of one table fails.
+    pub max_partitions: Option<usize>,
+    /// Tries of a call that failed transiently (1 = no retry).
+    pub attempts: u32,
+    /// No retry starts after this much time spent on one call (the
+    /// provider's own timeout bounds each try), so a metastore that hangs
+    /// costs one timeout, not one per try.
+    pub retry_budget: Duration,
+}
+
+impl Default for CatalogOptions {
+    fn default() -> Self {
+        CatalogOptions { cache_ttl: Duration::from_secs(60), max_partitions: None, attempts: 3, retry_budget: Duration::from_secs(10) }
+    }
+}
+
+/// Lists the data files of a location (a partition's or a table's directory).
+pub trait FileLister {
+    fn list(&self, location: &str) -> Result<Vec<String>>;
+}
+
+/// How partitions were selected, for EXPLAIN and diagnostics.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    pub partitions: Vec<Partition>,
+    /// All partitions of the table, when the selection learned it.
+    pub total: Option<usize>,
+    /// `unpartitioned`, `all partitions`, `metastore filter: …`, `partition names filtered locally`.
+    pub method: String,
+}
+
+/// What reading a table through the catalog will do.
+#[derive(Debug, Clone)]
+pub struct ScanPlan {
+    pub sql: String,
+    pub format: &'static str,
+    pub selection: Selection,
+    pub files: usize,
+}
+
+/// (namespace, table, metastore filter) of a cached filter answer.
+type FilterKey = (String, String, String);
+
+/// Partition fetches by name go in batches of this many.
+const NAMES_BATCH: usize = 100;
+
+pub struct Catalog {
+    name: String,
+    provider: Box<dyn Provider>,
+    options: CatalogOptions,
+    namespaces: Cache<(), Arc<Vec<String>>>,
+    tables: Cache<String, Arc<Vec<String>>>,
+    table: Cache<(String, String), Arc<Table>>,
+    names: Cache<(String, String), Arc<Vec<String>>>,
+    filtered: Cache<FilterKey, Arc<Option<Vec<Partition>>>>,
+    prefixed: Cache<FilterKey, Arc<Option<Vec<String>>>>,
+    /// Calls made to the provider (for tests and metrics).
+    calls: AtomicU64,
+}
+
+impl Catalog {
+    pub fn new(name: &str, provider: Box<dyn Provider>, options: CatalogOptions) -> Self {
+        let ttl = options.cache_ttl;
+        Catalog {
+            name: name.to_string(),
+            provider,
+            options,
+            namespaces: Cache::new(ttl),
+            tables: Cache::new(ttl),
+            table: Cache::new(ttl),
+            names: Cache::new(ttl),
+            filtered: Cache::new(ttl),
+            prefixed: Cache::new(ttl),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.provider.kind()
+    }
+
+    pub fn endpoint(&self) -> String {
+        self.provider.endpoint()
+    }
+
+    pub fn options(&self) -> &CatalogOptions {
+        &self.options
+    }
+
+    /// Calls made to the provider so far.
+    pub fn provider_calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Runs a provider call, retrying transient failures with exponential
+    /// backoff and jitter (bounded by `attempts`).
+    fn call<T>(&self, f: impl Fn() -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            match f() {
+                Err(e)
+                    if e.retryable() && attempt < self.options.attempts.max(1) && started.elapsed() + delay < self.options.retry_budget =>
+                {
+                    let jitter = rand::thread_rng().gen_range(0.5..1.5);
+                    tracing::debug!(catalog = %self.name, attempt, error = %e, "retrying a catalog call");
+                    std::thread::sleep(delay.mul_f64(jitter));
+                    delay *= 2;
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+
+    pub fn namespaces(&self) -> Result<Arc<Vec<String>>> {
+        self.namespaces.get_or_fetch(&(), || self.call(|| self.provider.namespaces()).map(Arc::new))
+    }
+
+    pub fn tables(&self, namespace: &str) -> Result<Arc<Vec<String>>> {
+        let key = namespace.to_ascii_lowercase();
+        self.tables.get_or_fetch(&key, || self.call(|| self.provider.tables(namespace)).map(Arc::new))
+    }
+
+    pub fn table(&self, namespace: &str, table: &str) -> Result<Arc<Table>> {
+        let key = (namespace.to_ascii_lowercase(), table.to_ascii_lowercase());
+        self.table.get_or_fetch(&key, || self.call(|| self.provider.table(namespace, table)).map(Arc::new))
+    }
+
+    /// Drops cached metadata: everything, a namespace's, or one table's.
+    pub fn refresh(&self, namespace: Option<&str>, table: Option<&str>) {
+        let ns = namespace.map(str::to_ascii_lowercase);
+        let t = table.map(str::to_ascii_lowercase);
+        let hit = |n: &String, tb: &String| ns.as_ref().is_none_or(|x| x == n) && t.as_ref().is_none_or(|x| x == tb);
+        if ns.is_none() {
+            self.namespaces.invalidate(|_| true);
+        }
+        if t.is_none() {
+            self.tables.invalidate(|n| ns.as_ref().is_none_or(|x| x == n));
+        }
+        self.table.invalidate(|(n, tb)| hit(n, tb));
+        self.names.invalidate(|(n, tb)| hit(n, tb));
+        self.filtered.invalidate(|(n, tb, _)| hit(n, tb));
+        self.prefixed.invalidate(|(n, tb, _)| hit(n, tb));
+    }
+
+    /// The partition keys of `table` as the predicate code sees them.
+    pub fn keys(table: &Table) -> Vec<Key> {
+        table.partition_keys.iter().map(|c| Key { name: c.name.clone(), kind: key_kind(&c.catalog_type) }).collect()
+    }
+
+    /// The partitions of `table` that may hold rows matching `pred`.
+    pub fn select(&self, table: &Table, pred: Option<&Pred>) -> Result<Selection> {
+        if !table.is_partitioned() {
+            let p = Partition { values: vec![], location: table.storage.location.clone() };
+            return Ok(Selection { partitions: vec![p], total: Some(1), method: "unpartitioned".into() });
+        }
+        let keys = Self::keys(table);
+        let tkey = (table.namespace.to_ascii_lowercase(), table.name.to_ascii_lowercase());
+        let local = |parts: Vec<Partition>| -> Vec<Partition> {
+            match pred {
+                None => parts,
+                Some(p) => parts
+                    .into_iter()
+                    .filter(|part| {
+                        let values: Vec<Option<&str>> =
+                            part.values.iter().map(|v| (v != crate::predicate::DEFAULT_PARTITION).then_some(v.as_str())).collect();
+                        p.matches(&values, &keys)
+                    })
+                    .collect(),
+            }
+        };
+        let selection = 'sel: {
+            let Some(pred) = pred else {
+                let all = self.call(|| self.provider.partitions(table))?;
+                let total = all.len();
+                break 'sel Selection { partitions: all, total: Some(total), method: "all partitions".into() };
+            };
+            let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+            let by_names = |names: &[String]| -> Result<Vec<Partition>> {
+                let wanted: Vec<String> = names
+                    .iter()
+                    .filter(|name| match crate::paths::parse_partition_name(name, &key_names) {
+                        Some(values) => {
+                            let v: Vec<Option<&str>> =
+                                values.iter().map(|v| (v != crate::predicate::DEFAULT_PARTITION).then_some(v.as_str())).collect();
+                            pred.matches(&v, &keys)
+                        }
+                        None => true,
+                    })
+                    .cloned()
+                    .collect();
+                self.check_limit(table, wanted.len())?;
+                let mut partitions = Vec::with_capacity(wanted.len());
+                for batch in wanted.chunks(NAMES_BATCH) {
+                    partitions.extend(self.call(|| self.provider.partitions_by_names(table, batch))?);
+                }
+                Ok(partitions)
+            };
+            // 1. Every name already cached: filter it here, fetch the chosen by name.
+            if let Some(names) = self.names.peek(&tkey).filter(|n| !n.is_empty()) {
+                let partitions = by_names(&names)?;
+                break 'sel Selection { partitions, total: Some(names.len()), method: "cached partition names filtered locally".into() };
+            }
+            // 2. Equality on the leading string keys: only those names (Trino's way).
+            let prefix = pred.string_prefix(&keys);
+            if !prefix.is_empty() {
+                let key = (tkey.0.clone(), tkey.1.clone(), format!("prefix:{}", prefix.join("/")));
+                let listed = self
+                    .prefixed
+                    .get_or_fetch(&key, || self.call(|| self.provider.partition_names_with_prefix(table, &prefix)).map(Arc::new))?;
+                if let Some(names) = listed.as_ref() {
+                    let partitions = by_names(names)?;
+                    break 'sel Selection {
+                        partitions,
+                        total: None,
+                        method: format!("partition names with prefix {} filtered locally", prefix.join("/")),
+                    };
+                }
+            }
+            // 3. The metastore's own filter.
+            if let Some(filter) = pred.hms_filter(&keys) {
+                let key = (tkey.0.clone(), tkey.1.clone(), filter.clone());
+                let fetched =
+                    self.filtered.get_or_fetch(&key, || match self.call(|| self.provider.partitions_by_filter(table, &filter)) {
+                        Ok(v) => Ok(Arc::new(v)),
+                        // The service refused the filter (not a transport failure): filter locally instead.
+                        Err(e @ Error::Provider { retryable: false, .. }) => {
+                            tracing::debug!(catalog = %self.name, %filter, error = %e, "metastore filter refused; filtering names locally");
+                            Ok(Arc::new(None))
+                        }
+                        Err(e) => Err(e),
+                    })?;
+                if let Some(parts) = fetched.as_ref() {
+                    break 'sel Selection { partitions: local(parts.clone()), total: None, method: format!("metastore filter: {filter}") };
+                }
+            }
+            let names = self
+                .names
+                .get_or_fetch(&tkey, || self.call(|| self.provider.partition_names(table)).map(|n| Arc::new(n.unwrap_or_default())))?;
+            if names.is_empty() {
+                // No names listing (or no partitions): fetch everything and filter.
+                let all = self.call(|| self.provider.partitions(table))?;
+                let total = all.len();
+                break 'sel Selection { partitions: local(all), total: Some(total), method: "all partitions filtered locally".into() };
+            }
+            // 4. Every name (then cached), filtered here.
+            let partitions = by_names(&names)?;
+            Selection { partitions, total: Some(names.len()), method: "partition names filtered locally".into() }
+        };
+        self.check_limit(table, selection.partitions.len())?;
+        Ok(selection)
+    }
+
+    fn check_limit(&self, table: &Table, count: usize) -> Result<()> {
+        match self.options.max_partitions {
+            Some(max) if count > max => Err(Error::TooManyPartitions {
+                catalog: self.name.clone(),
+                table: table.qualified(),
+                count,
+                max,
+                keys: table.partition_keys.iter().map(|k| k.name.clone()).collect::<Vec<_>>().join(", "),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The DuckDB query reading the rows of `table` that may match `pred`:
+    /// partitions selected, their files listed, the reader built.
+    pub fn plan_scan(&self, table: &Table, pred: Option<&Pred>, files: &dyn FileLister) -> Result<ScanPlan> {
+        let format = reader::format_of(&self.name, table)?;
+        reader::typed_columns(&self.name, table)?;
+        let selection = self.select(table, pred)?;
+        let mut slices = Vec::with_capacity(selection.partitions.len());
+        let mut count = 0;
+        for p in &selection.partitions {
+            let Some(location) = p.location.as_deref().or(table.storage.location.as_deref()) else {
+                return Err(Error::Unsupported {
+                    catalog: self.name.clone(),
+                    table: table.qualified(),
+                    reason: "a partition has no location".into(),
+                });
+            };
+            let listed = files.list(location)?;
+            count += listed.len();
+            slices.push(Slice { values: p.values.iter().map(|v| reader::partition_value(v)).collect(), files: listed });
+        }
+        let sql = reader::reader_sql(&self.name, table, &format, &slices)?;
+        Ok(ScanPlan { sql, format: format_name(&format), selection, files: count })
+    }
+}
+
+fn format_name(f: &Format) -> &'static str {
+    f.name()
+}
+
+#[cfg(test)]
+mod tests {
+    //! The framework's selection logic against an in-memory provider (the
+    //! provider itself is tested against a real Hive Metastore in the interop suite).
+    use super::*;
+    use crate::model::{Column, Storage};
+    use crate::predicate::Op;
+    use parking_lot::Mutex;
+
+    #[derive(Default)]
+    struct Fake {
+        partitions: Vec<Partition>,
+        calls: Mutex<Vec<&'static str>>,
+        fail_first: Mutex<u32>,
+    }
+
+    impl Fake {
+        fn log(&self, op: &'static str) -> Result<()> {
+            self.calls.lock().push(op);
+            let mut f = self.fail_first.lock();
+            if *f > 0 {
+                *f -= 1;
+                return Err(Error::Provider {
+                    catalog: "c".into(),
+                    provider: "fake",
+                    operation: op,
+                    target: String::new(),
+                    retryable: true,
+                    message: "connection reset".into(),
+                });
+            }
+            Ok(())
+        }
+        fn names(&self) -> Vec<String> {
+            self.partitions.iter().map(|p| crate::paths::partition_name(&["region", "h"], &[&p.values[0], &p.values[1]])).collect()
+        }
+    }
+
+    impl Provider for Arc<Fake> {
+        fn kind(&self) -> &'static str {
+            "fake"
+        }
+        fn endpoint(&self) -> String {
+            "memory".into()
+        }
+        fn namespaces(&self) -> Result<Vec<String>> {
+            self.log("namespaces")?;
+            Ok(vec!["db".into()])
+        }
+        fn tables(&self, _: &str) -> Result<Vec<String>> {
+            self.log("tables")?;
+            Ok(vec!["t".into()])
+        }
+        fn table(&self, ns: &str, t: &str) -> Result<Table> {
+            self.log("table")?;
+            if t != "t" {
+                return Err(Error::NotFound { catalog: "c".into(), what: format!("table {ns}.{t}") });
+            }
+            Ok(table())
+        }
+        fn partitions(&self, _: &Table) -> Result<Vec<Partition>> {
+            self.log("partitions")?;
+            Ok(self.partitions.clone())
+        }
+        fn partitions_by_filter(&self, _: &Table, filter: &str) -> Result<Option<Vec<Partition>>> {
+            self.log("by_filter")?;
+            // Only `h = n` is understood here.
+            let n: Option<&str> = filter.trim_matches(|c| c == '(' || c == ')').strip_prefix("h = ");
+            Ok(n.map(|n| self.partitions.iter().filter(|p| p.values[1] == n).cloned().collect()))
+        }
+        fn partition_names(&self, _: &Table) -> Result<Option<Vec<String>>> {
+            self.log("names")?;
+            Ok(Some(self.names()))
+        }
+        fn partition_names_with_prefix(&self, _: &Table, values: &[String]) -> Result<Option<Vec<String>>> {
+            self.log("names_ps")?;
+            Ok(Some(self.names().into_iter().filter(|n| n.starts_with(&format!("region={}/", values[0]))).collect()))
+        }
+        fn partitions_by_names(&self, _: &Table, names: &[String]) -> Result<Vec<Partition>> {
+            self.log("by_names")?;
+            let all = self.names();
+            Ok(self.partitions.iter().zip(all).filter(|(_, n)| names.contains(n)).map(|(p, _)| p.clone()).collect())
+        }
+    }
+
+    fn table() -> Table {
+        let col = |n: &str, t: &str| Column { name: n.into(), catalog_type: t.into(), comment: None };
+        Table {
+            namespace: "db".into(),
+            name: "t".into(),
+            columns: vec![col("v", "int")],
+            partition_keys: vec![col("region", "string"), col("h", "int")],
+            storage: Storage { location: Some("/x".into()), ..Default::default() },
+            params: Default::default(),
+            table_type: "EXTERNAL_TABLE".into(),
+        }
+    }
+
+    fn catalog(max: Option<usize>) -> (Catalog, Arc<Fake>) {
+        let mut partitions = Vec::new();
+        for r in ["eu", "us", "ap"] {
+            for h in 0..10 {
+                partitions.push(Partition { values: vec![r.into(), h.to_string()], location: Some(format!("/x/{r}/{h}")) });
+            }
+        }
+        let fake = Arc::new(Fake { partitions, ..Default::default() });
+        let options = CatalogOptions { max_partitions: max, ..Default::default() };
+        (Catalog::new("c", Box::new(fake.clone()), options), fake)
+    }
+
+    fn eq(key: usize, v: &str) -> Pred {
+        Pred::Cmp { key, op: Op::Eq, value: v.into() }
+    }
+
+    #[test]
+    fn selection_uses_the_cheapest_listing_and_never_every_partition() {
+        let (c, fake) = catalog(None);
+        let t = table();
+        // Equality on the leading string key: names by prefix, then by name.
+        let s = c.select(&t, Some(&Pred::And(vec![eq(0, "us"), eq(1, "3")]))).unwrap();
+        assert_eq!(s.partitions.len(), 1);
+        assert_eq!(s.partitions[0].values, vec!["us", "3"]);
+        assert_eq!(*fake.calls.lock(), vec!["names_ps", "by_names"]);
+        fake.calls.lock().clear();
+        // Only the integer key: the metastore's filter.
+        let s = c.select(&t, Some(&eq(1, "7"))).unwrap();
+        assert_eq!(s.partitions.len(), 3);
+        assert!(s.method.starts_with("metastore filter"), "{}", s.method);
+        assert_eq!(*fake.calls.lock(), vec!["by_filter"]);
+        fake.calls.lock().clear();
+        // A range the fake metastore refuses: every name, filtered here, then cached.
+        let range = Pred::Cmp { key: 1, op: Op::Ge, value: "8".into() };
+        let s = c.select(&t, Some(&range)).unwrap();
+        assert_eq!((s.partitions.len(), s.total), (6, Some(30)));
+        assert_eq!(*fake.calls.lock(), vec!["by_filter", "names", "by_names"]);
+        fake.calls.lock().clear();
+        let s = c.select(&t, Some(&eq(0, "eu"))).unwrap();
+        assert_eq!(s.partitions.len(), 10);
+        assert!(s.method.starts_with("cached partition names"), "{}", s.method);
+        assert_eq!(*fake.calls.lock(), vec!["by_names"]);
+        assert!(!fake.calls.lock().contains(&"partitions"));
+    }
+
+    #[test]
+    fn limits_retries_and_not_found() {
+        let (c, fake) = catalog(Some(5));
+        let t = table();
+        let e = c.select(&t, None).unwrap_err().to_string();
+        assert!(e.contains("30 partitions") && e.contains("MAX_PARTITIONS 5") && e.contains("region, h"), "{e}");
+        let e = c.select(&t, Some(&eq(0, "eu"))).unwrap_err().to_string();
+        assert!(e.contains("10 partitions"), "{e}");
+        assert!(c.select(&t, Some(&Pred::And(vec![eq(0, "eu"), eq(1, "1")]))).is_ok());
+        // Transient failures are retried; not-found is not.
+        *fake.fail_first.lock() = 2;
+        fake.calls.lock().clear();
+        assert!(c.namespaces().is_ok());
+        assert_eq!(fake.calls.lock().len(), 3);
+        fake.calls.lock().clear();
+        assert!(matches!(c.table("db", "nope"), Err(Error::NotFound { .. })));
+        assert_eq!(fake.calls.lock().len(), 1);
+        // Cached, then dropped by REFRESH.
+        c.table("db", "t").unwrap();
+        c.table("db", "t").unwrap();
+        assert_eq!(fake.calls.lock().iter().filter(|c| **c == "table").count(), 2);
+        c.refresh(Some("db"), Some("t"));
+        c.table("db", "t").unwrap();
+        assert_eq!(fake.calls.lock().iter().filter(|c| **c == "table").count(), 3);
+    }
+}
