@@ -8,5 +8,11 @@ export POND_BIN="${POND_BIN:-$CARGO_TARGET_DIR/release/pond}"
 POND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export POND_ROOT
 export POND_VENV="${POND_VENV:-$POND_ROOT/.venv}"
-# Extensions the test suite and benchmarks use.
-POND_TEST_EXTENSIONS="icu tpch httpfs ducklake postgres_scanner quack"
+# Extensions `pond serve` loads with its defaults and with the lake flags that
+# scripts/serve.sh passes through: icu (time zones; the default --extensions),
+# ducklake (measurements), httpfs (--lake-data-path s3://...), postgres_scanner
+# (--lake-catalog). `scripts/setup.sh --serve` installs exactly these, and
+# tests/interop/test_serve_defaults.py starts Pond with only these installed.
+POND_SERVE_EXTENSIONS="icu ducklake httpfs postgres_scanner"
+# Extensions the test suite and benchmarks use (a superset of the serve list).
+POND_TEST_EXTENSIONS="$POND_SERVE_EXTENSIONS tpch quack avro"

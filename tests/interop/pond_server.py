@@ -97,7 +97,8 @@ class PondServer:
 
     data_dir: Path
     password: str = "pond-test-pw"
-    extensions: str = "icu"
+    # --extensions; None: Pond's default (the flag is not passed and POND_EXTENSIONS is unset).
+    extensions: Optional[str] = "icu"
     query_timeout_ms: Optional[int] = None
     max_sessions: Optional[int] = None
     extra_args: list[str] = field(default_factory=list)
@@ -148,14 +149,17 @@ class PondServer:
             "--pg-addr", "127.0.0.1:0",
             "--extension-dir", str(ext_dir),
             "--ready-file", str(ready),
-            "--extensions", self.extensions,
         ]
+        if self.extensions is not None:
+            args += ["--extensions", self.extensions]
         if self.query_timeout_ms is not None:
             args += ["--query-timeout-ms", str(self.query_timeout_ms)]
         if self.max_sessions is not None:
             args += ["--max-sessions", str(self.max_sessions)]
         args += self.extra_args
         env = dict(os.environ)
+        if self.extensions is None:
+            env.pop("POND_EXTENSIONS", None)
         env["POND_ADMIN_PASSWORD"] = self.password
         env.setdefault("RUST_LOG", "info")
         env.update(self.extra_env)

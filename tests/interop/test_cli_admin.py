@@ -88,3 +88,37 @@ def test_errors_are_clear_and_need_a_superuser(server):
     assert r.returncode != 0 and "403" in r.stderr and "superuser" in r.stderr
     r = pond(server, "user", "create", "short", new_password="abc")
     assert r.returncode != 0 and "at least 8" in r.stderr
+
+
+def test_sql_prints_statement_tags_as_psql_does(server):
+    """`pond sql -c` prints the tag of a statement that returns no rows (issue 12:
+    `CREATE DATABASE` printed nothing), rows as a table with a row count."""
+    host, port = server.flight_host_port
+
+    def sql(text: str, *extra: str) -> str:
+        env = dict(os.environ, POND_PASSWORD=PASSWORD, POND_USER="admin")
+        env.pop("POND_DATABASE", None)
+        r = subprocess.run([str(pond_bin()), "sql", "--host", host, "--port", str(port), *extra, "-c", text],
+                           capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    db = "cli_tags"
+    assert sql(f"CREATE DATABASE {db}") == "CREATE DATABASE"
+    assert sql("CREATE TABLE t (id INTEGER, v DOUBLE)", "-d", db) == "CREATE TABLE"
+    assert sql("INSERT INTO t SELECT range, range * 0.5 FROM range(5)", "-d", db) == "INSERT 0 5"
+    assert sql("UPDATE t SET v = 0 WHERE id < 3", "-d", db) == "UPDATE 3"
+    assert sql("DELETE FROM t WHERE id = 4", "-d", db) == "DELETE 1"
+    assert sql("CREATE OR REPLACE TABLE u AS SELECT * FROM t", "-d", db) == "SELECT 4"
+    assert sql("CREATE VIEW w AS SELECT id FROM t", "-d", db) == "CREATE VIEW"
+    assert sql("SET TimeZone = 'UTC'") == "SET"
+    assert sql("DROP TABLE u", "-d", db) == "DROP TABLE"
+    out = sql("SELECT count(*) AS n FROM t", "-d", db).splitlines()
+    assert out[-1] == "(1 row)" and any(line.replace(" ", "") == "|4|" for line in out), out
+    # An empty result still shows its columns, as psql does.
+    out = sql("SELECT id, v FROM t WHERE id > 100", "-d", db).splitlines()
+    assert out[-1] == "(0 rows)" and any("id" in line and "v" in line for line in out), out
+    # A column that happens to be called Count is a result, not a status.
+    out = sql('SELECT 7 AS "Count"').splitlines()
+    assert out[-1] == "(1 row)", out
+    assert sql(f"DROP DATABASE {db}") == "DROP DATABASE"

@@ -67,6 +67,10 @@ pub(crate) struct Inner {
     pub(crate) lakes: Mutex<std::collections::HashSet<String>>,
     /// The lake is attached.
     pub(crate) lake_ready: Mutex<bool>,
+    /// Attached external catalogs (see `external.rs`).
+    pub(crate) externals: crate::external::Externals,
+    /// Pond secrets, sealed in the metadata (see `secrets.rs`).
+    pub(crate) secrets: pond_secrets::SecretStore,
 }
 
 impl Engine {
@@ -91,23 +95,12 @@ impl Engine {
         }
         let root = duckdb::Connection::open_in_memory_with_flags(duck)?;
         extensions::load_all(&root, &ext_dir, &config.extensions, config.install_from_repository)?;
-        // Time-series lakes need ducklake (and httpfs for S3); loaded now because
-        // loading is not possible once external access is off.
-        let mut lake_ext = vec!["ducklake".to_string()];
-        if config.s3.is_some() {
-            lake_ext.push("httpfs".to_string());
-        }
-        if config.lake_catalog.is_some() {
-            lake_ext.push("postgres_scanner".to_string());
-        }
-        let lake_loaded = match extensions::load_all(&root, &ext_dir, &lake_ext, config.install_from_repository) {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::warn!(error = %e, "time-series measurements will not work until the extension is installed");
-                false
-            }
-        };
+        // The lake's extensions (ducklake, httpfs for S3, postgres_scanner for a
+        // PostgreSQL catalog), now: loading is not possible once external access
+        // is off. A missing one is logged and makes the lake unavailable (503).
+        let lake_loaded = crate::lake::load_extensions(&root, &config);
         let system_functions = builtin_functions(&root)?;
+        let secrets = crate::secrets::open_store(&config, meta.clone())?;
 
         let inner = Arc::new(Inner {
             config,
@@ -126,9 +119,13 @@ impl Engine {
             statement_counter: crate::parser::StatementCounter::new()?,
             lakes: Mutex::new(std::collections::HashSet::new()),
             lake_ready: Mutex::new(false),
+            externals: Default::default(),
+            secrets,
         });
         let engine = Engine { inner };
         engine.attach_all()?;
+        engine.install_storage_secrets();
+        engine.attach_recorded_catalogs()?;
         engine.start_audit_log()?;
         if lake_loaded {
             let root = engine.inner.root.lock();
@@ -217,9 +214,22 @@ impl Engine {
     }
 
     /// Databases the identity may see, sorted by name.
+    /// Attached external catalogs are listed too (with an empty path).
     pub fn visible_databases(&self, identity: &Identity) -> Vec<DatabaseInfo> {
         let policy = self.inner.auth.policy();
-        self.databases().into_iter().filter(|d| policy.allows(identity, &d.name, None, pond_auth::Privilege::Usage)).collect()
+        let externals = self.inner.meta.snapshot().catalogs.into_iter().map(|c| DatabaseInfo {
+            name: c.name,
+            created_at: c.created_at,
+            path: String::new(),
+        });
+        let mut v: Vec<DatabaseInfo> = self
+            .databases()
+            .into_iter()
+            .chain(externals)
+            .filter(|d| policy.allows(identity, &d.name, None, pond_auth::Privilege::Usage))
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
     }
 
     fn attach_all(&self) -> Result<()> {

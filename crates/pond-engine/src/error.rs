@@ -17,6 +17,9 @@ pub enum ErrorKind {
     DeadlineExceeded,
     /// A prerequisite is missing (e.g. an extension that must be installed).
     FailedPrecondition,
+    /// A part of the server is not available (its DuckDB extension did not
+    /// load at start): clients back off and retry (HTTP 503, gRPC UNAVAILABLE).
+    Unavailable,
     Internal,
 }
 
@@ -45,6 +48,10 @@ pub enum Error {
     ExtensionMissing { name: String, dir: String, command: String },
     #[error("extension installer: {0}")]
     ExtensionInstall(String),
+    /// A feature that is unavailable on this server until the operator acts
+    /// (time-series storage without its extension); the message names the fix.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Meta(#[from] pond_meta::Error),
     #[error("I/O error on {path}: {source}")]
@@ -62,6 +69,9 @@ pub enum Error {
     AlreadyExists(String),
     #[error("internal error: {0}")]
     Internal(String),
+    /// An external catalog's error; it names the catalog, the table and what failed.
+    #[error(transparent)]
+    Catalog(#[from] pond_catalog::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -77,11 +87,21 @@ impl Error {
             Error::Cancelled => ErrorKind::Cancelled,
             Error::Timeout(_) => ErrorKind::DeadlineExceeded,
             Error::ExtensionMissing { .. } => ErrorKind::FailedPrecondition,
+            Error::Unavailable(_) => ErrorKind::Unavailable,
             Error::ExtensionInstall(_) | Error::Meta(_) | Error::Io { .. } | Error::Internal(_) => ErrorKind::Internal,
             Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
             Error::Unauthenticated(_) => ErrorKind::Unauthenticated,
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::Catalog(e) => match e {
+                pond_catalog::Error::NotFound { .. } => ErrorKind::NotFound,
+                pond_catalog::Error::InvalidOption(_) | pond_catalog::Error::TooManyPartitions { .. } => ErrorKind::InvalidArgument,
+                pond_catalog::Error::Unsupported { .. } => ErrorKind::InvalidArgument,
+                pond_catalog::Error::Storage { .. } => ErrorKind::FailedPrecondition,
+                // The metastore is down or slow: clients may back off and retry.
+                pond_catalog::Error::Provider { retryable: true, .. } => ErrorKind::Unavailable,
+                pond_catalog::Error::Provider { .. } => ErrorKind::FailedPrecondition,
+            },
         }
     }
 
@@ -103,11 +123,17 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::ExtensionMissing { .. } => "extension_missing",
             Error::ExtensionInstall(_) => "extension_install_failed",
+            Error::Unavailable(_) => "unavailable",
             Error::Meta(_) | Error::Io { .. } | Error::Internal(_) => "internal",
             Error::PermissionDenied(_) => "permission_denied",
             Error::Unauthenticated(_) => "unauthenticated",
             Error::NotFound(_) => "not_found",
             Error::AlreadyExists(_) => "already_exists",
+            Error::Catalog(pond_catalog::Error::NotFound { .. }) => "not_found",
+            Error::Catalog(pond_catalog::Error::TooManyPartitions { .. }) => "too_many_partitions",
+            Error::Catalog(pond_catalog::Error::Unsupported { .. }) => "unsupported",
+            Error::Catalog(pond_catalog::Error::Provider { retryable: true, .. }) => "catalog_unavailable",
+            Error::Catalog(_) => "catalog_error",
         }
     }
 
@@ -130,7 +156,12 @@ fn classify_duckdb(msg: &str) -> ErrorKind {
 
 impl From<duckdb::Error> for Error {
     fn from(e: duckdb::Error) -> Self {
-        Error::DuckDb(e.to_string())
+        let msg = e.to_string();
+        // A measurement view read while the lake is not attached (its extension did not load).
+        if crate::lake::is_lake_missing_error(&msg) {
+            return Error::Unavailable(crate::lake::lake_missing_query_message());
+        }
+        Error::DuckDb(msg)
     }
 }
 

@@ -16,7 +16,7 @@ pub const DUCKDB_VERSION: &str = "1.5.5";
 
 /// Extensions Pond knows how to fetch offline.
 pub const KNOWN_EXTENSIONS: &[&str] =
-    &["icu", "httpfs", "tpch", "tpcds", "ducklake", "postgres_scanner", "iceberg", "aws", "delta", "quack"];
+    &["icu", "httpfs", "tpch", "tpcds", "ducklake", "postgres_scanner", "iceberg", "aws", "delta", "quack", "avro"];
 
 /// DuckDB's platform string for this build.
 pub fn platform() -> &'static str {

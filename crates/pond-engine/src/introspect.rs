@@ -69,7 +69,9 @@ impl Engine {
     }
 
     fn database_list_sql(&self) -> String {
-        let names: Vec<String> = self.databases().iter().map(|d| quote_literal(&d.name)).collect();
+        // External catalogs list like databases (their placeholder views carry the columns).
+        let names: Vec<String> =
+            self.databases().iter().map(|d| d.name.clone()).chain(self.inner.externals.names()).map(|n| quote_literal(&n)).collect();
         names.join(", ")
     }
 
@@ -345,8 +347,13 @@ impl Engine {
     /// PostgreSQL listener's pg_catalog), so grants are applied here, once.
     pub async fn catalog_facts(&self, who: &Identity, database: &str) -> Result<CatalogFacts> {
         let policy = self.authenticator().policy();
-        let databases: Vec<String> =
-            self.databases().into_iter().map(|d| d.name).filter(|d| policy.allows(who, d, None, Privilege::Usage)).collect();
+        let databases: Vec<String> = self
+            .databases()
+            .into_iter()
+            .map(|d| d.name)
+            .chain(self.inner.externals.names())
+            .filter(|d| policy.allows(who, d, None, Privilege::Usage))
+            .collect();
         let users = if who.effective_superuser() {
             self.authenticator()
                 .list_users(who)

@@ -17,8 +17,9 @@
 //!
 //! Look first at [`Engine::attach_lake`] and [`measurement_view_query`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::sql::{quote_ident, quote_literal};
@@ -161,17 +162,28 @@ impl Engine {
         Ok(())
     }
 
+    /// Ok when the lake is attached; otherwise [`Error::Unavailable`] naming
+    /// the extensions that did not load at start and the command that
+    /// installs them. Every use of the lake checks this first.
+    pub fn lake_available(&self) -> Result<()> {
+        if *self.inner.lake_ready.lock() {
+            return Ok(());
+        }
+        let wanted = lake_extensions(&self.inner.config);
+        let loaded = loaded_extensions(&self.inner.root.lock());
+        let mut missing: Vec<&str> = wanted.iter().copied().filter(|n| !loaded.contains(*n)).collect();
+        if missing.is_empty() {
+            missing = wanted;
+        }
+        Err(Error::Unavailable(unavailable_message(&self.inner.config.extension_dir(), &missing)))
+    }
+
     /// The lake schema of database `db`, created (with its bookkeeping
     /// tables) on first use.
     pub fn attach_lake(&self, db: &str) -> Result<Lake> {
         let id = self.database_file_id(db)?;
         let lake = Lake::for_file_id(&id);
-        if !*self.inner.lake_ready.lock() {
-            return Err(Error::InvalidRequest(format!(
-                "time-series storage is unavailable: the ducklake extension did not load at start (install it with: {})",
-                crate::extensions::install_command(&self.inner.config.extension_dir(), &["ducklake"])
-            )));
-        }
+        self.lake_available()?;
         let mut lakes = self.inner.lakes.lock();
         if lakes.contains(&id) {
             return Ok(lake);
@@ -202,6 +214,76 @@ impl Engine {
             tracing::warn!(database_id = %id, error = %e, "cannot drop the lake schema of a dropped database");
         }
     }
+}
+
+/// The extensions the lake needs with this configuration: ducklake, httpfs
+/// for an S3 data path, postgres_scanner for a PostgreSQL catalog.
+pub fn lake_extensions(config: &EngineConfig) -> Vec<&'static str> {
+    let mut names = vec!["ducklake"];
+    if config.s3.is_some() {
+        names.push("httpfs");
+    }
+    if config.lake_catalog.is_some() {
+        names.push("postgres_scanner");
+    }
+    names
+}
+
+/// Loads the lake's extensions at start. They cannot be loaded on first use
+/// instead: DuckDB refuses `LOAD` once external access is off, which
+/// [`Engine::open`] does right after. A missing one does not stop the start:
+/// one error line names it and the command that installs it, and every use
+/// of the lake answers [`Error::Unavailable`] until a restart. Returns
+/// whether all loaded.
+pub(crate) fn load_extensions(root: &duckdb::Connection, config: &EngineConfig) -> bool {
+    let dir = config.extension_dir();
+    let mut missing = Vec::new();
+    for name in lake_extensions(config) {
+        if let Err(e) = crate::extensions::load_all(root, &dir, &[name.to_string()], config.install_from_repository) {
+            tracing::debug!(extension = name, error = %e, "lake extension did not load");
+            missing.push(name);
+        }
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    tracing::error!(
+        "{}; until then line-protocol, MessagePack and JSON writes, measurement queries and the lake endpoints answer 503",
+        unavailable_message(&dir, &missing)
+    );
+    false
+}
+
+/// What every use of the lake answers while `missing` extensions are not loaded.
+fn unavailable_message(extension_dir: &Path, missing: &[&str]) -> String {
+    let (what, pronoun) = if missing.len() == 1 { ("extension", "it") } else { ("extensions", "them") };
+    format!(
+        "time-series storage is unavailable: DuckDB {what} {} did not load at start; install {pronoun} with: {} (then restart pond)",
+        missing.join(", "),
+        crate::extensions::install_command(extension_dir, missing)
+    )
+}
+
+/// Names of the extensions loaded in the instance (empty if DuckDB cannot say).
+fn loaded_extensions(conn: &duckdb::Connection) -> std::collections::HashSet<String> {
+    let names = conn
+        .prepare("SELECT extension_name FROM duckdb_extensions() WHERE loaded")
+        .and_then(|mut stmt| stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<std::collections::HashSet<String>, _>>());
+    names.unwrap_or_default()
+}
+
+/// DuckDB's error for a measurement view read while the lake is not attached.
+pub(crate) fn is_lake_missing_error(msg: &str) -> bool {
+    msg.contains(&format!("Catalog \"{LAKE_ALIAS}\" does not exist"))
+}
+
+/// The answer to a measurement query while the lake is not attached (an error
+/// conversion knows no extension directory: the start-up log has the command).
+pub(crate) fn lake_missing_query_message() -> String {
+    "time-series storage is unavailable: DuckDB extension ducklake did not load at start, so measurements cannot be read; \
+     install it with: pond extensions install --extension-dir <the server's extension directory> ducklake (the start-up log \
+     shows the exact command), then restart pond"
+        .to_string()
 }
 
 /// `CREATE OR REPLACE SECRET` (in memory only) scoped to the lake data path.
@@ -236,5 +318,29 @@ mod tests {
         assert!(!is_hidden_schema("main"));
         let q = measurement_view_query(&Lake::for_file_id("x"), "c\"p");
         assert!(q.contains("\"c\"\"p\""), "{q}");
+    }
+
+    #[test]
+    fn unavailable_lake_names_the_extensions_and_the_install_command() {
+        let dir = Path::new("/srv/pond/extensions");
+        let one = unavailable_message(dir, &["ducklake"]);
+        assert!(one.contains("extension ducklake did not load"), "{one}");
+        assert!(one.contains("pond extensions install --extension-dir /srv/pond/extensions ducklake "), "{one}");
+        let two = unavailable_message(dir, &["ducklake", "httpfs"]);
+        assert!(
+            two.contains("extensions ducklake, httpfs") && two.contains("--extension-dir /srv/pond/extensions ducklake httpfs"),
+            "{two}"
+        );
+
+        let mut config = EngineConfig::new("/srv/pond");
+        assert_eq!(lake_extensions(&config), vec!["ducklake"]);
+        config.s3 = Some(crate::config::S3Config::default());
+        assert_eq!(lake_extensions(&config), vec!["ducklake", "httpfs"]);
+
+        assert!(is_lake_missing_error("Binder Error: Catalog \"__pond_lake\" does not exist!"));
+        assert!(!is_lake_missing_error("Binder Error: Catalog \"lake\" does not exist!"));
+        let e: Error = Error::Unavailable(lake_missing_query_message());
+        assert_eq!(e.kind(), crate::ErrorKind::Unavailable);
+        assert_eq!(e.code(), "unavailable");
     }
 }

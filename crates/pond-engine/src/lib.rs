@@ -16,12 +16,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod extensions;
+pub mod external;
 pub mod introspect;
 pub mod lake;
 pub mod metrics;
 pub mod params;
 mod parser;
 mod sandbox;
+mod secrets;
 pub mod session;
 pub mod sql;
 

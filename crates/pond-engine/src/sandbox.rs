@@ -122,6 +122,9 @@ pub(crate) struct Checker<'a> {
     pub counter: &'a crate::parser::StatementCounter,
     /// Catalog listings to limit to what the caller may see (see `catalog_views`).
     pub rewrites: std::cell::RefCell<Vec<crate::catalog_views::Rewrite>>,
+    /// Attached external catalogs (lower-cased): their tables are checked by
+    /// grants alone (see `external.rs`).
+    pub externals: &'a [String],
 }
 
 /// Every table and view the session can see, by lower-cased name: read once
@@ -191,8 +194,13 @@ impl Checker<'_> {
 
     /// What the caller may see, for limited catalog listings.
     fn visible(&self) -> crate::catalog_views::Visible {
-        let databases: Vec<String> =
-            self.databases.iter().filter(|d| self.policy.allows(self.identity, d, None, Privilege::Usage)).cloned().collect();
+        let databases: Vec<String> = self
+            .databases
+            .iter()
+            .chain(self.externals)
+            .filter(|d| self.policy.allows(self.identity, d, None, Privilege::Usage))
+            .cloned()
+            .collect();
         let tables = self
             .catalog
             .objects()
@@ -297,6 +305,22 @@ impl Checker<'_> {
                                 let mut at = fmap.clone();
                                 at.insert("alias".into(), map.get("alias").cloned().unwrap_or(Value::Null));
                                 return self.limit_listing(&at, listing, true, &name, depth);
+                            }
+                            if name == "metastore_scan" && !qualified && !self.user_functions.contains(&name) {
+                                let args: Vec<String> = f
+                                    .and_then(|f| f.get("children"))
+                                    .and_then(Value::as_array)
+                                    .map(|c| {
+                                        c.iter()
+                                            .filter_map(|a| a.get("value").and_then(|v| v.get("value")).and_then(Value::as_str))
+                                            .map(str::to_string)
+                                            .collect()
+                                    })
+                                    .unwrap_or_default();
+                                return match args.as_slice() {
+                                    [c, s, t] if self.externals.contains(&c.to_ascii_lowercase()) => self.require_external(c, s, t),
+                                    _ => Err(denied("metastore_scan() takes an attached catalog, a database and a table")),
+                                };
                             }
                             if qualified || !ALLOWED_TABLE_FUNCTIONS.contains(&name.as_str()) || self.user_functions.contains(&name) {
                                 return Err(denied(format!("table function {name}() is reserved for superusers")));
@@ -415,6 +439,9 @@ impl Checker<'_> {
         if catalog.is_empty() && sch.is_empty() && scope.names.iter().any(|n| n.eq_ignore_ascii_case(table)) {
             return Ok(());
         }
+        if !catalog.is_empty() && self.externals.contains(&catalog.to_ascii_lowercase()) {
+            return self.require_external(catalog, sch, table);
+        }
         let objects = self.resolve(catalog, sch, table, db, schema)?;
         for o in objects {
             self.require(&o, Privilege::Select)?;
@@ -465,6 +492,15 @@ impl Checker<'_> {
         let (vdb, vschema) =
             if view.db == "temp" { (self.current_db.clone(), self.current_schema.clone()) } else { (view.db.clone(), view.schema.clone()) };
         self.walk_query(&statements[0], &Scope::default(), &vdb, &vschema, depth)
+    }
+
+    /// SELECT on a table of an external catalog (a database in Pond's model).
+    fn require_external(&self, catalog: &str, schema: &str, table: &str) -> Result<()> {
+        let (c, s, t) = (catalog.to_ascii_lowercase(), schema.to_ascii_lowercase(), table.to_ascii_lowercase());
+        if self.policy.allows(self.identity, &c, Some((&s, &t)), Privilege::Select) {
+            return Ok(());
+        }
+        Err(denied(format!("permission denied for table {c}.{s}.{t} (needs {})", Privilege::Select)))
     }
 
     fn require(&self, o: &Object, privilege: Privilege) -> Result<()> {

@@ -542,6 +542,23 @@ impl Session {
     /// else goes through the sandbox. Denials are audited. Returns the fresh
     /// identity, and the text to run instead when catalog listings were limited.
     pub(crate) fn authorize(&self, conn: &duckdb::Connection, st: &Statement) -> Result<(Identity, Option<String>)> {
+        let (identity, rewritten) = self.authorize_statement(conn, st)?;
+        // Tables of external catalogs become readers over the selected files
+        // (after the grant check, which saw the statement as written).
+        if let Statement::DuckDb(text) = st {
+            let engine = self.engine()?.engine();
+            let base = rewritten.as_deref().unwrap_or(text);
+            if let Some((sql, notes)) = crate::external::rewrite(&engine, conn, base)? {
+                for n in &notes {
+                    tracing::debug!(scan = %n.describe(), "external table read");
+                }
+                return Ok((identity, Some(sql)));
+            }
+        }
+        Ok((identity, rewritten))
+    }
+
+    fn authorize_statement(&self, conn: &duckdb::Connection, st: &Statement) -> Result<(Identity, Option<String>)> {
         let inner = self.engine()?;
         let identity = inner.auth.revalidate(&self.identity)?;
         if identity.effective_superuser() {
@@ -637,6 +654,16 @@ impl Session {
             | Statement::Pond(PondStatement::RenameDatabase { .. }) => {
                 Err(Error::PermissionDenied("permission denied: creating, dropping and renaming databases requires a superuser".into()))
             }
+            Statement::Pond(PondStatement::AttachCatalog { .. })
+            | Statement::Pond(PondStatement::Detach { .. })
+            | Statement::Pond(PondStatement::RefreshCatalog { .. }) => {
+                Err(Error::PermissionDenied("permission denied: ATTACH, DETACH and REFRESH CATALOG require a superuser".into()))
+            }
+            Statement::Pond(PondStatement::CreateSecret(_))
+            | Statement::Pond(PondStatement::DropSecret { .. })
+            | Statement::Pond(PondStatement::ShowSecrets) => {
+                Err(Error::PermissionDenied("permission denied: secrets are managed by superusers only".into()))
+            }
             Statement::Pond(PondStatement::Use { database, .. }) => {
                 let db = engine.resolve_database(database)?;
                 if policy.allows(identity, &db, None, pond_auth::Privilege::Usage) {
@@ -673,6 +700,7 @@ impl Session {
                     catalog: &catalog,
                     counter: &inner.statement_counter,
                     rewrites: Default::default(),
+                    externals: &inner.externals.names(),
                 };
                 checker.check(text)
             }
@@ -758,6 +786,21 @@ impl Session {
     ) -> Result<pond_auth::GrantTarget> {
         use crate::sql::GrantOn;
         let (current_db, current_schema) = self.state.lock().conn_target.clone();
+        // An external catalog is a database in the grant model; its tables are
+        // checked against the metastore (`hive1.db.t`).
+        match on {
+            GrantOn::Database(d) if engine.is_external(d) => return Ok(pond_auth::GrantTarget::Database(d.to_ascii_lowercase())),
+            GrantOn::Table(parts) if parts.len() == 3 && engine.is_external(&parts[0]) => {
+                let c = parts[0].to_ascii_lowercase();
+                let t = engine.external(&c)?.table(&parts[1], &parts[2])?;
+                return Ok(pond_auth::GrantTarget::Table {
+                    database: c,
+                    schema: t.namespace.to_ascii_lowercase(),
+                    table: t.name.to_ascii_lowercase(),
+                });
+            }
+            _ => {}
+        }
         let (db, schema, table) = match on {
             GrantOn::Database(d) => return Ok(pond_auth::GrantTarget::Database(engine.resolve_database(d)?)),
             GrantOn::Table(parts) => match parts.as_slice() {
@@ -829,8 +872,45 @@ impl Session {
                 }
             }
             PondStatement::ShowDatabases => {
-                let names: Vec<String> = engine.visible_databases(identity).into_iter().map(|d| d.name).collect();
-                return string_batch(&[("database_name", names)]);
+                let externals = engine.external_catalogs();
+                let rows: Vec<(String, String)> = engine
+                    .visible_databases(identity)
+                    .into_iter()
+                    .map(|d| {
+                        let kind = externals.iter().find(|c| c.name == d.name).map(|c| c.provider.clone());
+                        (d.name, kind.unwrap_or_else(|| "pond".to_string()))
+                    })
+                    .collect();
+                let (names, types): (Vec<String>, Vec<String>) = rows.into_iter().unzip();
+                return string_batch(&[("database_name", names), ("type", types)]);
+            }
+            PondStatement::AttachCatalog { name, uri, options, if_not_exists } => {
+                let spec = pond_catalog::AttachSpec::from_attach(uri, options.clone())
+                    .ok_or_else(|| Error::InvalidRequest("not an external catalog ATTACH".into()))??;
+                engine.attach_catalog(name, spec, *if_not_exists)?;
+            }
+            PondStatement::Detach { name, if_exists, text } => {
+                // Not an external catalog: a Pond database is dropped, not
+                // detached; anything else is DuckDB's own attachment.
+                if !engine.detach_catalog(name)? {
+                    if engine.database_exists(name) {
+                        return Err(Error::InvalidRequest(format!("{name} is a Pond database: use DROP DATABASE {name}")));
+                    }
+                    let _ = if_exists;
+                    conn.execute_batch(text)?;
+                }
+            }
+            PondStatement::RefreshCatalog { name, namespace, table } => {
+                engine.refresh_catalog(name, namespace.as_deref(), table.as_deref())?;
+            }
+            PondStatement::CreateSecret(c) => engine.create_secret(c)?,
+            PondStatement::DropSecret { name, if_exists } => engine.drop_secret(name, *if_exists)?,
+            PondStatement::ShowSecrets => {
+                let rows = engine.list_secrets();
+                let names = rows.iter().map(|r| r.0.clone()).collect();
+                let types = rows.iter().map(|r| r.1.clone()).collect();
+                let created = rows.iter().map(|r| r.2.clone()).collect();
+                return string_batch(&[("name", names), ("type", types), ("created_at", created)]);
             }
             PondStatement::ShowTables => {
                 let db = self.connection_database();
@@ -1230,6 +1310,9 @@ fn first_word(text: &str) -> String {
 /// Statement text for the audit log, without secrets.
 fn redact(st: &Statement) -> String {
     let text = match st {
+        Statement::Pond(PondStatement::CreateSecret(c)) => {
+            return format!("CREATE SECRET {} (TYPE {}, values redacted)", c.name, c.secret_type)
+        }
         Statement::Pond(p) if p.has_secret() => return "CREATE/ALTER USER … PASSWORD '***'".into(),
         Statement::Pond(p) => format!("{p:?}"),
         Statement::DuckDb(t) => t.clone(),

@@ -84,6 +84,33 @@ pub enum PondStatement {
         role: String,
         member: String,
     },
+    /// `ATTACH '<uri>' AS name (TYPE hive, …)`: an external catalog.
+    AttachCatalog {
+        name: String,
+        uri: String,
+        /// Upper-cased option names (TYPE included).
+        options: std::collections::BTreeMap<String, String>,
+        if_not_exists: bool,
+    },
+    /// `DETACH name`: an external catalog, or (passed on as `text`) a DuckDB attachment.
+    Detach {
+        name: String,
+        if_exists: bool,
+        text: String,
+    },
+    /// `REFRESH CATALOG name [db [table]]`.
+    RefreshCatalog {
+        name: String,
+        namespace: Option<String>,
+        table: Option<String>,
+    },
+    /// `CREATE [OR REPLACE] SECRET name (TYPE s3, …)`: a Pond secret (sealed at rest).
+    CreateSecret(pond_secrets::CreateSecret),
+    DropSecret {
+        name: String,
+        if_exists: bool,
+    },
+    ShowSecrets,
 }
 
 /// What a GRANT or REVOKE names, before resolution.
@@ -97,7 +124,7 @@ pub enum GrantOn {
 impl PondStatement {
     /// Whether the statement text carries a secret and must never be logged or echoed.
     pub fn has_secret(&self) -> bool {
-        matches!(self, PondStatement::CreateUser { .. } | PondStatement::AlterUserPassword { .. })
+        matches!(self, PondStatement::CreateUser { .. } | PondStatement::AlterUserPassword { .. } | PondStatement::CreateSecret(_))
     }
 }
 
@@ -275,6 +302,68 @@ fn ident(t: Option<&Token>) -> Option<String> {
     }
 }
 
+/// `ATTACH [DATABASE] [IF NOT EXISTS] '<uri>' [AS] name (OPTION value, …)` whose
+/// TYPE is an external catalog (`hive`, `metastore`); None for DuckDB's own ATTACH.
+fn classify_attach(t: &[Token], statement: &str) -> Result<Option<PondStatement>> {
+    let syntax = |what: &str| Error::InvalidRequest(format!("syntax error in '{}': expected {what}", statement.trim()));
+    let mut i = 1;
+    if is_word(t.get(i), "database") {
+        i += 1;
+    }
+    let if_not_exists = is_word(t.get(i), "if") && is_word(t.get(i + 1), "not") && is_word(t.get(i + 2), "exists");
+    if if_not_exists {
+        i += 3;
+    }
+    let Some(Token::Str(uri)) = t.get(i) else { return Ok(None) };
+    i += 1;
+    if is_word(t.get(i), "as") {
+        i += 1;
+    }
+    let Some(name) = ident(t.get(i)) else { return Ok(None) };
+    i += 1;
+    let mut options = std::collections::BTreeMap::new();
+    if t.get(i) == Some(&Token::Symbol('(')) {
+        i += 1;
+        loop {
+            let Some(Token::Word(key)) = t.get(i) else { return Ok(None) };
+            let key = key.to_ascii_uppercase();
+            i += 1;
+            let value = match t.get(i) {
+                Some(Token::Word(v)) | Some(Token::Str(v)) | Some(Token::Quoted(v)) => {
+                    i += 1;
+                    v.clone()
+                }
+                _ => "true".to_string(),
+            };
+            options.insert(key, value);
+            match t.get(i) {
+                Some(Token::Symbol(',')) => i += 1,
+                Some(Token::Symbol(')')) => {
+                    i += 1;
+                    break;
+                }
+                _ => {
+                    if options.get("TYPE").is_some_and(|ty| is_catalog_type(ty)) {
+                        return Err(syntax("ATTACH '<uri>' AS <name> (TYPE hive, OPTION value, …)"));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+    if !options.get("TYPE").is_some_and(|ty| is_catalog_type(ty)) {
+        return Ok(None);
+    }
+    if !(t.len() == i || (t.len() == i + 1 && t[i] == Token::Symbol(';'))) {
+        return Err(syntax("nothing after the ATTACH options"));
+    }
+    Ok(Some(PondStatement::AttachCatalog { name, uri: uri.clone(), options, if_not_exists }))
+}
+
+fn is_catalog_type(ty: &str) -> bool {
+    ty.eq_ignore_ascii_case("hive") || ty.eq_ignore_ascii_case("metastore")
+}
+
 /// Classifies one statement. Returns an error for statements that are clearly
 /// meant as Pond statements but are malformed (e.g. `CREATE DATABASE` without a name).
 pub fn classify(statement: &str) -> Result<Statement> {
@@ -309,6 +398,45 @@ pub fn classify(statement: &str) -> Result<Statement> {
             return Err(syntax("nothing after the new name"));
         }
         return Ok(Statement::Pond(PondStatement::RenameDatabase { from, to }));
+    }
+    if w(0, "create") || w(0, "drop") || w(0, "show") {
+        let bad = |e: pond_secrets::Error| Error::InvalidRequest(e.to_string());
+        if let Some(c) = pond_secrets::parse_create_secret(statement) {
+            return Ok(Statement::Pond(PondStatement::CreateSecret(c.map_err(bad)?)));
+        }
+        if let Some(d) = pond_secrets::parse_drop_secret(statement) {
+            let (name, if_exists) = d.map_err(bad)?;
+            return Ok(Statement::Pond(PondStatement::DropSecret { name, if_exists }));
+        }
+        if pond_secrets::is_show_secrets(statement) {
+            return Ok(Statement::Pond(PondStatement::ShowSecrets));
+        }
+    }
+    if w(0, "attach") {
+        if let Some(st) = classify_attach(&t, statement)? {
+            return Ok(Statement::Pond(st));
+        }
+    }
+    if w(0, "detach") {
+        let mut at = if w(1, "database") { 2 } else { 1 };
+        let if_exists = w(at, "if") && w(at + 1, "exists");
+        if if_exists {
+            at += 2;
+        }
+        let name = ident(t.get(at)).ok_or_else(|| syntax("DETACH [DATABASE] [IF EXISTS] <name>"))?;
+        if end_at(at + 1) {
+            return Ok(Statement::Pond(PondStatement::Detach { name, if_exists, text: statement.trim().to_string() }));
+        }
+    }
+    if w(0, "refresh") && w(1, "catalog") {
+        let name = ident(t.get(2)).ok_or_else(|| syntax("REFRESH CATALOG <catalog> [<database> [<table>]]"))?;
+        let namespace = ident(t.get(3));
+        let table = namespace.as_ref().and_then(|_| ident(t.get(4)));
+        let used = 3 + namespace.is_some() as usize + table.is_some() as usize;
+        if !end_at(used) {
+            return Err(syntax("REFRESH CATALOG <catalog> [<database> [<table>]]"));
+        }
+        return Ok(Statement::Pond(PondStatement::RefreshCatalog { name, namespace, table }));
     }
     if w(0, "show") && w(1, "databases") && end_at(2) {
         return Ok(Statement::Pond(PondStatement::ShowDatabases));
@@ -528,6 +656,51 @@ pub fn quote_literal(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn external_catalog_statements() {
+        let st =
+            classify("ATTACH 'thrift://h:9083,thrift://g:9083' AS Hive1 (TYPE hive, CACHE_TTL 0, TRANSPORT 'framed', READ_ONLY)").unwrap();
+        let Statement::Pond(PondStatement::AttachCatalog { name, uri, options, if_not_exists }) = st else { panic!("{st:?}") };
+        assert_eq!((name.as_str(), uri.as_str(), if_not_exists), ("hive1", "thrift://h:9083,thrift://g:9083", false));
+        assert_eq!(options.get("TYPE").map(String::as_str), Some("hive"));
+        assert_eq!(options.get("CACHE_TTL").map(String::as_str), Some("0"));
+        assert_eq!(options.get("TRANSPORT").map(String::as_str), Some("framed"));
+        assert_eq!(options.get("READ_ONLY").map(String::as_str), Some("true"));
+        let st = classify("attach database if not exists 'thrift://h:1' x (type metastore, provider hive);").unwrap();
+        assert!(matches!(st, Statement::Pond(PondStatement::AttachCatalog { if_not_exists: true, .. })), "{st:?}");
+        // DuckDB's own ATTACH stays DuckDB's.
+        assert!(matches!(classify("ATTACH 'f.duckdb' AS f (READ_ONLY)").unwrap(), Statement::DuckDb(_)));
+        assert!(matches!(classify("ATTACH 'postgres:dbname=x' AS p (TYPE postgres)").unwrap(), Statement::DuckDb(_)));
+        assert!(classify("ATTACH 'thrift://h:1' AS x (TYPE hive) extra").is_err());
+        let st = classify("DETACH DATABASE IF EXISTS hive1").unwrap();
+        assert!(matches!(st, Statement::Pond(PondStatement::Detach { ref name, if_exists: true, .. }) if name == "hive1"), "{st:?}");
+        let st = classify("REFRESH CATALOG hive1 sales orders").unwrap();
+        assert_eq!(
+            st,
+            Statement::Pond(PondStatement::RefreshCatalog {
+                name: "hive1".into(),
+                namespace: Some("sales".into()),
+                table: Some("orders".into())
+            })
+        );
+        assert!(classify("REFRESH CATALOG hive1 a b c").is_err());
+    }
+
+    #[test]
+    fn secret_statements_are_pond_statements_and_never_echoed() {
+        let st = classify("CREATE SECRET s3c (TYPE s3, KEY_ID 'AKIA', SECRET 'very-secret')").unwrap();
+        let Statement::Pond(p @ PondStatement::CreateSecret(_)) = &st else { panic!("{st:?}") };
+        assert!(p.has_secret());
+        assert!(!format!("{p:?}").contains("very-secret"));
+        assert!(matches!(
+            classify("DROP SECRET IF EXISTS s3c").unwrap(),
+            Statement::Pond(PondStatement::DropSecret { if_exists: true, .. })
+        ));
+        assert_eq!(classify("SHOW SECRETS").unwrap(), Statement::Pond(PondStatement::ShowSecrets));
+        let e = classify("CREATE SECRET x (TYPE s3, KEY_ID 'a', SECRET 'hunter2'").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
 
     #[test]
     fn splits_respecting_quotes_and_comments() {

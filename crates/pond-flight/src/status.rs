@@ -14,6 +14,7 @@ pub fn to_status(e: Error) -> Status {
         ErrorKind::Cancelled => Code::Cancelled,
         ErrorKind::DeadlineExceeded => Code::DeadlineExceeded,
         ErrorKind::FailedPrecondition => Code::FailedPrecondition,
+        ErrorKind::Unavailable => Code::Unavailable,
         ErrorKind::Internal => Code::Internal,
     };
     Status::new(code, e.to_string())
@@ -29,4 +30,16 @@ pub fn auth_status(e: pond_auth::Error) -> Status {
 
 pub fn arrow_status(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("invalid Arrow data: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_is_grpc_unavailable_with_the_message() {
+        let s = to_status(Error::Unavailable("install it with: pond extensions install ducklake".into()));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.message().contains("pond extensions install ducklake"));
+    }
 }

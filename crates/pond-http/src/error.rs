@@ -24,20 +24,27 @@ impl HttpError {
     }
 }
 
+/// `Retry-After` for a feature that is unavailable until the operator acts
+/// (installs an extension and restarts): long enough not to hammer the server.
+pub const UNAVAILABLE_RETRY_SECS: u64 = 30;
+
 impl From<pond_engine::Error> for HttpError {
     fn from(e: pond_engine::Error) -> Self {
-        let status = match e.kind() {
-            ErrorKind::InvalidArgument => StatusCode::BAD_REQUEST,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::AlreadyExists => StatusCode::CONFLICT,
-            ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
-            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ErrorKind::ResourceExhausted => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Cancelled => StatusCode::BAD_REQUEST,
-            ErrorKind::DeadlineExceeded => StatusCode::REQUEST_TIMEOUT,
-            ErrorKind::FailedPrecondition | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        let (status, retry_after) = match e.kind() {
+            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, None),
+            ErrorKind::NotFound => (StatusCode::NOT_FOUND, None),
+            ErrorKind::AlreadyExists => (StatusCode::CONFLICT, None),
+            ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, None),
+            ErrorKind::Unauthenticated => (StatusCode::UNAUTHORIZED, None),
+            ErrorKind::ResourceExhausted => (StatusCode::SERVICE_UNAVAILABLE, Some(1)),
+            ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, Some(UNAVAILABLE_RETRY_SECS)),
+            ErrorKind::Cancelled => (StatusCode::BAD_REQUEST, None),
+            ErrorKind::DeadlineExceeded => (StatusCode::REQUEST_TIMEOUT, None),
+            ErrorKind::FailedPrecondition | ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
         };
-        Self::new(status, e.code(), e.to_string())
+        let mut err = Self::new(status, e.code(), e.to_string());
+        err.retry_after = retry_after;
+        err
     }
 }
 
@@ -74,5 +81,23 @@ impl IntoResponse for HttpError {
             }
         }
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_is_503_with_retry_after_and_the_message() {
+        let e = HttpError::from(pond_engine::Error::Unavailable("install it with: pond extensions install ducklake".into()));
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.code, "unavailable");
+        assert_eq!(e.retry_after, Some(UNAVAILABLE_RETRY_SECS));
+        assert!(e.message.contains("pond extensions install ducklake"));
+        let resp = e.into_response();
+        assert_eq!(resp.headers()[header::RETRY_AFTER], UNAVAILABLE_RETRY_SECS.to_string().as_str());
+        let busy = HttpError::from(pond_engine::Error::TooManySessions(3));
+        assert_eq!((busy.status, busy.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
     }
 }

@@ -261,6 +261,16 @@ impl Ingester {
                 ..Default::default()
             }),
         });
+        if let Err(e) = engine.lake_available() {
+            // Without the lake nothing can be replayed or flushed, and nothing may
+            // be lost: the log stays as it is (with nothing applied or flushed, no
+            // segment is released) and writes are refused until a restart with it.
+            if !records.is_empty() {
+                tracing::warn!(records = records.len(), "write-ahead log kept unreplayed for a start with the lake: {e}");
+            }
+            let seq = records.iter().map(|r| r.seq).max().unwrap_or(0);
+            return Self::spawn(engine, config, conn, log, shared, seq);
+        }
         let ids: HashMap<String, String> = engine.databases().into_iter().filter_map(|d| Some((database_id_of(&d)?, d.name))).collect();
         let lake_schemas = existing_lake_schemas(&conn)?;
         // Flushed generation per database id, for the lakes that exist.
@@ -316,6 +326,11 @@ impl Ingester {
         log.truncate()?;
         shared.applied_upto.store(last_seq, Ordering::Release);
         shared.flushed_upto.store(last_seq, Ordering::Release);
+        Self::spawn(engine, config, conn, log, shared, last_seq)
+    }
+
+    /// Starts the writer thread (numbering log records after `seq`) and the lake thread.
+    fn spawn(engine: Engine, config: IngestConfig, conn: duckdb::Connection, log: wal::Wal, shared: Arc<Shared>, seq: u64) -> Result<Self> {
         let (tx, rx) = sync_channel(config.queue_depth);
         let (tasks, task_rx) = std::sync::mpsc::channel();
         let lookup = Mutex::new(engine.internal_connection()?);
@@ -328,7 +343,7 @@ impl Ingester {
             shared: shared.clone(),
             next_compaction,
         };
-        let w = WriterLoop { engine, conn, log, seq: last_seq, config, shared, db_ids: HashMap::new() };
+        let w = WriterLoop { engine, conn, log, seq, config, shared, db_ids: HashMap::new() };
         std::thread::Builder::new()
             .name("pond-ingest".into())
             .spawn(move || w.run(rx))
@@ -372,6 +387,7 @@ impl Ingester {
 
     /// Flushes the buffer of one database (or all) into its lake now.
     pub async fn flush(&self, identity: &Identity, database: Option<&str>) -> Result<Vec<lake::FlushReport>> {
+        self.inner.engine.lake_available()?;
         let database = self.task_targets(identity, database)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send_task(Task::Flush { database, reply })?;
@@ -380,6 +396,7 @@ impl Ingester {
 
     /// Compacts the lake of one database (or all) now (retention included).
     pub async fn compact(&self, identity: &Identity, database: Option<&str>) -> Result<Vec<lake::CompactReport>> {
+        self.inner.engine.lake_available()?;
         let database = self.task_targets(identity, database)?;
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send_task(Task::Compact { database, reply })?;
@@ -393,6 +410,7 @@ impl Ingester {
     /// Sets the retention of a measurement (or with `None` for measurement,
     /// of the whole database); `seconds` `None` removes it. Needs WRITE.
     pub async fn set_retention(&self, identity: &Identity, database: &str, measurement: Option<&str>, seconds: Option<i64>) -> Result<()> {
+        self.inner.engine.lake_available()?;
         let db = self.managed_database(identity, database)?;
         if let Some(s) = seconds {
             if s <= 0 {
@@ -413,6 +431,7 @@ impl Ingester {
     /// Measurements the identity may see (SELECT on the view, or the database
     /// through a database grant), with rows, files and bytes.
     pub async fn measurements(&self, identity: &Identity, database: Option<&str>) -> Result<Vec<lake::MeasurementInfo>> {
+        self.inner.engine.lake_available()?;
         let engine = self.inner.engine.clone();
         let policy = engine.authenticator().policy();
         let dbs: Vec<String> = match database {
@@ -499,6 +518,9 @@ impl Ingester {
     /// Parses, checks and writes a body; returns after the write is committed
     /// and (unless `no_sync` or async mode) the log is synced.
     pub async fn write(&self, identity: &Identity, req: WriteRequest) -> Result<WriteOutcome> {
+        // Before anything is created or logged: a refused write leaves no trace
+        // (a retried one is not stored twice once the lake is back).
+        self.inner.engine.lake_available()?;
         let db = self.database(identity, &req.database).await?;
         let policy = self.inner.engine.authenticator().policy();
         if !policy.allows(identity, &db, None, Privilege::Usage) {
@@ -736,9 +758,14 @@ impl WriterLoop {
                 let lake_part = match &lakes[db] {
                     Ok(l) => l.clone(),
                     Err(e) => {
+                        let unavailable = matches!(e, Error::Engine(inner) if inner.kind() == pond_engine::ErrorKind::Unavailable);
                         let msg = format!("cannot attach the lake of database {db}: {e}");
                         for (i, ..) in &texts {
-                            results[*i] = Some(Err(Error::Internal(msg.clone())));
+                            results[*i] = Some(Err(if unavailable {
+                                Error::Engine(pond_engine::Error::Unavailable(msg.clone()))
+                            } else {
+                                Error::Internal(msg.clone())
+                            }));
                         }
                         continue;
                     }

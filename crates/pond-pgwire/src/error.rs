@@ -72,7 +72,9 @@ fn engine_sqlstate(e: &pond_engine::Error) -> &'static str {
         ErrorKind::Unauthenticated => "28000",
         ErrorKind::ResourceExhausted => "53000",
         ErrorKind::Cancelled | ErrorKind::DeadlineExceeded => "57014",
-        ErrorKind::FailedPrecondition => "55000",
+        // object_not_in_prerequisite_state: the statement needs something the
+        // server lacks (not 57P03, which PostgreSQL sends at connection time).
+        ErrorKind::FailedPrecondition | ErrorKind::Unavailable => "55000",
         ErrorKind::Internal => "XX000",
         ErrorKind::AlreadyExists => "42710",
         ErrorKind::NotFound => "42704",
@@ -174,5 +176,6 @@ mod tests {
         let denied = Error::Engine(pond_engine::Error::PermissionDenied("permission denied for table t".into()));
         assert_eq!(denied.sqlstate(), "42501");
         assert_eq!(Error::Engine(pond_engine::Error::DatabaseNotFound("x".into())).sqlstate(), "3D000");
+        assert_eq!(Error::Engine(pond_engine::Error::Unavailable("no ducklake".into())).sqlstate(), "55000");
     }
 }

@@ -324,7 +324,10 @@ pub struct EngineArgs {
     /// DuckDB extension directory (default: <data-dir>/extensions).
     #[arg(long = "extension-dir", env = "POND_EXTENSION_DIR")]
     pub extension_dir: Option<PathBuf>,
-    /// Extensions loaded at start, comma-separated.
+    /// Extensions loaded at start, comma-separated; a missing one stops the start.
+    /// The lake's own (ducklake; httpfs with an S3 data path; postgres_scanner with
+    /// a PostgreSQL catalog) load regardless: a missing one makes time-series
+    /// storage answer 503 with the install command instead.
     #[arg(long = "extensions", env = "POND_EXTENSIONS", default_value = "icu", value_delimiter = ',')]
     pub extensions: Vec<String>,
     /// Do not try DuckDB's online repository for missing extensions.

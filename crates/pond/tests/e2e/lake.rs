@@ -274,3 +274,60 @@ async fn a_data_dir_moved_elsewhere_keeps_its_measurements() {
     assert!(files >= 2, "new files land under the new data dir ({files})");
     s.stop().await;
 }
+
+/// Issue 12: without the ducklake extension Pond still starts; writes, the lake
+/// endpoints and measurement queries answer 503 / UNAVAILABLE / SQLSTATE 55000
+/// naming the extension (never 500), the write-ahead log is kept as it is, and
+/// a restart with the extension finds every acknowledged row and none refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn missing_ducklake_is_unavailable_and_loses_nothing() {
+    let s = TestServer::start().await;
+    write(&s, "nolake", "cpu,host=a v=1 1\ncpu,host=b v=2 2").await;
+    let dir = s.stop().await;
+
+    // The same data dir with an extension dir that has icu only; the log still holds the write.
+    let ext = tempfile::tempdir().unwrap();
+    let icu = pond_engine::extensions::extension_path(ext.path(), "icu");
+    std::fs::create_dir_all(icu.parent().unwrap()).unwrap();
+    std::fs::copy(pond_engine::extensions::extension_path(&crate::extension_dir(), "icu"), &icu).unwrap();
+    let ext_path = ext.path().to_path_buf();
+    let s = TestServer { server: Some(TestServer::launch(dir.path().to_path_buf(), |b| b.extension_dir(ext_path)).await), dir };
+    let command = format!("pond extensions install --extension-dir {} ducklake", ext.path().display());
+
+    let r = reqwest::Client::new()
+        .post(s.http_url("/write?db=nolake"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body("cpu,host=c v=3 3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("retry-after").is_some());
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["code"], "unavailable", "{b}");
+    assert!(b["error"].as_str().unwrap().contains(&command), "{b}");
+    for (method, path) in [(reqwest::Method::GET, "/api/v1/measurements"), (reqwest::Method::POST, "/api/v1/lake/flush?db=nolake")] {
+        let (status, b) = call(&s, method, path, ADMIN, None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{path}: {b}");
+        assert!(b["error"].as_str().unwrap().contains(&command), "{path}: {b}");
+    }
+    // A measurement query over every protocol: unavailable, naming ducklake.
+    let body = json!({"sql": "SELECT count(*) FROM nolake.cpu"}).to_string();
+    let (status, b) = call(&s, reqwest::Method::POST, "/api/v1/query", ADMIN, Some(body)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("extension ducklake did not load"), "{b}");
+    let mut c = s.flight().await;
+    let e = query(&mut c, "SELECT count(*) FROM nolake.cpu").await.unwrap_err().to_string();
+    assert!(e.contains("ducklake") && e.contains(tonic::Code::Unavailable.description()), "{e}");
+    let pg = s.pg_as("admin", ADMIN_PASSWORD, "nolake").await.unwrap();
+    let e = pg.simple_query("SELECT count(*) FROM cpu").await.unwrap_err();
+    assert_eq!(e.code(), Some(&tokio_postgres::error::SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE), "{e:?}");
+    // Everything else works.
+    assert_eq!(one(&s, "SELECT 41 + 1").await, "42");
+    let dir = s.stop().await;
+
+    // With ducklake again: the acknowledged write is replayed from the kept log, the refused one never was.
+    let s = TestServer { server: Some(TestServer::launch(dir.path().to_path_buf(), |b| b).await), dir };
+    assert_eq!(one(&s, "SELECT string_agg(host, ',' ORDER BY host) FROM nolake.cpu").await, "a,b");
+    s.stop().await;
+}
