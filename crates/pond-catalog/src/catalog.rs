@@ -5,6 +5,7 @@
 //! selective query), the partition limit, and the file listing of the
 //! selected partitions only.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,9 @@ pub struct ScanPlan {
     pub files: usize,
 }
 
+/// When a table's partitions were first cached, and them by name.
+type PartitionsByName = (std::time::Instant, HashMap<String, Partition>);
+
 /// (namespace, table, metastore filter) of a cached filter answer.
 type FilterKey = (String, String, String);
 
@@ -80,6 +84,8 @@ pub struct Catalog {
     names: Cache<(String, String), Arc<Vec<String>>>,
     filtered: Cache<FilterKey, Arc<Option<Vec<Partition>>>>,
     prefixed: Cache<FilterKey, Arc<Option<Vec<String>>>>,
+    /// Partitions fetched by name, per table, dropped whole when the TTL passes.
+    by_name: parking_lot::Mutex<HashMap<(String, String), PartitionsByName>>,
     /// Calls made to the provider (for tests and metrics).
     calls: AtomicU64,
 }
@@ -97,6 +103,7 @@ impl Catalog {
             names: Cache::new(ttl),
             filtered: Cache::new(ttl),
             prefixed: Cache::new(ttl),
+            by_name: Default::default(),
             calls: AtomicU64::new(0),
         }
     }
@@ -174,6 +181,7 @@ impl Catalog {
         self.names.invalidate(|(n, tb)| hit(n, tb));
         self.filtered.invalidate(|(n, tb, _)| hit(n, tb));
         self.prefixed.invalidate(|(n, tb, _)| hit(n, tb));
+        self.by_name.lock().retain(|(n, tb), _| !hit(n, tb));
     }
 
     /// The partition keys of `table` as the predicate code sees them.
@@ -223,10 +231,14 @@ impl Catalog {
                     .cloned()
                     .collect();
                 self.check_limit(table, wanted.len())?;
-                let mut partitions = Vec::with_capacity(wanted.len());
-                for batch in wanted.chunks(NAMES_BATCH) {
-                    partitions.extend(self.call(|| self.provider.partitions_by_names(table, batch))?);
+                // Partitions fetched before (within the TTL) are not asked for again.
+                let (mut partitions, missing) = self.cached_partitions(&tkey, &wanted);
+                let mut fetched = Vec::with_capacity(missing.len());
+                for batch in missing.chunks(NAMES_BATCH) {
+                    fetched.extend(self.call(|| self.provider.partitions_by_names(table, batch))?);
                 }
+                self.remember_partitions(&tkey, &key_names, &fetched);
+                partitions.extend(fetched);
                 Ok(partitions)
             };
             // 1. Every name already cached: filter it here, fetch the chosen by name.
@@ -250,8 +262,10 @@ impl Catalog {
                     };
                 }
             }
-            // 3. The metastore's own filter.
-            if let Some(filter) = pred.hms_filter(&keys) {
+            // 3. The metastore's own filter, when it expresses the whole
+            //    condition (a partial one, e.g. only the hour of a date-and-hour
+            //    condition, would fetch many partition objects: names are cheaper).
+            if let Some(filter) = pred.hms_filter(&keys).filter(|_| pred.hms_filter_is_exact(&keys)) {
                 let key = (tkey.0.clone(), tkey.1.clone(), filter.clone());
                 let fetched =
                     self.filtered.get_or_fetch(&key, || match self.call(|| self.provider.partitions_by_filter(table, &filter)) {
@@ -282,6 +296,40 @@ impl Catalog {
         };
         self.check_limit(table, selection.partitions.len())?;
         Ok(selection)
+    }
+
+    /// The cached partitions among `names`, and the names not cached.
+    fn cached_partitions(&self, tkey: &(String, String), names: &[String]) -> (Vec<Partition>, Vec<String>) {
+        let cache = self.by_name.lock();
+        match cache.get(tkey).filter(|(at, _)| at.elapsed() < self.options.cache_ttl) {
+            Some((_, known)) => {
+                let mut hit = Vec::new();
+                let mut missing = Vec::new();
+                for n in names {
+                    match known.get(n) {
+                        Some(p) => hit.push(p.clone()),
+                        None => missing.push(n.clone()),
+                    }
+                }
+                (hit, missing)
+            }
+            None => (Vec::new(), names.to_vec()),
+        }
+    }
+
+    fn remember_partitions(&self, tkey: &(String, String), keys: &[&str], parts: &[Partition]) {
+        if self.options.cache_ttl.is_zero() || parts.is_empty() {
+            return;
+        }
+        let mut cache = self.by_name.lock();
+        let entry = cache.entry(tkey.clone()).or_insert_with(|| (std::time::Instant::now(), HashMap::new()));
+        if entry.0.elapsed() >= self.options.cache_ttl {
+            *entry = (std::time::Instant::now(), HashMap::new());
+        }
+        for p in parts {
+            let values: Vec<&str> = p.values.iter().map(String::as_str).collect();
+            entry.1.insert(crate::paths::partition_name(keys, &values), p.clone());
+        }
     }
 
     fn check_limit(&self, table: &Table, count: usize) -> Result<()> {
@@ -466,6 +514,11 @@ mod tests {
         assert_eq!(s.partitions.len(), 10);
         assert!(s.method.starts_with("cached partition names"), "{}", s.method);
         assert_eq!(*fake.calls.lock(), vec!["by_names"]);
+        fake.calls.lock().clear();
+        // Partitions already fetched by name are not fetched again.
+        let s = c.select(&t, Some(&Pred::And(vec![eq(0, "eu"), eq(1, "2")]))).unwrap();
+        assert_eq!(s.partitions.len(), 1);
+        assert!(fake.calls.lock().is_empty(), "{:?}", fake.calls.lock());
         assert!(!fake.calls.lock().contains(&"partitions"));
     }
 

@@ -278,6 +278,15 @@ impl Pred {
         }
     }
 
+    /// Whether [`Pred::hms_filter`] renders all of this condition (nothing
+    /// dropped), so the metastore's answer is already the selection.
+    pub fn hms_filter_is_exact(&self, keys: &[Key]) -> bool {
+        match self {
+            Pred::And(v) | Pred::Or(v) => v.iter().all(|p| p.hms_filter_is_exact(keys)),
+            p => p.hms_filter(keys).is_some(),
+        }
+    }
+
     /// The Hive Metastore filter string (`get_partitions_by_filter`) for this
     /// condition, or None when it uses something the metastore cannot be
     /// trusted to evaluate (keys that are neither strings nor integers, values
@@ -427,6 +436,8 @@ mod tests {
         assert_eq!(p.hms_filter(&k), None);
         let both = Pred::And(vec![p.clone(), Pred::Cmp { key: 1, op: Op::Lt, value: "4".into() }]);
         assert_eq!(both.hms_filter(&k).unwrap(), "(h < 4)");
+        assert!(!both.hms_filter_is_exact(&k));
+        assert!(Pred::And(vec![Pred::Cmp { key: 1, op: Op::Lt, value: "4".into() }]).hms_filter_is_exact(&k));
         assert_eq!(Pred::Or(vec![p, Pred::Cmp { key: 1, op: Op::Lt, value: "4".into() }]).hms_filter(&k), None);
     }
 

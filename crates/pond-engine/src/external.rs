@@ -331,6 +331,8 @@ pub(crate) struct ScanNote {
     pub endpoint: String,
     pub table: String,
     pub plan: ScanPlan,
+    /// Metadata, partition selection and listing for this table.
+    pub planning: std::time::Duration,
 }
 
 impl ScanNote {
@@ -339,7 +341,7 @@ impl ScanNote {
         let s = &self.plan.selection;
         let total = s.total.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
         format!(
-            "external table {}.{} ({} at {}): {} partitions selected of {} ({}), {} files read, format {}",
+            "external table {}.{} ({} at {}): {} partitions selected of {} ({}), {} files read, format {}, planned in {:.1} ms",
             self.catalog,
             self.table,
             self.provider,
@@ -348,7 +350,8 @@ impl ScanNote {
             total,
             s.method,
             self.plan.files,
-            self.plan.format
+            self.plan.format,
+            self.planning.as_secs_f64() * 1000.0
         )
     }
 }
@@ -599,6 +602,7 @@ fn rewrite_refs(
         return Ok(());
     }
     let Some(r) = external_ref(engine, node)? else { return Ok(()) };
+    let started = std::time::Instant::now();
     let catalog = engine.external(&r.catalog)?;
     let table = engine.ensure_table(&r.catalog, &catalog, &r.namespace, &r.table)?;
     let qualifiers: Vec<String> = if r.alias.is_empty() { vec![r.table.clone()] } else { vec![r.alias.clone()] };
@@ -608,6 +612,7 @@ fn rewrite_refs(
     let renamed = node.get("column_name_alias").and_then(Value::as_array).is_some_and(|a| !a.is_empty());
     let pred = if where_clause.is_null() || renamed { None } else { pond_catalog::predicate::extract(where_clause, &qualifiers, &keys) };
     let plan = catalog.plan_scan(&table, pred.as_ref(), &engine.lister(&r.catalog))?;
+    let planning = started.elapsed();
     let reader: String = conn.prepare_cached("SELECT json_serialize_sql($1::VARCHAR)")?.query_row([&plan.sql], |row| row.get(0))?;
     let reader: Value = serde_json::from_str(&reader).map_err(|e| Error::Internal(format!("unreadable parse tree: {e}")))?;
     let sub = reader
@@ -633,6 +638,7 @@ fn rewrite_refs(
         endpoint: catalog.endpoint(),
         table: table.qualified(),
         plan,
+        planning,
     });
     Ok(())
 }
