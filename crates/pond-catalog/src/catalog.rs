@@ -212,7 +212,10 @@ impl Catalog {
         };
         let selection = 'sel: {
             let Some(pred) = pred else {
-                let all = self.call(|| self.provider.partitions(table))?;
+                // The full listing is cached like a filter's answer (key: no filter).
+                let key = (tkey.0.clone(), tkey.1.clone(), String::new());
+                let all = self.filtered.get_or_fetch(&key, || self.call(|| self.provider.partitions(table)).map(|p| Arc::new(Some(p))))?;
+                let all = all.as_ref().clone().unwrap_or_default();
                 let total = all.len();
                 break 'sel Selection { partitions: all, total: Some(total), method: "all partitions".into() };
             };
