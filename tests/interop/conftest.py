@@ -62,9 +62,7 @@ def pond_timeout(tmp_path_factory, ext_dir):
     _stop(server)
 
 
-@pytest.fixture
-def start_server(tmp_path_factory, ext_dir):
-    """Factory for extra servers with their own flags; each is stopped (exit 0 checked) after the test."""
+def _server_factory(tmp_path_factory, ext_dir):
     started = []
 
     def make(name: str, **kw) -> PondServer:
@@ -75,6 +73,18 @@ def start_server(tmp_path_factory, ext_dir):
     yield make
     for server in started:
         _stop(server)
+
+
+@pytest.fixture
+def start_server(tmp_path_factory, ext_dir):
+    """Factory for extra servers with their own flags; each is stopped (exit 0 checked) after the test."""
+    yield from _server_factory(tmp_path_factory, ext_dir)
+
+
+@pytest.fixture(scope="module")
+def start_module_server(tmp_path_factory, ext_dir):
+    """The same, for servers shared by a module's tests (stopped after the module)."""
+    yield from _server_factory(tmp_path_factory, ext_dir)
 
 
 _counter = itertools.count()

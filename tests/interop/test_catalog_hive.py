@@ -67,22 +67,6 @@ def pond(start_module_server, lake):
     return start_module_server("pond-catalog", extensions="icu,avro", extra_args=["--allowed-paths", str(lake)])
 
 
-@pytest.fixture(scope="module")
-def start_module_server(tmp_path_factory, ext_dir):
-    from conftest import _start, _stop
-
-    started = []
-
-    def make(name, **kw):
-        s = _start(tmp_path_factory, ext_dir, name, **kw)
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        _stop(s)
-
-
 def write_parquet(path: Path, select_sql: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     duckdb.sql(f"COPY ({select_sql}) TO '{path}' (FORMAT parquet)")
