@@ -65,6 +65,13 @@ pub struct ScanPlan {
     pub files: usize,
 }
 
+/// A partition name and its values (None if it does not name the table's keys).
+type ParsedName = (String, Option<Vec<String>>);
+
+fn parse_names(names: &[String], keys: &[&str]) -> Vec<ParsedName> {
+    names.iter().map(|n| (n.clone(), crate::paths::parse_partition_name(n, keys))).collect()
+}
+
 /// When a table's partitions were first cached, and them by name.
 type PartitionsByName = (std::time::Instant, HashMap<String, Partition>);
 
@@ -81,7 +88,8 @@ pub struct Catalog {
     namespaces: Cache<(), Arc<Vec<String>>>,
     tables: Cache<String, Arc<Vec<String>>>,
     table: Cache<(String, String), Arc<Table>>,
-    names: Cache<(String, String), Arc<Vec<String>>>,
+    /// Every partition name of a table, parsed once into values.
+    names: Cache<(String, String), Arc<Vec<ParsedName>>>,
     filtered: Cache<FilterKey, Arc<Option<Vec<Partition>>>>,
     prefixed: Cache<FilterKey, Arc<Option<Vec<String>>>>,
     /// Partitions fetched by name, per table, dropped whole when the TTL passes.
@@ -220,18 +228,19 @@ impl Catalog {
                 break 'sel Selection { partitions: all, total: Some(total), method: "all partitions".into() };
             };
             let key_names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
-            let by_names = |names: &[String]| -> Result<Vec<Partition>> {
+            let by_names = |names: &[ParsedName]| -> Result<Vec<Partition>> {
+                let mut v: Vec<Option<&str>> = Vec::with_capacity(keys.len());
                 let wanted: Vec<String> = names
                     .iter()
-                    .filter(|name| match crate::paths::parse_partition_name(name, &key_names) {
+                    .filter(|(_, values)| match values {
                         Some(values) => {
-                            let v: Vec<Option<&str>> =
-                                values.iter().map(|v| (v != crate::predicate::DEFAULT_PARTITION).then_some(v.as_str())).collect();
+                            v.clear();
+                            v.extend(values.iter().map(|x| (x != crate::predicate::DEFAULT_PARTITION).then_some(x.as_str())));
                             pred.matches(&v, &keys)
                         }
                         None => true,
                     })
-                    .cloned()
+                    .map(|(name, _)| name.clone())
                     .collect();
                 self.check_limit(table, wanted.len())?;
                 // Partitions fetched before (within the TTL) are not asked for again.
@@ -257,7 +266,7 @@ impl Catalog {
                     .prefixed
                     .get_or_fetch(&key, || self.call(|| self.provider.partition_names_with_prefix(table, &prefix)).map(Arc::new))?;
                 if let Some(names) = listed.as_ref() {
-                    let partitions = by_names(names)?;
+                    let partitions = by_names(&parse_names(names, &key_names))?;
                     break 'sel Selection {
                         partitions,
                         total: None,
@@ -284,9 +293,9 @@ impl Catalog {
                     break 'sel Selection { partitions: local(parts.clone()), total: None, method: format!("metastore filter: {filter}") };
                 }
             }
-            let names = self
-                .names
-                .get_or_fetch(&tkey, || self.call(|| self.provider.partition_names(table)).map(|n| Arc::new(n.unwrap_or_default())))?;
+            let names = self.names.get_or_fetch(&tkey, || {
+                self.call(|| self.provider.partition_names(table)).map(|n| Arc::new(parse_names(&n.unwrap_or_default(), &key_names)))
+            })?;
             if names.is_empty() {
                 // No names listing (or no partitions): fetch everything and filter.
                 let all = self.call(|| self.provider.partitions(table))?;
