@@ -211,8 +211,7 @@ impl Catalog {
                 Some(p) => parts
                     .into_iter()
                     .filter(|part| {
-                        let values: Vec<Option<&str>> =
-                            part.values.iter().map(|v| (v != crate::predicate::DEFAULT_PARTITION).then_some(v.as_str())).collect();
+                        let values: Vec<Option<&str>> = part.values.iter().map(|v| crate::predicate::value_or_null(v)).collect();
                         p.matches(&values, &keys)
                     })
                     .collect(),
@@ -235,7 +234,7 @@ impl Catalog {
                     .filter(|(_, values)| match values {
                         Some(values) => {
                             v.clear();
-                            v.extend(values.iter().map(|x| (x != crate::predicate::DEFAULT_PARTITION).then_some(x.as_str())));
+                            v.extend(values.iter().map(|x| crate::predicate::value_or_null(x)));
                             pred.matches(&v, &keys)
                         }
                         None => true,

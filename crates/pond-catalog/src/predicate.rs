@@ -68,6 +68,11 @@ pub struct Key {
 /// Hive's name for a NULL partition value.
 pub const DEFAULT_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
 
+/// A partition value as a comparison sees it: Hive's NULL partition is NULL.
+pub fn value_or_null(v: &str) -> Option<&str> {
+    (v != DEFAULT_PARTITION).then_some(v)
+}
+
 /// The condition on `keys` implied by `expr` (a `where_clause` node), for a
 /// table referred to by any of `qualifiers` (its alias, or its name).
 pub fn extract(expr: &Value, qualifiers: &[String], keys: &[Key]) -> Option<Pred> {

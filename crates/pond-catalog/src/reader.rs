@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use crate::error::{Error, Result};
 use crate::model::Table;
 use crate::paths;
-use crate::predicate::DEFAULT_PARTITION;
 use crate::types::duckdb_type;
 
 /// How a table's files are read.
@@ -115,7 +114,7 @@ pub struct Slice {
 
 /// A partition value as text, `None` for Hive's NULL partition.
 pub fn partition_value(v: &str) -> Option<String> {
-    (v != DEFAULT_PARTITION).then(|| v.to_string())
+    crate::predicate::value_or_null(v).map(str::to_string)
 }
 
 /// `'text'` with quotes doubled.

@@ -889,14 +889,14 @@ impl Session {
                     .ok_or_else(|| Error::InvalidRequest("not an external catalog ATTACH".into()))??;
                 engine.attach_catalog(name, spec, *if_not_exists)?;
             }
-            PondStatement::Detach { name, if_exists, text } => {
+            // IF EXISTS is in `text`: DuckDB applies it to its own attachments.
+            PondStatement::Detach { name, text, .. } => {
                 // Not an external catalog: a Pond database is dropped, not
                 // detached; anything else is DuckDB's own attachment.
                 if !engine.detach_catalog(name)? {
                     if engine.database_exists(name) {
                         return Err(Error::InvalidRequest(format!("{name} is a Pond database: use DROP DATABASE {name}")));
                     }
-                    let _ = if_exists;
                     conn.execute_batch(text)?;
                 }
             }
