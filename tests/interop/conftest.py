@@ -16,11 +16,20 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import PASSWORD, Http, adbc_connect  # noqa: E402
+from helpers import PASSWORD, Http, adbc_connect, start_moto  # noqa: E402
 from pond_server import PondServer, PondStartError, ensure_extensions, pond_bin  # noqa: E402
 
 # Extensions the suite needs for the server and the in-process reference.
 NEEDED_EXTENSIONS = ["icu", "tpch"]
+
+
+@pytest.fixture(scope="module")
+def moto():
+    """A real S3-compatible server (moto) for a module's tests: its URL."""
+    url, proc = start_moto()
+    yield url
+    proc.kill()
+    proc.wait()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import requests
 
 from pond_server import PondServer
@@ -101,3 +103,35 @@ class Http:
         return self.session.post(f"{self.base}{path}", **kw)
 
 
+
+
+def start_moto() -> tuple[str, "subprocess.Popen"]:
+    """A real moto S3 server on a free loopback port: (url, process). Stop it with kill()."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+    from pathlib import Path
+
+    exe = Path(os.environ.get("POND_VENV", ".venv")) / "bin" / "moto_server"
+    if not exe.exists():
+        exe = Path(shutil.which("moto_server") or "moto_server")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url, timeout=1)
+            break
+        except requests.RequestException:
+            time.sleep(0.1)
+    return url, proc
+
+
+def s3_client(url: str):
+    """boto3 S3 client for a moto server (any key works there)."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=url, aws_access_key_id="test-key", aws_secret_access_key="test-secret", region_name="us-east-1")

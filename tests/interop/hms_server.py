@@ -232,16 +232,30 @@ class HiveMetastore:
     killed test run leaves no metastore behind: start it from a thread that outlives it.
     `hive_conf` adds hive-site.xml settings, `jvm_args` JVM options (after Pond's, so
     `-XX:TieredStopAtLevel=4` brings back the C2 compiler for long benchmark runs).
+
+    `s3_buckets` lets tables and partitions live at `s3://` / `s3a://` locations in those
+    buckets. The metastore itself only checks and creates directories at locations; the
+    S3A connector (hadoop-aws) is not among the jars on PyPI, so for the metastore those
+    schemes are mapped onto local directories `<base>/s3-shadow/<bucket>` with Hadoop's
+    ViewFileSystemOverloadScheme (configuration only). The metastore stores the `s3a://`
+    text as given; the data itself is written to and read from a real S3 server.
     """
 
     def __init__(self, base_dir: Optional[Path] = None, cache: Optional[Path] = None,
                  framed: bool = False, heap: str = "512m", keep: bool = False,
-                 hive_conf: Optional[dict[str, str]] = None, jvm_args: Sequence[str] = ()):
+                 hive_conf: Optional[dict[str, str]] = None, jvm_args: Sequence[str] = (),
+                 s3_buckets: Sequence[str] = ()):
         self.cache = Path(cache) if cache else default_cache()
         self.hive_conf = dict(hive_conf or {})
         self.jvm_args = list(jvm_args)
         self._own_dir = base_dir is None
         self.base = Path(base_dir) if base_dir else Path(tempfile.mkdtemp(prefix="pond-hms-"))
+        for scheme in ("s3", "s3a") if s3_buckets else ():
+            self.hive_conf.setdefault(f"fs.{scheme}.impl", "org.apache.hadoop.fs.viewfs.ViewFileSystemOverloadScheme")
+        for bucket in s3_buckets:
+            shadow = self.base / "s3-shadow" / bucket
+            shadow.mkdir(parents=True, exist_ok=True)
+            self.hive_conf.setdefault(f"fs.viewfs.mounttable.{bucket}.linkMergeSlash", f"file://{shadow}")
         self.framed = framed
         self.heap = heap
         self.keep = keep

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
@@ -20,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from helpers import PASSWORD
+from helpers import PASSWORD, s3_client
 from pond_server import PondServer
 
 AUTH = ("admin", PASSWORD)
@@ -37,31 +34,6 @@ def write(server: PondServer, db: str, body: str) -> None:
     assert r.status_code == 204, r.text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def moto():
-    exe = Path(os.environ.get("POND_VENV", ".venv")) / "bin" / "moto_server"
-    if not exe.exists():
-        exe = Path(shutil.which("moto_server") or "moto_server")
-    port = free_port()
-    proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.RequestException:
-            time.sleep(0.1)
-    yield url
-    proc.kill()
-    proc.wait()
-
-
 @pytest.fixture(scope="module")
 def postgres():
     """A real PostgreSQL 15 cluster (the one bench/pgwire.py starts) to hold a lake catalog."""
@@ -73,12 +45,6 @@ def postgres():
     pg = Postgres().start()
     yield pg
     pg.stop()
-
-
-def s3_client(url: str):
-    import boto3
-
-    return boto3.client("s3", endpoint_url=url, aws_access_key_id="test-key", aws_secret_access_key="test-secret", region_name="us-east-1")
 
 
 def lake_server(tmp_path, ext_dir, storage: str, moto_url: str | None, bucket: str | None = None, **extra) -> tuple[PondServer, str | None]:

@@ -320,7 +320,10 @@ impl FileLister for EngineFiles<'_> {
 }
 
 fn storage(catalog: &str, location: &str, e: duckdb::Error) -> pond_catalog::Error {
-    pond_catalog::Error::Storage { catalog: catalog.into(), location: location.into(), message: e.to_string() }
+    // DuckDB appends the position in its own (internal) statement: not the user's.
+    let text = e.to_string();
+    let message = text.split("\nLINE ").next().unwrap_or(&text).trim_end().to_string();
+    pond_catalog::Error::Storage { catalog: catalog.into(), location: location.into(), message }
 }
 
 /// What the rewrite did, for EXPLAIN and logs.
