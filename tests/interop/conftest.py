@@ -39,7 +39,7 @@ def ext_dir():
 
 def _start(tmp_path_factory, ext_dir, name, **kw) -> PondServer:
     if not pond_bin().exists():
-        pytest.fail(f"pond binary missing at {pond_bin()}; build it with `cargo build --release -p pond` or set POND_BIN")
+        pytest.fail(f"pond binary missing at {pond_bin()}; build it with `bash scripts/setup.sh` (or `cargo build --release --workspace`) or set POND_BIN")
     base = tmp_path_factory.mktemp(name)
     kw.setdefault("password", PASSWORD)
     server = PondServer(data_dir=base / "data", ext_dir=ext_dir, **kw)

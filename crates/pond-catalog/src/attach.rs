@@ -11,7 +11,16 @@ use crate::error::{Error, Result};
 use crate::hive::{HiveConfig, HiveProvider, Transport};
 
 /// Providers Pond can attach.
-pub const PROVIDERS: &[&str] = &["hive"];
+pub const PROVIDERS: &[&str] = &[
+    "hive",
+    #[cfg(feature = "glue")]
+    "glue",
+    #[cfg(feature = "dataproc")]
+    "dataproc",
+];
+
+/// Looks up a Pond secret by name (the engine's secret store).
+pub type SecretLookup<'a> = &'a dyn Fn(&str) -> Option<pond_secrets::Secret>;
 
 /// An attached catalog as written: `provider` is `hive`; option names are
 /// upper case.
@@ -25,6 +34,8 @@ pub struct AttachSpec {
 /// Options every provider takes.
 const COMMON: &[&str] = &["CACHE_TTL", "MAX_PARTITIONS", "TIMEOUT", "READ_ONLY"];
 const HIVE: &[&str] = &["TRANSPORT"];
+const DATAPROC: &[&str] = &["SECRET", "API_ENDPOINT", "TRANSPORT"];
+const GLUE: &[&str] = &["REGION", "CATALOG_ID", "ENDPOINT", "S3_ENDPOINT", "S3_URL_STYLE", "SECRET", "ROLE_ARN"];
 
 impl AttachSpec {
     /// From the options of an ATTACH statement: `TYPE hive`, or `TYPE
@@ -33,10 +44,10 @@ impl AttachSpec {
     pub fn from_attach(uri: &str, mut options: BTreeMap<String, String>) -> Option<Result<AttachSpec>> {
         let ty = options.get("TYPE")?.to_ascii_lowercase();
         let provider = match ty.as_str() {
-            "hive" => "hive".to_string(),
+            "hive" | "glue" | "dataproc" => ty.clone(),
             "metastore" => match options.get("PROVIDER").map(|p| p.to_ascii_lowercase()) {
                 Some(p) => p,
-                None => return Some(Err(Error::InvalidOption("ATTACH (TYPE metastore) needs PROVIDER hive".into()))),
+                None => return Some(Err(Error::InvalidOption("ATTACH (TYPE metastore) needs PROVIDER hive, glue or dataproc".into()))),
             },
             _ => return None,
         };
@@ -46,30 +57,59 @@ impl AttachSpec {
         Some(spec.validate().map(|_| spec))
     }
 
-    /// Checks the provider, the URI and every option; the error names what is wrong.
+    /// The options this spec's provider takes besides the common ones.
+    fn provider_options(&self) -> &'static [&'static str] {
+        match self.provider.as_str() {
+            "glue" => GLUE,
+            "dataproc" => DATAPROC,
+            _ => HIVE,
+        }
+    }
+
+    /// Checks the provider, the URI and every option; the error names what is
+    /// wrong. (Credentials are checked when the catalog is opened.)
     pub fn validate(&self) -> Result<()> {
         if !PROVIDERS.contains(&self.provider.as_str()) {
-            return Err(Error::InvalidOption(format!(
-                "unknown catalog provider '{}' (known: {}; glue and dataproc are not available yet)",
-                self.provider,
-                PROVIDERS.join(", ")
-            )));
+            return Err(Error::InvalidOption(format!("unknown catalog provider '{}' (known: {})", self.provider, PROVIDERS.join(", "))));
         }
+        let specific = self.provider_options();
         for (k, v) in &self.options {
-            if !COMMON.contains(&k.as_str()) && !HIVE.contains(&k.as_str()) {
+            if !COMMON.contains(&k.as_str()) && !specific.contains(&k.as_str()) {
                 return Err(Error::InvalidOption(format!(
                     "unknown ATTACH option {k} for a {} catalog (allowed: {})",
                     self.provider,
-                    COMMON.iter().chain(HIVE).cloned().collect::<Vec<_>>().join(", ")
+                    COMMON.iter().chain(specific).cloned().collect::<Vec<_>>().join(", ")
                 )));
             }
             if k == "READ_ONLY" && !matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "") {
                 return Err(Error::InvalidOption("external catalogs are read-only: READ_ONLY false is not possible".into()));
             }
         }
-        self.hive_config()?;
+        match self.provider.as_str() {
+            "glue" => {
+                if !self.uri.eq_ignore_ascii_case("glue") {
+                    return Err(Error::InvalidOption(format!(
+                        "a Glue catalog is attached as ATTACH 'glue' AS name (TYPE glue, REGION '…'), not '{}'",
+                        self.uri
+                    )));
+                }
+            }
+            #[cfg(feature = "dataproc")]
+            "dataproc" => {
+                crate::dataproc::check_service_name(&self.uri)?;
+                self.transport()?;
+            }
+            _ => {
+                self.hive_config()?;
+            }
+        }
         self.catalog_options()?;
         Ok(())
+    }
+
+    /// The Pond secret this catalog names (`SECRET 'name'`), if any.
+    pub fn secret_name(&self) -> Option<&str> {
+        self.options.get("SECRET").map(|s| s.as_str())
     }
 
     fn seconds(&self, name: &str, default: f64) -> Result<Duration> {
@@ -120,24 +160,79 @@ impl AttachSpec {
                 return Err(Error::InvalidOption(format!("metastore URI '{u}' needs a host and a port number")));
             }
         }
-        let transport = match self.options.get("TRANSPORT").map(|t| t.to_ascii_lowercase()).as_deref() {
-            None | Some("buffered") => Transport::Buffered,
-            Some("framed") => Transport::Framed,
-            Some(other) => return Err(Error::InvalidOption(format!("TRANSPORT must be buffered or framed, not '{other}'"))),
-        };
+        Ok(HiveConfig { uris, transport: self.transport()?, timeout: self.timeout()? })
+    }
+
+    fn transport(&self) -> Result<Transport> {
+        match self.options.get("TRANSPORT").map(|t| t.to_ascii_lowercase()).as_deref() {
+            None | Some("buffered") => Ok(Transport::Buffered),
+            Some("framed") => Ok(Transport::Framed),
+            Some(other) => Err(Error::InvalidOption(format!("TRANSPORT must be buffered or framed, not '{other}'"))),
+        }
+    }
+
+    fn timeout(&self) -> Result<Duration> {
         let timeout = self.seconds("TIMEOUT", 10.0)?;
         if timeout.is_zero() {
             return Err(Error::InvalidOption("TIMEOUT must be more than 0 seconds".into()));
         }
-        Ok(HiveConfig { uris, transport, timeout })
+        Ok(timeout)
     }
 
     /// Opens the catalog (no network call: providers connect on first use,
-    /// so a restart with the metastore down still starts).
-    pub fn open(&self, name: &str) -> Result<Catalog> {
+    /// so a restart with the service down still starts). `secrets` resolves
+    /// the `SECRET` option.
+    pub fn open(&self, name: &str, secrets: SecretLookup<'_>) -> Result<Catalog> {
         self.validate()?;
-        let provider = HiveProvider::new(name, self.hive_config()?);
-        Ok(Catalog::new(name, Box::new(provider), self.catalog_options()?))
+        let secret = match self.secret_name() {
+            None => None,
+            Some(s) => Some(secrets(s).ok_or_else(|| Error::InvalidOption(format!("secret '{s}' does not exist (CREATE SECRET first)")))?),
+        };
+        let provider: Box<dyn crate::Provider> = match self.provider.as_str() {
+            #[cfg(feature = "glue")]
+            "glue" => {
+                let settings = crate::aws::resolve(&self.options, secret.as_ref())?;
+                Box::new(crate::glue::GlueProvider::new(name, settings, self.timeout()?)?)
+            }
+            #[cfg(feature = "dataproc")]
+            "dataproc" => {
+                let auth = match &secret {
+                    None => crate::dataproc::GcpAuth::Default,
+                    Some(s) if s.secret_type == "gcp" => match (s.get("SERVICE_ACCOUNT_JSON"), s.get("SERVICE_ACCOUNT_FILE")) {
+                        (Some(json), _) => crate::dataproc::service_account(json)?,
+                        (None, Some(path)) => {
+                            let json = std::fs::read_to_string(path).map_err(|e| {
+                                Error::InvalidOption(format!("secret '{}': cannot read SERVICE_ACCOUNT_FILE {path}: {e}", s.name))
+                            })?;
+                            crate::dataproc::service_account(&json)?
+                        }
+                        (None, None) => {
+                            return Err(Error::InvalidOption(format!(
+                                "secret '{}' has no SERVICE_ACCOUNT_JSON or SERVICE_ACCOUNT_FILE (a Dataproc catalog needs a service-account key)",
+                                s.name
+                            )))
+                        }
+                    },
+                    Some(s) => {
+                        return Err(Error::InvalidOption(format!(
+                            "secret '{}' is of TYPE {}; a Dataproc catalog needs a secret of TYPE gcp",
+                            s.name, s.secret_type
+                        )))
+                    }
+                };
+                let config = crate::dataproc::DataprocConfig {
+                    service: self.uri.clone(),
+                    api: self.options.get("API_ENDPOINT").cloned().unwrap_or_else(|| crate::dataproc::DEFAULT_API.to_string()),
+                    auth,
+                    transport: self.transport()?,
+                    timeout: self.timeout()?,
+                };
+                Box::new(crate::dataproc::DataprocProvider::new(name, config)?)
+            }
+            _ => Box::new(HiveProvider::new(name, self.hive_config()?)),
+        };
+        let _ = &secret;
+        Ok(Catalog::new(name, provider, self.catalog_options()?))
     }
 }
 
@@ -175,7 +270,9 @@ mod tests {
         assert!(err("thrift://h:1", &[("TYPE", "hive"), ("MAX_PARTITIONS", "0")]).contains("MAX_PARTITIONS"));
         assert!(err("thrift://h:1", &[("TYPE", "hive"), ("TRANSPORT", "http")]).contains("TRANSPORT must be"));
         assert!(err("thrift://h:1", &[("TYPE", "hive"), ("COLOUR", "red")]).contains("unknown ATTACH option COLOUR"));
-        assert!(err("thrift://h:1", &[("TYPE", "metastore"), ("PROVIDER", "glue")]).contains("unknown catalog provider 'glue'"));
+        assert!(err("thrift://h:1", &[("TYPE", "metastore"), ("PROVIDER", "nessie")]).contains("unknown catalog provider 'nessie'"));
+        assert!(err("thrift://h:1", &[("TYPE", "glue")]).contains("ATTACH 'glue' AS name"));
+        assert!(err("glue", &[("TYPE", "glue"), ("TRANSPORT", "framed")]).contains("unknown ATTACH option TRANSPORT for a glue catalog"));
         assert!(err("thrift://h:1", &[("TYPE", "hive"), ("READ_ONLY", "false")]).contains("read-only"));
     }
 }

@@ -160,6 +160,12 @@ impl Catalog {
         }
     }
 
+    /// Credentials for the tables' files, if the catalog has its own (see
+    /// [`Provider::storage_access`]).
+    pub fn storage_access(&self) -> Result<Option<crate::aws::StorageAccess>> {
+        self.call(|| self.provider.storage_access())
+    }
+
     pub fn namespaces(&self) -> Result<Arc<Vec<String>>> {
         self.namespaces.get_or_fetch(&(), || self.call(|| self.provider.namespaces()).map(Arc::new))
     }
@@ -252,6 +258,21 @@ impl Catalog {
                 partitions.extend(fetched);
                 Ok(partitions)
             };
+            // 0. Every key pinned to a few values, and the service fetches by value
+            //    cheaply (Glue's BatchGetPartition): ask for exactly those.
+            if self.provider.prefers_point_lookups() {
+                if let Some(points) = pred.point_values(&keys, NAMES_BATCH * 10) {
+                    let names: Vec<ParsedName> = points
+                        .into_iter()
+                        .map(|v| {
+                            let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+                            (crate::paths::partition_name(&key_names, &refs), Some(v))
+                        })
+                        .collect();
+                    let partitions = by_names(&names)?;
+                    break 'sel Selection { partitions, total: None, method: format!("{} partitions fetched by value", names.len()) };
+                }
+            }
             // 1. Every name already cached: filter it here, fetch the chosen by name.
             if let Some(names) = self.names.peek(&tkey).filter(|n| !n.is_empty()) {
                 let partitions = by_names(&names)?;
@@ -276,7 +297,8 @@ impl Catalog {
             // 3. The metastore's own filter, when it expresses the whole
             //    condition (a partial one, e.g. only the hour of a date-and-hour
             //    condition, would fetch many partition objects: names are cheaper).
-            if let Some(filter) = pred.hms_filter(&keys).filter(|_| pred.hms_filter_is_exact(&keys)) {
+            let dialect = self.provider.filter_dialect();
+            if let Some(filter) = pred.filter(&keys, dialect).filter(|_| pred.filter_is_exact(&keys, dialect)) {
                 let key = (tkey.0.clone(), tkey.1.clone(), filter.clone());
                 let fetched =
                     self.filtered.get_or_fetch(&key, || match self.call(|| self.provider.partitions_by_filter(table, &filter)) {

@@ -13,10 +13,15 @@
 //! Start with [`Catalog::plan_scan`] and [`Provider`].
 
 pub mod attach;
+pub mod aws;
 pub mod cache;
 pub mod catalog;
+#[cfg(feature = "dataproc")]
+pub mod dataproc;
 pub mod error;
 pub mod files;
+#[cfg(feature = "glue")]
+pub mod glue;
 pub mod hive;
 pub mod hms;
 pub mod model;
@@ -24,6 +29,7 @@ pub mod paths;
 pub mod predicate;
 pub mod provider;
 pub mod reader;
+mod rt;
 pub mod types;
 
 pub use attach::AttachSpec;

@@ -58,6 +58,15 @@ pub enum Pred {
     Or(Vec<Pred>),
 }
 
+/// A catalog service's partition filter language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// Hive Metastore `get_partitions_by_filter`: string and integer keys.
+    Hive,
+    /// AWS Glue `GetPartitions` `Expression`: string, integer and date keys.
+    Glue,
+}
+
 /// A partition key as the extraction sees it.
 #[derive(Debug, Clone)]
 pub struct Key {
@@ -219,6 +228,34 @@ impl Pred {
         }
     }
 
+    /// Every combination of values the condition allows, when it pins every
+    /// key to a few values by equality (`k1 = 'a' AND k2 IN ('x', 'y')`): the
+    /// partitions can then be fetched by value. Only string keys (textual
+    /// equality; an integer stored as `05` must still match `5`), and at most
+    /// `limit` combinations.
+    pub fn point_values(&self, keys: &[Key], limit: usize) -> Option<Vec<Vec<String>>> {
+        if keys.is_empty() || keys.iter().any(|k| k.kind != KeyKind::String) {
+            return None;
+        }
+        let conjuncts: Vec<&Pred> = match self {
+            Pred::And(v) => v.iter().collect(),
+            p => vec![p],
+        };
+        let mut combos: Vec<Vec<String>> = vec![Vec::new()];
+        for i in 0..keys.len() {
+            let values: Vec<String> = conjuncts.iter().find_map(|p| match p {
+                Pred::Cmp { key, op: Op::Eq, value } if *key == i => Some(vec![value.clone()]),
+                Pred::In { key, values } if *key == i => Some(values.clone()),
+                _ => None,
+            })?;
+            if combos.len() * values.len() > limit {
+                return None;
+            }
+            combos = combos.iter().flat_map(|c| values.iter().map(move |v| [c.clone(), vec![v.clone()]].concat())).collect();
+        }
+        Some(combos)
+    }
+
     /// The values the leading string keys must equal exactly (`k1 = 'a' AND
     /// k2 = 'b' AND …`), for a names listing by prefix. Only string keys: their
     /// equality is textual, as the metastore's prefix match is; an integer
@@ -286,10 +323,7 @@ impl Pred {
     /// Whether [`Pred::hms_filter`] renders all of this condition (nothing
     /// dropped), so the metastore's answer is already the selection.
     pub fn hms_filter_is_exact(&self, keys: &[Key]) -> bool {
-        match self {
-            Pred::And(v) | Pred::Or(v) => v.iter().all(|p| p.hms_filter_is_exact(keys)),
-            p => p.hms_filter(keys).is_some(),
-        }
+        self.filter_is_exact(keys, Dialect::Hive)
     }
 
     /// The Hive Metastore filter string (`get_partitions_by_filter`) for this
@@ -297,20 +331,34 @@ impl Pred {
     /// trusted to evaluate (keys that are neither strings nor integers, values
     /// with both quote characters).
     pub fn hms_filter(&self, keys: &[Key]) -> Option<String> {
+        self.filter(keys, Dialect::Hive)
+    }
+
+    /// Whether [`Pred::filter`] renders all of this condition in `dialect`.
+    pub fn filter_is_exact(&self, keys: &[Key], dialect: Dialect) -> bool {
         match self {
-            // A weaker filter is still correct: the partitions it returns are
-            // filtered again locally with the whole condition.
+            Pred::And(v) | Pred::Or(v) => v.iter().all(|p| p.filter_is_exact(keys, dialect)),
+            p => p.filter(keys, dialect).is_some(),
+        }
+    }
+
+    /// The condition in a catalog service's filter language, or None when it
+    /// uses something the service cannot be trusted to evaluate. An `AND`
+    /// keeps the parts it can render (a weaker filter is still correct: what
+    /// it returns is filtered again locally with the whole condition).
+    pub fn filter(&self, keys: &[Key], dialect: Dialect) -> Option<String> {
+        match self {
             Pred::And(v) => {
-                let parts: Vec<String> = v.iter().filter_map(|p| p.hms_filter(keys)).collect();
+                let parts: Vec<String> = v.iter().filter_map(|p| p.filter(keys, dialect)).collect();
                 (!parts.is_empty()).then(|| format!("({})", parts.join(" and ")))
             }
             Pred::Or(v) => {
-                let parts: Option<Vec<String>> = v.iter().map(|p| p.hms_filter(keys)).collect();
+                let parts: Option<Vec<String>> = v.iter().map(|p| p.filter(keys, dialect)).collect();
                 Some(format!("({})", parts?.join(" or ")))
             }
             Pred::In { key, values } => {
                 let parts: Option<Vec<String>> =
-                    values.iter().map(|v| Pred::Cmp { key: *key, op: Op::Eq, value: v.clone() }.hms_filter(keys)).collect();
+                    values.iter().map(|v| Pred::Cmp { key: *key, op: Op::Eq, value: v.clone() }.filter(keys, dialect)).collect();
                 let parts = parts?;
                 if parts.is_empty() {
                     return None;
@@ -322,10 +370,14 @@ impl Pred {
                 if !k.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return None;
                 }
-                let literal = match k.kind {
-                    KeyKind::Integer => value.clone(),
-                    KeyKind::String if !value.contains('"') => format!("\"{value}\""),
-                    KeyKind::String if !value.contains('\'') => format!("'{value}'"),
+                let literal = match (dialect, k.kind) {
+                    (_, KeyKind::Integer) => value.clone(),
+                    (Dialect::Hive, KeyKind::String) if !value.contains('"') => format!("\"{value}\""),
+                    (Dialect::Hive, KeyKind::String) if !value.contains('\'') => format!("'{value}'"),
+                    // Glue compares date keys as dates given 'YYYY-MM-DD' (values are normalized so).
+                    (Dialect::Glue, KeyKind::String | KeyKind::Date) if !value.contains('\'') && !value.contains('\\') => {
+                        format!("'{value}'")
+                    }
                     _ => return None,
                 };
                 Some(format!("{} {} {literal}", k.name, op.text()))
@@ -444,6 +496,35 @@ mod tests {
         assert!(!both.hms_filter_is_exact(&k));
         assert!(Pred::And(vec![Pred::Cmp { key: 1, op: Op::Lt, value: "4".into() }]).hms_filter_is_exact(&k));
         assert_eq!(Pred::Or(vec![p, Pred::Cmp { key: 1, op: Op::Lt, value: "4".into() }]).hms_filter(&k), None);
+    }
+
+    #[test]
+    fn glue_expression_rendering() {
+        let k = keys();
+        let day = Pred::Cmp { key: 0, op: Op::Ge, value: "2024-01-01".into() };
+        assert_eq!(day.filter(&k, Dialect::Glue).unwrap(), "dt >= '2024-01-01'");
+        let both = Pred::And(vec![day.clone(), Pred::In { key: 2, values: vec!["eu".into(), "us".into()] }]);
+        assert_eq!(both.filter(&k, Dialect::Glue).unwrap(), "(dt >= '2024-01-01' and (region = 'eu' or region = 'us'))");
+        assert!(both.filter_is_exact(&k, Dialect::Glue));
+        assert!(!both.filter_is_exact(&k, Dialect::Hive), "Hive leaves date keys to Pond");
+        // A quote in a value is never sent to Glue (no escaping is documented): Pond filters.
+        let quoted = Pred::Cmp { key: 2, op: Op::Eq, value: "it's".into() };
+        assert_eq!(quoted.filter(&k, Dialect::Glue), None);
+        assert_eq!(Pred::Or(vec![quoted, day]).filter(&k, Dialect::Glue), None);
+        assert_eq!(Pred::Cmp { key: 1, op: Op::Lt, value: "4".into() }.filter(&k, Dialect::Glue).unwrap(), "h < 4");
+    }
+
+    #[test]
+    fn point_values_when_every_key_is_pinned() {
+        let k = vec![Key { name: "region".into(), kind: KeyKind::String }, Key { name: "day".into(), kind: KeyKind::String }];
+        let eq = |key, v: &str| Pred::Cmp { key, op: Op::Eq, value: v.into() };
+        let both = Pred::And(vec![eq(1, "d1"), Pred::In { key: 0, values: vec!["eu".into(), "us".into()] }]);
+        assert_eq!(both.point_values(&k, 100).unwrap(), vec![vec!["eu", "d1"], vec!["us", "d1"]]);
+        assert_eq!(both.point_values(&k, 1), None, "over the limit");
+        assert_eq!(eq(0, "eu").point_values(&k, 100), None, "a key left free");
+        let ranged = Pred::And(vec![eq(0, "eu"), Pred::Cmp { key: 1, op: Op::Ge, value: "d".into() }]);
+        assert_eq!(ranged.point_values(&k, 100), None);
+        assert_eq!(eq(0, "1").point_values(&keys(), 100), None, "non-string keys are never pinned by text");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub fn format_of(catalog: &str, table: &Table) -> Result<Format> {
         return Err(unsupported("it is a transactional (ACID) table; its delta files need Hive's merge-on-read".into()));
     }
     if table.params.get("table_type").is_some_and(|t| t.eq_ignore_ascii_case("ICEBERG")) {
-        return Err(unsupported("it is an Iceberg table (not supported by the Hive provider yet)".into()));
+        return Err(unsupported("it is an Iceberg table, which Pond does not read through a metastore yet (read it with DuckDB's iceberg extension: iceberg_scan on its metadata_location)".into()));
     }
     let s = &table.storage;
     let serde = s.serde.as_deref().unwrap_or("").to_ascii_lowercase();

@@ -33,6 +33,9 @@ use crate::sql::{quote_ident, quote_literal};
 #[derive(Default)]
 pub(crate) struct Externals {
     catalogs: RwLock<BTreeMap<String, Arc<Catalog>>>,
+    /// DuckDB storage secrets made from catalogs' own credentials: secret name
+    /// → fingerprint of what it holds (re-created only when that changes).
+    storage_secrets: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Externals {
@@ -67,7 +70,7 @@ impl Engine {
     pub(crate) fn attach_recorded_catalogs(&self) -> Result<()> {
         for record in self.inner.meta.snapshot().catalogs {
             let spec = AttachSpec { provider: record.provider.clone(), uri: record.uri.clone(), options: record.options.clone() };
-            let catalog = match spec.open(&record.name) {
+            let catalog = match spec.open(&record.name, &|s| self.inner.secrets.get(s).ok()) {
                 Ok(c) => Arc::new(c),
                 Err(e) => {
                     tracing::error!(catalog = %record.name, error = %e, "cannot open an attached catalog; DETACH it or fix its options");
@@ -100,7 +103,7 @@ impl Engine {
         if self.database_exists(&name) {
             return Err(Error::DatabaseExists(name));
         }
-        let catalog = Arc::new(spec.open(&name)?);
+        let catalog = Arc::new(spec.open(&name, &|s| self.inner.secrets.get(s).ok())?);
         // Fail now, with the metastore's answer, rather than at the first query.
         catalog.namespaces()?;
         self.inner.root.lock().execute_batch(&format!("ATTACH ':memory:' AS {}", quote_ident(&name)))?;
@@ -141,6 +144,15 @@ impl Engine {
             Ok::<_, Error>(())
         })?;
         self.inner.root.lock().execute_batch(&format!("DETACH {}", quote_ident(&key)))?;
+        // The DuckDB secrets made from its credentials go too.
+        let prefix = format!("pond_catalog_{key}_");
+        let mut made = self.inner.externals.storage_secrets.lock();
+        let gone: Vec<String> = made.keys().filter(|n| n.starts_with(&prefix)).cloned().collect();
+        for n in gone {
+            made.remove(&n);
+            let _ = self.inner.root.lock().execute_batch(&format!("DROP SECRET IF EXISTS {}", quote_ident(&n)));
+        }
+        drop(made);
         self.catalog_changed();
         tracing::info!(catalog = %key, "external catalog detached");
         Ok(true)
@@ -229,6 +241,62 @@ impl Engine {
         Ok(t)
     }
 
+    /// Gives DuckDB the catalog's own credentials for the bucket of `url`
+    /// (Glue: the catalog's AWS credentials, region and S3 endpoint) as an
+    /// in-memory secret scoped to that bucket. Catalogs without their own
+    /// (Hive) read with Pond's storage secrets as they are.
+    fn ensure_storage_access(&self, catalog: &str, url: &str) -> pond_catalog::Result<()> {
+        use std::hash::{Hash, Hasher};
+        let Some(cat) = self.inner.externals.get(catalog) else { return Ok(()) };
+        let Some(access) = cat.storage_access()? else { return Ok(()) };
+        let bucket = url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&access.key_id, &access.secret, &access.session_token, &access.region, &access.endpoint, &access.url_style, access.use_ssl)
+            .hash(&mut h);
+        let fingerprint = h.finish();
+        let name = format!(
+            "pond_catalog_{}_{}",
+            catalog,
+            bucket.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>()
+        );
+        if self.inner.externals.storage_secrets.lock().get(&name) == Some(&fingerprint) {
+            return Ok(());
+        }
+        let mut parts = vec![
+            "TYPE s3".to_string(),
+            format!("KEY_ID {}", quote_literal(&access.key_id)),
+            format!("SECRET {}", quote_literal(&access.secret)),
+            format!("REGION {}", quote_literal(&access.region)),
+            format!("USE_SSL {}", access.use_ssl),
+            format!("SCOPE {}", quote_literal(&format!("s3://{bucket}"))),
+        ];
+        if let Some(t) = &access.session_token {
+            parts.push(format!("SESSION_TOKEN {}", quote_literal(t)));
+        }
+        if let Some(e) = &access.endpoint {
+            parts.push(format!("ENDPOINT {}", quote_literal(e)));
+        }
+        if let Some(u) = &access.url_style {
+            parts.push(format!("URL_STYLE {}", quote_literal(u)));
+        }
+        let sql = format!("CREATE OR REPLACE SECRET {} ({})", quote_ident(&name), parts.join(", "));
+        if let Err(e) = self.inner.root.lock().execute_batch(&sql) {
+            // DuckDB may quote the statement back: say what failed, never the statement.
+            let first = e.to_string().lines().next().unwrap_or_default().replace(&access.secret, "***").replace(&access.key_id, "***");
+            let first = match &access.session_token {
+                Some(t) => first.replace(t, "***"),
+                None => first,
+            };
+            return Err(pond_catalog::Error::Storage {
+                catalog: catalog.to_string(),
+                location: format!("s3://{bucket}"),
+                message: format!("cannot give DuckDB the catalog's credentials (is the httpfs extension loaded?): {first}"),
+            });
+        }
+        self.inner.externals.storage_secrets.lock().insert(name, fingerprint);
+        Ok(())
+    }
+
     /// Lists a partition's files, within the directories Pond may read.
     fn lister(&self, catalog: &str) -> EngineFiles<'_> {
         EngineFiles { engine: self, catalog: catalog.to_string() }
@@ -300,6 +368,7 @@ impl FileLister for EngineFiles<'_> {
             }
             pond_catalog::files::Location::S3(url) => {
                 self.check_allowed(&url)?;
+                self.engine.ensure_storage_access(&self.catalog, &url)?;
                 let conn = self.engine.root_clone().map_err(|e| pond_catalog::Error::Storage {
                     catalog: self.catalog.clone(),
                     location: url.clone(),

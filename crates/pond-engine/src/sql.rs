@@ -303,7 +303,7 @@ fn ident(t: Option<&Token>) -> Option<String> {
 }
 
 /// `ATTACH [DATABASE] [IF NOT EXISTS] '<uri>' [AS] name (OPTION value, …)` whose
-/// TYPE is an external catalog (`hive`, `metastore`); None for DuckDB's own ATTACH.
+/// TYPE is an external catalog (`hive`, `metastore`, `glue`, `dataproc`); None for DuckDB's own ATTACH.
 fn classify_attach(t: &[Token], statement: &str) -> Result<Option<PondStatement>> {
     let syntax = |what: &str| Error::InvalidRequest(format!("syntax error in '{}': expected {what}", statement.trim()));
     let mut i = 1;
@@ -361,7 +361,7 @@ fn classify_attach(t: &[Token], statement: &str) -> Result<Option<PondStatement>
 }
 
 fn is_catalog_type(ty: &str) -> bool {
-    ty.eq_ignore_ascii_case("hive") || ty.eq_ignore_ascii_case("metastore")
+    ["hive", "metastore", "glue", "dataproc"].iter().any(|t| ty.eq_ignore_ascii_case(t))
 }
 
 /// Classifies one statement. Returns an error for statements that are clearly
@@ -669,6 +669,11 @@ mod tests {
         assert_eq!(options.get("READ_ONLY").map(String::as_str), Some("true"));
         let st = classify("attach database if not exists 'thrift://h:1' x (type metastore, provider hive);").unwrap();
         assert!(matches!(st, Statement::Pond(PondStatement::AttachCatalog { if_not_exists: true, .. })), "{st:?}");
+        for form in
+            ["attach 'glue' as g (type glue, region 'eu-west-1')", "attach 'projects/p/locations/l/services/s' as d (type dataproc)"]
+        {
+            assert!(matches!(classify(form).unwrap(), Statement::Pond(PondStatement::AttachCatalog { .. })), "{form}");
+        }
         // DuckDB's own ATTACH stays DuckDB's.
         assert!(matches!(classify("ATTACH 'f.duckdb' AS f (READ_ONLY)").unwrap(), Statement::DuckDb(_)));
         assert!(matches!(classify("ATTACH 'postgres:dbname=x' AS p (TYPE postgres)").unwrap(), Statement::DuckDb(_)));
