@@ -383,3 +383,36 @@ impl VTab for HotScan {
 pub fn register(conn: &duckdb::Connection, store: Arc<HotStore>) -> duckdb::Result<()> {
     conn.register_table_function_with_extra_info::<HotScan, Arc<HotStore>>(HOT_FUNCTION, &store)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use arrow_array::Float64Array;
+
+    fn rows(n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Float64, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(vec![1.0; n]))]).unwrap()
+    }
+
+    #[test]
+    fn the_memory_bound_counts_unflushed_rows_and_open_transactions_keep_flushed_ones() {
+        let store = HotStore::new();
+        let t = store.get_or_create("db", "m", vec![("time".into(), "TIMESTAMP_NS".into())], 0);
+        store.push(&t, 1, rows(10));
+        store.push(&t, 2, rows(5));
+        assert_eq!((store.rows(), store.unflushed_rows()), (15, 15));
+        assert_eq!(t.batches_between(0, 1).len(), 1);
+        // A transaction that began before the flush keeps its batches in memory…
+        let txn = Instant::now();
+        store.mark_flushed("db", 1);
+        assert_eq!((store.rows(), store.unflushed_rows()), (15, 5));
+        store.retire(std::time::Duration::ZERO, Some(txn));
+        assert_eq!(store.rows(), 15);
+        // …one that began after it does not, nor does none.
+        store.retire(std::time::Duration::ZERO, Some(Instant::now()));
+        assert_eq!((store.rows(), store.unflushed_rows()), (5, 5));
+        store.forget_database("db");
+        assert_eq!((store.rows(), store.unflushed_rows()), (0, 0));
+    }
+}
