@@ -55,7 +55,9 @@ def bodies(rows: int, per_body: int = 100_000, hosts: int = 1000):
         for k in range(i, i + n):
             t = START + (k // hosts) * 1_000_000_000
             h = k % hosts
-            out.append(f"cpu,host=host{h} value={k % 997 * 0.1:.1f},cpu_idle={h % 100}.5,cpu_user={k % 50}.25 {t}")
+            # Values that do not repeat in a short cycle (compress like real metrics, not like a counter).
+            out.append(f"cpu,host=host{h} value={k * 2654435761 % 1000003 / 1000},cpu_idle={k * 40503 % 10007 / 100},"
+                       f"cpu_user={k * 7919 % 10009 / 100} {t}")
         yield "\n".join(out).encode()
         i += n
 
@@ -100,7 +102,7 @@ def main() -> None:
     med = {e: statistics.median(x["rows_per_s"] for x in v) for e, v in results.items()}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     lines = [f"# Flush alone: {a.rows:,} rows, median of {a.reps} ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {commit})",
-             "", f"machine: {machine()}", "",
+             "", f"machine: {machine()}; load average at the end: {open('/proc/loadavg').read().split()[:3]}", "",
              "| encoder | rows/s (median) | runs (s) | files | MiB | vs ducklake-insert |", "|---|---|---|---|---|---|"]
     for e in ENCODERS:
         v = results[e]
