@@ -67,6 +67,9 @@ pub(crate) struct Inner {
     pub(crate) lakes: Mutex<std::collections::HashSet<String>>,
     /// The lake is attached.
     pub(crate) lake_ready: Mutex<bool>,
+    /// Sessions with an open transaction, and when it began (see
+    /// [`Engine::oldest_open_transaction`]).
+    pub(crate) open_transactions: Mutex<HashMap<String, std::time::Instant>>,
     /// Attached external catalogs (see `external.rs`).
     pub(crate) externals: crate::external::Externals,
     /// Pond secrets, sealed in the metadata (see `secrets.rs`).
@@ -119,6 +122,7 @@ impl Engine {
             statement_counter: crate::parser::StatementCounter::new()?,
             lakes: Mutex::new(std::collections::HashSet::new()),
             lake_ready: Mutex::new(false),
+            open_transactions: Mutex::new(HashMap::new()),
             externals: Default::default(),
             secrets,
         });

@@ -9,11 +9,11 @@
 //! initialize DuckLake: Current transaction is aborted"), and Pond turns it
 //! off at start; a schema per database keeps the data apart just as well.
 //!
-//! It owns where the lake lives, attaching it, the names Pond reserves for it
-//! and for the hot rows (table function [`HOT_FUNCTION`]), and
-//! the canonical text of a measurement view ([`measurement_view_query`]) that
-//! the sandbox recognises. What goes into the lake (flush, compaction,
-//! retention) is `pond-ingest`'s business.
+//! It owns where the lake lives and attaching it. The names Pond reserves
+//! for it, the canonical text of a measurement view ([`measurement_view_query`])
+//! that the sandbox recognises, the file layout and writer live in the
+//! `pond-lake` crate below (re-exported here); what goes into the lake
+//! (flush, compaction, retention) is `pond-ingest`'s business.
 //!
 //! Look first at [`Engine::attach_lake`] and [`measurement_view_query`].
 
@@ -24,68 +24,20 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::sql::{quote_ident, quote_literal};
 
-/// Schema in which older Pond versions kept unflushed rows inside each
-/// database (migrated at start; the name stays reserved).
-pub const BUFFER_SCHEMA: &str = "_pond_buffer";
-/// Hidden column of hot rows: the write-ahead-log sequence that wrote the row.
-pub const GEN_COLUMN: &str = "_pond_gen";
-/// Lake table (per database schema) recording the highest generation copied into the lake.
-pub const FLUSHED_TABLE: &str = "_pond_flushed";
-/// Lake table (per database schema) with retention limits.
-pub const RETENTION_TABLE: &str = "_pond_retention";
-/// DuckDB alias of the lake.
-pub const LAKE_ALIAS: &str = "__pond_lake";
-
-/// One database's part of the lake: catalog [`LAKE_ALIAS`], schema = file id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lake {
-    pub catalog: String,
-    pub schema: String,
-}
-
-impl Lake {
-    pub fn for_file_id(file_id: &str) -> Self {
-        Self { catalog: LAKE_ALIAS.to_string(), schema: file_id.to_string() }
-    }
-
-    /// `"catalog"."schema"."name"`.
-    pub fn table(&self, name: &str) -> String {
-        format!("{}.{}.{}", quote_ident(&self.catalog), quote_ident(&self.schema), quote_ident(name))
-    }
-}
-
-/// Catalogs no client may name or see: the lake and DuckLake's metadata catalog.
-pub fn is_hidden_catalog(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n.starts_with(LAKE_ALIAS) || n.starts_with("__ducklake_metadata")
-}
-
-/// Schemas no client may name or see.
-pub fn is_hidden_schema(name: &str) -> bool {
-    name.eq_ignore_ascii_case(BUFFER_SCHEMA)
-}
-
-/// Table function (registered by `pond-ingest`) returning a measurement's
-/// hot rows: `pond_hot('<database file id>', '<measurement>')`.
-pub const HOT_FUNCTION: &str = "pond_hot";
-
-/// The query of the view `<db>.main.<name>`: the lake's rows, then the hot
-/// rows (in memory, see `pond-ingest`) whose generation the lake does not yet
-/// record as flushed. The lake schema and the hot store are keyed by the
-/// database's file id, so the view survives a database rename.
-pub fn measurement_view_query(lake: &Lake, name: &str) -> String {
-    format!(
-        "SELECT * FROM {} UNION ALL BY NAME SELECT * EXCLUDE ({gen}) FROM {HOT_FUNCTION}({}, {}) \
-         WHERE {gen} > (SELECT coalesce(max(gen), 0) FROM {})",
-        lake.table(name),
-        quote_literal(&lake.schema),
-        quote_literal(name),
-        lake.table(FLUSHED_TABLE),
-        gen = quote_ident(GEN_COLUMN),
-    )
-}
+pub use pond_lake::{
+    is_hidden_catalog, is_hidden_schema, measurement_view_query, Lake, BUFFER_SCHEMA, FLUSHED_TABLE, GEN_COLUMN, HOT_FUNCTION, LAKE_ALIAS,
+    RETENTION_TABLE,
+};
 
 impl Engine {
+    /// When the oldest transaction still open in any session began. Hot rows
+    /// a flush moved into the lake stay in memory while a transaction older
+    /// than that flush is open: its lake snapshot predates the flush, so it
+    /// still reads them from memory (`pond-ingest`'s `hot.rs`).
+    pub fn oldest_open_transaction(&self) -> Option<std::time::Instant> {
+        self.inner.open_transactions.lock().values().min().copied()
+    }
+
     /// `<data-dir>/lake`: the lake catalog (unless in PostgreSQL) and data (unless on S3).
     pub fn lake_root(&self) -> PathBuf {
         self.inner.config.data_dir.join("lake")
@@ -308,17 +260,6 @@ fn s3_secret_sql(s3: &crate::config::S3Config, prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hidden_names() {
-        assert!(is_hidden_catalog("__pond_lake"));
-        assert!(is_hidden_catalog("__DUCKLAKE_METADATA___pond_lake"));
-        assert!(!is_hidden_catalog("lake"));
-        assert!(is_hidden_schema("_Pond_Buffer"));
-        assert!(!is_hidden_schema("main"));
-        let q = measurement_view_query(&Lake::for_file_id("x"), "c\"p");
-        assert!(q.contains("\"c\"\"p\""), "{q}");
-    }
 
     #[test]
     fn unavailable_lake_names_the_extensions_and_the_install_command() {

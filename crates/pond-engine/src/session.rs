@@ -263,6 +263,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         if let Some(inner) = self.engine.upgrade() {
             inner.live.lock().remove(&self.id);
+            inner.open_transactions.lock().remove(&self.id);
             inner.open_sessions.fetch_sub(1, Ordering::SeqCst);
             inner.metrics.sessions_changed(-1);
         }
@@ -828,10 +829,24 @@ impl Session {
         if let Statement::DuckDb(text) = st {
             let first = text.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
             let mut state = self.state.lock();
-            match first.trim_end_matches(';') {
-                "begin" | "start" if succeeded && state.transaction.is_none() => state.transaction = Some(new_handle()),
-                "commit" | "rollback" | "end" | "abort" => state.transaction = None,
-                _ => {}
+            let open = match first.trim_end_matches(';') {
+                "begin" | "start" if succeeded && state.transaction.is_none() => {
+                    state.transaction = Some(new_handle());
+                    true
+                }
+                "commit" | "rollback" | "end" | "abort" => {
+                    state.transaction = None;
+                    false
+                }
+                _ => return,
+            };
+            if let Some(inner) = self.engine.upgrade() {
+                let mut txns = inner.open_transactions.lock();
+                if open {
+                    txns.insert(self.id.clone(), Instant::now());
+                } else {
+                    txns.remove(&self.id);
+                }
             }
         }
     }

@@ -186,6 +186,11 @@ impl TableBatch {
         }
     }
 
+    /// Names of the tag and field columns of these rows.
+    pub fn column_names(&self) -> impl Iterator<Item = &str> {
+        self.columns.iter().map(|c| c.name.as_str())
+    }
+
     pub fn rows(&self) -> usize {
         self.lines.len()
     }

@@ -17,9 +17,10 @@
 //! before, so a flush (copy into the lake + record the generation, one lake
 //! transaction) never makes a row visible twice or not at all. Flushed
 //! batches stay in memory for a grace period (`RETIRE_GRACE`): a query that
-//! read the lake before the flush committed still finds them here. (A
-//! transaction held open across a flush and that grace period can miss the
-//! hot rows of that flush when it reads the measurement again.)
+//! read the lake before the flush committed still finds them here, and
+//! they also stay while a transaction that began before their flush is open
+//! (`Engine::oldest_open_transaction`): its lake snapshot predates the flush,
+//! so it reads those rows from here, each exactly once.
 //!
 //! A scan takes its snapshot of the batch list when it starts (DuckDB calls
 //! `init` for every execution), so a cached prepared statement sees new rows;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{ArrayRef, RecordBatch, UInt64Array};
-use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use arrow_schema::{DataType, Field, Schema};
 use duckdb::core::{DataChunkHandle, LogicalTypeHandle, LogicalTypeId};
 use duckdb::vtab::{BindInfo, InitInfo, TableFunctionInfo, VTab};
 use parking_lot::{Mutex, RwLock};
@@ -81,6 +82,11 @@ impl HotTable {
         self.state.write().columns.push((name.to_string(), duck_type.to_string()));
     }
 
+    /// The batches with a generation in `(after, upto]`, oldest first.
+    pub fn batches_between(&self, after: u64, upto: u64) -> Vec<RecordBatch> {
+        self.state.read().batches.iter().filter(|b| b.gen > after && b.gen <= upto).map(|b| b.batch.clone()).collect()
+    }
+
     /// Rows above the flushed generation, and since when the oldest waits.
     pub fn unflushed(&self) -> (u64, Option<Instant>) {
         let s = self.state.read();
@@ -93,8 +99,11 @@ impl HotTable {
 #[derive(Default)]
 pub struct HotStore {
     tables: RwLock<HashMap<(String, String), Arc<HotTable>>>,
-    /// Rows held (flushed or not): the memory bound the writer checks.
+    /// Rows held (flushed or not).
     rows: AtomicU64,
+    /// Rows not yet in the lake: the memory bound the writer checks (rows
+    /// already flushed but kept for readers are not the writer's concern).
+    unflushed: AtomicU64,
 }
 
 impl HotStore {
@@ -134,6 +143,9 @@ impl HotStore {
         }
         self.rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         let mut s = table.state.write();
+        if gen > s.flushed {
+            self.unflushed.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        }
         if s.unflushed_since.is_none() {
             s.unflushed_since = Some(Instant::now());
         }
@@ -143,6 +155,11 @@ impl HotStore {
     /// Rows held in memory.
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
+    }
+
+    /// Rows held in memory that the lake does not have yet.
+    pub fn unflushed_rows(&self) -> u64 {
+        self.unflushed.load(Ordering::Relaxed)
     }
 
     /// Tables of one database.
@@ -165,8 +182,11 @@ impl HotStore {
         let mut tables = self.tables.write();
         tables.retain(|(d, _), t| {
             if d == db_id {
-                let n: u64 = t.state.read().batches.iter().map(|b| b.batch.num_rows() as u64).sum();
+                let s = t.state.read();
+                let n: u64 = s.batches.iter().map(|b| b.batch.num_rows() as u64).sum();
+                let u: u64 = s.batches.iter().filter(|b| b.gen > s.flushed).map(|b| b.batch.num_rows() as u64).sum();
                 self.rows.fetch_sub(n, Ordering::Relaxed);
+                self.unflushed.fetch_sub(u, Ordering::Relaxed);
                 false
             } else {
                 true
@@ -179,6 +199,8 @@ impl HotStore {
     pub fn mark_flushed(&self, db_id: &str, gen: u64) {
         for t in self.tables_of(db_id) {
             let mut s = t.state.write();
+            let newly: u64 = s.batches.iter().filter(|b| b.gen > s.flushed && b.gen <= gen).map(|b| b.batch.num_rows() as u64).sum();
+            self.unflushed.fetch_sub(newly, Ordering::Relaxed);
             s.flushed = s.flushed.max(gen);
             s.flushes.push_back((gen, Instant::now()));
             s.unflushed_since = if s.batches.iter().any(|b| b.gen > s.flushed) { Some(Instant::now()) } else { None };
@@ -186,13 +208,15 @@ impl HotStore {
     }
 
     /// Drops batches whose flush is at least `grace` old (a query that read
-    /// the lake just before that flush committed still finds them meanwhile).
-    pub fn retire(&self, grace: std::time::Duration) {
+    /// the lake just before that flush committed still finds them meanwhile)
+    /// and older than `oldest_transaction` (a transaction open since before
+    /// the flush reads the lake as it was, so it needs them here).
+    pub fn retire(&self, grace: std::time::Duration, oldest_transaction: Option<Instant>) {
         for t in self.tables.read().values() {
             let mut s = t.state.write();
             let mut limit = None;
             while let Some((g, at)) = s.flushes.front().copied() {
-                if at.elapsed() < grace {
+                if at.elapsed() < grace || oldest_transaction.is_some_and(|t| t <= at) {
                     break;
                 }
                 limit = Some(g);
@@ -219,18 +243,7 @@ fn duck_logical(ty: &str) -> LogicalTypeId {
     }
 }
 
-/// The Arrow type the writer stores a DuckDB column type as.
-pub fn arrow_type(ty: &str) -> DataType {
-    match ty {
-        "DOUBLE" => DataType::Float64,
-        "BIGINT" => DataType::Int64,
-        "UBIGINT" => DataType::UInt64,
-        "BOOLEAN" => DataType::Boolean,
-        "INTEGER" => DataType::Int32,
-        "TIMESTAMP_NS" => DataType::Timestamp(TimeUnit::Nanosecond, None),
-        _ => DataType::Utf8,
-    }
-}
+pub use pond_lake::files::arrow_type;
 
 /// The DuckDB table function over a [`HotStore`] (registered once per
 /// DuckDB instance, with the store as its extra info).
@@ -369,4 +382,37 @@ impl VTab for HotScan {
 /// instance-wide), reading `store`.
 pub fn register(conn: &duckdb::Connection, store: Arc<HotStore>) -> duckdb::Result<()> {
     conn.register_table_function_with_extra_info::<HotScan, Arc<HotStore>>(HOT_FUNCTION, &store)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use arrow_array::Float64Array;
+
+    fn rows(n: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Float64, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(vec![1.0; n]))]).unwrap()
+    }
+
+    #[test]
+    fn the_memory_bound_counts_unflushed_rows_and_open_transactions_keep_flushed_ones() {
+        let store = HotStore::new();
+        let t = store.get_or_create("db", "m", vec![("time".into(), "TIMESTAMP_NS".into())], 0);
+        store.push(&t, 1, rows(10));
+        store.push(&t, 2, rows(5));
+        assert_eq!((store.rows(), store.unflushed_rows()), (15, 15));
+        assert_eq!(t.batches_between(0, 1).len(), 1);
+        // A transaction that began before the flush keeps its batches in memory…
+        let txn = Instant::now();
+        store.mark_flushed("db", 1);
+        assert_eq!((store.rows(), store.unflushed_rows()), (15, 5));
+        store.retire(std::time::Duration::ZERO, Some(txn));
+        assert_eq!(store.rows(), 15);
+        // …one that began after it does not, nor does none.
+        store.retire(std::time::Duration::ZERO, Some(Instant::now()));
+        assert_eq!((store.rows(), store.unflushed_rows()), (5, 5));
+        store.forget_database("db");
+        assert_eq!((store.rows(), store.unflushed_rows()), (0, 0));
+    }
 }

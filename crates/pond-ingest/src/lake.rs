@@ -1,28 +1,44 @@
 //! Moving measurement rows from the hot store into the database's lake
-//! (flush), merging small Parquet files (compaction), deleting old rows
-//! (retention), and the per-measurement statistics the HTTP API lists.
+//! (flush), and what the HTTP API asks of the lake (compaction, retention,
+//! statistics). The lake's layout, file writer and maintenance primitives
+//! live in `pond-lake`; this module applies them to the hot store.
 //!
 //! Flush of database `db` up to generation `g` (every log record at or below
-//! `g` is in the hot store): in ONE DuckLake transaction, copy every hot row
-//! with `flushed < generation <= g` into the lake table (through
-//! `pond_hot`) and append `g` to the lake's `_pond_flushed`. The view hides
-//! hot rows at or below the lake's flushed generation, so from that commit on
-//! no row is visible twice, and a crash anywhere leaves either the old state
-//! or a lake that already holds rows the log still has (replay skips them by
-//! generation): nothing is lost or copied twice. The copied batches leave
-//! memory a grace period after the commit, not right away: a query binds
-//! the lake and the hot rows one after the other, and one that saw the lake
-//! before the commit must still find them. Flushes run on their own thread
-//! (`lib.rs`), holding the lake lock the writer takes to create lake tables.
+//! `g` is in the hot store), for the hot batches with `flushed < gen <= g`:
+//! 1. lake tables get the hot columns they lack (their own transaction:
+//!    an empty column is harmless if the rest never happens);
+//! 2. each measurement's batches are split by UTC day and written as one
+//!    zstd Parquet file per day in the table's hive layout, durable
+//!    (`pond_lake::files`, failpoint `flush-written`);
+//! 3. ONE DuckLake transaction registers every file
+//!    (`ducklake_add_data_files`, partition values and statistics) and
+//!    appends `g` to the lake's `_pond_flushed` (failpoint `flush-registered`);
+//! 4. the lake thread then lets the writer delete the log segments up to
+//!    `g` (failpoint `flush-released`).
+//!
+//! The view hides hot rows at or below the lake's flushed generation, so from
+//! the commit on no row is visible twice. A crash before the commit leaves
+//! files no snapshot refers to: the next start deletes them
+//! (`ducklake_delete_orphaned_files`) before replaying the log, which still
+//! has their rows; a crash after it leaves a log that replay skips by
+//! generation. Nothing is lost or registered twice. The copied batches leave
+//! memory a grace period after the commit, and not while a transaction
+//! older than the commit is open (`hot.rs`).
 //!
 //! Start with [`flush`] and [`compact`].
 
-use pond_engine::lake::{measurement_view_query, Lake, BUFFER_SCHEMA, FLUSHED_TABLE, GEN_COLUMN, RETENTION_TABLE};
+use std::path::Path;
+
+use pond_engine::lake::{measurement_view_query, Lake, BUFFER_SCHEMA, FLUSHED_TABLE, GEN_COLUMN};
 use pond_engine::sql::{quote_ident, quote_literal};
+use pond_lake::files::{self, FileJob, WrittenFile};
+use pond_lake::{failpoint, in_transaction, maintenance};
 
 use crate::batch::{TIME_COLUMN, WAL_STATE_TABLE};
 use crate::hot::{HotStore, HOT_FUNCTION};
 use crate::Result;
+
+pub use pond_lake::maintenance::{flushed_gen, measurements, retention, set_retention};
 
 /// What one flush did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -30,6 +46,7 @@ pub struct FlushReport {
     pub database: String,
     pub rows: u64,
     pub measurements: usize,
+    pub files: usize,
     pub generation: u64,
 }
 
@@ -54,109 +71,224 @@ pub struct MeasurementInfo {
     pub retention_seconds: Option<i64>,
 }
 
-/// Names of the measurements of a database (its lake tables).
-pub fn measurements(conn: &duckdb::Connection, lake: &Lake) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? AND table_name NOT IN (?, ?) ORDER BY table_name",
-    )?;
-    let names = stmt
-        .query_map(duckdb::params![lake.catalog, lake.schema, FLUSHED_TABLE, RETENTION_TABLE], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(names)
+/// Who encodes a flush's Parquet files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Encoder {
+    /// arrow-rs, on worker threads below the request path's priority (local data paths).
+    Arrow,
+    /// DuckDB's `COPY … TO` one file per day (data paths on S3: DuckDB's httpfs writes there).
+    DuckDbCopy,
+    /// The previous design, kept for the benchmark: `INSERT` through DuckLake's
+    /// own hive partitioning, one row at a time per partition key.
+    DuckLakeInsert,
 }
 
-/// The highest generation the lake records as flushed (0 if none).
-pub fn flushed_gen(conn: &duckdb::Connection, lake: &Lake) -> Result<u64> {
-    let g: Option<u64> = conn.query_row(&format!("SELECT max(gen) FROM {}", lake.table(FLUSHED_TABLE)), [], |r| r.get(0))?;
-    Ok(g.unwrap_or(0))
-}
-
-fn columns(conn: &duckdb::Connection, db: &str, schema: &str, table: &str) -> Result<Vec<(String, String)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
-    )?;
-    let cols = stmt
-        .query_map(duckdb::params![db, schema, table], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(cols)
-}
-
-fn in_transaction<T>(conn: &duckdb::Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    match f() {
-        Ok(v) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
+impl Encoder {
+    /// The encoder for a data path: arrow-rs for a local directory, DuckDB's COPY for a URL.
+    pub fn for_data_path(data_path: &str) -> Self {
+        if data_path.contains("://") {
+            Encoder::DuckDbCopy
+        } else {
+            Encoder::Arrow
         }
     }
 }
 
-/// Makes the lake table hold every column of `source` (in order), creating it if needed.
-fn widen_lake_table(conn: &duckdb::Connection, lake: &Lake, table: &str, source: &[(String, String)]) -> Result<()> {
-    let lake_cols = columns(conn, &lake.catalog, &lake.schema, table)?;
-    let lt = lake.table(table);
-    if lake_cols.is_empty() {
-        conn.execute_batch(&format!(
-            "CREATE TABLE {lt} ({time} TIMESTAMP_NS NOT NULL); \
-             ALTER TABLE {lt} SET PARTITIONED BY (year({time}), month({time}), day({time}))",
-            time = quote_ident(TIME_COLUMN)
-        ))?;
-    }
-    for (name, ty) in source {
-        if name == GEN_COLUMN || name == TIME_COLUMN || lake_cols.iter().any(|(n, _)| n == name) {
-            continue;
-        }
-        conn.execute_batch(&format!("ALTER TABLE {lt} ADD COLUMN {} {ty}", quote_ident(name)))?;
-    }
-    Ok(())
+/// How flushes write.
+#[derive(Debug, Clone)]
+pub struct FlushOptions {
+    /// The lake's data path (`Engine::lake_data_path`).
+    pub data_path: String,
+    pub encoder: Encoder,
+    /// Threads encoding files at once (different measurements and days).
+    pub workers: usize,
 }
 
-/// Copies every hot row of database `db` (file id `db_id`) with a
-/// generation in `(flushed, upto]` into the lake and records `upto`, in one
-/// lake transaction.
-pub fn flush(conn: &duckdb::Connection, store: &HotStore, db: &str, db_id: &str, lake: &Lake, upto: u64) -> Result<FlushReport> {
+/// One measurement's part of a flush.
+struct Plan {
+    name: String,
+    columns: Vec<(String, String)>,
+    batches: Vec<arrow_array::RecordBatch>,
+}
+
+/// Moves every hot row of database `db` (file id `db_id`) with a generation
+/// in `(flushed, upto]` into the lake and records `upto` (see the module
+/// doc for the steps and why a crash between them loses and repeats nothing).
+pub fn flush(
+    conn: &duckdb::Connection,
+    store: &HotStore,
+    db: &str,
+    db_id: &str,
+    lake: &Lake,
+    upto: u64,
+    opts: &FlushOptions,
+) -> Result<FlushReport> {
     let before = flushed_gen(conn, lake)?;
-    let mut report = FlushReport { database: db.to_string(), rows: 0, measurements: 0, generation: before };
+    let mut report = FlushReport { database: db.to_string(), generation: before, ..Default::default() };
     if upto <= before {
         return Ok(report);
     }
-    let gen_col = quote_ident(GEN_COLUMN);
-    let tables = store.tables_of(db_id);
-    report.rows = in_transaction(conn, || {
-        let mut rows = 0u64;
-        for t in &tables {
-            widen_lake_table(conn, lake, &t.name, &t.columns())?;
-            let n = conn.execute(
-                &format!(
-                    "INSERT INTO {} BY NAME SELECT * EXCLUDE ({gen_col}) FROM {HOT_FUNCTION}({}, {}) WHERE {gen_col} > {before} AND {gen_col} <= {upto}",
-                    lake.table(&t.name),
-                    quote_literal(db_id),
-                    quote_literal(&t.name)
-                ),
-                [],
-            )?;
-            if n > 0 {
-                report.measurements += 1;
-            }
-            rows += n as u64;
+    let plans: Vec<Plan> = store
+        .tables_of(db_id)
+        .into_iter()
+        .filter_map(|t| {
+            let batches = t.batches_between(before, upto);
+            (!batches.is_empty()).then(|| Plan { name: t.name.clone(), columns: t.columns(), batches })
+        })
+        .collect();
+    if opts.encoder == Encoder::DuckLakeInsert {
+        report.rows = insert_flush(conn, db_id, lake, &plans, before, upto)?;
+    } else {
+        if !plans.is_empty() {
+            in_transaction(conn, || {
+                for p in &plans {
+                    maintenance::widen_table(conn, lake, &p.name, &p.columns, GEN_COLUMN)?;
+                }
+                Ok::<_, crate::Error>(())
+            })?;
         }
-        conn.execute_batch(&format!("INSERT INTO {} VALUES ({upto})", lake.table(FLUSHED_TABLE)))?;
-        Ok(rows)
-    })?;
+        let mut jobs = Vec::new();
+        let mut owner = Vec::new();
+        for (i, p) in plans.iter().enumerate() {
+            let dir = files::table_dir(conn, lake, &opts.data_path, &p.name)?;
+            let schema = files::file_schema(&p.columns);
+            let time = p.batches[0].schema().index_of(TIME_COLUMN)?;
+            for (day, slices) in pond_lake::days::split_by_day(&p.batches, time)? {
+                jobs.push(FileJob { path: files::day_file_path(Path::new(&dir), day, upto), schema: schema.clone(), slices });
+                owner.push(i);
+            }
+        }
+        let planned: Vec<std::path::PathBuf> = jobs.iter().map(|j| j.path.clone()).collect();
+        let written = match opts.encoder {
+            Encoder::DuckDbCopy => copy_files(conn, db_id, &plans, &owner, &jobs, before, upto),
+            _ => files::write_files(jobs, opts.workers).map_err(crate::Error::from),
+        };
+        let written = match written {
+            Ok(w) => w,
+            Err(e) => {
+                remove_local(&planned);
+                return Err(e);
+            }
+        };
+        failpoint::hit(failpoint::FLUSH_WRITTEN);
+        let registered = in_transaction(conn, || {
+            for (i, p) in plans.iter().enumerate() {
+                let paths: Vec<String> =
+                    written.iter().zip(&owner).filter(|(_, o)| **o == i).map(|(w, _)| w.path.display().to_string()).collect();
+                files::register(conn, lake, &p.name, &paths)?;
+            }
+            maintenance::record_flushed(conn, lake, upto)?;
+            Ok::<_, crate::Error>(())
+        });
+        if let Err(e) = registered {
+            // Not registered: the files are nobody's (the rows stay in memory and are retried).
+            remove_local(&planned);
+            return Err(e);
+        }
+        failpoint::hit(failpoint::FLUSH_REGISTERED);
+        report.rows = written.iter().map(|w| w.rows).sum();
+        report.files = written.len();
+    }
+    report.measurements = plans.len();
     report.generation = upto;
     store.mark_flushed(db_id, upto);
     Ok(report)
 }
 
-/// Whether database `db` has buffer tables of an older Pond.
+/// Best-effort removal of files of a failed flush (local paths only; the
+/// next start's orphan sweep catches the rest).
+fn remove_local(paths: &[std::path::PathBuf]) {
+    for p in paths {
+        if !p.to_string_lossy().contains("://") {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Writes each job's day with DuckDB's `COPY` from `pond_hot` (rows of the
+/// flush's generations and the day's time range).
+fn copy_files(
+    conn: &duckdb::Connection,
+    db_id: &str,
+    plans: &[Plan],
+    owner: &[usize],
+    jobs: &[FileJob],
+    before: u64,
+    upto: u64,
+) -> Result<Vec<WrittenFile>> {
+    let gen_col = quote_ident(GEN_COLUMN);
+    let time = quote_ident(TIME_COLUMN);
+    let mut out = Vec::with_capacity(jobs.len());
+    for (job, i) in jobs.iter().zip(owner) {
+        let p = &plans[*i];
+        let path = job.path.display().to_string();
+        let local = !path.contains("://");
+        if local {
+            if let Some(dir) = job.path.parent() {
+                std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
+            }
+        }
+        let day = job.slices.first().map(|s| s.schema().index_of(TIME_COLUMN)).transpose()?.and_then(|ti| {
+            job.slices[0]
+                .column(ti)
+                .as_any()
+                .downcast_ref::<arrow_array::TimestampNanosecondArray>()
+                .map(|a| pond_lake::days::day_of(a.value(0)))
+        });
+        let day = day.unwrap_or(0);
+        let lo = day * pond_lake::days::NANOS_PER_DAY;
+        let cols = p.columns.iter().map(|(n, _)| quote_ident(n)).collect::<Vec<_>>().join(", ");
+        let rows = conn.execute(
+            &format!(
+                "COPY (SELECT {cols} FROM {HOT_FUNCTION}({}, {}) WHERE {gen_col} > {before} AND {gen_col} <= {upto} \
+                 AND {time} >= make_timestamp_ns({lo}) AND {time} < make_timestamp_ns({hi})) TO {} (FORMAT parquet, COMPRESSION zstd)",
+                quote_literal(db_id),
+                quote_literal(&p.name),
+                quote_literal(&path),
+                hi = lo + pond_lake::days::NANOS_PER_DAY,
+            ),
+            [],
+        )? as u64;
+        let mut bytes = 0;
+        if local {
+            let f = std::fs::File::open(&job.path).map_err(|e| crate::Error::io(&job.path, e))?;
+            f.sync_all().map_err(|e| crate::Error::io(&job.path, e))?;
+            bytes = f.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+        out.push(WrittenFile { path: job.path.clone(), rows, bytes });
+    }
+    Ok(out)
+}
+
+/// The previous flush (benchmark baseline): `INSERT … SELECT` from
+/// `pond_hot` into each lake table in one DuckLake transaction.
+fn insert_flush(conn: &duckdb::Connection, db_id: &str, lake: &Lake, plans: &[Plan], before: u64, upto: u64) -> Result<u64> {
+    let gen_col = quote_ident(GEN_COLUMN);
+    in_transaction(conn, || {
+        let mut rows = 0u64;
+        for p in plans {
+            maintenance::widen_table(conn, lake, &p.name, &p.columns, GEN_COLUMN)?;
+            rows += conn.execute(
+                &format!(
+                    "INSERT INTO {} BY NAME SELECT * EXCLUDE ({gen_col}) FROM {HOT_FUNCTION}({}, {}) WHERE {gen_col} > {before} AND {gen_col} <= {upto}",
+                    lake.table(&p.name),
+                    quote_literal(db_id),
+                    quote_literal(&p.name)
+                ),
+                [],
+            )? as u64;
+        }
+        maintenance::record_flushed(conn, lake, upto)?;
+        Ok::<_, crate::Error>(rows)
+    })
+}
+
+/// Whether database `db` has buffer tables (or the generation table) of an older Pond.
 pub fn has_buffer_tables(conn: &duckdb::Connection, db: &str) -> Result<bool> {
+    // The old generation table alone (a database whose buffers were empty) counts too: it must go.
     let n: i64 = conn.query_row(
-        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
-        duckdb::params![db, BUFFER_SCHEMA],
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = ? AND (schema_name = ? OR schema_name = 'main' AND table_name = ?)",
+        duckdb::params![db, BUFFER_SCHEMA, WAL_STATE_TABLE],
         |r| r.get(0),
     )?;
     Ok(n > 0)
@@ -170,6 +302,7 @@ pub fn migrate_buffer_tables(conn: &duckdb::Connection, db: &str, lake: &Lake) -
     let mut stmt = conn.prepare("SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ? ORDER BY 1")?;
     let tables = stmt.query_map(duckdb::params![db, BUFFER_SCHEMA], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     if tables.is_empty() {
+        conn.execute_batch(&format!("DROP TABLE IF EXISTS {}.main.{}", quote_ident(db), quote_ident(WAL_STATE_TABLE)))?;
         return Ok(0);
     }
     let state: Option<u64> = conn
@@ -183,7 +316,7 @@ pub fn migrate_buffer_tables(conn: &duckdb::Connection, db: &str, lake: &Lake) -
         let mut applied = before;
         for t in &tables {
             let buf = format!("{}.{}.{}", quote_ident(db), quote_ident(BUFFER_SCHEMA), quote_ident(t));
-            widen_lake_table(conn, lake, t, &columns(conn, db, BUFFER_SCHEMA, t)?)?;
+            maintenance::widen_table(conn, lake, t, &maintenance::columns(conn, db, BUFFER_SCHEMA, t)?, GEN_COLUMN)?;
             let max: Option<u64> = conn.query_row(&format!("SELECT max({gen_col}) FROM {buf}"), [], |r| r.get(0))?;
             applied = applied.max(max.unwrap_or(0));
             rows += conn.execute(
@@ -195,7 +328,7 @@ pub fn migrate_buffer_tables(conn: &duckdb::Connection, db: &str, lake: &Lake) -
         if upto > before {
             conn.execute_batch(&format!("INSERT INTO {} VALUES ({upto})", lake.table(FLUSHED_TABLE)))?;
         }
-        Ok(rows)
+        Ok::<_, crate::Error>(rows)
     })?;
     // The lake holds the rows now: the old objects can go (a crash before this
     // point repeats the copy of nothing, since the generation is recorded).
@@ -220,89 +353,45 @@ pub fn migrate_buffer_tables(conn: &duckdb::Connection, db: &str, lake: &Lake) -
     Ok(moved)
 }
 
-/// Data files and their bytes of one lake table.
-fn file_stats(conn: &duckdb::Connection, lake: &Lake, table: &str) -> Result<(u64, u64)> {
-    let v = conn.query_row(
-        &format!(
-            "SELECT count(*)::UBIGINT, coalesce(sum(data_file_size_bytes), 0)::UBIGINT FROM ducklake_list_files({}, {}, schema => {})",
-            quote_literal(&lake.catalog),
-            quote_literal(table),
-            quote_literal(&lake.schema)
-        ),
-        [],
-        |r| Ok((r.get::<_, u64>(0)?, r.get::<_, u64>(1)?)),
-    )?;
-    Ok(v)
-}
-
-fn files_of(conn: &duckdb::Connection, lake: &Lake) -> Result<u64> {
-    let mut n = 0;
-    for t in measurements(conn, lake)? {
-        n += file_stats(conn, lake, &t)?.0;
-    }
-    Ok(n)
-}
-
-/// Retention limits of the lake: measurement ('*' for every one) → seconds.
-pub fn retention(conn: &duckdb::Connection, lake: &Lake) -> Result<Vec<(String, i64)>> {
-    let mut stmt = conn.prepare(&format!("SELECT measurement, seconds FROM {} ORDER BY 1", lake.table(RETENTION_TABLE)))?;
-    let v = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?.collect::<Result<Vec<_>, _>>()?;
-    Ok(v)
-}
-
-/// Sets (or with `None` removes) the retention of a measurement or, with
-/// `measurement` '*', of the whole database. Stored in the lake.
-pub fn set_retention(conn: &duckdb::Connection, lake: &Lake, measurement: &str, seconds: Option<i64>) -> Result<()> {
-    let t = lake.table(RETENTION_TABLE);
-    in_transaction(conn, || {
-        conn.execute(&format!("DELETE FROM {t} WHERE measurement = ?"), [measurement])?;
-        if let Some(s) = seconds {
-            conn.execute(&format!("INSERT INTO {t} VALUES (?, ?)"), duckdb::params![measurement, s])?;
-        }
-        Ok(())
-    })
-}
-
-fn limit_for(limits: &[(String, i64)], name: &str) -> Option<i64> {
-    limits.iter().find(|(m, _)| m == name).or_else(|| limits.iter().find(|(m, _)| m == "*")).map(|(_, s)| *s)
-}
-
-/// Deletes lake rows older than each measurement's retention (compaction
-/// flushes first, so the hot rows are in the lake). Returns the rows deleted.
-pub fn apply_retention(conn: &duckdb::Connection, lake: &Lake) -> Result<u64> {
+/// Compaction of database `db`: retention, then per measurement bounded
+/// merge steps (`max_files` files each, same day only) until a step changes
+/// nothing, each step its own transaction taken under `lock` so flushes
+/// interleave; then expiry of old snapshots and cleanup of replaced files.
+pub fn compact(
+    conn: &duckdb::Connection,
+    db: &str,
+    lake: &Lake,
+    cleanup_grace_secs: u64,
+    lock: &parking_lot::Mutex<()>,
+    max_files: u64,
+) -> Result<CompactReport> {
+    let files_before = maintenance::files_of(conn, lake)?;
     let limits = retention(conn, lake)?;
-    if limits.is_empty() {
-        return Ok(0);
-    }
-    let time = quote_ident(TIME_COLUMN);
-    let mut deleted = 0u64;
+    let mut retention_rows_deleted = 0;
     for t in measurements(conn, lake)? {
-        let Some(secs) = limit_for(&limits, &t) else { continue };
-        // Computed here in UTC microseconds: `now()::TIMESTAMP` would depend on the time zone.
-        let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
-        let cutoff = format!("make_timestamp({}::BIGINT)::TIMESTAMP_NS", now_us.saturating_sub(secs.saturating_mul(1_000_000)));
-        deleted += conn.execute(&format!("DELETE FROM {} WHERE {time} < {cutoff}", lake.table(&t)), [])? as u64;
+        if let Some(secs) = maintenance::limit_for(&limits, &t) {
+            let _g = lock.lock();
+            retention_rows_deleted += maintenance::apply_retention_to(conn, lake, &t, secs)?;
+        }
+        let mut files = maintenance::file_stats(conn, lake, &t)?.0;
+        loop {
+            {
+                let _g = lock.lock();
+                maintenance::merge_step(conn, lake, &t, max_files)?;
+            }
+            failpoint::hit(failpoint::COMPACT_MERGED);
+            let now = maintenance::file_stats(conn, lake, &t)?.0;
+            if now >= files {
+                break;
+            }
+            files = now;
+        }
     }
-    Ok(deleted)
-}
-
-/// Retention of `db`, then (for the whole lake: DuckLake's calls work per
-/// catalog) merging adjacent small files, expiring old snapshots and
-/// deleting the files no snapshot refers to. Each DuckLake call is its own
-/// transaction, so a crash at any point leaves a consistent lake (at worst,
-/// files the next cleanup deletes).
-pub fn compact(conn: &duckdb::Connection, db: &str, lake: &Lake, cleanup_grace_secs: u64) -> Result<CompactReport> {
-    let files_before = files_of(conn, lake)?;
-    let retention_rows_deleted = apply_retention(conn, lake)?;
-    let l = quote_literal(&lake.catalog);
-    conn.execute_batch(&format!("CALL ducklake_merge_adjacent_files({l})"))?;
-    conn.execute_batch(&format!("CALL ducklake_expire_snapshots({l}, older_than => now())"))?;
-    if cleanup_grace_secs == 0 {
-        conn.execute_batch(&format!("CALL ducklake_cleanup_old_files({l}, cleanup_all => true)"))?;
-    } else {
-        conn.execute_batch(&format!("CALL ducklake_cleanup_old_files({l}, older_than => now() - to_seconds({cleanup_grace_secs}))"))?;
+    {
+        let _g = lock.lock();
+        maintenance::cleanup(conn, &lake.catalog, cleanup_grace_secs)?;
     }
-    Ok(CompactReport { database: db.to_string(), files_before, files_after: files_of(conn, lake)?, retention_rows_deleted })
+    Ok(CompactReport { database: db.to_string(), files_before, files_after: maintenance::files_of(conn, lake)?, retention_rows_deleted })
 }
 
 /// Statistics of every measurement of `db` (file id `db_id`).
@@ -322,14 +411,14 @@ pub fn measurement_infos(conn: &duckdb::Connection, store: &HotStore, db: &str, 
             }
         };
         let buffered_rows = store.table(db_id, &name).map(|t| t.unflushed().0).unwrap_or(0);
-        let (files, bytes) = file_stats(conn, lake, &name)?;
+        let (files, bytes) = maintenance::file_stats(conn, lake, &name)?;
         out.push(MeasurementInfo {
             database: db.to_string(),
             rows,
             buffered_rows,
             files,
             bytes,
-            retention_seconds: limit_for(&limits, &name),
+            retention_seconds: maintenance::limit_for(&limits, &name),
             name,
         });
     }

@@ -79,6 +79,16 @@ impl From<duckdb::Error> for Error {
     }
 }
 
+impl From<pond_lake::Error> for Error {
+    fn from(e: pond_lake::Error) -> Self {
+        match e {
+            pond_lake::Error::DuckDb(m) => Error::DuckDb(m),
+            pond_lake::Error::Io { path, source } => Error::Io { path, source },
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<arrow_schema::ArrowError> for Error {
     fn from(e: arrow_schema::ArrowError) -> Self {
         Error::Internal(e.to_string())
@@ -122,6 +132,15 @@ pub struct IngestConfig {
     /// Files a compaction replaced are deleted once they are this old (running
     /// queries may still read them); 0 deletes them at once.
     pub cleanup_grace: std::time::Duration,
+    /// Threads encoding a flush's Parquet files at once (below the request
+    /// path's CPU priority).
+    pub flush_workers: usize,
+    /// Who encodes flushed files; `None`: arrow-rs for a local data path,
+    /// DuckDB's COPY for S3.
+    pub encoder: Option<lake::Encoder>,
+    /// Files merged into one per compaction step (bounds its memory and how
+    /// long a flush may wait for it).
+    pub compact_max_files: u64,
 }
 
 impl IngestConfig {
@@ -138,6 +157,9 @@ impl IngestConfig {
             flush_interval: std::time::Duration::from_secs(60),
             compact_interval: Some(std::time::Duration::from_secs(3600)),
             cleanup_grace: std::time::Duration::from_secs(60),
+            flush_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            encoder: None,
+            compact_max_files: 64,
         }
     }
 }
@@ -192,6 +214,10 @@ pub struct LakeStatus {
     pub compact_interval_seconds: Option<u64>,
     /// Rows in memory (unflushed, and flushed ones not yet released).
     pub hot_rows: u64,
+    /// Rows in memory the lake does not have yet (what `max_hot_rows` bounds).
+    pub unflushed_rows: u64,
+    /// Who encodes flushed Parquet files.
+    pub encoder: Option<lake::Encoder>,
     /// Bytes of closed log segments waiting for the lake.
     pub wal_closed_bytes: u64,
 }
@@ -271,6 +297,15 @@ impl Ingester {
             let seq = records.iter().map(|r| r.seq).max().unwrap_or(0);
             return Self::spawn(engine, config, conn, log, shared, seq);
         }
+        let opts = flush_options(&engine, &config);
+        shared.status.lock().encoder = Some(opts.encoder);
+        // Files of a flush that a crash stopped before its registration commit
+        // belong to no snapshot: delete them before the log is replayed (which
+        // writes those rows again), so none is ever registered twice.
+        let orphans = pond_lake::files::remove_orphans(&conn, pond_engine::lake::LAKE_ALIAS)?;
+        if !orphans.is_empty() {
+            tracing::info!(files = orphans.len(), "unregistered lake files of an interrupted flush deleted");
+        }
         let ids: HashMap<String, String> = engine.databases().into_iter().filter_map(|d| Some((database_id_of(&d)?, d.name))).collect();
         let lake_schemas = existing_lake_schemas(&conn)?;
         // Flushed generation per database id, for the lakes that exist.
@@ -315,9 +350,9 @@ impl Ingester {
             for id in store.database_ids() {
                 let Some(db) = ids.get(&id) else { continue };
                 let lake_part = engine.attach_lake(db)?;
-                lake::flush(&conn, &store, db, &id, &lake_part, last_seq)?;
+                lake::flush(&conn, &store, db, &id, &lake_part, last_seq, &opts)?;
             }
-            store.retire(std::time::Duration::ZERO);
+            store.retire(std::time::Duration::ZERO, None);
             engine.catalog_changed();
         }
         if !records.is_empty() {
@@ -334,14 +369,25 @@ impl Ingester {
         let (tx, rx) = sync_channel(config.queue_depth);
         let (tasks, task_rx) = std::sync::mpsc::channel();
         let lookup = Mutex::new(engine.internal_connection()?);
+        let compactor_tasks = tasks.clone();
         let inner = Arc::new(Inner { engine: engine.clone(), config: config.clone(), tx, tasks, lookup, shared: shared.clone() });
         let next_compaction = config.compact_interval.map(|d| std::time::Instant::now() + d);
-        let flusher = LakeLoop {
+        let (compact_tx, compact_rx) = std::sync::mpsc::channel();
+        let compactor = Compactor {
             engine: engine.clone(),
             conn: engine.internal_connection()?,
             config: config.clone(),
             shared: shared.clone(),
+            tasks: compactor_tasks,
+        };
+        let flusher = LakeLoop {
+            engine: engine.clone(),
+            conn: engine.internal_connection()?,
+            opts: flush_options(&engine, &config),
+            config: config.clone(),
+            shared: shared.clone(),
             next_compaction,
+            compactor: compact_tx,
         };
         let w = WriterLoop { engine, conn, log, seq, config, shared, db_ids: HashMap::new() };
         std::thread::Builder::new()
@@ -352,6 +398,10 @@ impl Ingester {
             .name("pond-lake".into())
             .spawn(move || flusher.run(task_rx))
             .map_err(|e| Error::Internal(format!("cannot start the lake thread: {e}")))?;
+        std::thread::Builder::new()
+            .name("pond-compact".into())
+            .spawn(move || compactor.run(compact_rx))
+            .map_err(|e| Error::Internal(format!("cannot start the compaction thread: {e}")))?;
         Ok(Self { inner })
     }
 
@@ -364,6 +414,7 @@ impl Ingester {
         let sh = &self.inner.shared;
         let mut st = sh.status.lock().clone();
         st.hot_rows = sh.store.rows();
+        st.unflushed_rows = sh.store.unflushed_rows();
         st.wal_closed_bytes = sh.wal_closed_bytes.load(Ordering::Relaxed);
         st
     }
@@ -422,7 +473,7 @@ impl Ingester {
         tokio::task::spawn_blocking(move || -> Result<()> {
             let alias = engine.attach_lake(&db)?;
             let conn = engine.internal_connection()?;
-            lake::set_retention(&conn, &alias, &m, seconds)
+            Ok(lake::set_retention(&conn, &alias, &m, seconds)?)
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
@@ -538,6 +589,7 @@ impl Ingester {
         let inner = self.inner.clone();
         let id = identity.clone();
         let db2 = db.clone();
+        let database_id2 = database_id.clone();
         let precision = req.precision;
         let format = req.format;
         let parsed = tokio::task::spawn_blocking(move || -> Result<batch::ParsedBody> {
@@ -546,16 +598,20 @@ impl Ingester {
                 let conn = inner.lookup.lock();
                 for t in &parsed.tables {
                     let shape = writer::main_object_exists(&conn, &db2, &t.measurement)?;
-                    let ok = match &shape {
-                        Some(s) => policy.allows(&id, &db2, Some(("main", s)), Privilege::Insert),
-                        None => policy.allows(&id, &db2, None, Privilege::Create),
+                    let write = policy.allows(&id, &db2, None, Privilege::Create);
+                    let (ok, need) = match &shape {
+                        Some(s) if write || !policy.allows(&id, &db2, Some(("main", s)), Privilege::Insert) => {
+                            (write, "INSERT on the table or WRITE on the database".to_string())
+                        }
+                        // INSERT alone may add rows, not columns: a new tag or
+                        // field changes the table, which needs WRITE.
+                        Some(s) => match new_column(&inner, &conn, &database_id2, s, t)? {
+                            Some(c) => (false, format!("WRITE on the database to add column '{c}'; INSERT only adds rows")),
+                            None => (true, String::new()),
+                        },
+                        None => (write, "WRITE on the database to create it".to_string()),
                     };
                     if !ok {
-                        let need = if shape.is_some() {
-                            "INSERT on the table or WRITE on the database"
-                        } else {
-                            "WRITE on the database to create it"
-                        };
                         let e = Error::PermissionDenied(format!(
                             "permission denied for measurement {db2}.main.{} (needs {need})",
                             t.measurement
@@ -577,7 +633,7 @@ impl Ingester {
         if (!outcome.errors.is_empty() && !req.accept_partial) || parsed.rows == 0 {
             return Ok(outcome);
         }
-        if self.inner.shared.store.rows() > self.inner.config.max_hot_rows {
+        if self.inner.shared.store.unflushed_rows() > self.inner.config.max_hot_rows {
             // The lake thread has not caught up: the client retries later.
             return Err(Error::Busy);
         }
@@ -604,6 +660,20 @@ impl Ingester {
         outcome.errors.sort_by_key(|e| e.line_number);
         Ok(outcome)
     }
+}
+
+/// The first tag or field of `t` that measurement `name` of database file
+/// id `db_id` does not have yet (`None`: all exist, or the measurement is
+/// unknown and the writer will say why).
+fn new_column(inner: &Inner, conn: &duckdb::Connection, db_id: &str, name: &str, t: &batch::TableBatch) -> Result<Option<String>> {
+    let known = match inner.shared.store.table(db_id, name) {
+        Some(h) => h.columns(),
+        None => match writer::lake_shape(conn, &pond_engine::lake::Lake::for_file_id(db_id), name)? {
+            Some((_, cols)) => cols,
+            None => return Ok(None),
+        },
+    };
+    Ok(t.column_names().find(|c| !known.iter().any(|(k, _)| k.eq_ignore_ascii_case(c))).map(str::to_string))
 }
 
 /// Decodes a body of either format into per-measurement batches (at write
@@ -686,8 +756,12 @@ impl WriterLoop {
                 tracing::error!(error = %e, "cannot start a new write-ahead log segment");
             }
         }
+        let before = self.log.closed_bytes();
         if let Err(e) = self.log.release(self.shared.flushed_upto.load(Ordering::Acquire)) {
             tracing::error!(error = %e, "cannot delete a flushed write-ahead log segment");
+        }
+        if self.log.closed_bytes() < before {
+            pond_lake::failpoint::hit(pond_lake::failpoint::FLUSH_RELEASED);
         }
         self.shared.wal_closed_bytes.store(self.log.closed_bytes(), Ordering::Relaxed);
     }
@@ -826,9 +900,19 @@ impl WriterLoop {
 struct LakeLoop {
     engine: Engine,
     conn: duckdb::Connection,
+    opts: lake::FlushOptions,
     config: IngestConfig,
     shared: Arc<Shared>,
     next_compaction: Option<std::time::Instant>,
+    /// The compaction thread's queue.
+    compactor: std::sync::mpsc::Sender<CompactMsg>,
+}
+
+/// How flushes write with this engine and configuration.
+fn flush_options(engine: &Engine, config: &IngestConfig) -> lake::FlushOptions {
+    let data_path = engine.lake_data_path();
+    let encoder = config.encoder.unwrap_or_else(|| lake::Encoder::for_data_path(&data_path));
+    lake::FlushOptions { data_path, encoder, workers: config.flush_workers.max(1) }
 }
 
 impl LakeLoop {
@@ -870,7 +954,7 @@ impl LakeLoop {
     /// Starts a flush round when a database has enough or old enough rows, or
     /// the closed log segments are big; compacts on schedule.
     fn housekeeping(&mut self) {
-        self.shared.store.retire(hot::RETIRE_GRACE);
+        self.shared.store.retire(hot::RETIRE_GRACE, self.engine.oldest_open_transaction());
         let mut due = self.shared.wal_closed_bytes.load(Ordering::Relaxed) > self.config.wal_truncate_bytes;
         if !due {
             for (_, id) in self.hot_databases() {
@@ -899,10 +983,7 @@ impl LakeLoop {
         if let (Some(at), Some(every)) = (self.next_compaction, self.config.compact_interval) {
             if std::time::Instant::now() >= at {
                 self.next_compaction = Some(std::time::Instant::now() + every);
-                if let Err(e) = self.compact_all(None) {
-                    tracing::warn!(error = %e, "scheduled compaction failed");
-                    self.shared.status.lock().last_error = Some(format!("compaction: {e}"));
-                }
+                let _ = self.compactor.send(CompactMsg::Run { database: None, reply: None });
             }
         }
     }
@@ -923,7 +1004,7 @@ impl LakeLoop {
             }
             let _g = self.shared.lake_lock.lock();
             let lake_part = self.engine.attach_lake(&db)?;
-            let r = lake::flush(&self.conn, &self.shared.store, &db, &id, &lake_part, upto)?;
+            let r = lake::flush(&self.conn, &self.shared.store, &db, &id, &lake_part, upto, &self.opts)?;
             let mut st = self.shared.status.lock();
             st.flushes += 1;
             st.flushed_rows += r.rows;
@@ -940,9 +1021,64 @@ impl LakeLoop {
         Ok(out)
     }
 
+    fn task(&mut self, t: Task) {
+        match t {
+            Task::Flush { database, reply } => {
+                let _ = reply.send(self.flush_round(database.as_deref()));
+            }
+            Task::Compact { database, reply } => {
+                if let Err(std::sync::mpsc::SendError(CompactMsg::Run { reply: Some(reply), .. })) =
+                    self.compactor.send(CompactMsg::Run { database, reply: Some(reply) })
+                {
+                    let _ = reply.send(Err(Error::Internal("the compaction thread has stopped".into())));
+                }
+            }
+            Task::Stop(_) => {}
+        }
+    }
+}
+
+/// A request to the compaction thread.
+enum CompactMsg {
+    Run { database: Option<String>, reply: Option<tokio::sync::oneshot::Sender<Result<Vec<lake::CompactReport>>>> },
+}
+
+/// The compaction thread: retention and bounded merge steps per measurement
+/// (`lake::compact`), off the lake thread so flushes go on between steps
+/// and writes never wait for a compaction.
+struct Compactor {
+    engine: Engine,
+    conn: duckdb::Connection,
+    config: IngestConfig,
+    shared: Arc<Shared>,
+    tasks: std::sync::mpsc::Sender<Task>,
+}
+
+impl Compactor {
+    fn run(mut self, rx: Receiver<CompactMsg>) {
+        while let Ok(CompactMsg::Run { database, reply }) = rx.recv() {
+            let r = self.compact_all(database);
+            match reply {
+                Some(reply) => {
+                    let _ = reply.send(r);
+                }
+                None => {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "scheduled compaction failed");
+                        self.shared.status.lock().last_error = Some(format!("compaction: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
     fn compact_all(&mut self, database: Option<String>) -> Result<Vec<lake::CompactReport>> {
-        // Flush first, so retention and merging see every row.
-        self.flush_round(database.as_deref())?;
+        // Flush first (on the lake thread), so retention and merging see every row.
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tasks
+            .send(Task::Flush { database: database.clone(), reply })
+            .map_err(|_| Error::Internal("the lake thread has stopped".into()))?;
+        rx.blocking_recv().map_err(|_| Error::Internal("the lake thread has stopped".into()))??;
         let schemas = existing_lake_schemas(&self.conn)?;
         let targets: Vec<String> = match database {
             Some(d) => vec![d],
@@ -954,12 +1090,18 @@ impl LakeLoop {
             if !schemas.contains(&id) {
                 continue;
             }
-            let _g = self.shared.lake_lock.lock();
             let lake_part = self.engine.attach_lake(&db)?;
             if lake::measurements(&self.conn, &lake_part)?.is_empty() {
                 continue;
             }
-            let r = lake::compact(&self.conn, &db, &lake_part, self.config.cleanup_grace.as_secs())?;
+            let r = lake::compact(
+                &self.conn,
+                &db,
+                &lake_part,
+                self.config.cleanup_grace.as_secs(),
+                &self.shared.lake_lock,
+                self.config.compact_max_files,
+            )?;
             tracing::info!(database = %db, files_before = r.files_before, files_after = r.files_after, retention_rows_deleted = r.retention_rows_deleted, "lake compacted");
             out.push(r);
         }
@@ -967,18 +1109,6 @@ impl LakeLoop {
         st.compactions += 1;
         st.last_compaction_at = Some(pond_meta::now_rfc3339());
         Ok(out)
-    }
-
-    fn task(&mut self, t: Task) {
-        match t {
-            Task::Flush { database, reply } => {
-                let _ = reply.send(self.flush_round(database.as_deref()));
-            }
-            Task::Compact { database, reply } => {
-                let _ = reply.send(self.compact_all(database));
-            }
-            Task::Stop(_) => {}
-        }
     }
 }
 

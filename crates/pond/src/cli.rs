@@ -280,6 +280,10 @@ pub struct IngestArgs {
     /// Files replaced by a compaction are deleted once this many seconds old (running queries may read them).
     #[arg(long = "lake-cleanup-grace-secs", env = "POND_LAKE_CLEANUP_GRACE_SECS", default_value_t = 60)]
     pub lake_cleanup_grace_secs: u64,
+    /// Who encodes flushed Parquet files: auto (arrow-rs for a local data path, DuckDB COPY for S3),
+    /// arrow, duckdb-copy, or ducklake-insert (the previous design, for benchmarks).
+    #[arg(long = "lake-encoder", env = "POND_LAKE_ENCODER", default_value = "auto")]
+    pub lake_encoder: String,
     /// Lake data files on S3-compatible storage, e.g. s3://bucket/prefix (default: <data-dir>/lake/<db>/data).
     /// Credentials only from POND_LAKE_S3_ACCESS_KEY_ID and POND_LAKE_S3_SECRET_ACCESS_KEY.
     #[arg(long = "lake-data-path", env = "POND_LAKE_DATA_PATH")]
@@ -452,6 +456,13 @@ impl ServeArgs {
         c.lake_compact_interval =
             (self.ingest.lake_compact_interval_secs > 0).then(|| Duration::from_secs(self.ingest.lake_compact_interval_secs));
         c.lake_cleanup_grace = Duration::from_secs(self.ingest.lake_cleanup_grace_secs);
+        c.lake_encoder = match self.ingest.lake_encoder.to_ascii_lowercase().as_str() {
+            "auto" | "" => None,
+            "arrow" => Some(pond_ingest::lake::Encoder::Arrow),
+            "duckdb-copy" => Some(pond_ingest::lake::Encoder::DuckDbCopy),
+            "ducklake-insert" => Some(pond_ingest::lake::Encoder::DuckLakeInsert),
+            other => return Err(format!("--lake-encoder '{other}': use auto, arrow, duckdb-copy or ducklake-insert")),
+        };
         if let Some(path) = self.ingest.lake_data_path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             if !path.starts_with("s3://") {
                 return Err(format!(

@@ -90,6 +90,8 @@ pub struct ServerConfig {
     pub ingest_flush_interval: Duration,
     pub lake_compact_interval: Option<Duration>,
     pub lake_cleanup_grace: Duration,
+    /// Who encodes flushed Parquet files (`None`: by data path).
+    pub lake_encoder: Option<pond_ingest::lake::Encoder>,
 }
 
 impl ServerConfig {
@@ -118,6 +120,7 @@ impl ServerConfig {
             ingest_flush_interval: Duration::from_secs(60),
             lake_compact_interval: Some(Duration::from_secs(3600)),
             lake_cleanup_grace: Duration::from_secs(60),
+            lake_encoder: None,
         }
     }
 }
@@ -282,6 +285,7 @@ impl Server {
         ingest_config.flush_interval = config.ingest_flush_interval;
         ingest_config.compact_interval = config.lake_compact_interval;
         ingest_config.cleanup_grace = config.lake_cleanup_grace;
+        ingest_config.encoder = config.lake_encoder;
         ingest_config.max_body_bytes = config.max_body_bytes;
         let ingest_engine = engine.clone();
         let ingest = tokio::task::spawn_blocking(move || pond_ingest::Ingester::open(ingest_engine, ingest_config))

@@ -122,15 +122,22 @@ async fn grants_decide_who_writes() {
     // INSERT on the table allows writing to it, not creating other measurements.
     query(&mut c, "GRANT INSERT ON TABLE g.main.cpu TO bob").await.unwrap();
     assert_eq!(post(&s, "/write?db=g", bob, "cpu v=2 2").await.0, StatusCode::NO_CONTENT);
+    // …and not adding columns: a new tag or field changes the table (WRITE).
+    for new_column in ["cpu v=3,temp=1 3", "cpu,host=a v=3 3"] {
+        let (status, b) = post(&s, "/write?db=g", bob, new_column).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{new_column}: {b}");
+        assert!(b["error"].as_str().unwrap().contains("WRITE on the database to add column"), "{b}");
+    }
     let (status, b) = post(&s, "/write?db=g", bob, "mem v=2 2").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{b}");
     assert!(b["error"].as_str().unwrap().contains("WRITE on the database"), "{b}");
     query(&mut c, "GRANT WRITE ON DATABASE g TO bob").await.unwrap();
     assert_eq!(post(&s, "/write?db=g", bob, "mem v=2 2").await.0, StatusCode::NO_CONTENT);
+    assert_eq!(post(&s, "/write?db=g", bob, "cpu,host=a v=3,temp=1 3").await.0, StatusCode::NO_CONTENT);
     // Only superusers create databases by writing.
     let (status, b) = post(&s, "/write?db=brand_new", bob, "m v=1").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{b}");
-    assert_eq!(sql(&s, "SELECT count(*) FROM g.main.cpu").await[0], "2");
+    assert_eq!(sql(&s, "SELECT count(*) FROM g.main.cpu").await[0], "3");
     s.stop().await;
 }
 

@@ -6,6 +6,7 @@
 mod catalogs;
 mod databases;
 mod flight;
+mod flush;
 mod http;
 mod ingest;
 mod lake;

@@ -1,0 +1,159 @@
+//! Pond's lake: one DuckLake catalog for the instance holding the cold part
+//! of every time-series measurement, one lake schema per Pond database
+//! (named by the database's file id).
+//!
+//! This crate owns what the lake *is*, below both the engine (which attaches
+//! it and lets the sandbox recognise its views) and ingest (which fills it):
+//! the names Pond reserves ([`LAKE_ALIAS`], [`FLUSHED_TABLE`], …), the
+//! canonical measurement view ([`measurement_view_query`]), the file layout
+//! and the flush writer — hot batches split by UTC day ([`days`]), written
+//! as zstd Parquet files in the table's hive layout and registered with
+//! DuckLake together with the flushed generation in one transaction
+//! ([`files`]) — plus crash failpoints ([`failpoint`]) and maintenance:
+//! compaction per measurement, retention, statistics ([`maintenance`]).
+//! It knows nothing about the hot store, sessions or grants.
+//!
+//! Look first at [`files::write_day_files`], [`files::register`] and
+//! [`measurement_view_query`].
+
+pub mod days;
+pub mod failpoint;
+pub mod files;
+pub mod maintenance;
+
+/// Schema in which older Pond versions kept unflushed rows inside each
+/// database (migrated at start; the name stays reserved).
+pub const BUFFER_SCHEMA: &str = "_pond_buffer";
+/// Hidden column of hot rows: the write-ahead-log sequence that wrote the row.
+pub const GEN_COLUMN: &str = "_pond_gen";
+/// Lake table (per database schema) recording the highest generation copied into the lake.
+pub const FLUSHED_TABLE: &str = "_pond_flushed";
+/// Lake table (per database schema) with retention limits.
+pub const RETENTION_TABLE: &str = "_pond_retention";
+/// DuckDB alias of the lake.
+pub const LAKE_ALIAS: &str = "__pond_lake";
+/// The time column of every measurement (`TIMESTAMP_NS`, UTC, never NULL).
+pub const TIME_COLUMN: &str = "time";
+/// Table function (registered by `pond-ingest`) returning a measurement's
+/// hot rows: `pond_hot('<database file id>', '<measurement>')`.
+pub const HOT_FUNCTION: &str = "pond_hot";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    DuckDb(String),
+    #[error("cannot write Parquet file {path}: {message}")]
+    Parquet { path: String, message: String },
+    #[error("I/O error on {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Arrow(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<duckdb::Error> for Error {
+    fn from(e: duckdb::Error) -> Self {
+        Error::DuckDb(e.to_string())
+    }
+}
+
+impl From<arrow_schema::ArrowError> for Error {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        Error::Arrow(e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Quotes an identifier for DuckDB.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a string literal for DuckDB.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// One database's part of the lake: catalog [`LAKE_ALIAS`], schema = file id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lake {
+    pub catalog: String,
+    pub schema: String,
+}
+
+impl Lake {
+    pub fn for_file_id(file_id: &str) -> Self {
+        Self { catalog: LAKE_ALIAS.to_string(), schema: file_id.to_string() }
+    }
+
+    /// `"catalog"."schema"."name"`.
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{}.{}", quote_ident(&self.catalog), quote_ident(&self.schema), quote_ident(name))
+    }
+
+    /// DuckLake's metadata catalog of this lake (`__ducklake_metadata_<alias>`).
+    pub fn metadata_catalog(&self) -> String {
+        quote_ident(&format!("__ducklake_metadata_{}", self.catalog))
+    }
+}
+
+/// Catalogs no client may name or see: the lake and DuckLake's metadata catalog.
+pub fn is_hidden_catalog(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.starts_with(LAKE_ALIAS) || n.starts_with("__ducklake_metadata")
+}
+
+/// Schemas no client may name or see.
+pub fn is_hidden_schema(name: &str) -> bool {
+    name.eq_ignore_ascii_case(BUFFER_SCHEMA)
+}
+
+/// The query of the view `<db>.main.<name>`: the lake's rows, then the hot
+/// rows (in memory, see `pond-ingest`) whose generation the lake does not yet
+/// record as flushed. The lake schema and the hot store are keyed by the
+/// database's file id, so the view survives a database rename.
+pub fn measurement_view_query(lake: &Lake, name: &str) -> String {
+    format!(
+        "SELECT * FROM {} UNION ALL BY NAME SELECT * EXCLUDE ({gen}) FROM {HOT_FUNCTION}({}, {}) \
+         WHERE {gen} > (SELECT coalesce(max(gen), 0) FROM {})",
+        lake.table(name),
+        quote_literal(&lake.schema),
+        quote_literal(name),
+        lake.table(FLUSHED_TABLE),
+        gen = quote_ident(GEN_COLUMN),
+    )
+}
+
+/// Runs `f` in one DuckDB transaction on `conn` (rolled back on error).
+pub fn in_transaction<T, E: From<Error>>(conn: &duckdb::Connection, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+    conn.execute_batch("BEGIN TRANSACTION").map_err(|e| E::from(Error::from(e)))?;
+    match f() {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").map_err(|e| E::from(Error::from(e)))?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_names() {
+        assert!(is_hidden_catalog("__pond_lake"));
+        assert!(is_hidden_catalog("__DUCKLAKE_METADATA___pond_lake"));
+        assert!(!is_hidden_catalog("lake"));
+        assert!(is_hidden_schema("_Pond_Buffer"));
+        assert!(!is_hidden_schema("main"));
+        let q = measurement_view_query(&Lake::for_file_id("x"), "c\"p");
+        assert!(q.contains("\"c\"\"p\""), "{q}");
+        assert_eq!(Lake::for_file_id("x").metadata_catalog(), "\"__ducklake_metadata___pond_lake\"");
+    }
+}
