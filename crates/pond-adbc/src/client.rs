@@ -379,6 +379,12 @@ impl Shared {
         Ok(req)
     }
 
+    /// Whether this database logged in with username/password (its
+    /// handshake opened a server session of its own).
+    pub fn did_handshake(&self) -> bool {
+        self.config.authorization_header.is_none() && self.auth.lock().is_some()
+    }
+
     /// Connection failures name the server address.
     fn connect_status(&self, s: tonic::Status) -> Error {
         if s.code() == tonic::Code::Unavailable {
@@ -451,7 +457,9 @@ impl Rpc {
         if let Some(auth) = auth {
             md.insert("authorization", auth);
         }
-        insert(md, "x-pond-session", &self.session_id)?;
+        if !self.session_id.is_empty() {
+            insert(md, "x-pond-session", &self.session_id)?;
+        }
         if let Some(db) = &self.database {
             insert(md, "database", db)?;
         }

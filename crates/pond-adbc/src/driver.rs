@@ -71,6 +71,19 @@ pub struct PondDatabase {
     shared: Arc<Shared>,
 }
 
+impl Drop for PondDatabase {
+    fn drop(&mut self) {
+        // The handshake opened a server session for the bare token; close it
+        // so that databases opened and closed in a loop leave nothing behind.
+        if self.shared.did_handshake() {
+            let rpc = Rpc { shared: self.shared.clone(), session_id: String::new(), database: None };
+            RUNTIME.spawn(async move {
+                let _ = rpc.action("CloseSession", Vec::new()).await;
+            });
+        }
+    }
+}
+
 impl Optionable for PondDatabase {
     type Option = OptionDatabase;
 
