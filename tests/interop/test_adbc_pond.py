@@ -311,3 +311,18 @@ def test_connect_query_close_cycles_keep_fds_and_rss_flat(pond):
     fd_growth, rss_growth_mb = fd_count() - fds, (rss_kb() - rss) / 1024
     assert fd_growth <= 3, f"{fd_growth} file descriptors leaked over {cycles} cycles"
     assert rss_growth_mb < 16, f"RSS grew {rss_growth_mb:.1f} MB over {cycles} cycles"
+
+
+def test_driver_manifest_lets_driver_pond_load(pond, tmp_path, monkeypatch):
+    """scripts/adbc_manifest.sh writes pond.toml; a driver manager finds it by name."""
+    env = dict(os.environ, CARGO_TARGET_DIR=str(pond_bin().parent.parent))
+    script = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "adbc_manifest.sh")
+    r = subprocess.run(["bash", script, str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    monkeypatch.setenv("ADBC_DRIVER_PATH", str(tmp_path))
+    kwargs = {"uri": pond.flight_uri, "username": ADMIN, "password": PASSWORD,
+              "additional_manifest_search_path_list": str(tmp_path)}
+    with dbapi.connect(driver="pond", db_kwargs=kwargs, autocommit=True) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 'by name' AS how")
+        assert cur.fetchone() == ("by name",)
+        assert conn.adbc_get_info()["driver_name"].startswith("ADBC Pond Driver")
