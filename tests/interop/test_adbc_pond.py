@@ -326,3 +326,13 @@ def test_driver_manifest_lets_driver_pond_load(pond, tmp_path, monkeypatch):
         cur.execute("SELECT 'by name' AS how")
         assert cur.fetchone() == ("by name",)
         assert conn.adbc_get_info()["driver_name"].startswith("ADBC Pond Driver")
+
+
+def test_query_timeout_option(pond):
+    opts = {"adbc.flight.sql.rpc.timeout_seconds.query": "0.5"}
+    with pond_connect(pond, **opts) as conn, conn.cursor() as cur:
+        start = time.monotonic()
+        with pytest.raises(adbc_driver_manager.Error) as e:
+            cur.execute("SELECT sum(a.i * b.i) FROM range(100000000) a(i), range(1000) b(i)")
+        assert time.monotonic() - start < 5
+        assert e.value.status_code == adbc_driver_manager.AdbcStatusCode.TIMEOUT, e.value

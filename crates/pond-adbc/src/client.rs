@@ -157,7 +157,8 @@ impl DbConfig {
             OPT_DATABASE | "adbc.connection.catalog" => self.database = non_empty(value),
             OPT_COMPRESSION => self.compression = value.parse()?,
             OPT_PREFETCH | OPT_QUEUE_SIZE => {
-                self.prefetch = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("{key}: expected a positive integer")))?
+                self.prefetch =
+                    value.parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("{key}: expected a positive integer")))?
             }
             OPT_CONNECT_TIMEOUT => self.timeouts.connect = parse_seconds(key, value)?,
             "adbc.flight.sql.client_option.with_max_msg_size" => {
@@ -322,12 +323,7 @@ impl Shared {
             }
             None => None,
         };
-        Ok(Self {
-            config,
-            channel,
-            auth: Mutex::new(auth),
-            server_info: Mutex::new(None),
-        })
+        Ok(Self { config, channel, auth: Mutex::new(auth), server_info: Mutex::new(None) })
     }
 
     fn client(&self) -> FlightServiceClient<Channel> {
@@ -365,11 +361,17 @@ impl Shared {
         Ok(Some(value))
     }
 
-    fn handshake_request(&self, user: &str, password: &str) -> Result<tonic::Request<futures::stream::Iter<std::vec::IntoIter<HandshakeRequest>>>> {
+    fn handshake_request(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<tonic::Request<futures::stream::Iter<std::vec::IntoIter<HandshakeRequest>>>> {
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
         let mut req = tonic::Request::new(futures::stream::iter(vec![HandshakeRequest::default()]));
-        req.metadata_mut()
-            .insert("authorization", AsciiMetadataValue::from_str(&format!("Basic {basic}")).map_err(|_| invalid("username/password are not valid"))?);
+        req.metadata_mut().insert(
+            "authorization",
+            AsciiMetadataValue::from_str(&format!("Basic {basic}")).map_err(|_| invalid("username/password are not valid"))?,
+        );
         for (k, v) in &self.config.headers {
             insert(req.metadata_mut(), k, v)?;
         }

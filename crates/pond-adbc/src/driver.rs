@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use adbc_core::error::{Error as AdbcError, Result as AdbcResult, Status as AdbcStatus};
-use adbc_core::options::{InfoCode, IngestMode, IsolationLevel, ObjectDepth, OptionConnection, OptionDatabase, OptionStatement, OptionValue};
+use adbc_core::options::{
+    InfoCode, IngestMode, IsolationLevel, ObjectDepth, OptionConnection, OptionDatabase, OptionStatement, OptionValue,
+};
 use adbc_core::{schemas, CancelHandle, Connection, Database, Driver, Optionable, PartitionedResult, Statement};
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_flight::encode::FlightDataEncoderBuilder;
@@ -264,7 +266,8 @@ impl Optionable for PondConnection {
             }
             OptionConnection::ReadOnly => {
                 if client::parse_bool(&name, &v)? {
-                    Err(Error::NotImplemented("read-only connections are not supported (grant the user read-only access instead)".into()).into())
+                    Err(Error::NotImplemented("read-only connections are not supported (grant the user read-only access instead)".into())
+                        .into())
                 } else {
                     Ok(())
                 }
@@ -307,7 +310,9 @@ impl Optionable for PondConnection {
                 Ok(self.scalar("SELECT current_database()")?)
             }
             OptionConnection::CurrentSchema => Ok(self.scalar("SELECT current_schema()")?),
-            OptionConnection::Other(ref k) if k == client::OPT_DATABASE => self.inner.rpc.lock().database.clone().ok_or_else(|| not_found(k)),
+            OptionConnection::Other(ref k) if k == client::OPT_DATABASE => {
+                self.inner.rpc.lock().database.clone().ok_or_else(|| not_found(k))
+            }
             _ => Err(not_found(key.as_ref())),
         }
     }
@@ -594,7 +599,11 @@ impl Connection for PondConnection {
             let s = metadata::strings(b, "schema_name")?;
             let t = metadata::strings(b, "table_name")?;
             let n = arrow_cast::cast(b.column(3), &arrow_schema::DataType::Int64).map_err(Error::from)?;
-            let n = n.as_any().downcast_ref::<arrow_array::Int64Array>().cloned().unwrap_or_else(|| arrow_array::Int64Array::from(Vec::<i64>::new()));
+            let n = n
+                .as_any()
+                .downcast_ref::<arrow_array::Int64Array>()
+                .cloned()
+                .unwrap_or_else(|| arrow_array::Int64Array::from(Vec::<i64>::new()));
             for i in 0..b.num_rows() {
                 if let (Some(c), Some(s), Some(t)) = (&c[i], &s[i], &t[i]) {
                     rows.push((c.clone(), s.clone(), t.clone(), n.value(i), approximate));
@@ -637,7 +646,8 @@ fn strip_flight_metadata(schema: Schema) -> Schema {
         .fields()
         .iter()
         .map(|f| {
-            let md = f.metadata().iter().filter(|(k, _)| !k.starts_with("ARROW:FLIGHT:SQL:")).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let md =
+                f.metadata().iter().filter(|(k, _)| !k.starts_with("ARROW:FLIGHT:SQL:")).map(|(k, v)| (k.clone(), v.clone())).collect();
             f.as_ref().clone().with_metadata(md)
         })
         .collect();
@@ -792,7 +802,7 @@ impl PondStatement {
         let table = self.ingest.table.clone().ok_or_else(|| Error::InvalidState("bulk ingest needs adbc.ingest.target_table".into()))?;
         let bound = self.bound.take().ok_or_else(|| Error::InvalidState("bulk ingest needs data: bind a batch or a stream".into()))?;
         use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
-        let (not_exist, exists) = match self.ingest.mode.clone().unwrap_or(IngestMode::Create) {
+        let (not_exist, exists) = match self.ingest.mode.unwrap_or(IngestMode::Create) {
             IngestMode::Create => (TableNotExistOption::Create, TableExistsOption::Fail),
             IngestMode::Append => (TableNotExistOption::Fail, TableExistsOption::Append),
             IngestMode::Replace => (TableNotExistOption::Create, TableExistsOption::Replace),
@@ -833,8 +843,8 @@ fn put_batches(conn: &Arc<ConnInner>, descriptor: FlightDescriptor, bound: Bound
     let encode_failed = Arc::new(AtomicBool::new(false));
     let failed = encode_failed.clone();
     let batches = tokio_stream_from(rx).map(Ok);
-    let data = FlightDataEncoderBuilder::new().with_flight_descriptor(Some(descriptor)).with_schema(schema).build(batches).filter_map(
-        move |r| {
+    let data =
+        FlightDataEncoderBuilder::new().with_flight_descriptor(Some(descriptor)).with_schema(schema).build(batches).filter_map(move |r| {
             let out = match r {
                 Ok(d) => Some(d),
                 Err(_) => {
@@ -843,8 +853,7 @@ fn put_batches(conn: &Arc<ConnInner>, descriptor: FlightDescriptor, bound: Bound
                 }
             };
             futures::future::ready(out)
-        },
-    );
+        });
     let put = RUNTIME.spawn({
         let token = token.clone();
         let data: futures::stream::BoxStream<'static, arrow_flight::FlightData> = data.boxed();
@@ -908,7 +917,9 @@ impl Optionable for PondStatement {
             OptionStatement::Other(ref k) if k == client::OPT_COMPRESSION => {
                 self.compression = option_string(&name, value)?.parse()?;
             }
-            OptionStatement::Other(ref k) if k == client::OPT_PREFETCH || k == client::OPT_QUEUE_SIZE || k == "adbc.rpc.result_queue_size" => {
+            OptionStatement::Other(ref k)
+                if k == client::OPT_PREFETCH || k == client::OPT_QUEUE_SIZE || k == "adbc.rpc.result_queue_size" =>
+            {
                 let v = option_string(&name, value)?;
                 self.prefetch = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| invalid(format!("{name}: expected a positive integer")))?;
             }
@@ -1049,8 +1060,10 @@ impl Statement for PondStatement {
             let txn = conn.transaction().await?;
             let rpc = conn.rpc();
             let req = ActionCreatePreparedStatementRequest { query, transaction_id: txn };
-            let res: ActionCreatePreparedStatementResult =
-                rpc.sql_action("CreatePreparedStatement", req).await?.ok_or_else(|| Error::Internal("CreatePreparedStatement returned nothing".into()))?;
+            let res: ActionCreatePreparedStatementResult = rpc
+                .sql_action("CreatePreparedStatement", req)
+                .await?
+                .ok_or_else(|| Error::Internal("CreatePreparedStatement returned nothing".into()))?;
             let close = ActionClosePreparedStatementRequest { prepared_statement_handle: res.prepared_statement_handle.clone() };
             rpc.action("ClosePreparedStatement", close.as_any().encode_to_vec()).await?;
             Ok(res)

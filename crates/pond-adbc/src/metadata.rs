@@ -236,12 +236,8 @@ fn tables_array(tables: &[&TableInfo]) -> Result<ArrayRef> {
     }
     let columns = list_of(&schemas::COLUMN_SCHEMA, col_offsets, col_valid.clone(), columns_array(&all_cols)?)?;
     // Pond reports no constraints here: empty lists where columns are listed.
-    let constraints = list_of(
-        &schemas::CONSTRAINT_SCHEMA,
-        vec![0; tables.len() + 1],
-        col_valid,
-        new_empty_array(&schemas::CONSTRAINT_SCHEMA),
-    )?;
+    let constraints =
+        list_of(&schemas::CONSTRAINT_SCHEMA, vec![0; tables.len() + 1], col_valid, new_empty_array(&schemas::CONSTRAINT_SCHEMA))?;
     let arrays: Vec<ArrayRef> = vec![Arc::new(name.finish()), Arc::new(ttype.finish()), Arc::new(columns), Arc::new(constraints)];
     Ok(Arc::new(StructArray::try_new(fields, arrays, None)?))
 }
@@ -299,7 +295,8 @@ pub fn statistics_batch(rows: &[RowCount]) -> Result<RecordBatch> {
     let mut cat_offsets = vec![0i32];
     let mut sch_names = StringBuilder::new();
     let mut sch_offsets = vec![0i32];
-    let (mut tables, mut keys, mut values, mut approx) = (StringBuilder::new(), Int16Builder::new(), Int64Builder::new(), BooleanBuilder::new());
+    let (mut tables, mut keys, mut values, mut approx) =
+        (StringBuilder::new(), Int16Builder::new(), Int64Builder::new(), BooleanBuilder::new());
     let mut n_schemas = 0i32;
     let mut n_stats = 0i32;
     let mut i = 0;
@@ -339,7 +336,13 @@ pub fn statistics_batch(rows: &[RowCount]) -> Result<RecordBatch> {
     let stat_fields = struct_fields(&schemas::STATISTICS_SCHEMA);
     let stats = StructArray::try_new(
         stat_fields,
-        vec![Arc::new(tables.finish()), new_null_array(&DataType::Utf8, n), Arc::new(keys.finish()), Arc::new(union), Arc::new(approx.finish())],
+        vec![
+            Arc::new(tables.finish()),
+            new_null_array(&DataType::Utf8, n),
+            Arc::new(keys.finish()),
+            Arc::new(union),
+            Arc::new(approx.finish()),
+        ],
         None,
     )?;
     let n_sch = n_schemas as usize;
@@ -391,7 +394,10 @@ mod tests {
                 tables: Some(vec![TableInfo {
                     name: "t".into(),
                     table_type: "BASE TABLE".into(),
-                    columns: Some(vec![(1, ColumnInfo { name: "a".into(), type_name: Some("INTEGER".into()), nullable: true, precision: None, scale: None })]),
+                    columns: Some(vec![(
+                        1,
+                        ColumnInfo { name: "a".into(), type_name: Some("INTEGER".into()), nullable: true, precision: None, scale: None },
+                    )]),
                 }]),
             }]),
         }];
@@ -402,9 +408,11 @@ mod tests {
 
     #[test]
     fn statistics_and_info_batches_build() {
-        let b = statistics_batch(&[("m".into(), "main".into(), "t".into(), 3, true), ("m".into(), "s".into(), "u".into(), 4, true)]).unwrap();
+        let b =
+            statistics_batch(&[("m".into(), "main".into(), "t".into(), 3, true), ("m".into(), "s".into(), "u".into(), 4, true)]).unwrap();
         assert_eq!(b.num_rows(), 1);
-        let i = info_batch(vec![(0, InfoValue::Str("Pond".into())), (3, InfoValue::Bool(true)), (103, InfoValue::Int64(1_001_000))]).unwrap();
+        let i =
+            info_batch(vec![(0, InfoValue::Str("Pond".into())), (3, InfoValue::Bool(true)), (103, InfoValue::Int64(1_001_000))]).unwrap();
         assert_eq!(i.num_rows(), 3);
     }
 }

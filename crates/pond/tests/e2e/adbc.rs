@@ -120,7 +120,8 @@ async fn adbc_prepared_binding_and_bulk_ingest() {
         assert_eq!(ins.get_parameter_schema().unwrap().fields().len(), 2);
         ins.bind(rows.clone()).unwrap();
         assert_eq!(ins.execute_update().unwrap(), Some(3));
-        let more = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![4])), Arc::new(StringArray::from(vec!["w"]))]).unwrap();
+        let more = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![4])), Arc::new(StringArray::from(vec!["w"]))])
+            .unwrap();
         let reader = arrow::record_batch::RecordBatchIterator::new(vec![Ok(more.clone()), Ok(more)], schema.clone());
         ins.bind_stream(Box::new(reader)).unwrap();
         assert_eq!(ins.execute_update().unwrap(), Some(2));
@@ -128,7 +129,11 @@ async fn adbc_prepared_binding_and_bulk_ingest() {
         let mut sel = c.new_statement().unwrap();
         sel.set_sql_query("SELECT name FROM p WHERE id = ?").unwrap();
         sel.prepare().unwrap();
-        let one = RecordBatch::try_new(Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])), vec![Arc::new(Int64Array::from(vec![3]))]).unwrap();
+        let one = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+            vec![Arc::new(Int64Array::from(vec![3]))],
+        )
+        .unwrap();
         sel.bind(one).unwrap();
         let got = collect(sel.execute().unwrap());
         assert_eq!(got[0].column(0).as_string::<i32>().value(0), "z");
