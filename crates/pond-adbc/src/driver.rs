@@ -182,7 +182,12 @@ impl ConnInner {
     fn run<T>(&self, f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         let token = self.cancel.start(&self.rpc());
         let r = block_on(cancellable(&token, f));
-        self.cancel.finish();
+        if matches!(r, Err(Error::Timeout(_))) {
+            // A client-side deadline only drops the call: stop the statement too.
+            let _ = self.cancel.cancel();
+        } else {
+            self.cancel.finish();
+        }
         r
     }
 

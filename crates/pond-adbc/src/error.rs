@@ -39,6 +39,10 @@ impl From<tonic::Status> for Error {
         if s.code() == Code::Cancelled && s.message().is_empty() {
             return Error::Cancelled;
         }
+        // tonic's own deadline (the timeout options) ends a call this way.
+        if s.code() == Code::Cancelled && s.message() == "Timeout expired" {
+            return Error::Timeout("the call exceeded its timeout (adbc.flight.sql.rpc.timeout_seconds.*); the server was asked to stop it".into());
+        }
         Error::Server(Box::new(s))
     }
 }
@@ -98,7 +102,9 @@ fn refine(status: AdbcStatus, sqlstate: &'static str, message: &str) -> (AdbcSta
         (AdbcStatus::InvalidData, "22012")
     } else if lower.contains("parser error") || lower.contains("syntax error") {
         (AdbcStatus::InvalidArguments, "42601")
-    } else if lower.contains("catalog error") && lower.contains("does not exist") {
+    } else if lower.contains("already exists") && matches!(status, AdbcStatus::InvalidArguments | AdbcStatus::Internal) {
+        (AdbcStatus::AlreadyExists, "42P07")
+    } else if lower.contains("does not exist") && matches!(status, AdbcStatus::InvalidArguments | AdbcStatus::Internal) {
         (AdbcStatus::NotFound, "42P01")
     } else if lower.contains("interrupt") && status == AdbcStatus::Internal {
         (AdbcStatus::Cancelled, "57014")

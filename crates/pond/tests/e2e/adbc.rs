@@ -1,7 +1,9 @@
 //! Pond's ADBC driver (`crates/pond-adbc`), loaded as the C shared library
 //! `libadbc_driver_pond.so` through the `adbc_driver_manager` crate, against
 //! a real server. The library is a build product of the same workspace
-//! build, found next to this test binary (`target/release/`).
+//! build, found next to this test binary (`target/release/`). `cargo test`
+//! does not relink the cdylib: run `cargo build --release --workspace
+//! --all-targets` first (scripts/test.sh does, through scripts/setup.sh).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
