@@ -281,8 +281,9 @@ impl Shared {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_while_idle(false)
-            .initial_stream_window_size(Some(4 * 1024 * 1024))
-            .initial_connection_window_size(Some(8 * 1024 * 1024))
+            .initial_stream_window_size(Some(8 * 1024 * 1024))
+            .initial_connection_window_size(Some(16 * 1024 * 1024))
+            .max_frame_size(Some(1024 * 1024))
             .user_agent(format!("adbc-driver-pond/{}", env!("CARGO_PKG_VERSION")))
             .map_err(|e| connect_err(&e))?;
         if let Some(t) = config.timeouts.connect {
