@@ -41,7 +41,9 @@ impl From<tonic::Status> for Error {
         }
         // tonic's own deadline (the timeout options) ends a call this way.
         if s.code() == Code::Cancelled && s.message() == "Timeout expired" {
-            return Error::Timeout("the call exceeded its timeout (adbc.flight.sql.rpc.timeout_seconds.*); the server was asked to stop it".into());
+            return Error::Timeout(
+                "the call exceeded its timeout (adbc.flight.sql.rpc.timeout_seconds.*); the server was asked to stop it".into(),
+            );
         }
         Error::Server(Box::new(s))
     }
