@@ -272,7 +272,8 @@ def test_tls_root_certs_and_skip_verify(tmp_path_factory, ext_dir):
     from pond_server import PondServer
 
     out = tmp_path_factory.mktemp("adbc-certs")
-    r = subprocess.run([str(pond_bin()), "cert", "generate", "--out-dir", str(out)], capture_output=True, text=True, timeout=60)
+    r = subprocess.run([str(pond_bin()), "cert", "generate", "--out-dir", str(out), "--client", "adbc-client"],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     server = PondServer(data_dir=tmp_path_factory.mktemp("adbc-tls") / "data", password=PASSWORD, ext_dir=ext_dir,
                         extra_args=["--tls-cert", str(out / "server.pem"), "--tls-key", str(out / "server-key.pem")])
@@ -291,6 +292,23 @@ def test_tls_root_certs_and_skip_verify(tmp_path_factory, ext_dir):
                 cur.execute("SELECT 1")
     finally:
         assert server.stop() == 0
+    # Mutual TLS: the server requires a client certificate signed by its CA.
+    mtls = PondServer(data_dir=tmp_path_factory.mktemp("adbc-mtls") / "data", password=PASSWORD, ext_dir=ext_dir,
+                      extra_args=["--tls-cert", str(out / "server.pem"), "--tls-key", str(out / "server-key.pem"),
+                                  "--tls-client-ca", str(out / "ca.pem")])
+    mtls.start()
+    try:
+        base = {"adbc.flight.sql.client_option.tls_root_certs": (out / "ca.pem").read_text()}
+        with pytest.raises(adbc_driver_manager.Error):
+            with pond_connect(mtls, **base) as conn, conn.cursor() as cur:
+                cur.execute("SELECT 1")
+        client = {**base, "adbc.flight.sql.client_option.mtls_cert_chain": (out / "client.pem").read_text(),
+                  "adbc.flight.sql.client_option.mtls_private_key": (out / "client-key.pem").read_text()}
+        with pond_connect(mtls, **client) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 44")
+            assert cur.fetchone() == (44,)
+    finally:
+        assert mtls.stop() == 0
 
 
 def test_connect_query_close_cycles_keep_fds_and_rss_flat(pond):
