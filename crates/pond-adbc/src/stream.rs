@@ -199,13 +199,9 @@ impl Iterator for ResultReader {
         if self.done {
             return None;
         }
-        // `blocking_recv` must not run on a runtime thread; callers of an
-        // ADBC stream are ordinary threads, but be safe inside async code too.
-        let item = if tokio::runtime::Handle::try_current().is_ok() {
-            tokio::task::block_in_place(|| self.rx.blocking_recv())
-        } else {
-            self.rx.blocking_recv()
-        };
+        // A plain executor: works on any thread, inside async code too
+        // (tokio's `blocking_recv` would panic there, across the C boundary).
+        let item = futures::executor::block_on(self.rx.recv());
         match item {
             Some(Ok(b)) => Some(Ok(b)),
             Some(Err(e)) => {
