@@ -320,13 +320,22 @@ def test_connect_query_close_cycles_keep_fds_and_rss_flat(pond):
             cur.execute("SELECT ?::BIGINT AS i", (i,))
             assert cur.fetchone() == (i,)
 
+    def server_sessions() -> int:
+        import requests
+
+        text = requests.get(pond.http_url + "/metrics", timeout=10).text
+        return int(float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith("pond_sessions "))))
+
     for i in range(warm):
         cycle(i)
-    fds, rss = fd_count(), rss_kb()
+    fds, rss, sessions = fd_count(), rss_kb(), server_sessions()
     for i in range(cycles):
         cycle(i)
     time.sleep(0.5)
     fd_growth, rss_growth_mb = fd_count() - fds, (rss_kb() - rss) / 1024
+    print(f"{cycles} cycles after {warm} warm-up: fds {fds} -> {fds + fd_growth}, RSS {rss / 1024:.1f} MB -> {rss / 1024 + rss_growth_mb:.1f} MB")
+    # Every connection closed its server session (and its prepared statements first).
+    assert server_sessions() <= sessions + 2, f"server sessions {sessions} -> {server_sessions()}"
     assert fd_growth <= 3, f"{fd_growth} file descriptors leaked over {cycles} cycles"
     assert rss_growth_mb < 16, f"RSS grew {rss_growth_mb:.1f} MB over {cycles} cycles"
 

@@ -79,9 +79,7 @@ impl Drop for PondDatabase {
         // so that databases opened and closed in a loop leave nothing behind.
         if self.shared.did_handshake() {
             let rpc = Rpc { shared: self.shared.clone(), session_id: String::new(), database: None };
-            RUNTIME.spawn(async move {
-                let _ = rpc.action("CloseSession", Vec::new()).await;
-            });
+            close_session(rpc);
         }
     }
 }
@@ -236,12 +234,29 @@ impl Drop for PondConnection {
         if !self.inner.used.load(Ordering::Relaxed) {
             return;
         }
-        // Close the server session (rolls back an open transaction) without
-        // making the caller wait for the answer.
+        // Close the server session (rolls back an open transaction).
         let rpc = self.inner.rpc.lock().clone();
-        RUNTIME.spawn(async move {
-            let _ = rpc.action("CloseSession", Vec::new()).await;
-        });
+        close_session(rpc);
+    }
+}
+
+/// Closes a server session and waits (up to 2 s) for the answer, so that a
+/// loop of connect/close never leaves sessions piling up on the server.
+/// Inside an async context it does not block: the call runs in the background.
+fn close_session(rpc: Rpc) {
+    finish_action(rpc, "CloseSession", Vec::new());
+}
+
+/// Runs a closing action, waiting up to 2 s for its answer (in the background
+/// when called from async code).
+fn finish_action(rpc: Rpc, kind: &'static str, body: Vec<u8>) {
+    let call = async move {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rpc.action(kind, body)).await;
+    };
+    if tokio::runtime::Handle::try_current().is_ok() {
+        RUNTIME.spawn(call);
+    } else {
+        block_on(call);
     }
 }
 
@@ -731,9 +746,9 @@ impl PondStatement {
         if let Some(p) = self.prepared.take() {
             let rpc = self.conn.rpc();
             let req = ActionClosePreparedStatementRequest { prepared_statement_handle: p.handle };
-            RUNTIME.spawn(async move {
-                let _ = rpc.action("ClosePreparedStatement", req.as_any().encode_to_vec()).await;
-            });
+            // Waited for: a close arriving after the connection's CloseSession
+            // would make the server open a new session for it.
+            finish_action(rpc, "ClosePreparedStatement", req.as_any().encode_to_vec());
         }
     }
 
