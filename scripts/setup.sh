@@ -48,6 +48,11 @@ echo "building pond (release; the first build compiles DuckDB and takes ~17 minu
 # Always the same cargo invocation (whole workspace, all targets): another
 # selection can unify build-dependency features differently and recompile DuckDB.
 cargo build --release --workspace --all-targets
+# The build also produced Pond's ADBC driver, $CARGO_TARGET_DIR/release/libadbc_driver_pond.so;
+# a manifest in the venv lets Python load it as driver="pond".
+if [ "$mode" != "--serve" ]; then
+  "$(dirname "$0")/adbc_manifest.sh"
+fi
 
 if [ "$mode" = "--serve" ]; then
   # Every extension the default configuration (and the lake flags) loads, from

@@ -65,7 +65,7 @@ COLUMNS: list[tuple[str, str, str, str]] = [
     ("c_varint", "VARINT", "123456789012345678901234567890", "-1"),
 ]
 
-TRANSPORTS = ["adbc", "flight_raw", "http_arrow"]
+TRANSPORTS = ["adbc", "adbc_pond", "flight_raw", "http_arrow"]
 
 # (transport, column) -> (Arrow type Pond returns, why). Asserted exactly: the column must
 # have that type, and its values must equal the reference's values cast to it.
@@ -153,7 +153,16 @@ def _fetch_http(pond, db, sql):
     return ipc.open_stream(r.content).read_all()
 
 
-FETCHERS = {"adbc": _fetch_adbc, "flight_raw": _fetch_flight_raw, "http_arrow": _fetch_http}
+def _fetch_adbc_pond(pond, db, sql):
+    """Pond's own ADBC driver (crates/pond-adbc)."""
+    from test_adbc_pond import pond_connect
+
+    with pond_connect(pond, **{"pond.database": db}) as c, c.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetch_arrow_table()
+
+
+FETCHERS = {"adbc": _fetch_adbc, "adbc_pond": _fetch_adbc_pond, "flight_raw": _fetch_flight_raw, "http_arrow": _fetch_http}
 
 
 @pytest.fixture(scope="module")

@@ -99,7 +99,7 @@ impl PondFlightService {
     /// The session of a call; honours a `database` header selecting the database.
     async fn session(&self, md: &MetadataMap) -> Result<Arc<Session>, Status> {
         let (token, identity) = self.authenticate(md)?;
-        let session = self.sessions.session_for(&token, &identity).await.map_err(to_status)?;
+        let session = self.sessions.session_for(&session_key(&token, md), &identity).await.map_err(to_status)?;
         // The header selects the database for this call only; the session's
         // own database (USE, SetSessionOptions) applies again without it.
         let call_db = match md.get("database").and_then(|v| v.to_str().ok()) {
@@ -264,6 +264,17 @@ fn flight_error_status(e: FlightError) -> Status {
     match e {
         FlightError::Tonic(s) => *s,
         other => Status::internal(other.to_string()),
+    }
+}
+
+/// What a call's session is keyed by: its bearer token, plus the client's
+/// `x-pond-session` header when it sends one. Clients that share one token
+/// across connections (Pond's ADBC driver) name a session per connection, so
+/// transactions, the current database and prepared statements stay apart.
+fn session_key(token: &str, md: &MetadataMap) -> String {
+    match md.get("x-pond-session").and_then(|v| v.to_str().ok()) {
+        Some(id) if !id.is_empty() => format!("{token}\u{0}{id}"),
+        _ => token.to_string(),
     }
 }
 
@@ -541,6 +552,7 @@ impl FlightSqlService for PondFlightService {
     /// does not route to dedicated methods.
     async fn do_action_fallback(&self, request: Request<Action>) -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
         let (token, _) = self.authenticate(request.metadata())?;
+        let key = session_key(&token, request.metadata());
         let session = self.session(request.metadata()).await?;
         let action = request.into_inner();
         let reply = |body: Vec<u8>| -> Result<Response<BoxStream<arrow_flight::Result>>, Status> {
@@ -581,7 +593,7 @@ impl FlightSqlService for PondFlightService {
             "CloseSession" => {
                 self.sessions.drop_for_session(&session.id);
                 self.engine.close_session(&session.id);
-                self.sessions.forget_token(&token);
+                self.sessions.forget_token(&key);
                 reply(CloseSessionResult { status: CLOSE_STATUS_CLOSED }.encode_to_vec())
             }
             "CancelFlightInfo" => {

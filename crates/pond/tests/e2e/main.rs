@@ -3,6 +3,7 @@
 //! ephemeral ports, real DuckDB, temp data dir) driven by real clients
 //! (arrow-flight's Flight SQL client and reqwest).
 
+mod adbc;
 mod catalogs;
 mod databases;
 mod flight;
