@@ -42,9 +42,16 @@ impl Default for CatalogOptions {
 }
 
 /// Lists the data files of a location (a partition's or a table's directory).
-pub trait FileLister {
+pub trait FileLister: Sync {
     fn list(&self, location: &str) -> Result<Vec<String>>;
 }
+
+/// Above this many selected partitions under the table's own location, the
+/// table's location is listed once (one recursive listing; on S3 one paged
+/// LIST) instead of once per partition.
+const LIST_ROOT_FROM: usize = 4;
+/// Partition directories listed at once (S3 listings are round trips).
+const LIST_PARALLEL: usize = 8;
 
 /// How partitions were selected, for EXPLAIN and diagnostics.
 #[derive(Debug, Clone)]
@@ -384,8 +391,7 @@ impl Catalog {
         let format = reader::format_of(&self.name, table)?;
         reader::typed_columns(&self.name, table)?;
         let selection = self.select(table, pred)?;
-        let mut slices = Vec::with_capacity(selection.partitions.len());
-        let mut count = 0;
+        let mut locations = Vec::with_capacity(selection.partitions.len());
         for p in &selection.partitions {
             let Some(location) = p.location.as_deref().or(table.storage.location.as_deref()) else {
                 return Err(Error::Unsupported {
@@ -394,13 +400,78 @@ impl Catalog {
                     reason: "a partition has no location".into(),
                 });
             };
-            let listed = files.list(location)?;
-            count += listed.len();
-            slices.push(Slice { values: p.values.iter().map(|v| reader::partition_value(v)).collect(), files: listed });
+            locations.push(location.trim_end_matches('/').to_string());
         }
+        // The whole table: its location may be listed once instead of per partition.
+        let whole = selection.total == Some(selection.partitions.len());
+        let listed = list_locations(table, &locations, whole, files)?;
+        let count = listed.iter().map(Vec::len).sum();
+        let slices: Vec<Slice> = selection
+            .partitions
+            .iter()
+            .zip(listed)
+            .map(|(p, files)| Slice { values: p.values.iter().map(|v| reader::partition_value(v)).collect(), files })
+            .collect();
         let sql = reader::reader_sql(&self.name, table, &format, &slices)?;
         Ok(ScanPlan { sql, format: format_name(&format), selection, files: count })
     }
+}
+
+/// The files of each location, in order. When the whole table is read and
+/// many partitions are under the table's own location, that location is
+/// listed once and each file given to the deepest partition directory it is
+/// in (files under hidden `_`/`.` directories skipped, as a per-partition
+/// listing does). The other locations are listed a few at a time.
+fn list_locations(table: &Table, locations: &[String], whole: bool, files: &dyn FileLister) -> Result<Vec<Vec<String>>> {
+    let mut out: Vec<Option<Vec<String>>> = vec![None; locations.len()];
+    if let Some(root) = table.storage.location.as_deref().map(|r| r.trim_end_matches('/').to_string()).filter(|_| whole) {
+        let root_path = path_part(&root);
+        let under: Vec<usize> = (0..locations.len()).filter(|&i| locations[i].starts_with(&format!("{root}/"))).collect();
+        if under.len() >= LIST_ROOT_FROM {
+            let mut by_dir: HashMap<String, usize> = HashMap::with_capacity(under.len());
+            for &i in &under {
+                by_dir.insert(path_part(&locations[i]), i);
+                out[i] = Some(Vec::new());
+            }
+            for f in files.list(&root)? {
+                let path = path_part(&f);
+                let Some(rel) = path.strip_prefix(&root_path) else { continue };
+                let mut dir = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                while !dir.is_empty() {
+                    if let Some(&i) = by_dir.get(&format!("{root_path}{dir}")) {
+                        let inner = &rel[dir.len()..];
+                        if !inner.split('/').any(|c| crate::files::is_hidden(c)) {
+                            out[i].as_mut().expect("set above").push(f.clone());
+                        }
+                        break;
+                    }
+                    dir = dir.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                }
+            }
+        }
+    }
+    let rest: Vec<usize> = (0..locations.len()).filter(|&i| out[i].is_none()).collect();
+    for chunk in rest.chunks(LIST_PARALLEL) {
+        let got: Vec<Result<Vec<String>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = chunk.iter().map(|&i| scope.spawn(move || files.list(&locations[i]))).collect();
+            handles.into_iter().map(|h| h.join().expect("a listing thread panicked")).collect()
+        });
+        for (&i, r) in chunk.iter().zip(got) {
+            out[i] = Some(r?);
+        }
+    }
+    Ok(out.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// A location or file without its scheme and bucket (`s3a://b/x/y` → `/x/y`,
+/// `file:/x` → `/x`), so `s3a://` locations and the `s3://` files listed
+/// for them compare equal.
+fn path_part(text: &str) -> String {
+    let p = match text.split_once("://") {
+        Some((_, rest)) => rest.find('/').map(|i| &rest[i..]).unwrap_or(""),
+        None => text.strip_prefix("file:").unwrap_or(text),
+    };
+    p.trim_end_matches('/').to_string()
 }
 
 fn format_name(f: &Format) -> &'static str {
@@ -579,5 +650,44 @@ mod tests {
         c.refresh(Some("db"), Some("t"));
         c.table("db", "t").unwrap();
         assert_eq!(fake.calls.lock().iter().filter(|c| **c == "table").count(), 3);
+    }
+
+    /// A lister over a fixed set of files that records what it was asked.
+    struct Files {
+        all: Vec<String>,
+        asked: Mutex<Vec<String>>,
+    }
+
+    impl FileLister for Files {
+        fn list(&self, location: &str) -> Result<Vec<String>> {
+            self.asked.lock().push(location.to_string());
+            let dir = path_part(location);
+            Ok(self.all.iter().filter(|f| path_part(f).starts_with(&format!("{dir}/"))).cloned().collect())
+        }
+    }
+
+    #[test]
+    fn a_whole_table_is_listed_once_and_files_go_to_their_partitions() {
+        let mut t = table();
+        t.storage.location = Some("s3a://bk/t".into());
+        let locations: Vec<String> = (0..5).map(|i| format!("s3a://bk/t/p={i}")).chain(["s3a://bk/elsewhere/p9".to_string()]).collect();
+        let mut all: Vec<String> = (0..5).map(|i| format!("s3://bk/t/p={i}/f.parquet")).collect();
+        all.push("s3://bk/t/p=2/sub/g.parquet".into());
+        all.push("s3://bk/t/p=3/_temporary/x.parquet".into());
+        all.push("s3://bk/t/p=77/not-selected.parquet".into());
+        all.push("s3://bk/elsewhere/p9/h.parquet".into());
+        let files = Files { all, asked: Mutex::new(vec![]) };
+        let got = list_locations(&t, &locations, true, &files).unwrap();
+        assert_eq!(files.asked.lock().clone(), vec!["s3a://bk/t".to_string(), "s3a://bk/elsewhere/p9".to_string()]);
+        assert_eq!(got[2], vec!["s3://bk/t/p=2/f.parquet", "s3://bk/t/p=2/sub/g.parquet"]);
+        assert_eq!(got[3], vec!["s3://bk/t/p=3/f.parquet"], "hidden directories are skipped");
+        assert_eq!(got[5], vec!["s3://bk/elsewhere/p9/h.parquet"]);
+        assert_eq!(got.iter().map(Vec::len).sum::<usize>(), 7);
+        // A selection (not the whole table) lists each partition, never the root.
+        let files = Files { all: files.all, asked: Mutex::new(vec![]) };
+        let got = list_locations(&t, &locations, false, &files).unwrap();
+        assert_eq!(files.asked.lock().len(), 6);
+        assert!(!files.asked.lock().contains(&"s3a://bk/t".to_string()));
+        assert_eq!(got[3].len(), 2, "a per-partition listing is the lister's business");
     }
 }
