@@ -440,7 +440,7 @@ fn list_locations(table: &Table, locations: &[String], whole: bool, files: &dyn 
                 while !dir.is_empty() {
                     if let Some(&i) = by_dir.get(&format!("{root_path}{dir}")) {
                         let inner = &rel[dir.len()..];
-                        if !inner.split('/').any(|c| crate::files::is_hidden(c)) {
+                        if !inner.split('/').any(crate::files::is_hidden) {
                             out[i].as_mut().expect("set above").push(f.clone());
                         }
                         break;
