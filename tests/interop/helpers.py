@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 
 import requests
 
@@ -105,11 +106,10 @@ class Http:
 
 
 
-def start_moto() -> tuple[str, "subprocess.Popen"]:
+def start_moto() -> tuple[str, subprocess.Popen]:
     """A real moto S3 server on a free loopback port: (url, process). Stop it with kill()."""
     import shutil
     import socket
-    import subprocess
     import time
     from pathlib import Path
 
@@ -135,3 +135,27 @@ def s3_client(url: str):
     import boto3
 
     return boto3.client("s3", endpoint_url=url, aws_access_key_id="test-key", aws_secret_access_key="test-secret", region_name="us-east-1")
+
+
+def http_query(server: PondServer, sql: str, auth: tuple[str, str] = ("admin", PASSWORD), timeout: float = 120) -> requests.Response:
+    """POST /api/v1/query as `auth` (admin by default); the raw response."""
+    return requests.post(f"{server.http_url}/api/v1/query", auth=auth, json={"sql": sql}, timeout=timeout)
+
+
+def http_rows(server: PondServer, sql: str, auth: tuple[str, str] = ("admin", PASSWORD)) -> list[tuple]:
+    """The rows of a query over HTTP as tuples; fails the test on an error."""
+    r = http_query(server, sql, auth)
+    assert r.status_code == 200, r.text
+    return [tuple(x) for x in r.json()["data"]]
+
+
+def parquet_bytes(select_sql: str) -> bytes:
+    """A Parquet file (in memory) with the result of a DuckDB query."""
+    import io
+
+    import duckdb
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(duckdb.connect().sql(select_sql).to_arrow_table(), buf)
+    return buf.getvalue()

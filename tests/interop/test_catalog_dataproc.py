@@ -22,9 +22,8 @@ from urllib.parse import parse_qs
 
 import duckdb
 import pytest
-import requests
 
-from helpers import PASSWORD
+from helpers import PASSWORD, http_query as q, http_rows as rows
 from hms_server import HiveMetastore, HmsStartError
 
 AUTH = ("admin", PASSWORD)
@@ -32,14 +31,8 @@ SERVICE = "projects/pond-test/locations/europe-west1/services/hms1"
 CLIENT_EMAIL = "pond-reader@pond-test.iam.gserviceaccount.com"
 
 
-def q(server, text: str, timeout: float = 120):
-    return requests.post(f"{server.http_url}/api/v1/query", auth=AUTH, json={"sql": text}, timeout=timeout)
 
 
-def rows(server, text: str):
-    r = q(server, text)
-    assert r.status_code == 200, r.text
-    return [tuple(x) for x in r.json()["data"]]
 
 
 def b64url_decode(s: str) -> bytes:

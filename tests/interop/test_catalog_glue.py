@@ -11,17 +11,14 @@ Glue can run here), with the data files still in moto's S3.
 
 from __future__ import annotations
 
-import io
 import json
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import duckdb
 import pytest
-import requests
 
-from helpers import PASSWORD, s3_client
+from helpers import PASSWORD, s3_client, http_query as q, http_rows as rows, parquet_bytes
 
 AUTH = ("admin", PASSWORD)
 BUCKET = "glue-lake"
@@ -30,22 +27,10 @@ SECRET_VALUE = "glue-secret-value-never-shown-42"
 REGION = "us-east-1"
 
 
-def q(server, text: str, timeout: float = 120):
-    return requests.post(f"{server.http_url}/api/v1/query", auth=AUTH, json={"sql": text}, timeout=timeout)
 
 
-def rows(server, text: str):
-    r = q(server, text)
-    assert r.status_code == 200, r.text
-    return [tuple(x) for x in r.json()["data"]]
 
 
-def parquet_bytes(select_sql: str) -> bytes:
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(duckdb.connect().sql(select_sql).to_arrow_table(), buf)
-    return buf.getvalue()
 
 
 def glue_client(url: str):

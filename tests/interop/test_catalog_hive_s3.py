@@ -13,14 +13,11 @@ secret.
 
 from __future__ import annotations
 
-import io
 import uuid
 
-import duckdb
 import pytest
-import requests
 
-from helpers import PASSWORD, s3_client
+from helpers import PASSWORD, s3_client, http_query as q, http_rows as rows, parquet_bytes
 from hms_server import HiveMetastore, HmsStartError
 
 AUTH = ("admin", PASSWORD)
@@ -30,24 +27,10 @@ KEY_ID = "pond-test-key"
 SECRET_VALUE = "pond-test-secret-value-0123456789"
 
 
-def q(server, text: str):
-    return requests.post(f"{server.http_url}/api/v1/query", auth=AUTH, json={"sql": text}, timeout=120)
 
 
-def rows(server, text: str):
-    r = q(server, text)
-    assert r.status_code == 200, r.text
-    return [tuple(x) for x in r.json()["data"]]
 
 
-def parquet_bytes(select_sql: str) -> bytes:
-    con = duckdb.connect()
-    table = con.sql(select_sql).to_arrow_table()
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")

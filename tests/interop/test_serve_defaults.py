@@ -27,7 +27,8 @@ import requests
 
 from helpers import PASSWORD
 from pond_server import REPO_ROOT, PondServer, ensure_extensions, extension_file
-from test_lake import moto, postgres, s3_client  # noqa: F401  (moto and postgres are fixtures)
+from helpers import s3_client
+from test_lake import postgres  # noqa: F401  (a fixture; moto comes from conftest)
 
 AUTH = ("admin", PASSWORD)
 BASE_NS = 1_700_000_000_000_000_000
