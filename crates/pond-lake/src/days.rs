@@ -23,17 +23,16 @@ pub fn day_of(ns: i64) -> i64 {
     ns.div_euclid(NANOS_PER_DAY)
 }
 
-/// (year, month, day) of a day number (Howard Hinnant's civil_from_days).
+/// (year, month, day) of a day number (days since 1970-01-01).
 pub fn civil(day: i64) -> (i64, u32, u32) {
-    let z = day + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    use chrono::Datelike;
+    // 719,163 days from 0001-01-01 (chrono's day 1) to 1970-01-01. Any day of an
+    // i64 nanosecond timestamp (±292 years) is well inside chrono's range.
+    let date = i32::try_from(day + 719_163)
+        .ok()
+        .and_then(chrono::NaiveDate::from_num_days_from_ce_opt)
+        .expect("the day of an i64 nanosecond timestamp is a valid date");
+    (i64::from(date.year()), date.month(), date.day())
 }
 
 /// The hive partition directory DuckLake uses for `year(time), month(time), day(time)`.
