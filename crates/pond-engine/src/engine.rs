@@ -74,6 +74,8 @@ pub(crate) struct Inner {
     pub(crate) externals: crate::external::Externals,
     /// Pond secrets, sealed in the metadata (see `secrets.rs`).
     pub(crate) secrets: pond_secrets::SecretStore,
+    /// Databases linked to PostgreSQL (see `links.rs`).
+    pub(crate) links: crate::links::Links,
 }
 
 impl Engine {
@@ -125,6 +127,7 @@ impl Engine {
             open_transactions: Mutex::new(HashMap::new()),
             externals: Default::default(),
             secrets,
+            links: Default::default(),
         });
         let engine = Engine { inner };
         engine.attach_all()?;
@@ -136,6 +139,7 @@ impl Engine {
             engine.open_lake(&root)?;
         }
         engine.lock_down()?;
+        engine.start_recorded_links();
         Ok(engine)
     }
 
@@ -345,6 +349,8 @@ impl Engine {
 
     /// `DROP DATABASE`. Returns false if it did not exist and `if_exists`.
     pub fn drop_database(&self, name: &str, if_exists: bool) -> Result<bool> {
+        // A linked database stops syncing and cleans its source first.
+        self.unlink_if_linked(name)?;
         let _ddl = self.inner.ddl.lock();
         let Ok(name) = self.resolve_database(name) else {
             return if if_exists { Ok(false) } else { Err(Error::DatabaseNotFound(name.to_string())) };
@@ -375,6 +381,11 @@ impl Engine {
     /// `ALTER DATABASE from RENAME TO to`: a metadata change plus re-attaching the
     /// same file under the new name.
     pub fn rename_database(&self, from: &str, to: &str) -> Result<()> {
+        if self.inner.links.is_linked(from) {
+            return Err(Error::InvalidRequest(format!(
+                "database {from} is linked to PostgreSQL: UNLINK DATABASE {from} before renaming it"
+            )));
+        }
         let to = validate_name(to)?;
         let _ddl = self.inner.ddl.lock();
         let from = self.resolve_database(from)?;
@@ -532,6 +543,7 @@ impl Engine {
         }
         drop(sessions);
         self.cancel_all();
+        self.stop_links();
         let root = self.inner.root.lock();
         for db in self.databases() {
             if let Err(e) = root.execute_batch(&format!("CHECKPOINT {}", quote_ident(&db.name))) {

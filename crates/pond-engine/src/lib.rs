@@ -19,6 +19,7 @@ pub mod extensions;
 pub mod external;
 pub mod introspect;
 pub mod lake;
+mod links;
 pub mod metrics;
 pub mod params;
 mod parser;

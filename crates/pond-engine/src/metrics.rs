@@ -30,6 +30,15 @@ struct Inner {
     bytes_sent: Family<ProtocolLabel, Counter>,
     rows_sent: Family<ProtocolLabel, Counter>,
     sessions: Gauge<i64, AtomicI64>,
+    link_lag_bytes: Family<DatabaseLabel, Gauge<i64, AtomicI64>>,
+    link_lag_seconds: Family<DatabaseLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    link_applied: Family<DatabaseLabel, Counter>,
+    link_error: Family<DatabaseLabel, Gauge<i64, AtomicI64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseLabel {
+    pub database: String,
 }
 
 impl Default for Metrics {
@@ -55,7 +64,29 @@ impl Metrics {
         registry.register("bytes_sent", "Result bytes sent to clients", bytes_sent.clone());
         registry.register("rows_sent", "Result rows sent to clients", rows_sent.clone());
         registry.register("sessions", "Open client sessions", sessions.clone());
-        Self { inner: Arc::new(Inner { registry, queries, errors, latency, bytes_sent, rows_sent, sessions }) }
+        let link_lag_bytes = Family::<DatabaseLabel, Gauge<i64, AtomicI64>>::default();
+        let link_lag_seconds = Family::<DatabaseLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let link_applied = Family::<DatabaseLabel, Counter>::default();
+        let link_error = Family::<DatabaseLabel, Gauge<i64, AtomicI64>>::default();
+        registry.register("link_lag_bytes", "WAL bytes received from a linked PostgreSQL but not yet applied", link_lag_bytes.clone());
+        registry.register("link_lag_seconds", "Age of the oldest source change not yet applied", link_lag_seconds.clone());
+        registry.register("link_applied_changes", "Changes applied from a linked PostgreSQL", link_applied.clone());
+        registry.register("link_error", "1 while a link is in error", link_error.clone());
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                queries,
+                errors,
+                latency,
+                bytes_sent,
+                rows_sent,
+                sessions,
+                link_lag_bytes,
+                link_lag_seconds,
+                link_applied,
+                link_error,
+            }),
+        }
     }
 
     fn label(protocol: &str) -> ProtocolLabel {
@@ -87,6 +118,15 @@ impl Metrics {
 
     pub fn open_sessions(&self) -> i64 {
         self.inner.sessions.get()
+    }
+
+    /// A link's figures (see `Engine::refresh_link_metrics`).
+    pub(crate) fn link(&self, database: &str, lag_bytes: u64, lag_seconds: f64, applied_delta: u64, error: bool) {
+        let l = DatabaseLabel { database: database.to_string() };
+        self.inner.link_lag_bytes.get_or_create(&l).set(lag_bytes as i64);
+        self.inner.link_lag_seconds.get_or_create(&l).set(lag_seconds);
+        self.inner.link_applied.get_or_create(&l).inc_by(applied_delta);
+        self.inner.link_error.get_or_create(&l).set(error as i64);
     }
 
     /// Prometheus text exposition.

@@ -1021,3 +1021,63 @@ mod tests {
         assert_eq!(view_query("CREATE VIEW \"x\"\"y\".main.v AS SELECT 2;").as_deref(), Some("SELECT 2"));
     }
 }
+
+/// The databases a statement writes to (DML targets, DDL objects, COPY …
+/// FROM), resolved against `current_db`; `is_database` tells a database name
+/// from a schema name in two-part names. A statement sqlparser cannot read
+/// counts as writing to the current database when it starts like a write.
+pub(crate) fn written_databases(sql: &str, current_db: &str, is_database: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let Ok(statements) = sqlparser::parser::Parser::parse_sql(&sqlparser::dialect::DuckDbDialect {}, sql) else {
+        let first = sql.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let writes = ["insert", "update", "delete", "create", "drop", "alter", "truncate", "copy", "merge", "upsert"];
+        return if writes.contains(&first.as_str()) { vec![current_db.to_string()] } else { Vec::new() };
+    };
+    let mut names: Vec<sq::ObjectName> = Vec::new();
+    let mut schemas: Vec<sq::ObjectName> = Vec::new();
+    for st in &statements {
+        use sq::Statement as S;
+        match st {
+            S::Insert(ins) => {
+                if let sq::TableObject::TableName(n) = &ins.table {
+                    names.push(n.clone());
+                }
+            }
+            S::Update { table, .. } => names.extend(table_name(table)),
+            S::Delete(del) => {
+                let (sq::FromTable::WithFromKeyword(t) | sq::FromTable::WithoutKeyword(t)) = &del.from;
+                names.extend(t.iter().filter_map(table_name));
+                names.extend(del.tables.iter().cloned());
+            }
+            S::Truncate { table_names, .. } => names.extend(table_names.iter().map(|t| t.name.clone())),
+            S::CreateTable(ct) => names.push(ct.name.clone()),
+            S::CreateView { name, .. } => names.push(name.clone()),
+            S::CreateIndex(ci) => names.push(ci.table_name.clone()),
+            S::CreateSequence { name, .. } => names.push(name.clone()),
+            S::AlterTable { name, .. } => names.push(name.clone()),
+            S::Drop { object_type: sq::ObjectType::Schema, names: n, .. } => schemas.extend(n.iter().cloned()),
+            S::Drop { names: n, .. } => names.extend(n.iter().cloned()),
+            S::CreateSchema { schema_name: sq::SchemaName::Simple(n) | sq::SchemaName::NamedAuthorization(n, _), .. } => {
+                schemas.push(n.clone())
+            }
+            S::Copy { source: sq::CopySource::Table { table_name, .. }, to: false, .. } => names.push(table_name.clone()),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for n in names {
+        let parts = idents(&n);
+        match parts.as_slice() {
+            [c, _, _] => out.push(c.clone()),
+            [a, _] if is_database(a) => out.push(a.clone()),
+            _ => out.push(current_db.to_string()),
+        }
+    }
+    for n in schemas {
+        let parts = idents(&n);
+        match parts.as_slice() {
+            [c, _] => out.push(c.clone()),
+            _ => out.push(current_db.to_string()),
+        }
+    }
+    out
+}

@@ -543,6 +543,11 @@ impl Session {
     /// else goes through the sandbox. Denials are audited. Returns the fresh
     /// identity, and the text to run instead when catalog listings were limited.
     pub(crate) fn authorize(&self, conn: &duckdb::Connection, st: &Statement) -> Result<(Identity, Option<String>)> {
+        if let Statement::DuckDb(text) = st {
+            // Linked databases follow their source: nobody writes to them.
+            let current = self.state.lock().conn_target.0.clone();
+            self.engine()?.engine().check_linked_write(text, &current)?;
+        }
         let (identity, rewritten) = self.authorize_statement(conn, st)?;
         // Tables of external catalogs become readers over the selected files
         // (after the grant check, which saw the statement as written).
@@ -664,6 +669,12 @@ impl Session {
             | Statement::Pond(PondStatement::DropSecret { .. })
             | Statement::Pond(PondStatement::ShowSecrets) => {
                 Err(Error::PermissionDenied("permission denied: secrets are managed by superusers only".into()))
+            }
+            Statement::Pond(PondStatement::LinkDatabase { .. })
+            | Statement::Pond(PondStatement::SyncDatabase { .. })
+            | Statement::Pond(PondStatement::UnlinkDatabase { .. })
+            | Statement::Pond(PondStatement::ShowLinks) => {
+                Err(Error::PermissionDenied("permission denied: LINK, SYNC, UNLINK DATABASE and SHOW LINKS require a superuser".into()))
             }
             Statement::Pond(PondStatement::Use { database, .. }) => {
                 let db = engine.resolve_database(database)?;
@@ -920,6 +931,81 @@ impl Session {
             }
             PondStatement::CreateSecret(c) => engine.create_secret(c)?,
             PondStatement::DropSecret { name, if_exists } => engine.drop_secret(name, *if_exists)?,
+            PondStatement::LinkDatabase { name, source, options } => {
+                let (db, mode, tables, rows, message) = engine.link_database(name, source, options)?;
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("database", DataType::Utf8, false),
+                    Field::new("mode", DataType::Utf8, false),
+                    Field::new("tables", DataType::Int64, false),
+                    Field::new("rows", DataType::Int64, false),
+                    Field::new("message", DataType::Utf8, false),
+                ]));
+                return Ok(RecordBatch::try_new(
+                    schema,
+                    vec![
+                        Arc::new(StringArray::from(vec![db])) as ArrayRef,
+                        Arc::new(StringArray::from(vec![mode])),
+                        Arc::new(arrow_array::Int64Array::from(vec![tables as i64])),
+                        Arc::new(arrow_array::Int64Array::from(vec![rows as i64])),
+                        Arc::new(StringArray::from(vec![message])),
+                    ],
+                )?);
+            }
+            PondStatement::SyncDatabase { name } => {
+                let (db, position, waited_ms) = engine.sync_database(name)?;
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("database", DataType::Utf8, false),
+                    Field::new("position", DataType::Utf8, false),
+                    Field::new("waited_ms", DataType::Float64, false),
+                ]));
+                return Ok(RecordBatch::try_new(
+                    schema,
+                    vec![
+                        Arc::new(StringArray::from(vec![db])) as ArrayRef,
+                        Arc::new(StringArray::from(vec![position])),
+                        Arc::new(arrow_array::Float64Array::from(vec![waited_ms])),
+                    ],
+                )?);
+            }
+            PondStatement::UnlinkDatabase { name } => {
+                let message = engine.unlink_database(name)?;
+                return string_batch(&[("message", vec![message])]);
+            }
+            PondStatement::ShowLinks => {
+                let rows = engine.link_rows();
+                let strings = |f: &dyn Fn(&crate::links::LinkRow) -> String| -> ArrayRef {
+                    Arc::new(StringArray::from(rows.iter().map(f).collect::<Vec<_>>()))
+                };
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("database", DataType::Utf8, false),
+                    Field::new("source", DataType::Utf8, false),
+                    Field::new("mode", DataType::Utf8, false),
+                    Field::new("state", DataType::Utf8, false),
+                    Field::new("applied_lsn", DataType::Utf8, false),
+                    Field::new("lag_bytes", DataType::Int64, false),
+                    Field::new("lag_seconds", DataType::Float64, false),
+                    Field::new("tables", DataType::Int64, false),
+                    Field::new("applied_changes", DataType::Int64, false),
+                    Field::new("last_error", DataType::Utf8, true),
+                    Field::new("notes", DataType::Utf8, false),
+                ]));
+                return Ok(RecordBatch::try_new(
+                    schema,
+                    vec![
+                        strings(&|r| r.database.clone()),
+                        strings(&|r| r.status.source.clone()),
+                        strings(&|r| r.status.mode.as_str().to_string()),
+                        strings(&|r| r.status.state.as_str().to_string()),
+                        strings(&|r| r.status.position.clone()),
+                        Arc::new(arrow_array::Int64Array::from(rows.iter().map(|r| r.status.lag_bytes as i64).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::Float64Array::from(rows.iter().map(|r| r.status.lag_seconds).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::Int64Array::from(rows.iter().map(|r| r.status.tables as i64).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::Int64Array::from(rows.iter().map(|r| r.status.applied_changes as i64).collect::<Vec<_>>())),
+                        Arc::new(StringArray::from(rows.iter().map(|r| r.status.last_error.clone()).collect::<Vec<_>>())),
+                        strings(&|r| r.status.notes.join("; ")),
+                    ],
+                )?);
+            }
             PondStatement::ShowSecrets => {
                 let rows = engine.list_secrets();
                 let names = rows.iter().map(|r| r.0.clone()).collect();
@@ -1147,6 +1233,10 @@ impl Session {
     /// create or replace one; temporary tables are the session's own.
     pub fn authorize_ingest(&self, db: &str, schema: &str, table: &str, exists: bool, mode: IngestMode) -> Result<()> {
         let inner = self.engine()?;
+        inner.engine().check_linked_write(
+            &format!("INSERT INTO {}.{}.{} VALUES (1)", quote_ident(db), quote_ident(schema), quote_ident(table)),
+            db,
+        )?;
         let identity = inner.auth.revalidate(&self.identity)?;
         if identity.effective_superuser() || db == "temp" {
             return Ok(());

@@ -111,6 +111,31 @@ pub enum PondStatement {
         if_exists: bool,
     },
     ShowSecrets,
+    /// `LINK DATABASE x TO POSTGRES '<connection>' | SECRET '<name>' [(SCHEMAS …, TABLES …, MODE …)]`.
+    LinkDatabase {
+        name: String,
+        source: LinkSource,
+        /// Upper-cased option names.
+        options: std::collections::BTreeMap<String, String>,
+    },
+    /// `SYNC DATABASE x`.
+    SyncDatabase {
+        name: String,
+    },
+    /// `UNLINK DATABASE x`.
+    UnlinkDatabase {
+        name: String,
+    },
+    ShowLinks,
+}
+
+/// Where a link's connection comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkSource {
+    /// A connection string written in the statement (sealed into a secret by LINK).
+    Connection(String),
+    /// A Pond secret of TYPE postgres.
+    Secret(String),
 }
 
 /// What a GRANT or REVOKE names, before resolution.
@@ -124,7 +149,13 @@ pub enum GrantOn {
 impl PondStatement {
     /// Whether the statement text carries a secret and must never be logged or echoed.
     pub fn has_secret(&self) -> bool {
-        matches!(self, PondStatement::CreateUser { .. } | PondStatement::AlterUserPassword { .. } | PondStatement::CreateSecret(_))
+        matches!(
+            self,
+            PondStatement::CreateUser { .. }
+                | PondStatement::AlterUserPassword { .. }
+                | PondStatement::CreateSecret(_)
+                | PondStatement::LinkDatabase { source: LinkSource::Connection(_), .. }
+        )
     }
 }
 
@@ -438,6 +469,9 @@ pub fn classify(statement: &str) -> Result<Statement> {
         }
         return Ok(Statement::Pond(PondStatement::RefreshCatalog { name, namespace, table }));
     }
+    if let Some(st) = classify_link(&t)? {
+        return Ok(Statement::Pond(st));
+    }
     if w(0, "show") && w(1, "databases") && end_at(2) {
         return Ok(Statement::Pond(PondStatement::ShowDatabases));
     }
@@ -461,6 +495,75 @@ pub fn classify(statement: &str) -> Result<Statement> {
         return Ok(Statement::Pond(p));
     }
     Ok(Statement::DuckDb(statement.to_string()))
+}
+
+/// `LINK / SYNC / UNLINK DATABASE`, `SHOW LINKS`. Errors never quote the
+/// statement: it may hold a connection string with a password.
+fn classify_link(t: &[Token]) -> Result<Option<PondStatement>> {
+    let w = |i: usize, s: &str| is_word(t.get(i), s);
+    let end_at = |i: usize| t.len() == i || (t.len() == i + 1 && t[i] == Token::Symbol(';'));
+    let syntax = |what: &str| Error::InvalidRequest(format!("syntax error: expected {what}"));
+    if w(0, "show") && w(1, "links") && end_at(2) {
+        return Ok(Some(PondStatement::ShowLinks));
+    }
+    for (word, usage) in [("sync", "SYNC DATABASE <name>"), ("unlink", "UNLINK DATABASE <name>")] {
+        if w(0, word) && w(1, "database") {
+            let name = ident(t.get(2)).ok_or_else(|| syntax(usage))?;
+            if !end_at(3) {
+                return Err(syntax(usage));
+            }
+            return Ok(Some(if word == "sync" { PondStatement::SyncDatabase { name } } else { PondStatement::UnlinkDatabase { name } }));
+        }
+    }
+    if !(w(0, "link") && w(1, "database")) {
+        return Ok(None);
+    }
+    let usage =
+        "LINK DATABASE <name> TO POSTGRES '<connection string>' | SECRET '<secret>' [(SCHEMAS '…', TABLES '…', MODE 'logical'|'triggers')]";
+    let name = ident(t.get(2)).ok_or_else(|| syntax(usage))?;
+    if !(w(3, "to") && (w(4, "postgres") || w(4, "postgresql"))) {
+        return Err(syntax(usage));
+    }
+    let (source, mut i) = match t.get(5) {
+        Some(Token::Str(s)) => (LinkSource::Connection(s.clone()), 6),
+        Some(Token::Word(k)) if k.eq_ignore_ascii_case("secret") => match t.get(6) {
+            Some(Token::Str(s)) | Some(Token::Word(s)) | Some(Token::Quoted(s)) => (LinkSource::Secret(s.to_ascii_lowercase()), 7),
+            _ => return Err(syntax(usage)),
+        },
+        _ => return Err(syntax(usage)),
+    };
+    let mut options = std::collections::BTreeMap::new();
+    if is_word(t.get(i), "with") {
+        i += 1;
+    }
+    if t.get(i) == Some(&Token::Symbol('(')) {
+        i += 1;
+        loop {
+            let Some(Token::Word(key)) = t.get(i) else { return Err(syntax(usage)) };
+            let key = key.to_ascii_uppercase();
+            let value = match t.get(i + 1) {
+                Some(Token::Word(v)) | Some(Token::Str(v)) | Some(Token::Quoted(v)) => v.clone(),
+                _ => return Err(syntax(&format!("a value after {key}"))),
+            };
+            if !["SCHEMAS", "TABLES", "MODE"].contains(&key.as_str()) {
+                return Err(Error::InvalidRequest(format!("LINK DATABASE has no option {key} (options: SCHEMAS, TABLES, MODE)")));
+            }
+            options.insert(key, value);
+            i += 2;
+            match t.get(i) {
+                Some(Token::Symbol(',')) => i += 1,
+                Some(Token::Symbol(')')) => {
+                    i += 1;
+                    break;
+                }
+                _ => return Err(syntax(usage)),
+            }
+        }
+    }
+    if !end_at(i) {
+        return Err(syntax(usage));
+    }
+    Ok(Some(PondStatement::LinkDatabase { name, source, options }))
 }
 
 /// Users and grants. Errors never quote the statement: it may hold a password.

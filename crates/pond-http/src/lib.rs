@@ -142,6 +142,7 @@ async fn ready(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
+    s.engine.refresh_link_metrics();
     let mut resp = s.engine.metrics().encode().into_response();
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"));
     resp

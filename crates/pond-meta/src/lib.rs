@@ -152,6 +152,27 @@ pub struct CatalogRecord {
     pub created_at: String,
 }
 
+/// A database kept in sync with a PostgreSQL database (`LINK DATABASE`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkRecord {
+    /// The Pond database the link owns.
+    pub database: String,
+    /// A stable id naming the slot, publications or triggers on the source.
+    pub id: String,
+    /// The Pond secret (TYPE postgres) holding the connection; the string itself is never stored here.
+    pub secret: String,
+    /// Whether Pond created that secret for this link (and drops it at UNLINK).
+    #[serde(default)]
+    pub own_secret: bool,
+    /// `logical` or `triggers`.
+    pub mode: String,
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    pub created_at: String,
+}
+
 /// The whole metadata document.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SystemMeta {
@@ -172,6 +193,8 @@ pub struct SystemMeta {
     pub secrets: Vec<SecretRecord>,
     #[serde(default)]
     pub catalogs: Vec<CatalogRecord>,
+    #[serde(default)]
+    pub links: Vec<LinkRecord>,
 }
 
 fn format_version() -> u32 {

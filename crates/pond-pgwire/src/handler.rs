@@ -292,6 +292,8 @@ fn kind(sql: &str) -> Kind {
     match first {
         "SELECT" | "WITH" | "VALUES" | "FROM" | "TABLE" | "SHOW" | "DESCRIBE" | "DESC" | "PRAGMA" | "SUMMARIZE" | "EXPLAIN" | "CALL"
         | "PIVOT" | "UNPIVOT" => Kind::Rows("SELECT".into()),
+        // Pond's LINK / SYNC / UNLINK DATABASE answer with a row.
+        "LINK" | "SYNC" | "UNLINK" if w.get(1).map(String::as_str) == Some("DATABASE") => Kind::Rows("SELECT".into()),
         "INSERT" if returning() => Kind::Rows("INSERT 0".into()),
         "UPDATE" if returning() => Kind::Rows("UPDATE".into()),
         "DELETE" if returning() => Kind::Rows("DELETE".into()),
