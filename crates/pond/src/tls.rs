@@ -236,6 +236,23 @@ impl TlsListener {
     }
 }
 
+impl pond_tcp::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, SocketAddr)> {
+        Ok(self.next_connection().await)
+    }
+}
+
+/// The shared config for a listener whose protocol has no ALPN name (the
+/// TCP-DuckDB line protocol): a client that offers ALPN names is not refused
+/// for offering others than `h2`/`http/1.1`.
+pub fn without_alpn(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut config = (**config).clone();
+    config.alpn_protocols.clear();
+    Arc::new(config)
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
     type Addr = SocketAddr;
