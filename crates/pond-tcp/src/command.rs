@@ -39,6 +39,8 @@ pub enum Command {
     Pond {
         name: &'static str,
         sql: String,
+        /// The password or connection string in `sql`, kept out of error answers.
+        secret: Option<String>,
     },
     /// Anything else: SQL as the client wrote it.
     Sql(String),
@@ -99,7 +101,7 @@ pub fn parse(line: &str) -> Result<Command> {
     if is(0, "create") && is(1, "user") {
         return match words.as_slice() {
             [_, _, user, password] => {
-                Ok(pond("create user", format!("CREATE USER {} PASSWORD {}", quote_ident(user), quote_literal(password))))
+                Ok(secret("create user", format!("CREATE USER {} PASSWORD {}", quote_ident(user), quote_literal(password)), password))
             }
             // Pond's own CREATE USER … PASSWORD '…' [SUPERUSER].
             _ if n > 4 && (is(3, "password") || is(3, "with")) => Ok(Command::Sql(line.to_string())),
@@ -180,7 +182,7 @@ pub fn parse(line: &str) -> Result<Command> {
         let (head, rest) = split_words(line, 2);
         return match (head.as_slice(), rest) {
             ([_, db], conn) if !conn.is_empty() => {
-                Ok(pond("link", format!("LINK DATABASE {} TO POSTGRES {}", quote_ident(db), quote_literal(conn))))
+                Ok(secret("link", format!("LINK DATABASE {} TO POSTGRES {}", quote_ident(db), quote_literal(conn)), conn))
             }
             _ => Err(Error::Usage { command: "link", problem: "a database and a connection string are needed".into(), usage: LINK }),
         };
@@ -202,9 +204,11 @@ pub fn parse(line: &str) -> Result<Command> {
             [_, _, what, old, new] if what.eq_ignore_ascii_case("username") => {
                 Ok(pond("update user username", format!("ALTER USER {} RENAME TO {}", quote_ident(old), quote_ident(new))))
             }
-            [_, _, what, user, password] if what.eq_ignore_ascii_case("password") => {
-                Ok(pond("update user password", format!("ALTER USER {} PASSWORD {}", quote_ident(user), quote_literal(password))))
-            }
+            [_, _, what, user, password] if what.eq_ignore_ascii_case("password") => Ok(secret(
+                "update user password",
+                format!("ALTER USER {} PASSWORD {}", quote_ident(user), quote_literal(password)),
+                password,
+            )),
             [_, _, what, ..] if !what.eq_ignore_ascii_case("username") && !what.eq_ignore_ascii_case("password") => {
                 Err(Error::Usage { command: "update user", problem: format!("unknown field '{what}'"), usage: UPDATE_USER })
             }
@@ -224,7 +228,11 @@ pub fn parse(line: &str) -> Result<Command> {
 }
 
 fn pond(name: &'static str, sql: String) -> Command {
-    Command::Pond { name, sql }
+    Command::Pond { name, sql, secret: None }
+}
+
+fn secret(name: &'static str, sql: String, secret: &str) -> Command {
+    Command::Pond { name, sql, secret: Some(secret.to_string()) }
 }
 
 /// How many words name the command (`create database` → 2).
@@ -396,7 +404,8 @@ mod tests {
         let e = usage_error("link sales");
         assert!(e.contains("link <db> <connection string>"), "{e}");
         assert!(usage_error("link").contains("connection string"));
-        assert_eq!(parse("link sales host=x").unwrap().name(), "link");
+        let Command::Pond { name, secret, .. } = parse("link sales host=x password=y").unwrap() else { panic!() };
+        assert_eq!((name, secret.as_deref()), ("link", Some("host=x password=y")));
     }
 
     #[test]

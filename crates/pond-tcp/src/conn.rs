@@ -151,7 +151,10 @@ impl Connection {
             Command::Begin => session.begin().await.map(|_| SUCCESS.into()).map_err(Error::from),
             Command::Commit => session.commit().await.map(|_| SUCCESS.into()).map_err(Error::from),
             Command::Rollback => session.rollback().await.map(|_| SUCCESS.into()).map_err(Error::from),
-            Command::Pond { sql, .. } => self.execute(&session, &sql, false).await,
+            Command::Pond { sql, secret: None, .. } => self.execute(&session, &sql, false).await,
+            Command::Pond { sql, secret: Some(secret), .. } => {
+                self.execute(&session, &sql, false).await.map_err(|e| crate::error::redact(&e, &secret))
+            }
             Command::Sql(sql) => self.execute(&session, &sql, command::returns_rows(&sql)).await,
         }
     }

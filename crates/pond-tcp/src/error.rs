@@ -27,6 +27,9 @@ pub enum Error {
     ResultTooLarge(usize),
     #[error("cannot encode the result as JSON: {0}")]
     Json(String),
+    /// An error about a statement that carried a secret, with the secret removed.
+    #[error("{0}")]
+    Redacted(String),
     #[error("internal error: {0}")]
     Internal(String),
     #[error(transparent)]
@@ -40,6 +43,22 @@ impl Error {
     pub fn answer(&self) -> String {
         format!("Error: {}", one_line(&self.to_string()))
     }
+}
+
+/// `e` without `secret` (a password or connection string the request carried):
+/// DuckDB quotes the statement after `LINE n:`, so that part goes, and any
+/// remaining occurrence of the secret (as written or as quoted) becomes `***`.
+pub fn redact(e: &Error, secret: &str) -> Error {
+    let mut message = e.to_string();
+    if let Some(i) = message.find("LINE ") {
+        message.truncate(i);
+    }
+    for form in [secret.replace('\'', "''"), secret.to_string()] {
+        if !form.is_empty() {
+            message = message.replace(&form, "***");
+        }
+    }
+    Error::Redacted(message.trim().to_string())
 }
 
 /// Newlines (DuckDB's messages have several) become spaces.
@@ -56,5 +75,19 @@ mod tests {
         let e = Error::Engine(pond_engine::Error::DuckDb("Parser Error: syntax error\n\nLINE 1: selec\r\n ^".into()));
         assert_eq!(e.answer(), "Error: Parser Error: syntax error  LINE 1: selec  ^");
         assert!(!e.answer().contains('\n'));
+    }
+
+    #[test]
+    fn secrets_are_cut_from_error_answers() {
+        let e = Error::Engine(pond_engine::Error::DuckDb(
+            "Parser Error: syntax error at or near \"LINK\"\n\nLINE 1: LINK DATABASE \"d\" TO POSTGRES 'host=x password=it''s-sec..."
+                .into(),
+        ));
+        let r = redact(&e, "host=x password=it's-secret");
+        assert_eq!(r.answer(), "Error: Parser Error: syntax error at or near \"LINK\"");
+        let e = Error::Engine(pond_engine::Error::InvalidRequest(
+            "cannot reach 'host=x password=it''s-secret' nor host=x password=it's-secret".into(),
+        ));
+        assert_eq!(redact(&e, "host=x password=it's-secret").to_string(), "cannot reach '***' nor ***");
     }
 }
