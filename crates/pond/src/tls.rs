@@ -1,8 +1,7 @@
 //! TLS for every listener. [`TlsSettings`] names the PEM files given by
 //! `--tls-cert`, `--tls-key` and `--tls-client-ca`; [`TlsSettings::load`]
-//! turns them into one rustls [`ServerConfig`] that the Flight SQL and HTTP
-//! listeners share (a future PostgreSQL wire listener takes the same config:
-//! clone it to change its ALPN list). [`TlsListener`] accepts TCP connections
+//! turns them into one rustls [`ServerConfig`] that every listener shares (the
+//! PostgreSQL and TCP-DuckDB listeners clone it to change its ALPN list). [`TlsListener`] accepts TCP connections
 //! and completes their handshakes concurrently, so a slow client cannot hold
 //! up the others. [`generate_dev_certs`] writes a development CA, a server
 //! certificate and optionally a client certificate (`pond cert generate`).
