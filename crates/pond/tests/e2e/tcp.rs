@@ -278,3 +278,31 @@ async fn tcp_listener_speaks_tls_when_tls_is_configured() {
     assert!(!matches!(got, Ok(Ok(n)) if n > 0 && line == "success\n"), "{line:?}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limit_and_idle_timeout() {
+    let s = TestServer::start_with(|b| b.max_sessions(1).idle_timeout(Duration::from_secs(1))).await;
+    let mut first = s.tcp().await;
+    assert!(first.err("select 1").await.contains("login first"));
+    // The second connection is answered with the limit and closed.
+    let mut second = s.tcp().await;
+    let e = second.read_answer().await;
+    assert!(e.starts_with("Error: too many connections"), "{e}");
+    // A logged-in connection that stays quiet is told why it is closed.
+    first.ok(&format!("login admin {ADMIN_PASSWORD}")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let e = first.read_answer().await;
+    assert!(e.starts_with("Error: idle"), "{e}");
+    // Its slot is free again.
+    let mut third = None;
+    for _ in 0..50 {
+        let mut c = s.tcp().await;
+        if c.send(&format!("login admin {ADMIN_PASSWORD}")).await == "success" {
+            third = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(third.expect("a connection after the idle one closed").rows("select 1 as a").await, vec![json!({"a": 1})]);
+    s.stop().await;
+}
