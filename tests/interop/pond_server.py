@@ -109,6 +109,8 @@ class PondServer:
     http_addr: str = ""
     # The PostgreSQL listener ("" when it is off); read from the ready file.
     pg_addr: str = ""
+    # The TCP-DuckDB line-protocol listener ("" unless --tcp-addr is in extra_args); read from the ready file.
+    tcp_addr: str = ""
     # True when the server listens with TLS (--tls-cert/--tls-key in extra_args); read from the ready file.
     tls: bool = False
     log_path: Optional[Path] = None
@@ -124,6 +126,11 @@ class PondServer:
     @property
     def pg_host_port(self) -> tuple[str, int]:
         host, port = self.pg_addr.rsplit(":", 1)
+        return host, int(port)
+
+    @property
+    def tcp_host_port(self) -> tuple[str, int]:
+        host, port = self.tcp_addr.rsplit(":", 1)
         return host, int(port)
 
     @property
@@ -176,6 +183,7 @@ class PondServer:
                     self.flight_addr = info["flight"]
                     self.http_addr = info["http"]
                     self.pg_addr = info.get("pg") or ""
+                    self.tcp_addr = info.get("tcp") or ""
                     self.tls = bool(info.get("tls", False))
                     return self
                 except (json.JSONDecodeError, KeyError):

@@ -241,6 +241,10 @@ pub struct ListenArgs {
     /// token or JWT) or `password` (cleartext for everyone; tokens with any user name).
     #[arg(long = "pg-auth", env = "POND_PG_AUTH", default_value = "scram")]
     pub pg_auth: String,
+    /// TCP-DuckDB's line protocol listener (TCP-DuckDB used port 4000; port 0
+    /// picks a free port). Off unless set.
+    #[arg(long = "tcp-addr", env = "POND_TCP_ADDR")]
+    pub tcp_addr: Option<String>,
     /// IPC compression of Flight results: none, lz4 or zstd.
     #[arg(long = "flight-compression", env = "POND_FLIGHT_COMPRESSION", default_value = "none")]
     pub flight_compression: String,
@@ -443,6 +447,10 @@ impl ServeArgs {
             a => Some(a.parse().map_err(|e| format!("--pg-addr '{a}' is not an address (host:port) or 'off': {e}"))?),
         };
         c.pg_auth = self.listen.pg_auth.parse()?;
+        c.tcp_addr = match self.listen.tcp_addr.as_deref().map(str::trim) {
+            None | Some("off" | "none" | "") => None,
+            Some(a) => Some(a.parse().map_err(|e| format!("--tcp-addr '{a}' is not an address (host:port) or 'off': {e}"))?),
+        };
         c.flight_compression = self.listen.flight_compression.parse()?;
         c.max_body_bytes = self.listen.max_body_bytes;
         c.ingest_sync = pond_ingest::SyncMode::parse(&self.ingest.ingest_sync)
@@ -732,5 +740,17 @@ mod tests {
         assert_eq!(s.listen.http_addr.to_string(), "127.0.0.1:8000");
         assert_eq!(s.listen.pg_addr, "127.0.0.1:5433");
         assert_eq!(s.data_dir, PathBuf::from("./pond-data"));
+    }
+
+    #[test]
+    fn tcp_listener_is_off_unless_an_address_is_given() {
+        if std::env::var_os("POND_TCP_ADDR").is_none() {
+            assert_eq!(serve(&["serve"]).unwrap().server_config().unwrap().tcp_addr, None);
+        }
+        let c = serve(&["serve", "--tcp-addr", "127.0.0.1:4000"]).unwrap().server_config().unwrap();
+        assert_eq!(c.tcp_addr, Some("127.0.0.1:4000".parse().unwrap()));
+        assert_eq!(serve(&["serve", "--tcp-addr", "off"]).unwrap().server_config().unwrap().tcp_addr, None);
+        let e = serve(&["serve", "--tcp-addr", "nowhere"]).unwrap().server_config().unwrap_err();
+        assert!(e.contains("--tcp-addr 'nowhere'"), "{e}");
     }
 }

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub pg_addr: Option<SocketAddr>,
     /// How PostgreSQL clients authenticate: SCRAM-SHA-256 (default) or cleartext.
     pub pg_auth: pond_pgwire::PgAuth,
+    /// TCP-DuckDB's line protocol listener; `None` (the default) turns it off.
+    pub tcp_addr: Option<SocketAddr>,
     /// Password of the bootstrap `admin` on the first start (never logged).
     pub admin_password: Option<String>,
     pub flight_compression: Compression,
@@ -102,6 +104,7 @@ impl ServerConfig {
             http_addr: ([127, 0, 0, 1], 8000).into(),
             pg_addr: Some(([127, 0, 0, 1], 5433).into()),
             pg_auth: pond_pgwire::PgAuth::Scram,
+            tcp_addr: None,
             admin_password: None,
             flight_compression: Compression::None,
             max_body_bytes: 64 * 1024 * 1024,
@@ -149,6 +152,11 @@ impl ServerBuilder {
     /// PostgreSQL listener address (`None`: no PostgreSQL listener).
     pub fn pg_addr(mut self, addr: Option<SocketAddr>) -> Self {
         self.config.pg_addr = addr;
+        self
+    }
+    /// TCP-DuckDB protocol listener address (`None`, the default: no such listener).
+    pub fn tcp_addr(mut self, addr: Option<SocketAddr>) -> Self {
+        self.config.tcp_addr = addr;
         self
     }
     /// PostgreSQL authentication request: SCRAM-SHA-256 or cleartext password.
@@ -235,6 +243,7 @@ pub struct Server {
     flight_addr: SocketAddr,
     http_addr: SocketAddr,
     pg_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
     tls: bool,
     stop: watch::Sender<bool>,
     ready: Arc<AtomicBool>,
@@ -315,6 +324,16 @@ impl Server {
             (Some(l), Some(addr)) => Some(l.local_addr().map_err(|source| ServerError::Bind { addr, what: "PostgreSQL", source })?),
             _ => None,
         };
+        let tcp_listener = match config.tcp_addr {
+            Some(addr) => {
+                Some(tokio::net::TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, what: "TCP-DuckDB", source })?)
+            }
+            None => None,
+        };
+        let tcp_addr = match (&tcp_listener, config.tcp_addr) {
+            (Some(l), Some(addr)) => Some(l.local_addr().map_err(|source| ServerError::Bind { addr, what: "TCP-DuckDB", source })?),
+            _ => None,
+        };
         let http_addr = http_listener.local_addr().map_err(|source| ServerError::Bind { addr: config.http_addr, what: "HTTP", source })?;
 
         let (stop, stop_rx) = watch::channel(false);
@@ -359,6 +378,24 @@ impl Server {
             }));
         }
 
+        if let Some(listener) = tcp_listener {
+            let options = pond_tcp::TcpOptions {
+                max_connections: config.engine.max_sessions,
+                idle_timeout: config.engine.idle_timeout,
+                ..Default::default()
+            };
+            let server = pond_tcp::TcpServer::new(engine.clone(), options);
+            let rx = stop_rx.clone();
+            let tcp_tls = tls.clone();
+            tasks.push(tokio::spawn(async move {
+                let served = match tcp_tls {
+                    Some(config) => server.serve(tls::TlsListener::new(listener, tls::without_alpn(&config)), wait(rx)).await,
+                    None => server.serve(listener, wait(rx)).await,
+                };
+                served.map_err(|e| ServerError::Other(format!("TCP-DuckDB listener: {e}")))
+            }));
+        }
+
         // Close sessions that have been idle too long.
         let reaper_engine = engine.clone();
         let every = (config.engine.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(10));
@@ -381,12 +418,14 @@ impl Server {
             (Some(_), Some(_)) => "on, client certificates required",
         };
         let pg_text = pg_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
-        tracing::info!(flight = %flight_url, http = %http_url, pg = %pg_text, tls = tls_mode, data_dir = %data_dir.display(), "Pond is listening");
+        let tcp_text = tcp_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+        tracing::info!(flight = %flight_url, http = %http_url, pg = %pg_text, tcp = %tcp_text, tls = tls_mode, data_dir = %data_dir.display(), "Pond is listening");
         if let Some(path) = &config.ready_file {
             let doc = serde_json::json!({
                 "flight": flight_addr.to_string(),
                 "http": http_addr.to_string(),
                 "pg": pg_addr.map(|a| a.to_string()),
+                "tcp": tcp_addr.map(|a| a.to_string()),
                 "tls": tls.is_some(),
                 "flight_url": flight_url,
                 "http_url": http_url,
@@ -402,6 +441,7 @@ impl Server {
             flight_addr,
             http_addr,
             pg_addr,
+            tcp_addr,
             tls: tls.is_some(),
             stop,
             ready,
@@ -421,6 +461,11 @@ impl Server {
     /// The PostgreSQL listener's address, when it is on.
     pub fn pg_addr(&self) -> Option<SocketAddr> {
         self.pg_addr
+    }
+
+    /// The TCP-DuckDB protocol listener's address, when it is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     /// Whether the listeners speak TLS (`grpc+tls://`, `https://`).

@@ -1,8 +1,7 @@
 //! TLS for every listener. [`TlsSettings`] names the PEM files given by
 //! `--tls-cert`, `--tls-key` and `--tls-client-ca`; [`TlsSettings::load`]
-//! turns them into one rustls [`ServerConfig`] that the Flight SQL and HTTP
-//! listeners share (a future PostgreSQL wire listener takes the same config:
-//! clone it to change its ALPN list). [`TlsListener`] accepts TCP connections
+//! turns them into one rustls [`ServerConfig`] that every listener shares (the
+//! PostgreSQL and TCP-DuckDB listeners clone it to change its ALPN list). [`TlsListener`] accepts TCP connections
 //! and completes their handshakes concurrently, so a slow client cannot hold
 //! up the others. [`generate_dev_certs`] writes a development CA, a server
 //! certificate and optionally a client certificate (`pond cert generate`).
@@ -234,6 +233,23 @@ impl TlsListener {
             Some((Ok(conn), listener))
         })
     }
+}
+
+impl pond_tcp::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+
+    async fn accept(&mut self) -> std::io::Result<(Self::Io, SocketAddr)> {
+        Ok(self.next_connection().await)
+    }
+}
+
+/// The shared config for a listener whose protocol has no ALPN name (the
+/// TCP-DuckDB line protocol): a client that offers ALPN names is not refused
+/// for offering others than `h2`/`http/1.1`.
+pub fn without_alpn(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut config = (**config).clone();
+    config.alpn_protocols.clear();
+    Arc::new(config)
 }
 
 impl axum::serve::Listener for TlsListener {

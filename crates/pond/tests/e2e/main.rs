@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! End-to-end tests: a real Pond server (in-process, real listeners on
 //! ephemeral ports, real DuckDB, temp data dir) driven by real clients
-//! (arrow-flight's Flight SQL client and reqwest).
+//! (arrow-flight's Flight SQL client, reqwest, tokio-postgres, a raw
+//! socket for TCP-DuckDB's line protocol).
 
 mod adbc;
 mod catalogs;
@@ -15,6 +16,7 @@ mod lifecycle;
 mod msgpack;
 mod pgwire;
 mod security;
+mod tcp;
 mod tls;
 
 use std::path::PathBuf;
@@ -65,6 +67,7 @@ impl TestServer {
             .flight_addr("127.0.0.1:0".parse().unwrap())
             .http_addr("127.0.0.1:0".parse().unwrap())
             .pg_addr(Some("127.0.0.1:0".parse().unwrap()))
+            .tcp_addr(Some("127.0.0.1:0".parse().unwrap()))
             .extension_dir(extension_dir())
             .admin_password(ADMIN_PASSWORD)
             .engine_config(|e| {
