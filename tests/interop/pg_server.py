@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 SUPERUSER = "postgres"
 # Distinctive on purpose: tests grep Pond's files and logs for it.
-SUPERUSER_PASSWORD = "pgSuper-7Qz!x%41-canary"
+SUPERUSER_PASSWORD = "pgSuper-7Qz41-canary"
 PG_MAJOR = "15"
 
 

@@ -1001,6 +1001,21 @@ def test_trigger_mode_on_replica_wal_level(world, pc, postgres_replica):
     pc.execute(f"INSERT INTO {name}.main.t VALUES (-1, 'writable', 0)")
 
 
+def test_password_with_special_characters(world, pc, uname):
+    """A password with characters that must be percent-encoded in the URI (@ : / % ! # ? space)."""
+    pg, db, name = world.pg, world.source(), world.name()
+    role, pw = uname("special"), "p@ss:w/rd%41!#? x"
+    pg.create_role(role, pw, superuser=True)
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY)", db=db)
+    pg.execute("INSERT INTO t VALUES (1)", db=db)
+    dsn = pg.dsn(role, pw, db)
+    assert "%40" in dsn and "%2541" in dsn
+    assert link(pc, name, dsn)["rows"] == 1
+    pg.execute("INSERT INTO t VALUES (2)", db=db)
+    sync(pc, name)
+    compare(pg, db, pc, name, "t", key="id")
+
+
 # --------------------------------------------------------------------------------------
 # m. the password stays secret (runs last: checks everything this module's Pond saw)
 # --------------------------------------------------------------------------------------
@@ -1009,8 +1024,7 @@ def test_password_never_stored_logged_or_shown(world, pc, lpond, uname):
     pg, db = world.pg, world.source()
     canary = "Canary-" + uuid.uuid4().hex[:12] + "-pw"
     role = uname("secretive")
-    pg.create_role(role, canary, replication=True, databases=(db,))
-    pg.execute(f"GRANT pg_read_all_data TO {role}")
+    pg.create_role(role, canary, superuser=True)
     with pg.connect(db, role, canary) as c:
         c.execute("CREATE TABLE t (id int PRIMARY KEY, v text)")
         c.execute("INSERT INTO t VALUES (1, 'a')")
