@@ -46,6 +46,7 @@ STREAM_TIMEOUT = 30.0  # seconds a streamed change may take to become visible wi
 
 def pond_connect(server, user: str = "admin", password: str = PASSWORD) -> psycopg.Connection:
     host, port = server.pg_host_port
+    SERVERS[port] = server
     return psycopg.connect(host=host, port=port, user=user, password=password, dbname="default",
                            autocommit=True, connect_timeout=10)
 
@@ -59,22 +60,45 @@ def lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def link(pond_conn, name: str, source: str, options: str = "", *, secret: bool = False) -> dict:
-    """LINK DATABASE name TO POSTGRES '<uri>' | SECRET 'name' [(options)]; its one answer row as a dict."""
+class LinkError(Exception):
+    """A statement refused by Pond over HTTP (status, message)."""
+
+
+def http_sql(server, sql: str, timeout: float = 900):
+    r = requests.post(f"{server.http_url}/api/v1/query", auth=("admin", PASSWORD), json={"sql": sql}, timeout=timeout)
+    if r.status_code != 200:
+        try:
+            msg = r.json().get("error", r.text)
+        except ValueError:
+            msg = r.text
+        raise LinkError(f"{r.status_code}: {msg}")
+    return r.json()
+
+
+def link_sql(name: str, source: str, options: str = "", *, secret: bool = False) -> str:
     src = f"SECRET {lit(source)}" if secret else lit(source)
-    sql = f"LINK DATABASE {name} TO POSTGRES {src}" + (f" ({options})" if options else "")
-    cur = pond_conn.execute(sql)
-    cols = [d.name for d in cur.description]
-    got = cur.fetchall()
+    return f"LINK DATABASE {name} TO POSTGRES {src}" + (f" ({options})" if options else "")
+
+
+def link(pond_conn, name: str, source: str, options: str = "", *, secret: bool = False) -> dict:
+    """LINK DATABASE name TO POSTGRES '<uri>' | SECRET 'name' [(options)] over HTTP on the server
+    `pond_conn` (a psycopg connection to Pond) belongs to; its one answer row as a dict.
+    (test_link_answer_over_pg_wire checks the same answer over the PostgreSQL protocol.)"""
+    body = http_sql(SERVERS[pond_conn.info.port], link_sql(name, source, options, secret=secret))
+    cols = [c["name"] for c in body["columns"]]
     assert cols == LINK_RESULT_COLUMNS, cols
-    assert len(got) == 1, got
-    return dict(zip(cols, got[0]))
+    assert len(body["data"]) == 1, body
+    return dict(zip(cols, body["data"][0]))
+
+
+# psycopg connections to Pond know their port; the tests' Pond servers by PostgreSQL port.
+SERVERS: dict[int, object] = {}
 
 
 def show_links(pond_conn) -> dict[str, dict]:
     cur = pond_conn.execute("SHOW LINKS")
     cols = [d.name for d in cur.description]
-    assert cols == SHOW_LINKS_COLUMNS, cols
+    assert [c for c in cols if c in SHOW_LINKS_COLUMNS] == SHOW_LINKS_COLUMNS, cols
     return {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
 
 
@@ -150,7 +174,7 @@ def slots(pg: PostgresServer, db: str) -> list[str]:
 
 
 def error_of(fn) -> str:
-    with pytest.raises(psycopg.Error) as e:
+    with pytest.raises((psycopg.Error, LinkError)) as e:
         fn()
     return str(e.value)
 
@@ -382,6 +406,25 @@ def test_copy_and_stream_every_type(world, pc):
     n = compare(pg, db, pc, name, "alltypes", TYPES_PG_SELECT, pond_cols=TYPES_POND_SELECT, key="id", norm=_norm_types)
     assert n == 2 * len(TYPES_ROWS) - 1
     assert pond_columns(pc, name, "alltypes") == EXPECTED_TYPES
+
+
+@pytest.mark.parametrize("protocol", ["simple", "extended"])
+def test_link_answer_over_pg_wire(world, pc, protocol):
+    """LINK over the PostgreSQL protocol answers its row (RowDescription + DataRow) and returns
+    only once the copy is done."""
+    pg, db, name = world.pg, world.source(), world.name()
+    pg.execute("CREATE TABLE t (id int PRIMARY KEY)", db=db)
+    pg.execute("INSERT INTO t SELECT generate_series(1, 50000)", db=db)
+    cur = pc.cursor()
+    # psycopg sends a statement without parameters as a simple Query; binary results force Parse/Bind/Execute.
+    cur.execute(link_sql(name, pg.dsn(db=db)), binary=(protocol == "extended"))
+    assert cur.description is not None, f"LINK over the {protocol} protocol answered no row (status {cur.statusmessage!r})"
+    assert [d.name for d in cur.description] == LINK_RESULT_COLUMNS
+    got = cur.fetchall()
+    assert len(got) == 1 and got[0][:4] == (name, "logical", 1, 50000), got
+    # Returned only once the copy was done.
+    assert rows(pc, f"SELECT count(*) FROM {name}.main.t") == [(50000,)]
+    assert show_links(pc)[name]["state"] in ("copying", "streaming")
 
 
 # --------------------------------------------------------------------------------------
