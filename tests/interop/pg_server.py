@@ -195,9 +195,17 @@ class PostgresServer:
                 time.sleep(0.1)
         raise PostgresStartError(f"PostgreSQL on port {self.port} not answering: {last}\n{self.log_tail()}")
 
-    def stop(self, mode: str = "fast") -> None:
-        if self.running():
-            self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop", check=False)
+    def stop(self, mode: str = "fast", timeout: int = 60) -> None:
+        """pg_ctl stop; raises PostgresStartError if the server is still up after `timeout` seconds."""
+        if not self.running():
+            return
+        r = self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", str(timeout), "stop",
+                      check=False, timeout=timeout + 30)
+        if r.returncode != 0 and self.running():
+            raise PostgresStartError(
+                f"PostgreSQL did not stop within {timeout}s (pg_ctl stop -m {mode}). A fast shutdown waits until every "
+                "WAL sender has sent all WAL and its client has confirmed it: a logical replication client that does "
+                f"not answer the server's keepalives holds it until wal_sender_timeout.\n{r.stdout}{r.stderr}\n{self.log_tail()}")
 
     def restart(self, *, wal_level: Optional[str] = None, mode: str = "fast") -> "PostgresServer":
         """Stop and start again on the same port with the same data (optionally another wal_level)."""
@@ -229,7 +237,15 @@ class PostgresServer:
             return True
 
     def cleanup(self) -> None:
-        self.stop("immediate")
+        try:
+            self.stop("immediate")
+        except PostgresStartError:
+            pid = self.pid()
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, n: int = 40) -> str:
