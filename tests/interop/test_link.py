@@ -122,6 +122,25 @@ def wait_for(pred, timeout: float, what: str, interval: float = 0.1):
     pytest.fail(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
+def poll(pc, sql: str, want: list[tuple], what: str, timeout: float = STREAM_TIMEOUT) -> None:
+    """Polls `sql` on the connection `pc` until it answers `want`. On a timeout the failure also
+    says what a fresh connection and HTTP see for the same query (a stale answer cached on
+    the polling connection looks different from a change that never arrived)."""
+    deadline = time.monotonic() + timeout
+    got = None
+    while time.monotonic() < deadline:
+        got = rows(pc, sql)
+        if got == want:
+            return
+        time.sleep(0.1)
+    server = SERVERS[pc.info.port]
+    with pond_connect(server) as fresh:
+        fresh_got = rows(fresh, sql)
+    http_got = [tuple(r) for r in http_sql(server, sql)["data"]]
+    pytest.fail(f"timed out after {timeout}s waiting for {what}: {sql!r} answered {got!r} on the polling connection; "
+                f"a new PostgreSQL-wire connection gets {fresh_got!r}, HTTP {http_got!r}; want {want!r}")
+
+
 def pond_table(name: str, table: str, schema: str = "public") -> str:
     return f"{name}.{'main' if schema == 'public' else schema}.{table}"
 
@@ -553,19 +572,19 @@ def test_changes_stream_without_sync(world, pc):
     assert rows(pc, f"SELECT count(*), sum(n) FROM {t}") == [(100, 5050)]
     with pg.connect(db) as c:
         c.execute("INSERT INTO t VALUES (101, 'streamed', 101)")
-    wait_for(lambda: rows(pc, f"SELECT v FROM {t} WHERE id = 101") == [("streamed",)], STREAM_TIMEOUT, "the insert")
+    poll(pc, f"SELECT v FROM {t} WHERE id = 101", [("streamed",)], "the insert")
     with pg.connect(db) as c:
         c.execute("UPDATE t SET v = 'changed', n = -5 WHERE id = 5")
-    wait_for(lambda: rows(pc, f"SELECT v, n FROM {t} WHERE id = 5") == [("changed", -5)], STREAM_TIMEOUT, "the update")
+    poll(pc, f"SELECT v, n FROM {t} WHERE id = 5", [("changed", -5)], "the update")
     with pg.connect(db) as c:
         c.execute("DELETE FROM t WHERE id = 7")
-    wait_for(lambda: rows(pc, f"SELECT count(*) FROM {t} WHERE id = 7") == [(0,)], STREAM_TIMEOUT, "the delete")
+    poll(pc, f"SELECT count(*) FROM {t} WHERE id = 7", [(0,)], "the delete")
     # A multi-statement transaction shows up whole.
     with pg.connect(db) as c:
         with c.transaction():
             c.execute("INSERT INTO t SELECT g, 'tx', g FROM generate_series(200, 299) g")
             c.execute("DELETE FROM t WHERE id BETWEEN 10 AND 19")
-    wait_for(lambda: rows(pc, f"SELECT count(*) FROM {t} WHERE id >= 200") == [(100,)], STREAM_TIMEOUT, "the transaction")
+    poll(pc, f"SELECT count(*) FROM {t} WHERE id >= 200", [(100,)], "the transaction")
     assert rows(pc, f"SELECT count(*) FROM {t} WHERE id BETWEEN 10 AND 19") == [(0,)]
     compare(pg, db, pc, name, "t", key="id")
     assert show_links(pc)[name]["state"] == "streaming"
@@ -690,7 +709,7 @@ def test_truncate(world, pc):
     link(pc, name, pg.dsn(db=db))
     with pg.connect(db) as c:
         c.execute("TRUNCATE tr")
-    wait_for(lambda: rows(pc, f"SELECT count(*) FROM {name}.main.tr") == [(0,)], STREAM_TIMEOUT, "TRUNCATE")
+    poll(pc, f"SELECT count(*) FROM {name}.main.tr", [(0,)], "TRUNCATE")
     with pg.connect(db) as c:
         c.execute("INSERT INTO tr VALUES (4, 'gone')")
         with c.transaction():
@@ -1031,7 +1050,7 @@ def test_trigger_mode_on_replica_wal_level(world, pc, postgres_replica):
     # Applied by the poll interval, without SYNC.
     with pg.connect(db) as c:
         c.execute("INSERT INTO t VALUES (1000, 'polled', 1.5)")
-    wait_for(lambda: rows(pc, f"SELECT v FROM {name}.main.t WHERE id = 1000") == [("polled",)], STREAM_TIMEOUT, "a polled insert")
+    poll(pc, f"SELECT v FROM {name}.main.t WHERE id = 1000", [("polled",)], "a polled insert")
     # Applied by SYNC: a burst including key updates on the composite key.
     with pg.connect(db) as c:
         for i in range(100):
