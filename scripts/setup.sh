@@ -30,12 +30,61 @@ pip_python() {
   return 1
 }
 
+# PostgreSQL 15 server binaries and pgbench: the real source of LINK DATABASE in the
+# interop tests (tests/interop/pg_server.py) and bench/link.py. Installed from Debian's
+# packages when missing; the tests start throwaway clusters of their own, so the
+# package's default cluster is neither created nor started.
+PG_BINDIR=/usr/lib/postgresql/15/bin
+ensure_postgres() {
+  if [ -x "$PG_BINDIR/postgres" ] && [ -x "$PG_BINDIR/initdb" ] && [ -x "$PG_BINDIR/pgbench" ]; then
+    return 0
+  fi
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "PostgreSQL 15 is missing ($PG_BINDIR/postgres) and this user cannot install packages" >&2
+      echo "(not root, no passwordless sudo): run 'sudo apt-get install -y postgresql-15 postgresql-client-15'" >&2
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "PostgreSQL 15 is missing ($PG_BINDIR/postgres) and there is no apt-get: install PostgreSQL 15" >&2
+    echo "(server and client, with pgbench) and set POND_PG_BINDIR to its bin directory" >&2
+    return 1
+  fi
+  echo "installing PostgreSQL 15 (postgresql-15, postgresql-client-15) with apt-get..." >&2
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold)
+  # No service starts during the install (containers and CI), unless a policy is already there.
+  local policy=/usr/sbin/policy-rc.d own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null && "${sudo[@]}" chmod 755 "$policy" && own_policy=1
+  fi
+  local ok=0
+  if "${apt[@]}" install --no-install-recommends postgresql-common >/dev/null 2>&1 \
+     || { "${apt[@]}" update >/dev/null && "${apt[@]}" install --no-install-recommends postgresql-common >/dev/null; }; then
+    # No default "main" cluster: tests and benchmarks run initdb on their own directories.
+    if [ -f /etc/postgresql-common/createcluster.conf ]; then
+      "${sudo[@]}" sed -i -E 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
+    fi
+    "${apt[@]}" install --no-install-recommends postgresql-15 postgresql-client-15 >/dev/null && ok=1
+  fi
+  if [ "$own_policy" = 1 ]; then "${sudo[@]}" rm -f "$policy"; fi
+  if [ "$ok" != 1 ] || [ ! -x "$PG_BINDIR/postgres" ] || [ ! -x "$PG_BINDIR/pgbench" ]; then
+    echo "could not install PostgreSQL 15 with apt-get (postgresql-15, postgresql-client-15): the LINK DATABASE" >&2
+    echo "tests and bench/link.py need $PG_BINDIR/postgres, initdb and pgbench" >&2
+    return 1
+  fi
+}
+
 if ! command -v cargo >/dev/null; then
   echo "cargo is required (https://rustup.rs)" >&2
   exit 1
 fi
 
 if [ "$mode" != "--serve" ]; then
+  ensure_postgres
   if [ ! -x "$POND_VENV/bin/python" ]; then
     python3 -m venv "$POND_VENV"
   fi

@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import PASSWORD, Http, adbc_connect, start_moto  # noqa: E402
 from pond_server import PondServer, PondStartError, ensure_extensions, pond_bin  # noqa: E402
+from pg_server import PostgresServer, PostgresStartError  # noqa: E402
 
 # Extensions the suite needs for the server and the in-process reference.
 NEEDED_EXTENSIONS = ["icu", "tpch"]
@@ -30,6 +31,44 @@ def moto():
     yield url
     proc.kill()
     proc.wait()
+
+
+def _start_postgres(wal_level: str, **kw) -> PostgresServer:
+    try:
+        return PostgresServer(wal_level, **kw).start()
+    except PostgresStartError as e:
+        pytest.fail(f"could not start PostgreSQL 15 (wal_level={wal_level}): {e}")
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A real PostgreSQL 15 with wal_level=logical for a module's tests (tests/interop/pg_server.py)."""
+    server = _start_postgres("logical")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="module")
+def postgres_replica():
+    """The same with wal_level=replica (no logical decoding: LINK must use triggers)."""
+    server = _start_postgres("replica")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def start_postgres():
+    """Factory for extra PostgreSQL servers: start_postgres(wal_level="logical", **kw); removed after the test."""
+    started = []
+
+    def make(wal_level: str = "logical", **kw) -> PostgresServer:
+        server = _start_postgres(wal_level, **kw)
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.cleanup()
 
 
 @pytest.fixture(scope="session")
