@@ -1003,25 +1003,6 @@ fn view_query(sql: &str) -> Option<String> {
     (!q.is_empty()).then(|| q.to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn view_text_to_query() {
-        assert_eq!(view_query("CREATE VIEW v AS SELECT * FROM t;").as_deref(), Some("SELECT * FROM t"));
-        assert_eq!(view_query("CREATE VIEW \"a as b\" AS SELECT 1 AS x;").as_deref(), Some("SELECT 1 AS x"));
-        assert_eq!(view_query("CREATE VIEW v(a, b) AS SELECT 1, 2;").as_deref(), Some("SELECT 1, 2"));
-        assert_eq!(view_query("garbage"), None);
-        // A quoted column name must not end the column list early.
-        assert_eq!(
-            view_query("CREATE VIEW v(\"a) AS SELECT 1 AS q --\") AS SELECT * FROM s.main.t;").as_deref(),
-            Some("SELECT * FROM s.main.t")
-        );
-        assert_eq!(view_query("CREATE VIEW \"x\"\"y\".main.v AS SELECT 2;").as_deref(), Some("SELECT 2"));
-    }
-}
-
 /// The databases a statement writes to (DML targets, DDL objects, COPY …
 /// FROM), resolved against `current_db`; `is_database` tells a database name
 /// from a schema name in two-part names. A statement sqlparser cannot read
@@ -1080,4 +1061,36 @@ pub(crate) fn written_databases(sql: &str, current_db: &str, is_database: &dyn F
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_text_to_query() {
+        assert_eq!(view_query("CREATE VIEW v AS SELECT * FROM t;").as_deref(), Some("SELECT * FROM t"));
+        assert_eq!(view_query("CREATE VIEW \"a as b\" AS SELECT 1 AS x;").as_deref(), Some("SELECT 1 AS x"));
+        assert_eq!(view_query("CREATE VIEW v(a, b) AS SELECT 1, 2;").as_deref(), Some("SELECT 1, 2"));
+        assert_eq!(view_query("garbage"), None);
+        // A quoted column name must not end the column list early.
+        assert_eq!(
+            view_query("CREATE VIEW v(\"a) AS SELECT 1 AS q --\") AS SELECT * FROM s.main.t;").as_deref(),
+            Some("SELECT * FROM s.main.t")
+        );
+        assert_eq!(view_query("CREATE VIEW \"x\"\"y\".main.v AS SELECT 2;").as_deref(), Some("SELECT 2"));
+    }
+
+    #[test]
+    fn written_databases_resolve_targets() {
+        let dbs = |n: &str| n == "shop" || n == "other";
+        assert_eq!(written_databases("INSERT INTO shop.main.t VALUES (1)", "default", &dbs), vec!["shop"]);
+        assert_eq!(written_databases("UPDATE t SET a = 1", "shop", &dbs), vec!["shop"]);
+        assert_eq!(written_databases("DELETE FROM shop.t", "default", &dbs), vec!["shop"]);
+        assert_eq!(written_databases("DELETE FROM s.t", "default", &dbs), vec!["default"]);
+        assert_eq!(written_databases("DROP TABLE other.main.x", "shop", &dbs), vec!["other"]);
+        assert_eq!(written_databases("CREATE TABLE x AS SELECT * FROM shop.main.t", "default", &dbs), vec!["default"]);
+        assert!(written_databases("SELECT * FROM shop.main.t", "shop", &dbs).is_empty());
+        assert_eq!(written_databases("TRUNCATE shop.main.t", "default", &dbs), vec!["shop"]);
+    }
 }

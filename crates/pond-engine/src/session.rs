@@ -1418,6 +1418,7 @@ fn redact(st: &Statement) -> String {
         Statement::Pond(PondStatement::CreateSecret(c)) => {
             return format!("CREATE SECRET {} (TYPE {}, values redacted)", c.name, c.secret_type)
         }
+        Statement::Pond(PondStatement::LinkDatabase { name, .. }) => return format!("LINK DATABASE {name} TO POSTGRES '***'"),
         Statement::Pond(p) if p.has_secret() => return "CREATE/ALTER USER … PASSWORD '***'".into(),
         Statement::Pond(p) => format!("{p:?}"),
         Statement::DuckDb(t) => t.clone(),

@@ -129,13 +129,22 @@ pub enum PondStatement {
     ShowLinks,
 }
 
-/// Where a link's connection comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a link's connection comes from. `Debug` never shows a connection string.
+#[derive(Clone, PartialEq, Eq)]
 pub enum LinkSource {
     /// A connection string written in the statement (sealed into a secret by LINK).
     Connection(String),
     /// A Pond secret of TYPE postgres.
     Secret(String),
+}
+
+impl std::fmt::Debug for LinkSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LinkSource::Connection(_) => f.write_str("Connection(<redacted>)"),
+            LinkSource::Secret(s) => write!(f, "Secret({s:?})"),
+        }
+    }
 }
 
 /// What a GRANT or REVOKE names, before resolution.
@@ -793,6 +802,26 @@ mod tests {
             })
         );
         assert!(classify("REFRESH CATALOG hive1 a b c").is_err());
+    }
+
+    #[test]
+    fn link_statements_parse_and_never_echo_the_connection() {
+        let st = classify("LINK DATABASE shop TO POSTGRES 'postgresql://u:hunter2@h/db' (SCHEMAS 'public,s2', MODE 'logical')").unwrap();
+        let Statement::Pond(p @ PondStatement::LinkDatabase { name, source, options }) = &st else { panic!() };
+        assert_eq!(name, "shop");
+        assert_eq!(source, &LinkSource::Connection("postgresql://u:hunter2@h/db".into()));
+        assert_eq!(options.get("SCHEMAS").map(String::as_str), Some("public,s2"));
+        assert!(p.has_secret());
+        assert!(!format!("{p:?}").contains("hunter2"));
+        let st = classify("link database crm to postgres secret 'crm_pg'").unwrap();
+        assert!(matches!(st, Statement::Pond(PondStatement::LinkDatabase { source: LinkSource::Secret(ref s), .. }) if s == "crm_pg"));
+        assert_eq!(classify("SYNC DATABASE shop").unwrap(), Statement::Pond(PondStatement::SyncDatabase { name: "shop".into() }));
+        assert_eq!(classify("unlink database shop;").unwrap(), Statement::Pond(PondStatement::UnlinkDatabase { name: "shop".into() }));
+        assert_eq!(classify("SHOW LINKS").unwrap(), Statement::Pond(PondStatement::ShowLinks));
+        let e = classify("LINK DATABASE shop TO POSTGRES 'postgresql://u:hunter2@h/db' (COLOR 'red')").unwrap_err().to_string();
+        assert!(e.contains("COLOR") && !e.contains("hunter2"), "{e}");
+        let e = classify("LINK DATABASE shop 'postgresql://u:hunter2@h/db'").unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
     }
 
     #[test]

@@ -201,7 +201,7 @@ impl Applier {
                 };
                 // Unchanged TOAST values: from the newest version in this batch, else from DuckDB.
                 let mut fill_from = None;
-                if row.iter().any(|v| *v == Value::Unchanged) {
+                if row.contains(&Value::Unchanged) {
                     let earlier = self.pending.get(&ti).and_then(|p| p.entries.get(&old_key));
                     match earlier {
                         Some(Entry::Upsert { row: prev, fill_from: prev_fill }) => {
@@ -210,7 +210,7 @@ impl Applier {
                                     *v = p.clone();
                                 }
                             }
-                            if row.iter().any(|v| *v == Value::Unchanged) {
+                            if row.contains(&Value::Unchanged) {
                                 fill_from = prev_fill.clone();
                             }
                         }

@@ -622,7 +622,7 @@ fn run_link(cfg: LinkConfig, mode: Mode, shared: Arc<Shared>, duck: duckdb::Conn
                 shared.sync_requested.store(false, Ordering::Relaxed);
                 while !shared.stop.load(Ordering::Relaxed)
                     && Instant::now() < until
-                    && !(shared.sync_requested.load(Ordering::Relaxed) && !permanent)
+                    && (permanent || !shared.sync_requested.load(Ordering::Relaxed))
                 {
                     shared.wake.wait_for(&mut g, Duration::from_millis(200));
                 }

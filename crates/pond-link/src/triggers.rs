@@ -138,6 +138,7 @@ pub fn poll(
     // Claimed batches this link already applied: the source deletes them now.
     catalog.execute("cleaning applied batches", &format!("DELETE FROM {s}.changes WHERE batch <= {persisted}"))?;
     let mut claims: u64 = shared.applied.load(Ordering::Relaxed);
+    shared.claims_started.store(claims, Ordering::Relaxed);
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             return Ok(());
