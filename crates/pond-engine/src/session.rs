@@ -1485,7 +1485,10 @@ fn bind_values(row: Option<&Vec<Value>>) -> Vec<Value> {
 }
 
 fn execute_update(conn: &duckdb::Connection, text: &str, params: Option<&ParamRows>, in_transaction: bool) -> Result<i64> {
-    let mut stmt = conn.prepare_cached(text)?;
+    // Prepared anew each time: DuckDB plans with the tables' statistics at
+    // prepare time (a filter on an empty table becomes an empty plan), so a
+    // cached statement can answer from data that has changed since.
+    let mut stmt = conn.prepare(text)?;
     match params {
         Some(rows) if rows.len() > 1 => {
             // Many parameter rows run as one transaction unless one is open.
@@ -1554,7 +1557,8 @@ fn produce(
                     Some(r) if !r.is_empty() => r.clone(),
                     _ => vec![Vec::new()],
                 };
-                let mut stmt = conn.prepare_cached(text)?;
+                // Not prepare_cached: see execute_update.
+                let mut stmt = conn.prepare(text)?;
                 let mut schema_sent = false;
                 for row in &rows {
                     let executed = stmt.stream_arrow(duckdb::params_from_iter(row.iter())).map(drop);

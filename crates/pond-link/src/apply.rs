@@ -132,7 +132,16 @@ impl Applier {
             }
             for c in added {
                 let mapped = catalog.map_type(c.type_oid, c.typmod)?;
-                conn.execute_batch(&format!("ALTER TABLE {quoted} ADD COLUMN {} {}", duck_ident(&c.name), mapped.duck))?;
+                // Rows that existed before the column read its default (PostgreSQL keeps it
+                // in the catalog, not in the rows, so no change carries it).
+                let default = match catalog.missing_value(&rel.schema, &rel.name, &c.name)? {
+                    Some(v) => {
+                        let text = to_duck_text(&mapped.text, &v)?;
+                        format!(" DEFAULT {}", mapped.duck_from_text(&format!("'{}'", text.replace('\'', "''"))))
+                    }
+                    None => String::new(),
+                };
+                conn.execute_batch(&format!("ALTER TABLE {quoted} ADD COLUMN {} {}{default}", duck_ident(&c.name), mapped.duck))?;
                 self.targets[ti].columns.push(Column { name: c.name.clone(), type_oid: c.type_oid, typmod: c.typmod, mapped });
             }
             let t = &mut self.targets[ti];

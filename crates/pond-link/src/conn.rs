@@ -89,6 +89,15 @@ impl Source {
         s
     }
 
+    /// `text` without the connection string or the password in it.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut t = text.replace(&self.libpq(), "<connection>");
+        if self.password.len() >= 3 {
+            t = t.replace(&self.password, "***");
+        }
+        t
+    }
+
     /// A control connection (simple and extended queries).
     pub fn connect(&self) -> Result<tokio_postgres::Client> {
         let config = self.config.clone();

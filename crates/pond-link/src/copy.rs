@@ -29,12 +29,17 @@ pub fn copy_tables(
     scanner: &Path,
     progress: &AtomicU64,
 ) -> Result<u64> {
-    let (tx, rx) = mpsc::sync_channel::<Result<(usize, RecordBatch)>>(16);
+    // `None` marks the end: a channel that closes without it means the copier died.
+    let (tx, rx) = mpsc::sync_channel::<Result<Option<(usize, RecordBatch)>>>(16);
     let libpq = source.libpq();
     let scanner = scanner.to_path_buf();
     let snapshot = snapshot.map(str::to_string);
     let queries: Vec<String> = tables.iter().map(select_sql).collect();
     let shown = source.to_string();
+    let shown_panic = shown.clone();
+    let libpq_panic = libpq.clone();
+    let source_copy = source.clone();
+    let source_panic = source.clone();
     let producer = std::thread::Builder::new()
         .name("pond-link-copy".into())
         .spawn(move || {
@@ -45,28 +50,48 @@ pub fn copy_tables(
                     .map_err(|e| Error::Internal(format!("cannot load DuckDB's postgres_scanner extension for the copy: {e}")))?;
                 copier
                     .execute_batch(&format!("ATTACH {} AS {SRC} (TYPE postgres, READ_ONLY)", pg_literal(&libpq)))
-                    .map_err(|e| Error::Source(format!("PostgreSQL at {shown}: {}", scrub(&e.to_string(), &libpq))))?;
+                    .map_err(|e| Error::Source(format!("PostgreSQL at {shown}: {}", scrub(&e.to_string(), &libpq, &source_copy))))?;
                 copier.execute_batch("BEGIN")?;
                 if let Some(s) = &snapshot {
                     let inner = format!("SET TRANSACTION SNAPSHOT {}", pg_literal(s));
                     copier.execute_batch(&format!("CALL postgres_execute('{SRC}', {})", pg_literal(&inner))).map_err(|e| {
-                        Error::Source(format!("cannot read at the replication slot's snapshot: {}", scrub(&e.to_string(), &libpq)))
+                        Error::Source(format!(
+                            "cannot read at the replication slot's snapshot: {}",
+                            scrub(&e.to_string(), &libpq, &source_copy)
+                        ))
                     })?;
                 }
                 for (i, q) in queries.iter().enumerate() {
-                    let mut stmt = copier.prepare(q).map_err(|e| Error::Duck(scrub(&e.to_string(), &libpq)))?;
-                    let batches = stmt.query_arrow([]).map_err(|e| Error::Duck(scrub(&e.to_string(), &libpq)))?;
+                    let mut stmt = copier.prepare(q).map_err(|e| Error::Duck(scrub(&e.to_string(), &libpq, &source_copy)))?;
+                    // Streamed: the table is never held whole in the copier.
+                    let batches = stmt.stream_arrow([]).map_err(|e| Error::Duck(scrub(&e.to_string(), &libpq, &source_copy)))?;
                     for b in batches {
-                        if tx.send(Ok((i, b))).is_err() {
+                        if tx.send(Ok(Some((i, b)))).is_err() {
                             return Ok(());
                         }
                     }
                 }
                 copier.execute_batch("COMMIT")?;
+                let _ = tx.send(Ok(None));
                 Ok(())
             };
-            if let Err(e) = run() {
-                let _ = tx.send(Err(e));
+            // duckdb's Arrow stream panics when fetching fails mid-way (the source went away).
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    let _ = tx.send(Err(e));
+                }
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "the copy stopped".into());
+                    let _ = tx.send(Err(Error::Source(format!(
+                        "reading from PostgreSQL at {shown_panic} failed: {}",
+                        scrub(&what, &libpq_panic, &source_panic)
+                    ))));
+                }
             }
         })
         .map_err(|e| Error::Internal(format!("cannot start the copy thread: {e}")))?;
@@ -74,8 +99,12 @@ pub fn copy_tables(
     let mut rows = 0u64;
     let mut current: Option<(usize, duckdb::Appender<'_>)> = None;
     let result = (|| -> Result<()> {
+        let mut finished = false;
         for item in rx {
-            let (i, batch) = item?;
+            let Some((i, batch)) = item? else {
+                finished = true;
+                break;
+            };
             if current.as_ref().map(|(c, _)| *c) != Some(i) {
                 if let Some((_, mut a)) = current.take() {
                     a.flush()?;
@@ -90,6 +119,9 @@ pub fn copy_tables(
         }
         if let Some((_, mut a)) = current.take() {
             a.flush()?;
+        }
+        if !finished {
+            return Err(Error::Internal("the copy ended before every table was read".into()));
         }
         Ok(())
     })();
@@ -106,7 +138,12 @@ fn select_sql(t: &Table) -> String {
         .iter()
         .map(|c| {
             let col = duck_ident(&c.name);
-            if c.mapped.native {
+            if let Some(n) = c.mapped.pad {
+                format!("rpad(CAST({col} AS VARCHAR), {n}, ' ')")
+            } else if c.mapped.duck == "INTERVAL" {
+                // Through text: the Arrow hand-off loses NULL intervals (they arrive as garbage).
+                format!("CAST(CAST({col} AS INTERVAL) AS VARCHAR)")
+            } else if c.mapped.native {
                 format!("CAST({col} AS {})", c.mapped.duck)
             } else {
                 c.mapped.duck_from_text(&col)
@@ -132,7 +169,7 @@ fn select_sql(t: &Table) -> String {
     format!("SELECT {} FROM postgres_query('{SRC}', {})", exprs.join(", "), pg_literal(&inner))
 }
 
-/// Removes the connection string from an error text (the scanner may echo it).
-fn scrub(text: &str, libpq: &str) -> String {
-    text.replace(libpq, "<connection>")
+/// Removes the connection string and password from an error text (the scanner may echo them).
+fn scrub(text: &str, libpq: &str, source: &Source) -> String {
+    source.scrub(&text.replace(libpq, "<connection>"))
 }

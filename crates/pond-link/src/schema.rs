@@ -135,6 +135,23 @@ impl Catalog {
         Ok(t)
     }
 
+    /// The value rows that existed before `ALTER TABLE … ADD COLUMN … DEFAULT`
+    /// read for the new column (`attmissingval`), as PostgreSQL's text.
+    pub fn missing_value(&self, schema: &str, table: &str, column: &str) -> Result<Option<String>> {
+        let rows = self.query(
+            "reading a new column's default",
+            &format!(
+                "SELECT attmissingval::text FROM pg_attribute WHERE attrelid = {}::regclass AND attname = {} AND atthasmissing",
+                pg_literal(&format!("{}.{}", pg_ident(schema), pg_ident(table))),
+                pg_literal(column)
+            ),
+        )?;
+        let Some(text) = rows.first().and_then(|r| r.get::<_, Option<String>>(0)) else { return Ok(None) };
+        let json = types::to_duck_text(&types::Text::Array(Box::new(types::Text::Plain), types::Json::String), &text)?;
+        let values: Vec<Option<String>> = serde_json::from_str(&json).map_err(|e| Error::Internal(format!("attmissingval: {e}")))?;
+        Ok(values.into_iter().next().flatten())
+    }
+
     pub fn map_type(&mut self, oid: u32, typmod: i32) -> Result<Mapped> {
         let mut resolve = |o: u32| self.pg_type(o);
         types::map(oid, typmod, &mut resolve)

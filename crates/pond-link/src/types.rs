@@ -55,15 +55,17 @@ pub struct Mapped {
     pub native: bool,
     /// A short note for SHOW LINKS (e.g. why a value is kept as text).
     pub note: Option<String>,
+    /// `char(n)`: PostgreSQL pads to n characters (the copy's scanner trims; the copy pads back).
+    pub pad: Option<i32>,
 }
 
 impl Mapped {
     fn plain(duck: &str) -> Mapped {
-        Mapped { duck: duck.into(), text: Text::Plain, native: true, note: None }
+        Mapped { duck: duck.into(), text: Text::Plain, native: true, note: None, pad: None }
     }
 
     fn as_text(note: String) -> Mapped {
-        Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: Some(note) }
+        Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: Some(note), pad: None }
     }
 
     /// The PostgreSQL expression the copy selects for a non-native column.
@@ -96,27 +98,28 @@ fn map_depth(oid: u32, typmod: i32, resolve: &mut dyn FnMut(u32) -> Result<PgTyp
     }
     let m = match oid {
         16 => Mapped::plain("BOOLEAN"),
-        17 => Mapped { duck: "BLOB".into(), text: Text::Bytea, native: true, note: None },
+        17 => Mapped { duck: "BLOB".into(), text: Text::Bytea, native: true, note: None, pad: None },
+        1042 if typmod > 4 => Mapped { pad: Some(typmod - 4), ..Mapped::plain("VARCHAR") },
         18 | 19 | 25 | 1042 | 1043 => Mapped::plain("VARCHAR"),
         20 => Mapped::plain("BIGINT"),
         21 => Mapped::plain("SMALLINT"),
         23 => Mapped::plain("INTEGER"),
         26 => Mapped::plain("UBIGINT"),
-        114 | 3802 => Mapped { duck: "JSON".into(), text: Text::Plain, native: false, note: None },
+        114 | 3802 => Mapped { duck: "JSON".into(), text: Text::Plain, native: false, note: None, pad: None },
         700 => Mapped::plain("FLOAT"),
         701 => Mapped::plain("DOUBLE"),
         1082 => Mapped::plain("DATE"),
         1083 => Mapped::plain("TIME"),
         1114 => Mapped::plain("TIMESTAMP"),
         1184 => Mapped::plain("TIMESTAMPTZ"),
-        1186 => Mapped { duck: "INTERVAL".into(), text: Text::Interval, native: true, note: None },
+        1186 => Mapped { duck: "INTERVAL".into(), text: Text::Interval, native: true, note: None, pad: None },
         2950 => Mapped::plain("UUID"),
         1700 => numeric(typmod),
         _ => {
             let t = resolve(oid)?;
             match t.kind {
                 'd' => return map_depth(t.base, t.base_typmod, resolve, depth + 1),
-                'e' => Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: None },
+                'e' => Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: None, pad: None },
                 _ if t.category == 'A' && t.elem != 0 => {
                     let e = map_depth(t.elem, typmod, resolve, depth + 1)?;
                     let json = match e.duck.as_str() {
@@ -131,9 +134,21 @@ fn map_depth(oid: u32, typmod: i32, resolve: &mut dyn FnMut(u32) -> Result<PgTyp
                         if e.duck == "BLOB" || e.duck == "INTERVAL" {
                             return Ok(Mapped::as_text(format!("{} is kept as PostgreSQL's text", t.name)));
                         }
-                        Mapped { duck: format!("{}[]", e.duck), text: Text::Array(Box::new(inner), json), native: e.native, note: e.note }
+                        Mapped {
+                            duck: format!("{}[]", e.duck),
+                            text: Text::Array(Box::new(inner), json),
+                            native: e.native,
+                            note: e.note,
+                            pad: None,
+                        }
                     } else {
-                        Mapped { duck: format!("{}[]", e.duck), text: Text::Array(Box::new(e.text), json), native: e.native, note: e.note }
+                        Mapped {
+                            duck: format!("{}[]", e.duck),
+                            text: Text::Array(Box::new(e.text), json),
+                            native: e.native,
+                            note: e.note,
+                            pad: None,
+                        }
                     }
                 }
                 _ => Mapped::as_text(format!("{} is kept as PostgreSQL's text", t.name)),
