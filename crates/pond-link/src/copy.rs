@@ -138,9 +138,7 @@ fn select_sql(t: &Table) -> String {
         .iter()
         .map(|c| {
             let col = duck_ident(&c.name);
-            if let Some(n) = c.mapped.pad {
-                format!("rpad(CAST({col} AS VARCHAR), {n}, ' ')")
-            } else if c.mapped.duck == "INTERVAL" {
+            if c.mapped.duck == "INTERVAL" {
                 // Through text: the Arrow hand-off loses NULL intervals (they arrive as garbage).
                 format!("CAST(CAST({col} AS INTERVAL) AS VARCHAR)")
             } else if c.mapped.native {

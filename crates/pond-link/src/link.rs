@@ -656,7 +656,7 @@ fn current_tables(duck: &duckdb::Connection, db: &str, source: Vec<Table>) -> Re
                     name,
                     type_oid: 0,
                     typmod: -1,
-                    mapped: crate::types::Mapped { duck: ty, text: crate::types::Text::Plain, native: true, note: None, pad: None },
+                    mapped: crate::types::Mapped { duck: ty, text: crate::types::Text::Plain, native: true, note: None },
                 })
             })
             .collect();

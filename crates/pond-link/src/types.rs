@@ -27,6 +27,8 @@ pub struct PgType {
 pub enum Text {
     /// DuckDB's cast reads PostgreSQL's text as is.
     Plain,
+    /// `char(n)`: trailing blanks are padding.
+    Unpadded,
     /// `\x0a0b` (hex) → DuckDB's `\x0A\x0B` blob text.
     Bytea,
     /// `1 year 2 mons -3 days +04:05:06` → `… microseconds` DuckDB reads.
@@ -55,17 +57,15 @@ pub struct Mapped {
     pub native: bool,
     /// A short note for SHOW LINKS (e.g. why a value is kept as text).
     pub note: Option<String>,
-    /// `char(n)`: PostgreSQL pads to n characters (the copy's scanner trims; the copy pads back).
-    pub pad: Option<i32>,
 }
 
 impl Mapped {
     fn plain(duck: &str) -> Mapped {
-        Mapped { duck: duck.into(), text: Text::Plain, native: true, note: None, pad: None }
+        Mapped { duck: duck.into(), text: Text::Plain, native: true, note: None }
     }
 
     fn as_text(note: String) -> Mapped {
-        Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: Some(note), pad: None }
+        Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: Some(note) }
     }
 
     /// The PostgreSQL expression the copy selects for a non-native column.
@@ -98,28 +98,29 @@ fn map_depth(oid: u32, typmod: i32, resolve: &mut dyn FnMut(u32) -> Result<PgTyp
     }
     let m = match oid {
         16 => Mapped::plain("BOOLEAN"),
-        17 => Mapped { duck: "BLOB".into(), text: Text::Bytea, native: true, note: None, pad: None },
-        1042 if typmod > 4 => Mapped { pad: Some(typmod - 4), ..Mapped::plain("VARCHAR") },
-        18 | 19 | 25 | 1042 | 1043 => Mapped::plain("VARCHAR"),
+        17 => Mapped { duck: "BLOB".into(), text: Text::Bytea, native: true, note: None },
+        // char(n) without its padding, as `::text` gives it in PostgreSQL (and the copy's scanner).
+        1042 => Mapped { text: Text::Unpadded, ..Mapped::plain("VARCHAR") },
+        18 | 19 | 25 | 1043 => Mapped::plain("VARCHAR"),
         20 => Mapped::plain("BIGINT"),
         21 => Mapped::plain("SMALLINT"),
         23 => Mapped::plain("INTEGER"),
         26 => Mapped::plain("UBIGINT"),
-        114 | 3802 => Mapped { duck: "JSON".into(), text: Text::Plain, native: false, note: None, pad: None },
+        114 | 3802 => Mapped { duck: "JSON".into(), text: Text::Plain, native: false, note: None },
         700 => Mapped::plain("FLOAT"),
         701 => Mapped::plain("DOUBLE"),
         1082 => Mapped::plain("DATE"),
         1083 => Mapped::plain("TIME"),
         1114 => Mapped::plain("TIMESTAMP"),
         1184 => Mapped::plain("TIMESTAMPTZ"),
-        1186 => Mapped { duck: "INTERVAL".into(), text: Text::Interval, native: true, note: None, pad: None },
+        1186 => Mapped { duck: "INTERVAL".into(), text: Text::Interval, native: true, note: None },
         2950 => Mapped::plain("UUID"),
         1700 => numeric(typmod),
         _ => {
             let t = resolve(oid)?;
             match t.kind {
                 'd' => return map_depth(t.base, t.base_typmod, resolve, depth + 1),
-                'e' => Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: None, pad: None },
+                'e' => Mapped { duck: "VARCHAR".into(), text: Text::Plain, native: false, note: None },
                 _ if t.category == 'A' && t.elem != 0 => {
                     let e = map_depth(t.elem, typmod, resolve, depth + 1)?;
                     let json = match e.duck.as_str() {
@@ -134,21 +135,9 @@ fn map_depth(oid: u32, typmod: i32, resolve: &mut dyn FnMut(u32) -> Result<PgTyp
                         if e.duck == "BLOB" || e.duck == "INTERVAL" {
                             return Ok(Mapped::as_text(format!("{} is kept as PostgreSQL's text", t.name)));
                         }
-                        Mapped {
-                            duck: format!("{}[]", e.duck),
-                            text: Text::Array(Box::new(inner), json),
-                            native: e.native,
-                            note: e.note,
-                            pad: None,
-                        }
+                        Mapped { duck: format!("{}[]", e.duck), text: Text::Array(Box::new(inner), json), native: e.native, note: e.note }
                     } else {
-                        Mapped {
-                            duck: format!("{}[]", e.duck),
-                            text: Text::Array(Box::new(e.text), json),
-                            native: e.native,
-                            note: e.note,
-                            pad: None,
-                        }
+                        Mapped { duck: format!("{}[]", e.duck), text: Text::Array(Box::new(e.text), json), native: e.native, note: e.note }
                     }
                 }
                 _ => Mapped::as_text(format!("{} is kept as PostgreSQL's text", t.name)),
@@ -175,6 +164,7 @@ fn numeric(typmod: i32) -> Mapped {
 pub fn to_duck_text(text: &Text, value: &str) -> Result<String> {
     match text {
         Text::Plain => Ok(value.to_string()),
+        Text::Unpadded => Ok(value.trim_end_matches(' ').to_string()),
         Text::Bytea => bytea(value),
         Text::Interval => interval(value),
         // Trigger mode delivers arrays as JSON already (row_to_json).
