@@ -354,7 +354,6 @@ impl Applier {
             }
         };
         let mut any_fill = false;
-        let mut any_delete = false;
         {
             let stage_name = stage.trim_start_matches("temp.main.").trim_matches('"').to_string();
             let mut app = conn.appender_to_catalog_and_db(&stage_name, "temp", "main")?;
@@ -385,7 +384,6 @@ impl Applier {
             for key in &p.order {
                 match &p.entries[key] {
                     Entry::Delete => {
-                        any_delete = true;
                         let mut row = vec![Value::Null; t.columns.len()];
                         for (k, &ci) in t.key.iter().enumerate() {
                             row[ci] = key[k].clone();
@@ -448,7 +446,6 @@ impl Applier {
             exprs.join(", "),
             q = t.quoted
         ));
-        let _ = any_delete;
         conn.execute_batch(&sql).map_err(|e| Error::Duck(format!("applying changes to {}.{}: {e}", t.schema, t.name)))?;
         self.applied += n as u64;
         Ok(())

@@ -26,7 +26,11 @@ pub const STATE_SCHEMA: &str = "_pond_link";
 /// Changes gathered before they are applied (inside a source transaction too).
 const CHUNK: usize = 20_000;
 /// A batch commits at the latest this long after its first transaction ended.
-const MAX_DELAY: Duration = Duration::from_millis(200);
+const MAX_DELAY: Duration = Duration::from_millis(250);
+/// An idle stream commits at once, but not sooner than this after the last
+/// commit: each batch costs a pass over the keys of every table it touches,
+/// so a busy stream must not commit per transaction.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// How long SYNC waits.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(300);
 /// PostgreSQL's epoch (2000-01-01) in Unix microseconds.
@@ -251,20 +255,7 @@ impl Link {
     fn note_tables(&self, tables: &[Table]) {
         let mut s = self.shared.status.lock();
         s.tables = tables.len();
-        s.notes.clear();
-        for t in tables {
-            if self.mode == Mode::Logical && !t.has_identity() {
-                s.notes.push(format!(
-                    "{}.{} has no primary key and no REPLICA IDENTITY FULL: only inserts and truncates are replicated",
-                    t.schema, t.name
-                ));
-            }
-            for c in &t.columns {
-                if let Some(n) = &c.mapped.note {
-                    s.notes.push(format!("{}.{}.{}: {n}", t.schema, t.name, c.name));
-                }
-            }
-        }
+        s.notes = notes(self.mode, tables);
     }
 
     fn start(&self, duck: duckdb::Connection, ready: Option<(Catalog, Vec<Table>)>) {
@@ -382,6 +373,25 @@ impl Link {
             Mode::Triggers => format!("the pond_{} triggers and audit table", self.cfg.id),
         }
     }
+}
+
+/// What SHOW LINKS says about the tables: what is not replicated, what is kept as text.
+fn notes(mode: Mode, tables: &[Table]) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in tables {
+        if mode == Mode::Logical && !t.has_identity() {
+            out.push(format!(
+                "{}.{} has no primary key and no REPLICA IDENTITY FULL: only inserts and truncates are replicated",
+                t.schema, t.name
+            ));
+        }
+        for c in &t.columns {
+            if let Some(n) = &c.mapped.note {
+                out.push(format!("{}.{}.{}: {n}", t.schema, t.name, c.name));
+            }
+        }
+    }
+    out
 }
 
 fn new_shared(cfg: &LinkConfig, mode: Mode, tables: usize) -> Arc<Shared> {
@@ -584,7 +594,7 @@ fn run_link(cfg: LinkConfig, mode: Mode, shared: Arc<Shared>, duck: duckdb::Conn
             {
                 let mut s = shared.status.lock();
                 s.tables = tables.len();
-                s.notes.retain(|_| true);
+                s.notes = notes(mode, &tables);
             }
             let position = read_position(&duck, &cfg.database)?.ok_or_else(|| Error::Internal("the copy recorded no position".into()))?;
             shared.applied.store(position, Ordering::Relaxed);
@@ -762,6 +772,8 @@ fn apply_stream(
     let mut batch_lsn: Option<u64> = None;
     let mut batch_started = Instant::now();
     let mut force = false;
+    let mut idle = false;
+    let mut last_commit = Instant::now();
     let mut peeked: Option<Event> = None;
     let begin = |open: &mut bool| -> Result<()> {
         if !*open {
@@ -777,7 +789,11 @@ fn apply_stream(
         let ev = match peeked.take() {
             Some(ev) => ev,
             None => {
-                let wait = if batch_lsn.is_some() { MAX_DELAY.saturating_sub(batch_started.elapsed()) } else { Duration::from_millis(300) };
+                let wait = if batch_lsn.is_some() {
+                    MAX_DELAY.saturating_sub(batch_started.elapsed()).min(MIN_INTERVAL.saturating_sub(last_commit.elapsed()))
+                } else {
+                    Duration::from_millis(300)
+                };
                 match rx.recv_timeout(wait) {
                     Ok(ev) => ev,
                     Err(RecvTimeoutError::Timeout) => {
@@ -785,6 +801,7 @@ fn apply_stream(
                             commit(duck, &cfg.database, &mut applier, &mut duck_txn, lsn, shared, acked)?;
                             applied = lsn;
                             batch_lsn = None;
+                            last_commit = Instant::now();
                         }
                         continue;
                     }
@@ -846,16 +863,21 @@ fn apply_stream(
             if peeked.is_none() {
                 match rx.try_recv() {
                     Ok(ev) => peeked = Some(ev),
-                    Err(mpsc::TryRecvError::Empty) => force = true,
-                    Err(mpsc::TryRecvError::Disconnected) => force = true,
+                    Err(mpsc::TryRecvError::Empty) | Err(mpsc::TryRecvError::Disconnected) => idle = true,
                 }
             }
-            if force || batch_started.elapsed() >= MAX_DELAY || applier.pending() >= CHUNK * 5 {
+            if force
+                || batch_started.elapsed() >= MAX_DELAY
+                || applier.pending() >= CHUNK * 5
+                || (idle && last_commit.elapsed() >= MIN_INTERVAL)
+            {
                 commit(duck, &cfg.database, &mut applier, &mut duck_txn, lsn, shared, acked)?;
                 applied = lsn;
                 batch_lsn = None;
                 force = false;
+                last_commit = Instant::now();
             }
+            idle = false;
         }
     }
 }
