@@ -29,7 +29,7 @@ pub mod paths;
 pub mod predicate;
 pub mod provider;
 pub mod reader;
-mod rt;
+use pond_rt as rt;
 pub mod types;
 
 pub use attach::AttachSpec;

@@ -14,7 +14,7 @@ mod copy;
 mod error;
 mod link;
 mod pgoutput;
-mod rt;
+use pond_rt as rt;
 mod schema;
 mod triggers;
 mod types;

@@ -446,7 +446,7 @@ pub(crate) fn read_position(duck: &duckdb::Connection, db: &str) -> Result<Optio
 }
 
 /// Creates the target tables (dropping leftovers of an unfinished copy) and the state table.
-pub(crate) fn prepare_target(duck: &duckdb::Connection, db: &str, tables: &[Table]) -> Result<()> {
+fn prepare_target(duck: &duckdb::Connection, db: &str, tables: &[Table]) -> Result<()> {
     let q = duck_ident(db);
     for t in tables {
         duck.execute_batch(&format!("DROP TABLE IF EXISTS {q}.{}.{}", duck_ident(t.duck_schema()), duck_ident(&t.name)))?;
@@ -457,6 +457,25 @@ pub(crate) fn prepare_target(duck: &duckdb::Connection, db: &str, tables: &[Tabl
          (position BIGINT NOT NULL, copied BOOLEAN NOT NULL, updated_at TIMESTAMPTZ NOT NULL)"
     ))?;
     Ok(())
+}
+
+/// Inside the caller's DuckDB transaction: fresh target tables, every table
+/// copied at the source's `snapshot`, and `position` recorded as where changes resume.
+pub(crate) fn copy_at(
+    cfg: &LinkConfig,
+    snapshot: &str,
+    tables: &[Table],
+    duck: &duckdb::Connection,
+    progress: &AtomicU64,
+    position: u64,
+) -> Result<u64> {
+    prepare_target(duck, &cfg.database, tables)?;
+    let rows = copy_tables(&cfg.source, Some(snapshot), tables, duck, &cfg.database, &cfg.scanner, progress)?;
+    duck.execute(
+        &format!("INSERT INTO {}.{STATE_SCHEMA}.state VALUES (?, true, now())", duck_ident(&cfg.database)),
+        duckdb::params![position as i64],
+    )?;
+    Ok(rows)
 }
 
 pub(crate) fn record_position(duck: &duckdb::Connection, db: &str, position: u64) -> Result<()> {
@@ -537,15 +556,7 @@ fn setup_and_copy_logical(
         Ok((client, lsn.0, field(2)))
     })?;
     duck.execute_batch("BEGIN")?;
-    let copied = (|| -> Result<u64> {
-        prepare_target(duck, &cfg.database, tables)?;
-        let rows = copy_tables(&cfg.source, Some(&snapshot), tables, duck, &cfg.database, &cfg.scanner, progress)?;
-        duck.execute(
-            &format!("INSERT INTO {}.{STATE_SCHEMA}.state VALUES (?, true, now())", duck_ident(&cfg.database)),
-            duckdb::params![consistent as i64],
-        )?;
-        Ok(rows)
-    })();
+    let copied = copy_at(cfg, &snapshot, tables, duck, progress, consistent);
     match copied {
         Ok(rows) => {
             duck.execute_batch("COMMIT")?;

@@ -14,11 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::apply::Applier;
-use crate::copy::copy_tables;
 use crate::error::{Error, Result};
-use crate::link::{prepare_target, record_position, LinkConfig, Shared};
+use crate::link::{copy_at, record_position, LinkConfig, Shared};
 use crate::pgoutput::{Message, RelColumn, Relation, Value};
-use crate::schema::{duck_ident, pg_ident, Catalog, Table};
+use crate::schema::{pg_ident, Catalog, Table};
 
 const PAGE: i64 = 20_000;
 
@@ -78,12 +77,7 @@ pub fn setup_and_copy(
         Ok(row.get::<_, String>(0))
     })?;
     duck.execute_batch("BEGIN")?;
-    let copied = (|| -> Result<u64> {
-        prepare_target(duck, &cfg.database, tables)?;
-        let rows = copy_tables(&cfg.source, Some(&snapshot), tables, duck, &cfg.database, &cfg.scanner, progress)?;
-        duck.execute(&format!("INSERT INTO {}.{}.state VALUES (0, true, now())", duck_ident(&cfg.database), crate::STATE_SCHEMA), [])?;
-        Ok(rows)
-    })();
+    let copied = copy_at(cfg, &snapshot, tables, duck, progress, 0);
     let end = if copied.is_ok() { "COMMIT" } else { "ROLLBACK" };
     let source_end = catalog.execute("finishing the copy", end);
     match (copied, source_end) {
