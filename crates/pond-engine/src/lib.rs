@@ -26,6 +26,7 @@ mod parser;
 mod sandbox;
 mod secrets;
 pub mod session;
+mod shape;
 pub mod sql;
 
 pub use config::{EngineConfig, PostgresCatalog, S3Config};

@@ -34,6 +34,14 @@ struct Inner {
     link_lag_seconds: Family<DatabaseLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     link_applied: Family<DatabaseLabel, Counter>,
     link_error: Family<DatabaseLabel, Gauge<i64, AtomicI64>>,
+    sandbox: Family<VerdictLabel, Counter>,
+}
+
+/// How a non-superuser's statement got its verdict: `checked` (the sandbox ran),
+/// `cached` (the same text before), `shape` (the same text but for literal values).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    pub verdict: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -72,6 +80,12 @@ impl Metrics {
         registry.register("link_lag_seconds", "Age of the oldest source change not yet applied", link_lag_seconds.clone());
         registry.register("link_applied_changes", "Changes applied from a linked PostgreSQL", link_applied.clone());
         registry.register("link_error", "1 while a link is in error", link_error.clone());
+        let sandbox = Family::<VerdictLabel, Counter>::default();
+        registry.register(
+            "sandbox_checks",
+            "Non-superuser statements by how their verdict was reached (checked, cached, shape)",
+            sandbox.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -85,6 +99,7 @@ impl Metrics {
                 link_lag_seconds,
                 link_applied,
                 link_error,
+                sandbox,
             }),
         }
     }
@@ -127,6 +142,10 @@ impl Metrics {
         self.inner.link_lag_seconds.get_or_create(&l).set(lag_seconds);
         self.inner.link_applied.get_or_create(&l).inc_by(applied_delta);
         self.inner.link_error.get_or_create(&l).set(error as i64);
+    }
+
+    pub(crate) fn sandbox_verdict(&self, verdict: &'static str) {
+        self.inner.sandbox.get_or_create(&VerdictLabel { verdict }).inc();
     }
 
     /// Prometheus text exposition.

@@ -255,8 +255,11 @@ pub struct Session {
     created: Instant,
     /// Macro names and tables/views seen by this session, with the catalog generation they were read at.
     catalog_cache: Mutex<(u64, CatalogView)>,
-    /// Sandbox verdicts by statement text (non-superusers; see [`AuthVerdict`]).
+    /// Sandbox verdicts by statement text, and by statement shape (literal
+    /// values taken out, see `shape.rs`) for statements the sandbox ran
+    /// unchanged (non-superusers; see [`AuthVerdict`]).
     auth_cache: Mutex<HashMap<String, AuthVerdict>>,
+    shape_cache: Mutex<HashMap<String, AuthVerdict>>,
 }
 
 impl Drop for Session {
@@ -297,6 +300,7 @@ impl Session {
             created: Instant::now(),
             catalog_cache: Mutex::new((0, (Arc::new(HashSet::new()), Arc::new(crate::sandbox::CatalogSnapshot::default())))),
             auth_cache: Mutex::new(HashMap::new()),
+            shape_cache: Mutex::new(HashMap::new()),
         }
     }
 
@@ -571,10 +575,13 @@ impl Session {
             return Ok((identity, None));
         }
         // A repeated statement (a prepared statement executed again, a dashboard
-        // refreshing) skips the sandbox while nothing its verdict rests on changed.
+        // refreshing) skips the sandbox while nothing its verdict rests on
+        // changed; so does one differing from a checked statement only in
+        // literal values (a point select with another id), by its shape.
         let key = match st {
             Statement::DuckDb(text) => Some((
                 text,
+                crate::shape::shape(text),
                 inner.auth.policy(),
                 inner.catalog_generation.load(Ordering::SeqCst),
                 inner.db_generation.load(Ordering::SeqCst),
@@ -582,25 +589,44 @@ impl Session {
             )),
             Statement::Pond(_) => None,
         };
-        if let Some((text, policy, catalog_generation, db_generation, target)) = &key {
-            if let Some(v) = self.auth_cache.lock().get(text.as_str()) {
-                if Arc::ptr_eq(&v.policy, policy)
+        if let Some((text, shape, policy, catalog_generation, db_generation, target)) = &key {
+            let valid = |v: &AuthVerdict| {
+                Arc::ptr_eq(&v.policy, policy)
                     && v.catalog_generation == *catalog_generation
                     && v.db_generation == *db_generation
                     && v.target == *target
-                {
+            };
+            if let Some(v) = self.auth_cache.lock().get(text.as_str()) {
+                if valid(v) {
+                    inner.metrics.sandbox_verdict("cached");
                     return Ok((identity, v.rewritten.clone()));
                 }
             }
+            if let Some(shape) = shape {
+                if let Some(v) = self.shape_cache.lock().get(shape) {
+                    // Only verdicts that ran the statement as written are kept by shape.
+                    if valid(v) {
+                        inner.metrics.sandbox_verdict("shape");
+                        return Ok((identity, None));
+                    }
+                }
+            }
+        }
+        if key.is_some() {
+            inner.metrics.sandbox_verdict("checked");
         }
         let r = self.check_statement(conn, st, &identity, &inner);
-        if let (Ok(rewritten), Some((text, policy, catalog_generation, db_generation, target))) = (&r, key) {
-            let mut cache = self.auth_cache.lock();
+        if let (Ok(rewritten), Some((text, shape, policy, catalog_generation, db_generation, target))) = (&r, key) {
+            let verdict = AuthVerdict { policy, catalog_generation, db_generation, target, rewritten: rewritten.clone() };
+            let (cache, key) = match shape {
+                Some(shape) if rewritten.is_none() => (&self.shape_cache, shape),
+                _ => (&self.auth_cache, text.clone()),
+            };
+            let mut cache = cache.lock();
             if cache.len() >= AUTH_CACHE_ENTRIES {
                 cache.clear();
             }
-            let verdict = AuthVerdict { policy, catalog_generation, db_generation, target, rewritten: rewritten.clone() };
-            cache.insert(text.clone(), verdict);
+            cache.insert(key, verdict);
         }
         if let Err(e) = &r {
             if e.kind() == crate::ErrorKind::PermissionDenied {

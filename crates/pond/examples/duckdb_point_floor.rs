@@ -7,7 +7,9 @@
 //! protocol, sessions, sandbox), its point-select rate cannot beat this.
 //! Used by `bench/pgwire.py`.
 //!
-//! `duckdb_point_floor [SECONDS] [ROWS]`; prints one JSON object.
+//! `duckdb_point_floor [SECONDS] [ROWS] [DB_FILE]`; prints one JSON object.
+//! With DB_FILE the table lives in a new file database there (as Pond's
+//! tables do) instead of in memory.
 
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -16,10 +18,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let seconds: f64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(5.0);
     let rows: i64 = args.next().map(|s| s.parse()).transpose()?.unwrap_or(100_000);
-    let db = duckdb::Connection::open_in_memory()?;
+    let db = match args.next() {
+        Some(path) => duckdb::Connection::open(path)?,
+        None => duckdb::Connection::open_in_memory()?,
+    };
     db.execute_batch(&format!(
         "SET threads = 1;
-         CREATE TABLE pgbench_accounts (aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, filler CHAR(84));
+         CREATE OR REPLACE TABLE pgbench_accounts (aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, filler CHAR(84));
          INSERT INTO pgbench_accounts SELECT range, (range - 1) // 100000 + 1, range % 1000, '' FROM range(1, {rows} + 1);"
     ))?;
     let version: String = db.query_row("SELECT version()", [], |r| r.get(0))?;

@@ -363,3 +363,53 @@ async fn roles_group_grants() {
     let (status, body) = http(&s, ("admin", ADMIN_PASSWORD), "DROP ROLE alice").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+/// The count of `pond_sandbox_checks_total{verdict=…}` on /metrics.
+async fn sandbox_checks(s: &TestServer, verdict: &str) -> u64 {
+    let text = reqwest::Client::new()
+        .get(s.http_url("/metrics"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("pond_sandbox_checks_total{{verdict=\"{verdict}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(prefix.as_str())).map(|v| v.trim().parse().unwrap()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statements_differing_only_in_values_share_a_verdict_and_nothing_else_does() {
+    let s = TestServer::start().await;
+    setup(&s).await;
+    let mut alice = s.flight_as("alice", "alice-pw-123").await.unwrap();
+    let checked = sandbox_checks(&s, "checked").await;
+    let r = query(&mut alice, "SELECT i FROM pub.main.t WHERE i = 1").await.unwrap();
+    assert_eq!(column_strings(&r, 0), vec!["1"]);
+    let shaped = sandbox_checks(&s, "shape").await;
+    let r = query(&mut alice, "SELECT i FROM pub.main.t WHERE i = 2").await.unwrap();
+    assert_eq!(column_strings(&r, 0), vec!["2"], "the second value's own rows, not the first's");
+    assert_eq!(sandbox_checks(&s, "shape").await, shaped + 1, "the second statement reused the first's verdict");
+    assert_eq!(sandbox_checks(&s, "checked").await, checked + 1);
+
+    // Another table, another database, a string where a table goes: checked, denied.
+    for sql in [
+        "SELECT v FROM sec.main.secret WHERE 1 = 1",
+        "SELECT i FROM pub.main.leaky WHERE i = 1",
+        "SELECT * FROM read_text('/etc/passwd') WHERE 1 = 1",
+    ] {
+        let e = query(&mut alice, sql).await.expect_err(sql);
+        assert!(denied(&e), "{sql}: {e}");
+    }
+    // A statement the sandbox rewrote (a listing limited to alice's objects) is
+    // never reused by shape: with another value it is rewritten again.
+    let sql = |db: &str| format!("SELECT DISTINCT table_catalog FROM information_schema.tables WHERE table_catalog <> '{db}'");
+    assert_eq!(column_strings(&query(&mut alice, &sql("nothing")).await.unwrap(), 0), vec!["pub"]);
+    assert!(column_strings(&query(&mut alice, &sql("pub")).await.unwrap(), 0).is_empty(), "sec stays hidden");
+
+    // A revoke applies to the next statement of every shape.
+    admin_sql(&s, "REVOKE READ ON DATABASE pub FROM alice").await;
+    let e = query(&mut alice, "SELECT i FROM pub.main.t WHERE i = 3").await.expect_err("revoked");
+    assert!(denied(&e), "{e}");
+}
