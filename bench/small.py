@@ -201,6 +201,11 @@ def select_one(pond: PondServer, n: int) -> dict:
     env = {"POND_PASSWORD": PASSWORD}
     out = {"flight_rust": run_json([example("latency"), pond.flight_addr, n], env)}
     log(f"Flight SQL SELECT 1 (Rust client): p50 {out['flight_rust']['p50_us']:.0f} us, p99 {out['flight_rust']['p99_us']:.0f} us")
+    out["flight_noop"] = run_json([example("small_statements"), "flight-noop", pond.flight_addr, n], env)
+    out["duckdb_select_1"] = run_json([example("small_statements"), "duckdb-select", n])
+    log(f"  floors: two Flight round trips without DuckDB (GetSqlInfo + DoGet) p50 {out['flight_noop']['p50_us']:.0f} us; "
+        f"DuckDB in process SELECT 1 p50 {out['duckdb_select_1']['default_threads']['p50_us']:.0f} us "
+        f"({out['duckdb_select_1']['threads_1']['p50_us']:.0f} us with 1 thread)")
     out["flight_rust_table_grant"] = run_json([example("latency"), pond.flight_addr, n],
                                               {"POND_PASSWORD": READER_PASSWORD, "POND_USER": "bench_reader"})
     log(f"  as the table-grant user: p50 {out['flight_rust_table_grant']['p50_us']:.0f} us")
@@ -274,10 +279,21 @@ def render(r: dict) -> str:
         lines += ["## 2. `SELECT 1` latency (one connection)", "", "| client | p50 | p90 | p99 |", "|---|---|---|---|"]
         for k, label in (("flight_rust", "Flight SQL, Rust client (GetFlightInfo + DoGet), superuser"),
                          ("flight_rust_table_grant", "Flight SQL, Rust client, user with one table grant"),
-                         ("http_keepalive", "HTTP POST /api/v1/query, keep-alive, bearer token")):
+                         ("http_keepalive", "HTTP POST /api/v1/query, keep-alive, bearer token"),
+                         ("flight_noop", "floor: GetSqlInfo + DoGet (two Flight round trips, no DuckDB)")):
             if k in s:
                 v = s[k]
                 lines.append(f"| {label} | {v['p50_us']:.0f} µs | {v['p90_us']:.0f} µs | {v['p99_us']:.0f} µs |")
+        for k, label in (("default_threads", "floor: DuckDB in process, prepare + execute + Arrow, default threads"),
+                         ("threads_1", "floor: DuckDB in process, the same with `SET threads = 1`")):
+            v = s.get("duckdb_select_1", {}).get(k)
+            if v:
+                lines.append(f"| {label} | {v['p50_us']:.0f} µs | {v['p90_us']:.0f} µs | {v['p99_us']:.0f} µs |")
+        if "flight_noop" in s and "duckdb_select_1" in s:
+            floor = s["flight_noop"]["p50_us"] + s["duckdb_select_1"]["default_threads"]["p50_us"]
+            lines.append("")
+            lines.append(f"Flight `SELECT 1` p50 / (round-trip floor + DuckDB floor, {floor:.0f} µs): "
+                         f"**{s['flight_rust']['p50_us'] / floor:.2f}**.")
         lines.append("")
     ins = r.get("inserts", {})
     if ins:

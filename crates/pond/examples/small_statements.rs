@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! small_statements http-select HOST:PORT QUERIES              # POST /api/v1/query, keep-alive
+//! small_statements flight-noop HOST:PORT QUERIES              # GetSqlInfo + DoGet: two round trips, no DuckDB
+//! small_statements duckdb-select QUERIES                      # SELECT 1 in process: prepare, execute, Arrow
 //! small_statements flight-insert HOST:PORT CLIENTS SECONDS auto|tx TABLE
 //! small_statements duckdb-insert DB_FILE CLIENTS SECONDS auto|tx
 //! ```
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::EndTransaction;
+use futures::TryStreamExt;
 use tonic::transport::Channel;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -25,6 +28,8 @@ fn main() -> Res<()> {
     let arg = |i: usize| args.get(i).cloned().ok_or_else(|| format!("missing argument {i}; see the file's header for usage"));
     match arg(0)?.as_str() {
         "http-select" => http_select(&arg(1)?, arg(2)?.parse()?),
+        "flight-noop" => flight_noop(&arg(1)?, arg(2)?.parse()?),
+        "duckdb-select" => duckdb_select(arg(1)?.parse()?),
         "flight-insert" => flight_insert(&arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?, tx_mode(&arg(4)?)?, &arg(5)?),
         "duckdb-insert" => duckdb_insert(&arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?, tx_mode(&arg(4)?)?),
         other => Err(format!("unknown mode {other}").into()),
@@ -93,6 +98,60 @@ fn http_select(addr: &str, n: usize) -> Res<()> {
         println!("{{\"queries\": {}, {}}}", samples.len(), latency_json(samples));
         Ok(())
     })
+}
+
+/// The same two Flight round trips as a query (GetFlightInfo + DoGet), for
+/// GetSqlInfo, which Pond answers from memory: what gRPC and the network cost
+/// without DuckDB, the floor under `SELECT 1` over Flight SQL.
+fn flight_noop(addr: &str, n: usize) -> Res<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let (user, password) = credentials()?;
+        let channel = Channel::from_shared(format!("http://{addr}"))?.tcp_nodelay(true).connect().await?;
+        let mut client = FlightSqlServiceClient::new(channel);
+        client.handshake(&user, &password).await?;
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..n + n / 10 {
+            let started = Instant::now();
+            let info = client.get_sql_info(vec![arrow_flight::sql::SqlInfo::FlightSqlServerName]).await?;
+            for ep in info.endpoint {
+                let _: Vec<_> = client.do_get(ep.ticket.ok_or("no ticket")?).await?.try_collect().await?;
+            }
+            if i >= n / 10 {
+                samples.push(started.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        println!("{{\"queries\": {}, {}}}", samples.len(), latency_json(samples));
+        Ok(())
+    })
+}
+
+/// DuckDB's own cost for `SELECT 1` as Pond runs it (prepare the text, execute,
+/// read the result as Arrow), in process, with DuckDB's default threads and with 1.
+fn duckdb_select(n: usize) -> Res<()> {
+    let mut parts = Vec::new();
+    for threads in [None, Some(1)] {
+        let conn = duckdb::Connection::open_in_memory()?;
+        if let Some(t) = threads {
+            conn.execute_batch(&format!("SET threads = {t}"))?;
+        }
+        let mut samples = Vec::with_capacity(n);
+        for i in 0..n + n / 10 {
+            let started = Instant::now();
+            let mut stmt = conn.prepare("SELECT 1")?;
+            let rows: usize = stmt.query_arrow([])?.map(|b| b.num_rows()).sum();
+            if rows != 1 {
+                return Err(format!("SELECT 1 gave {rows} rows").into());
+            }
+            if i >= n / 10 {
+                samples.push(started.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        let name = threads.map_or("default_threads".to_string(), |t| format!("threads_{t}"));
+        parts.push(format!("\"{name}\": {{{}}}", latency_json(samples)));
+    }
+    println!("{{{}}}", parts.join(", "));
+    Ok(())
 }
 
 /// Single-row INSERTs from `clients` Flight SQL connections (one tokio task each,
