@@ -76,6 +76,51 @@ pub(crate) struct Inner {
     pub(crate) secrets: pond_secrets::SecretStore,
     /// Databases linked to PostgreSQL (see `links.rs`).
     pub(crate) links: crate::links::Links,
+    /// Idle sessions of finished stateless requests, by caller, protocol and
+    /// database (see [`Engine::open_reusable_session`]).
+    idle: Mutex<HashMap<IdleKey, Vec<Arc<Session>>>>,
+}
+
+type IdleKey = (Identity, &'static str, Option<String>);
+
+/// Idle sessions kept per caller and database, and in all.
+const IDLE_PER_KEY: usize = 4;
+const IDLE_TOTAL: usize = 64;
+/// An idle session older than this is closed instead of reused.
+const IDLE_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A session for one stateless request (HTTP). Dropped when the request is
+/// done (its result fully sent), it goes back to the engine for the same
+/// caller's next request if it only read; otherwise it closes.
+pub struct ReusableSession {
+    session: Option<Arc<Session>>,
+    engine: std::sync::Weak<Inner>,
+    key: Option<IdleKey>,
+}
+
+impl std::ops::Deref for ReusableSession {
+    type Target = Arc<Session>;
+    fn deref(&self) -> &Arc<Session> {
+        self.session.as_ref().expect("session present until drop")
+    }
+}
+
+impl Drop for ReusableSession {
+    fn drop(&mut self) {
+        let (Some(session), Some(key), Some(inner)) = (self.session.take(), self.key.take(), self.engine.upgrade()) else { return };
+        if !session.reusable() || inner.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut idle = inner.idle.lock();
+        if idle.values().map(Vec::len).sum::<usize>() >= IDLE_TOTAL {
+            return;
+        }
+        let list = idle.entry(key).or_default();
+        if list.len() < IDLE_PER_KEY {
+            session.touch();
+            list.push(session);
+        }
+    }
 }
 
 impl Engine {
@@ -128,6 +173,7 @@ impl Engine {
             externals: Default::default(),
             secrets,
             links: Default::default(),
+            idle: Mutex::new(HashMap::new()),
         });
         let engine = Engine { inner };
         engine.attach_all()?;
@@ -480,6 +526,41 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("worker failed: {e}")))?
     }
 
+    /// A session for one stateless request: an idle one the same caller's
+    /// earlier request left (same identity, protocol and database; it ran only
+    /// reads and is done), else a new one. Saves opening a DuckDB connection
+    /// and a thread hand-off per request. The caller's rights are still
+    /// re-validated before each statement, as for any session.
+    pub async fn open_reusable_session(
+        &self,
+        identity: Identity,
+        protocol: &'static str,
+        database: Option<String>,
+    ) -> Result<ReusableSession> {
+        let key = (identity, protocol, database);
+        let reused = {
+            let mut idle = self.inner.idle.lock();
+            let mut found = None;
+            if let Some(list) = idle.get_mut(&key) {
+                while let Some(s) = list.pop() {
+                    if s.reusable() && s.idle_for() < IDLE_MAX_AGE {
+                        found = Some(s);
+                        break;
+                    }
+                }
+                if list.is_empty() {
+                    idle.remove(&key);
+                }
+            }
+            found
+        };
+        let session = match reused {
+            Some(s) => s,
+            None => self.open_session_async(key.0.clone(), protocol, key.2.clone(), false).await?,
+        };
+        Ok(ReusableSession { session: Some(session), engine: Arc::downgrade(&self.inner), key: Some(key) })
+    }
+
     pub fn session_exists(&self, id: &str) -> bool {
         self.inner.sessions.lock().contains_key(id)
     }
@@ -508,6 +589,10 @@ impl Engine {
 
     /// Closes registered sessions idle for longer than the idle timeout.
     pub fn reap_idle_sessions(&self) -> usize {
+        self.inner.idle.lock().retain(|_, list| {
+            list.retain(|s| s.idle_for() < IDLE_MAX_AGE);
+            !list.is_empty()
+        });
         let timeout = self.inner.config.idle_timeout;
         let idle: Vec<String> = self
             .inner
@@ -542,6 +627,7 @@ impl Engine {
             s.cancel();
         }
         drop(sessions);
+        self.inner.idle.lock().clear();
         self.cancel_all();
         self.stop_links();
         let root = self.inner.root.lock();

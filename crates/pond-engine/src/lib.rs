@@ -30,7 +30,7 @@ mod shape;
 pub mod sql;
 
 pub use config::{EngineConfig, PostgresCatalog, S3Config};
-pub use engine::{DatabaseInfo, Engine, AUDIT_CATALOG, DEFAULT_DATABASE};
+pub use engine::{DatabaseInfo, Engine, ReusableSession, AUDIT_CATALOG, DEFAULT_DATABASE};
 pub use error::{Error, ErrorKind, Result};
 pub use metrics::Metrics;
 pub use session::{IngestMessage, IngestMode, IngestRequest, PreparedInfo, QueryStream, Session};

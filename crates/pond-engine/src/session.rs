@@ -260,6 +260,11 @@ pub struct Session {
     /// unchanged (non-superusers; see [`AuthVerdict`]).
     auth_cache: Mutex<HashMap<String, AuthVerdict>>,
     shape_cache: Mutex<HashMap<String, AuthVerdict>>,
+    /// Every statement so far only read (SELECT, WITH, FROM, VALUES): the
+    /// session holds nothing a stateless request left behind (no temporary
+    /// objects, settings, USE, transaction), so the engine may hand it to the
+    /// same caller's next request (see [`crate::Engine::open_reusable_session`]).
+    only_read: AtomicBool,
 }
 
 impl Drop for Session {
@@ -301,7 +306,13 @@ impl Session {
             catalog_cache: Mutex::new((0, (Arc::new(HashSet::new()), Arc::new(crate::sandbox::CatalogSnapshot::default())))),
             auth_cache: Mutex::new(HashMap::new()),
             shape_cache: Mutex::new(HashMap::new()),
+            only_read: AtomicBool::new(true),
         }
+    }
+
+    /// See `only_read`: nothing but reads ran, nothing runs now, no transaction is open.
+    pub(crate) fn reusable(&self) -> bool {
+        self.only_read.load(Ordering::SeqCst) && !self.is_running() && !self.in_transaction()
     }
 
     fn engine(&self) -> Result<Arc<Inner>> {
@@ -469,6 +480,10 @@ impl Session {
             if let Err(e) = r {
                 let _ = send(run, &tx, Msg::Error(session.sanitize(run.map_error(e))));
             }
+            // Done before the stream ends (the channel closes with `tx`): whoever
+            // sees the end finds the session idle, and nothing is left to interrupt.
+            run.finished.store(true, Ordering::SeqCst);
+            drop(tx);
             Ok(())
         });
         // If the caller goes away while DuckDB is still working towards the
@@ -547,6 +562,10 @@ impl Session {
     /// else goes through the sandbox. Denials are audited. Returns the fresh
     /// identity, and the text to run instead when catalog listings were limited.
     pub(crate) fn authorize(&self, conn: &duckdb::Connection, st: &Statement) -> Result<(Identity, Option<String>)> {
+        let reads = matches!(st, Statement::DuckDb(text) if matches!(first_word(text).as_str(), "select" | "with" | "from" | "values"));
+        if !reads {
+            self.only_read.store(false, Ordering::SeqCst);
+        }
         if let Statement::DuckDb(text) = st {
             // Linked databases follow their source: nobody writes to them.
             let current = self.state.lock().conn_target.0.clone();

@@ -61,7 +61,8 @@ pub async fn query(
         other => return Err(HttpError::bad_request(format!("unknown format '{other}' in field 'format' (json, arrow, csv)"))),
     };
     let started = Instant::now();
-    let session = state.engine.open_session_async(identity, "http", req.database.clone(), false).await?;
+    // The same caller's next request may reuse this session once the result is sent.
+    let session = state.engine.open_reusable_session(identity, "http", req.database.clone()).await?;
     let stream = session.query(&req.sql, None).await?;
     let metrics = state.engine.metrics().clone();
     let body_stream = match format {
@@ -69,7 +70,9 @@ pub async fn query(
         Format::Arrow => arrow_body(stream).boxed(),
         Format::Csv => csv_body(stream).boxed(),
     };
+    // The session lives as long as the body: it is handed back when the last byte is out.
     let counted = body_stream.map(move |chunk: Result<Bytes, std::io::Error>| {
+        let _keep = &session;
         if let Ok(b) = &chunk {
             metrics.sent("http", b.len() as u64, 0);
         }

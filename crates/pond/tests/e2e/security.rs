@@ -413,3 +413,34 @@ async fn statements_differing_only_in_values_share_a_verdict_and_nothing_else_do
     let e = query(&mut alice, "SELECT i FROM pub.main.t WHERE i = 3").await.expect_err("revoked");
     assert!(denied(&e), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_requests_of_one_caller_reuse_a_session_that_only_read() {
+    let s = TestServer::start().await;
+    setup(&s).await;
+    admin_sql(&s, "CREATE USER bob PASSWORD 'bob-pw-12345'").await;
+    admin_sql(&s, "GRANT READ ON DATABASE pub TO bob").await;
+    let alice = ("alice", "alice-pw-123");
+    let sql = "SELECT count(*) AS n FROM pub.main.t";
+    let (status, body) = http(&s, alice, sql).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // The second request runs on the first one's session: its verdict is still there.
+    let cached = sandbox_checks(&s, "cached").await;
+    let (status, body) = http(&s, alice, sql).await;
+    assert_eq!((status, body["data"][0][0].clone()), (StatusCode::OK, json!(3)), "{body}");
+    assert_eq!(sandbox_checks(&s, "cached").await, cached + 1, "alice's session was reused");
+    // Another caller never gets it.
+    let checked = sandbox_checks(&s, "checked").await;
+    let (status, _) = http(&s, ("bob", "bob-pw-12345"), sql).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sandbox_checks(&s, "checked").await, checked + 1, "bob's statement was checked on a session of his own");
+    // A request that leaves state behind (a temporary table) is not reused:
+    // each request still starts clean.
+    admin_sql(&s, "CREATE TEMP TABLE scratch AS SELECT 42 AS v").await;
+    let (status, body) = http(&s, ("admin", ADMIN_PASSWORD), "SELECT v FROM scratch").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // A revoke reaches a reused session at its next statement.
+    admin_sql(&s, "REVOKE READ ON DATABASE pub FROM alice").await;
+    let (status, body) = http(&s, alice, sql).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+}
