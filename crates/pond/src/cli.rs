@@ -1,11 +1,14 @@
-//! Command line: `pond serve`, `pond sql`, `pond version`, `pond extensions install`,
-//! `pond cert generate`, and the administration commands `pond user`, `pond grant`,
-//! `pond revoke`, `pond grants`, `pond token` (clients of a running server's HTTP API).
+//! Command line: `pond serve`, `pond doctor`, `pond health`, `pond sql`, `pond version`,
+//! `pond extensions install`, `pond cert generate`, `pond config reference`, and the
+//! administration commands `pond user`, `pond grant`, `pond revoke`, `pond grants`,
+//! `pond token` (clients of a running server's HTTP API).
 //!
 //! Every flag also reads an environment variable. `pond serve --config FILE`
 //! (POND_CONFIG) reads a TOML file with the same settings, keys spelled like
-//! the long flags (`flight-addr = "0.0.0.0:32010"`; `flight_addr` also works).
-//! Precedence: flag > environment > file > default.
+//! the long flags (`flight-addr = "0.0.0.0:32010"`; `flight_addr` also works);
+//! `pond doctor` takes the same flags, variables and file. Precedence: flag >
+//! environment > file > default. `docs/configuration.md` is generated from
+//! these definitions (`pond config reference`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -27,6 +30,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Check a data dir, the extensions, ports, TLS and key files as `pond serve`
+    /// with the same flags would meet them; exits non-zero when a check fails.
+    Doctor(ServeArgs),
+    /// Probe a running server's HTTP /health endpoint (for container health checks).
+    Health(HealthArgs),
     /// Interactive SQL shell over Flight SQL.
     Sql(SqlArgs),
     /// Print version information.
@@ -35,6 +43,11 @@ pub enum Command {
     Extensions {
         #[command(subcommand)]
         command: ExtensionsCommand,
+    },
+    /// Configuration reference.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// TLS certificates for development and tests.
     Cert {
@@ -150,6 +163,45 @@ pub enum TokenCommand {
     Revoke { id: String },
     /// Delete a token.
     Delete { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print every flag, environment variable and config-file key with its
+    /// default and description, as Markdown (docs/configuration.md).
+    Reference,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// URL to probe (default: /health on --http-addr, loopback when it is 0.0.0.0 or ::).
+    #[arg(long = "url", env = "POND_HEALTH_URL")]
+    pub url: Option<String>,
+    /// The server's HTTP listener, as given to `pond serve`.
+    #[arg(long = "http-addr", env = "POND_HTTP_ADDR", default_value = "127.0.0.1:8000")]
+    pub http_addr: SocketAddr,
+    /// The server's certificate; when set the probe uses https (without
+    /// verifying the certificate, and only towards a loopback address).
+    #[arg(long = "tls-cert", env = "POND_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Give up after this many milliseconds.
+    #[arg(long = "timeout-ms", env = "POND_HEALTH_TIMEOUT_MS", default_value_t = 3000)]
+    pub timeout_ms: u64,
+}
+
+impl HealthArgs {
+    /// The URL to probe.
+    pub fn target(&self) -> String {
+        if let Some(url) = &self.url {
+            return url.clone();
+        }
+        let mut addr = self.http_addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        format!("{scheme}://{addr}/health")
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -560,14 +612,14 @@ pub fn parse() -> Result<Cli, String> {
 pub fn parse_from(args: Vec<String>) -> Result<Cli, String> {
     let matches = Cli::command().get_matches_from(&args);
     let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
-    let Command::Serve(serve) = &cli.command else { return Ok(cli) };
+    let (Command::Serve(serve) | Command::Doctor(serve)) = &cli.command else { return Ok(cli) };
     let Some(path) = &serve.config else { return Ok(cli) };
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
     let table: toml::Table = text.parse().map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
-    let Some((_, sub)) = matches.subcommand() else { return Ok(cli) };
+    let Some((name, sub)) = matches.subcommand() else { return Ok(cli) };
     // Long names of serve's flags, and whether each takes a value (`--x=false`) or is a switch.
     let known: Vec<(String, bool)> = Cli::command()
-        .find_subcommand("serve")
+        .find_subcommand(name)
         .map(|c| c.get_arguments().filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_action().takes_values()))).collect())
         .unwrap_or_default();
     let mut injected = Vec::new();
@@ -600,7 +652,7 @@ pub fn parse_from(args: Vec<String>) -> Result<Cli, String> {
         injected.push(format!("--{long}={text}"));
     }
     // Re-parse with the file's settings placed before the user's own flags.
-    let pos = args.iter().position(|a| a == "serve").map(|p| p + 1).unwrap_or(args.len());
+    let pos = args.iter().position(|a| a == name).map(|p| p + 1).unwrap_or(args.len());
     let mut merged = args[..pos].to_vec();
     merged.extend(injected);
     merged.extend_from_slice(&args[pos..]);

@@ -17,6 +17,7 @@
 //!
 //! TLS (and mutual TLS) for every listener lives in [`tls`].
 
+pub mod doctor;
 pub mod tls;
 
 use std::net::SocketAddr;

@@ -3,11 +3,12 @@
 
 mod admin;
 mod cli;
+mod reference;
 mod shell;
 
 use std::process::ExitCode;
 
-use cli::{CertCommand, Command, ExtensionsCommand};
+use cli::{CertCommand, Command, ConfigCommand, ExtensionsCommand};
 
 fn init_logging(format: &str, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -38,6 +39,12 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Doctor(args) => doctor(args).await,
+            Command::Health(args) => health(&args).await,
+            Command::Config { command: ConfigCommand::Reference } => {
+                print!("{}", reference::markdown());
+                Ok(())
+            }
             Command::Sql(args) => sql(args).await,
             Command::Version => {
                 println!("pond {} (DuckDB {})", env!("CARGO_PKG_VERSION"), pond_engine::extensions::DUCKDB_VERSION);
@@ -90,6 +97,43 @@ async fn serve(args: cli::ServeArgs) -> Result<(), String> {
     tracing::info!("shutting down: draining requests and checkpointing databases");
     server.shutdown().await.map_err(|e| e.to_string())?;
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// `pond doctor`: the same settings as `pond serve`, checked instead of used.
+async fn doctor(args: cli::ServeArgs) -> Result<(), String> {
+    let config = args.server_config()?;
+    let keys =
+        pond::doctor::KeyFiles { jwt_secret_file: args.auth.jwt_secret_file.clone(), jwt_public_keys: args.auth.jwt_public_keys.clone() };
+    let master_key = std::env::var(pond_secrets::MASTER_KEY_ENV).ok();
+    let report =
+        tokio::task::spawn_blocking(move || pond::doctor::run(&config, &keys, master_key.as_deref())).await.map_err(|e| e.to_string())?;
+    print!("{}", report.render());
+    if report.failed() {
+        return Err("pond doctor found problems (the FAIL lines above say how to fix them)".into());
+    }
+    Ok(())
+}
+
+/// `pond health`: GET /health of a running server; success only on a 2xx answer.
+async fn health(args: &cli::HealthArgs) -> Result<(), String> {
+    let url = args.target();
+    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("--url '{url}': {e}"))?;
+    let host = parsed.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    // The probe checks that the local process answers; it sends no credentials,
+    // so an unverified certificate is acceptable towards loopback only.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(args.timeout_ms))
+        .danger_accept_invalid_certs(loopback && parsed.scheme() == "https")
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client.get(parsed).send().await.map_err(|e| format!("{url}: {e}"))?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(format!("{url}: {status}"));
+    }
+    println!("{url}: {status}");
     Ok(())
 }
 
