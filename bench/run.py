@@ -207,9 +207,11 @@ def start_pond(sf: float, ext_dir: Path) -> PondServer:
 
 QUACK_SERVER = textwrap.dedent("""
     import sys, time, duckdb
-    db, ext_dir, port, token = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+    db, ext_dir, port, token, writable = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "1"
     try:
-        con = duckdb.connect(db, read_only=True, config={"extension_directory": ext_dir})
+        con = duckdb.connect(db, read_only=not writable, config={"extension_directory": ext_dir})
+        if writable:
+            con.execute("CREATE TABLE IF NOT EXISTS ins (client INTEGER, n BIGINT, payload VARCHAR)")
         con.execute("LOAD httpfs")
         con.execute("LOAD quack")
         con.execute(f"FROM quack_serve('quack:localhost:{port}', token => '{token}', disable_ssl => true)").fetchall()
@@ -223,15 +225,19 @@ QUACK_SERVER = textwrap.dedent("""
 
 
 class Quack:
-    def __init__(self, db: Path, ext_dir: Path):
-        self.db, self.ext_dir = db, ext_dir
+    """A Quack server on `db` (read-only; `writable` opens it for writes and creates
+    the insert benchmark's table `ins`), and its clients."""
+
+    def __init__(self, db: Path, ext_dir: Path, writable: bool = False):
+        self.db, self.ext_dir, self.writable = db, ext_dir, writable
         self.port = free_port()
         self.token = "bench-quack-token"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", QUACK_SERVER, str(self.db), str(self.ext_dir), str(self.port), self.token],
+            [sys.executable, "-c", QUACK_SERVER, str(self.db), str(self.ext_dir), str(self.port), self.token,
+             "1" if self.writable else "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -85,54 +84,10 @@ def pgbench(host: str, port: int, user: str, password: str, db: str, script: str
     return {"tps": tps, "latency_avg_ms": lat}
 
 
-# ----------------------------------------------------------------------------- Quack (a writable server)
-
-QUACK_SERVER = textwrap.dedent("""
-    import sys, duckdb
-    db, ext_dir, port, token = sys.argv[1:5]
-    con = duckdb.connect(db, config={"extension_directory": ext_dir})
-    con.execute("CREATE TABLE IF NOT EXISTS ins (client INTEGER, n BIGINT, payload VARCHAR)")
-    con.execute("LOAD httpfs")
-    con.execute("LOAD quack")
-    con.execute(f"FROM quack_serve('quack:localhost:{port}', token => '{token}', disable_ssl => true)").fetchall()
-    print("ready", flush=True)
-    sys.stdin.read()
-""")
+# ----------------------------------------------------------------------------- Quack
 
 
-class QuackServer:
-    def __init__(self, db: Path, ext_dir: Path):
-        self.db, self.ext_dir = db, ext_dir
-        self.port = bench_run.free_port()
-        self.token = "bench-quack-token"
-        self.proc: subprocess.Popen | None = None
-
-    def __enter__(self) -> "QuackServer":
-        self.proc = subprocess.Popen([sys.executable, "-c", QUACK_SERVER, str(self.db), str(self.ext_dir), str(self.port),
-                                      self.token], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        line = self.proc.stdout.readline()
-        if line.strip() != "ready":
-            raise RuntimeError("Quack server did not start")
-        return self
-
-    def client(self):
-        import duckdb
-
-        con = duckdb.connect(config={"extension_directory": str(self.ext_dir)})
-        con.execute("LOAD httpfs")
-        con.execute("LOAD quack")
-        con.execute(f"CREATE SECRET (TYPE quack, TOKEN '{self.token}')")
-        con.execute(f"ATTACH 'quack:localhost:{self.port}' AS r (DISABLE_SSL true)")
-        return con
-
-    def __exit__(self, *exc) -> None:
-        if self.proc:
-            self.proc.stdin.close()
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-
-
-def quack_inserts(quack: QuackServer, clients: int, seconds: float, tx: bool) -> dict:
+def quack_inserts(quack: bench_run.Quack, clients: int, seconds: float, tx: bool) -> dict:
     """The same single-row inserts through Quack, one duckdb client connection per thread (duckdb
     releases the GIL while a statement runs)."""
     cons = [quack.client() for _ in range(clients)]
@@ -225,7 +180,9 @@ def inserts(pond: PondServer, seconds: float, work: Path, ext_dir: Path) -> dict
         c.execute("DROP DATABASE IF EXISTS bench_ins")
         c.execute("CREATE DATABASE bench_ins")
         c.execute("CREATE TABLE bench_ins.main.ins (client INTEGER, n BIGINT, payload VARCHAR)")
-    with QuackServer(work / "quack.duckdb", ext_dir) as quack:
+    quack = bench_run.Quack(work / "quack.duckdb", ext_dir, writable=True)
+    quack.start()
+    try:
         for clients in (1, 8):
             for tx in (False, True):
                 key = f"{'tx' if tx else 'autocommit'}_{clients}"
@@ -249,6 +206,8 @@ def inserts(pond: PondServer, seconds: float, work: Path, ext_dir: Path) -> dict
                 log(f"INSERT {key}: in-process {base:.0f}/s, Flight {row['pond_flight']['tx_per_s']:.0f}/s, "
                     f"PG wire {row['pond_pgwire']['tx_per_s']:.0f}/s, Quack "
                     + (f"{row['quack']['tx_per_s']:.0f}/s" if "tx_per_s" in row["quack"] else row["quack"].get("error", "?")))
+    finally:
+        quack.stop()
     return out
 
 
