@@ -176,3 +176,25 @@ def cancel_query_request(serialized_flight_info: bytes) -> bytes:
 def unpack_any(data: bytes) -> tuple[str, bytes]:
     f = parse_fields(data)
     return f.get(1, [b""])[0].decode(), f.get(2, [b""])[0]
+
+
+def create_prepared_statement(sql: str) -> bytes:
+    """Body of the CreatePreparedStatement action: Any(ActionCreatePreparedStatementRequest { query = 1 })."""
+    return any_msg("ActionCreatePreparedStatementRequest", field_bytes(1, sql.encode()))
+
+
+def parse_prepared_statement_result(body: bytes) -> tuple[bytes, bytes, bytes]:
+    """Any(ActionCreatePreparedStatementResult) -> (handle, dataset_schema, parameter_schema) as IPC bytes."""
+    _, payload = unpack_any(body)
+    f = parse_fields(payload)
+    return f.get(1, [b""])[0], f.get(2, [b""])[0], f.get(3, [b""])[0]
+
+
+def prepared_statement_query(handle: bytes) -> bytes:
+    """Any(CommandPreparedStatementQuery { prepared_statement_handle = 1 }): DoPut binds, GetFlightInfo runs."""
+    return any_msg("CommandPreparedStatementQuery", field_bytes(1, handle))
+
+
+def close_prepared_statement(handle: bytes) -> bytes:
+    """Body of the ClosePreparedStatement action."""
+    return any_msg("ActionClosePreparedStatementRequest", field_bytes(1, handle))

@@ -1043,8 +1043,9 @@ impl Statement for PondStatement {
         if !prepared.dataset_schema.fields().is_empty() || !prepared.parameter_schema.fields().is_empty() {
             return Ok(prepared.dataset_schema.clone());
         }
-        // Pond prepares without planning; a query's columns come from running
-        // it with no rows. Statements that are not queries have no columns.
+        // Pond could not describe the statement when it was prepared (one of
+        // its own statements, several statements, …): a query's columns come
+        // from running it with no rows. Statements that are not queries have no columns.
         let query = self.query()?;
         let trimmed = query.trim().trim_end_matches(';');
         let first = trimmed.split_whitespace().next().unwrap_or("").to_ascii_uppercase();

@@ -45,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) config: EngineConfig,
     /// Connection used for administration (ATTACH/DETACH) and to open new sessions.
     pub(crate) root: Mutex<duckdb::Connection>,
+    /// The DuckDB instance's C handle: connections for describing statements.
+    pub(crate) instance: crate::describe::Instance,
     pub(crate) meta: Arc<MetaStore>,
     /// Serialises create/drop/rename so checks and changes do not interleave.
     ddl: Mutex<()>,
@@ -133,17 +135,25 @@ impl Engine {
         let ext_dir = config.extension_dir();
         std::fs::create_dir_all(&ext_dir).map_err(|e| Error::io(&ext_dir, e))?;
 
-        let mut duck = duckdb::Config::default()
-            .with("extension_directory", ext_dir.to_string_lossy())?
-            .with("autoinstall_known_extensions", "false")?
-            .enable_autoload_extension(true)?;
+        // Opened through the C API (`describe.rs`) so that statements can be
+        // described on connections of Pond's own. The settings, in this order,
+        // are the ones duckdb-rs's `Config` builder applied before
+        // (`enable_autoload_extension(true)` sets autoinstall as well as autoload).
+        let mut settings: Vec<(&str, String)> = vec![
+            ("extension_directory", ext_dir.to_string_lossy().into_owned()),
+            ("autoinstall_known_extensions", "false".into()),
+            ("autoinstall_known_extensions", "1".into()),
+            ("autoload_known_extensions", "1".into()),
+        ];
         if let Some(t) = config.threads {
-            duck = duck.threads(t as i64)?;
+            settings.push(("threads", t.to_string()));
         }
         if let Some(m) = &config.memory_limit {
-            duck = duck.max_memory(m)?;
+            settings.push(("max_memory", m.clone()));
         }
-        let root = duckdb::Connection::open_in_memory_with_flags(duck)?;
+        settings.push(("duckdb_api", "rust".into()));
+        let instance = crate::describe::Instance::open_in_memory(&settings)?;
+        let root = instance.connection()?;
         extensions::load_all(&root, &ext_dir, &config.extensions, config.install_from_repository)?;
         // The lake's extensions (ducklake, httpfs for S3, postgres_scanner for a
         // PostgreSQL catalog), now: loading is not possible once external access
@@ -155,6 +165,7 @@ impl Engine {
         let inner = Arc::new(Inner {
             config,
             root: Mutex::new(root),
+            instance,
             meta,
             ddl: Mutex::new(()),
             sessions: Mutex::new(HashMap::new()),

@@ -13,6 +13,7 @@
 
 mod catalog_views;
 pub mod config;
+mod describe;
 pub mod engine;
 pub mod error;
 pub mod extensions;

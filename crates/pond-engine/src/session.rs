@@ -169,8 +169,12 @@ struct Prepared {
 pub struct PreparedInfo {
     pub handle: Vec<u8>,
     pub param_count: usize,
-    /// Result schema, when DuckDB can tell it without running the statement.
+    /// Result schema, when DuckDB can tell it without running the statement
+    /// (the schema the statement's result stream will have).
     pub dataset_schema: Option<SchemaRef>,
+    /// One type per parameter (`param_count` of them); `DataType::Null` where
+    /// DuckDB cannot tell before a value is bound, or the statement was not described.
+    pub parameter_types: Vec<DataType>,
 }
 
 /// How bulk ingest treats the target table.
@@ -215,7 +219,31 @@ struct State {
     seen_generation: u64,
     transaction: Option<Vec<u8>>,
     prepared: HashMap<Vec<u8>, Prepared>,
+    /// SET/RESET statements run on the connection, in order (the describing
+    /// connection replays them; see [`Session::describe`]).
+    settings: Vec<String>,
+    /// The connection has state another connection cannot copy: temporary
+    /// objects (names may resolve differently elsewhere) or a setting with a
+    /// computed value. Its statements are no longer described.
+    diverged: bool,
+    /// DDL ran in the open transaction: other connections do not see it yet.
+    uncommitted_ddl: bool,
 }
+
+/// The connection a session describes statements on (`describe.rs`), and how
+/// far it follows the session's connection.
+struct Mirror {
+    describer: crate::describe::Describer,
+    /// The database and schema it is switched to.
+    target: (String, String),
+    /// How many of the session's `settings` it has run.
+    settings: usize,
+    /// Following the session failed (a SET it could not replay): no more describing.
+    broken: bool,
+}
+
+/// SET/RESET statements a session may run before its statements are no longer described.
+const MIRRORED_SETTINGS: usize = 64;
 
 /// Macro names and the table/view catalog, as the sandbox needs them.
 type CatalogView = (Arc<HashSet<String>>, Arc<crate::sandbox::CatalogSnapshot>);
@@ -265,6 +293,8 @@ pub struct Session {
     /// objects, settings, USE, transaction), so the engine may hand it to the
     /// same caller's next request (see [`crate::Engine::open_reusable_session`]).
     only_read: AtomicBool,
+    /// Where prepared statements are described, made at the first prepare.
+    mirror: Mutex<Option<Mirror>>,
 }
 
 impl Drop for Session {
@@ -298,6 +328,9 @@ impl Session {
                 seen_generation: 0,
                 transaction: None,
                 prepared: HashMap::new(),
+                settings: Vec::new(),
+                diverged: false,
+                uncommitted_ddl: false,
             }),
             last_used: AtomicU64::new(0),
             current: Mutex::new(None),
@@ -307,6 +340,7 @@ impl Session {
             auth_cache: Mutex::new(HashMap::new()),
             shape_cache: Mutex::new(HashMap::new()),
             only_read: AtomicBool::new(true),
+            mirror: Mutex::new(None),
         }
     }
 
@@ -786,6 +820,7 @@ impl Session {
     fn after_statement(&self, st: &Statement) {
         let Statement::DuckDb(text) = st else { return };
         let first = first_word(text);
+        self.note_connection_state(&first, text);
         let catalog_changing = [
             "create", "drop", "alter", "attach", "detach", "load", "install", "import", "use", "set", "reset", "commit", "rollback",
             "abort", "end", "comment",
@@ -804,6 +839,25 @@ impl Session {
         }
         if first == "drop" || first == "alter" {
             self.grants_follow_tables(&inner, text);
+        }
+    }
+
+    /// Notes what a statement did to the connection that another connection
+    /// does not share (see [`Session::describe`]).
+    fn note_connection_state(&self, first: &str, text: &str) {
+        let mut state = self.state.lock();
+        match first {
+            "set" | "reset" if replayable_setting(text) => state.settings.push(text.to_string()),
+            "set" | "reset" => state.diverged = true,
+            "create" | "drop" | "alter" | "comment" => {
+                if state.transaction.is_some() {
+                    state.uncommitted_ddl = true;
+                }
+                if first == "create" && mentions_temporary(text) {
+                    state.diverged = true;
+                }
+            }
+            _ => {}
         }
     }
 
@@ -892,6 +946,7 @@ impl Session {
                 }
                 "commit" | "rollback" | "end" | "abort" => {
                     state.transaction = None;
+                    state.uncommitted_ddl = false;
                     false
                 }
                 _ => return,
@@ -1158,9 +1213,10 @@ impl Session {
 
     // ----- prepared statements -------------------------------------------------
 
-    /// Prepares `sql`. Single DuckDB statements are prepared by DuckDB (which
-    /// checks them and counts parameters); Pond statements and multi-statement
-    /// strings are kept as text and run when executed.
+    /// Prepares `sql`. A single DuckDB statement is authorized (as it would be
+    /// to run) and described by DuckDB: result schema and parameter types
+    /// (see [`Session::describe`]). Pond statements and multi-statement strings
+    /// are kept as text and run when executed; they have no schema up front.
     pub async fn prepare(self: &Arc<Self>, sql: &str) -> Result<PreparedInfo> {
         let statements = sql::parse(sql)?;
         if statements.is_empty() {
@@ -1170,25 +1226,71 @@ impl Session {
             [Statement::DuckDb(text)] => Some(text.clone()),
             _ => None,
         };
-        let param_count = match single {
-            // Without '?' or '$' there can be no parameters: skip DuckDB's
-            // prepare here (it runs when the statement executes, and errors
-            // surface then). Saves a round trip to the blocking pool per
-            // `cursor.execute` from drivers that always prepare (ADBC, JDBC).
-            Some(text) if !text.contains(['?', '$']) => 0,
+        let (parameter_types, dataset_schema) = match single {
             Some(text) => {
                 let (_r, h) = self.spawn(move |session, conn, _| {
-                    session.authorize(conn, &Statement::DuckDb(text.clone()))?;
-                    let stmt = conn.prepare(&text)?;
-                    Ok(stmt.parameter_count())
+                    // The sandbox first: nothing is described for a statement the caller may not run.
+                    let (_identity, rewritten) = session.authorize(conn, &Statement::DuckDb(text.clone()))?;
+                    if let Some(d) = session.describe(rewritten.as_deref().unwrap_or(&text)) {
+                        return Ok((d.params, d.schema));
+                    }
+                    // Not described: DuckDB counts the parameters on the session's
+                    // own connection (and reports the statement's errors now).
+                    let n = if text.contains(['?', '$']) { conn.prepare(&text)?.parameter_count() } else { 0 };
+                    Ok((vec![DataType::Null; n], None))
                 });
                 h.await.map_err(|e| Error::Internal(e.to_string()))??
             }
-            None => 0,
+            None => (Vec::new(), None),
         };
+        let param_count = parameter_types.len();
         let handle = new_handle();
         self.state.lock().prepared.insert(handle.clone(), Prepared { statements, param_count, params: None });
-        Ok(PreparedInfo { handle, param_count, dataset_schema: None })
+        Ok(PreparedInfo { handle, param_count, dataset_schema, parameter_types })
+    }
+
+    /// Describes `text` (authorized already) on the session's describing
+    /// connection, a second DuckDB connection that follows this one: switched
+    /// to the same database and schema, with the same SET/RESET statements
+    /// replayed. Where it could resolve names or types differently — the
+    /// session made temporary objects, or has DDL in its open transaction —
+    /// or DuckDB cannot prepare the statement there, the answer is `None` and
+    /// the statement is prepared as before, without a schema.
+    fn describe(&self, text: &str) -> Option<crate::describe::Described> {
+        let (target, settings) = {
+            let state = self.state.lock();
+            if state.diverged || state.uncommitted_ddl || state.settings.len() > MIRRORED_SETTINGS {
+                return None;
+            }
+            (state.conn_target.clone(), state.settings.clone())
+        };
+        let mut slot = self.mirror.lock();
+        if slot.is_none() {
+            let describer =
+                self.engine().ok()?.instance.describer().map_err(|e| tracing::warn!(error = %e, "no describing connection")).ok()?;
+            *slot = Some(Mirror { describer, target: (String::new(), String::new()), settings: 0, broken: false });
+        }
+        let m = slot.as_mut()?;
+        if m.broken {
+            return None;
+        }
+        let followed = (|| {
+            if m.target != target {
+                m.describer.execute(&format!("USE {}.{}", quote_ident(&target.0), quote_ident(&target.1)))?;
+                m.target = target;
+            }
+            for s in settings.get(m.settings..).unwrap_or_default() {
+                m.describer.execute(s)?;
+                m.settings += 1;
+            }
+            Ok::<_, Error>(())
+        })();
+        if let Err(e) = followed {
+            tracing::debug!(error = %e, "describing connection cannot follow the session; statements are no longer described");
+            m.broken = true;
+            return None;
+        }
+        m.describer.describe(text).map_err(|e| tracing::debug!(error = %e, "statement not described")).ok()
     }
 
     fn prepared(&self, handle: &[u8]) -> Result<Prepared> {
@@ -1324,6 +1426,7 @@ impl Session {
             }
             let r = (|| {
                 let (catalog, schema_name) = if req.temporary {
+                    session.state.lock().diverged = true;
                     ("temp".to_string(), "main".to_string())
                 } else {
                     let db = match &req.catalog {
@@ -1455,6 +1558,38 @@ fn strip_suggestions(msg: &str) -> String {
 fn first_word(text: &str) -> String {
     let t = text.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
     t.split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("").to_ascii_lowercase()
+}
+
+/// Whether a CREATE statement makes a temporary object: `CREATE [OR REPLACE]
+/// TEMP|TEMPORARY …`, or a name in the `temp` catalog. Errs towards yes.
+fn mentions_temporary(text: &str) -> bool {
+    text.split_whitespace()
+        .skip(1)
+        .take(7)
+        .take_while(|w| !w.contains('(') && !w.eq_ignore_ascii_case("as"))
+        .map(|w| w.to_ascii_lowercase())
+        .any(|w| w == "temp" || w == "temporary" || w.starts_with("temp.") || w.starts_with("\"temp\"."))
+}
+
+/// `RESET …`, or `SET [SESSION|GLOBAL|LOCAL] name {=|TO} value` whose value
+/// is a plain literal (a quoted string without quotes inside, a number, a
+/// word): running it again on another connection does only what it did here.
+fn replayable_setting(text: &str) -> bool {
+    let t = text.trim().trim_end_matches(';').trim_end();
+    if first_word(t) == "reset" {
+        return true;
+    }
+    let value = match t.find('=') {
+        Some(i) => &t[i + 1..],
+        None => match t.to_ascii_lowercase().find(" to ") {
+            Some(i) => &t[i + 4..],
+            None => return false,
+        },
+    };
+    let v = value.trim();
+    let quoted = v.len() >= 2 && v.starts_with('\'') && v.ends_with('\'') && !v[1..v.len() - 1].contains('\'');
+    let bare = !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '+'));
+    quoted || bare
 }
 
 /// Statement text for the audit log, without secrets.
@@ -1733,6 +1868,31 @@ fn next_batch(stmt: &duckdb::Statement<'_>, schema: &SchemaRef) -> Result<Option
     }
     // Keep the statement's schema (field metadata, nullability) on every batch.
     Ok(Some(RecordBatch::try_new(schema.clone(), batch.columns().to_vec()).unwrap_or(batch)))
+}
+
+#[cfg(test)]
+mod describe_tests {
+    #[test]
+    fn settings_replayed_only_with_literal_values() {
+        use super::replayable_setting as r;
+        assert!(r("SET TimeZone = 'America/New_York'"));
+        assert!(r("SET search_path TO 'a,b';"));
+        assert!(r("set threads = 2"));
+        assert!(r("RESET TimeZone"));
+        assert!(!r("SET TimeZone = secret.main.hidden_const('x')"));
+        assert!(!r("SET TimeZone = 'a' || 'b'"));
+        assert!(!r("SET x = nextval('s')"));
+    }
+
+    #[test]
+    fn temporary_objects_are_noticed() {
+        use super::mentions_temporary as t;
+        assert!(t("CREATE TEMP TABLE x (a INT)"));
+        assert!(t("create or replace temporary view v AS SELECT 1"));
+        assert!(t("CREATE TABLE temp.main.x (a INT)"));
+        assert!(!t("CREATE TABLE weather (temp DOUBLE)"));
+        assert!(!t("CREATE TABLE t AS SELECT 1 AS temp"));
+    }
 }
 
 #[cfg(test)]

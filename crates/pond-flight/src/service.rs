@@ -462,7 +462,11 @@ impl FlightSqlService for PondFlightService {
         let session = self.session(request.metadata()).await?;
         Self::check_txn(&session, &req.transaction_id)?;
         let info = session.prepare(&req.query).await.map_err(to_status)?;
-        let params = Schema::new((1..=info.param_count).map(|i| Field::new(format!("${i}"), DataType::Null, true)).collect::<Vec<_>>());
+        // Parameters are named `$1`, `$2`, … and typed as DuckDB infers them
+        // (Null where it cannot tell before a value is bound).
+        let params = Schema::new(
+            info.parameter_types.iter().enumerate().map(|(i, t)| Field::new(format!("${}", i + 1), t.clone(), true)).collect::<Vec<_>>(),
+        );
         let parameter_schema = if info.param_count > 0 { ipc_schema(&params)? } else { bytes::Bytes::new() };
         // When DuckDB cannot tell the result schema before running, send an
         // empty schema (valid IPC, zero fields): some clients fail on empty bytes.

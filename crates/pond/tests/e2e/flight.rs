@@ -340,3 +340,149 @@ async fn a_failed_commit_ends_the_transaction() {
     assert_eq!(column_strings(&query(&mut b, "SELECT v FROM acct").await.unwrap(), 0), vec!["1"]);
     s.stop().await;
 }
+
+/// Fetches every endpoint of a prepared statement's FlightInfo; returns the
+/// FlightInfo's schema, the stream's schema and the batches.
+async fn run_prepared(
+    c: &mut arrow_flight::sql::client::FlightSqlServiceClient<tonic::transport::Channel>,
+    p: &mut arrow_flight::sql::client::PreparedStatement<tonic::transport::Channel>,
+) -> (Schema, Schema, Vec<RecordBatch>) {
+    let info = p.execute().await.unwrap();
+    let announced = info.clone().try_decode_schema().unwrap();
+    let mut streamed = None;
+    let mut batches = Vec::new();
+    for ep in info.endpoint {
+        let mut stream = c.do_get(ep.ticket.unwrap()).await.unwrap();
+        while let Some(b) = stream.try_next().await.unwrap() {
+            batches.push(b);
+        }
+        streamed = stream.schema().map(|s| s.as_ref().clone());
+    }
+    (announced, streamed.expect("the stream has a schema"), batches)
+}
+
+/// Issue 18: CreatePreparedStatement answers with the result schema the stream
+/// will have (names, types, nullability) and with typed parameters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prepared_statements_describe_result_and_parameters_up_front() {
+    use arrow::array::Int32Array;
+    use arrow::datatypes::TimeUnit;
+    let s = TestServer::start().await;
+    let mut c = s.flight().await;
+    for sql in [
+        "CREATE TABLE orders(id INTEGER, customer VARCHAR, amount DECIMAL(10,2), placed TIMESTAMP)",
+        "CREATE TABLE customers(name VARCHAR, since DATE)",
+        "INSERT INTO orders VALUES (1, 'ann', 12.50, TIMESTAMP '2024-01-02 03:04:05'), (2, 'bob', 7.25, NULL)",
+        "INSERT INTO customers VALUES ('ann', DATE '2020-01-01'), ('bob', NULL)",
+    ] {
+        query(&mut c, sql).await.unwrap();
+    }
+    let sql = "SELECT o.id, o.customer, o.amount, o.placed, c.since, o.amount * 2 AS doubled \
+               FROM orders o JOIN customers c ON c.name = o.customer WHERE o.id = ? AND c.name = ?";
+    let mut p = c.prepare(sql.into(), None).await.unwrap();
+    let described = p.dataset_schema().unwrap().clone();
+    let types: Vec<(&str, &DataType)> = described.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
+    assert_eq!(
+        types[..5],
+        [
+            ("id", &DataType::Int32),
+            ("customer", &DataType::Utf8),
+            ("amount", &DataType::Decimal128(10, 2)),
+            ("placed", &DataType::Timestamp(TimeUnit::Microsecond, None)),
+            ("since", &DataType::Date32),
+        ]
+    );
+    assert_eq!(types[5].0, "doubled");
+    let params = p.parameter_schema().unwrap().clone();
+    let params: Vec<(&str, &DataType)> = params.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
+    assert_eq!(params, [("$1", &DataType::Int32), ("$2", &DataType::Utf8)]);
+
+    // Executing afterwards works, and the stream has exactly the described schema.
+    let bind = |id: i32, name: &str| {
+        RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("$1", DataType::Int32, true), Field::new("$2", DataType::Utf8, true)])),
+            vec![Arc::new(Int32Array::from(vec![id])), Arc::new(StringArray::from(vec![name]))],
+        )
+        .unwrap()
+    };
+    p.set_parameters(bind(1, "ann")).unwrap();
+    let (announced, streamed, batches) = run_prepared(&mut c, &mut p).await;
+    assert_eq!(announced, described);
+    assert_eq!(streamed, described);
+    assert_eq!(column_strings(&batches, 1), vec!["ann"]);
+    assert_eq!(column_strings(&batches, 2), vec!["12.50"]);
+    // An empty result has the same schema.
+    p.set_parameters(bind(99, "nobody")).unwrap();
+    let (announced, streamed, batches) = run_prepared(&mut c, &mut p).await;
+    assert_eq!((announced, streamed, rows(&batches)), (described.clone(), described, 0));
+    p.close().await.unwrap();
+
+    // Without parameters: a schema, an empty parameter schema.
+    let mut p = c.prepare("SELECT count(*) AS n, max(amount) AS top, list(customer) AS who FROM orders".into(), None).await.unwrap();
+    let described = p.dataset_schema().unwrap().clone();
+    assert_eq!(described.field(0).data_type(), &DataType::Int64);
+    assert_eq!(described.field(1).data_type(), &DataType::Decimal128(10, 2));
+    assert!(matches!(described.field(2).data_type(), DataType::List(_)), "{described:?}");
+    assert!(p.parameter_schema().unwrap().fields().is_empty());
+    let (announced, streamed, batches) = run_prepared(&mut c, &mut p).await;
+    assert_eq!((&announced, &streamed), (&described, &described));
+    assert_eq!(column_strings(&batches, 0), vec!["2"]);
+
+    // A parameter DuckDB cannot type before a value is bound stays Null, and
+    // the result is not promised (DuckDB binds again once the value comes).
+    let p = c.prepare("SELECT ? IS NULL AS missing".into(), None).await.unwrap();
+    assert_eq!(p.parameter_schema().unwrap().field(0).data_type(), &DataType::Null);
+    assert!(p.dataset_schema().unwrap().fields().is_empty());
+
+    // DML: its result (the row count) is described too.
+    let mut p = c.prepare("INSERT INTO orders (id, customer) VALUES (?, ?)".into(), None).await.unwrap();
+    let described = p.dataset_schema().unwrap().clone();
+    p.set_parameters(bind(3, "cy")).unwrap();
+    let (announced, streamed, _) = run_prepared(&mut c, &mut p).await;
+    assert_eq!((&announced, &streamed), (&described, &described));
+
+    // The describing connection follows the session: its database and settings.
+    query(&mut c, "CREATE DATABASE other").await.unwrap();
+    query(&mut c, "CREATE TABLE other.main.orders(code VARCHAR)").await.unwrap();
+    query(&mut c, "USE other").await.unwrap();
+    let p = c.prepare("SELECT * FROM orders".into(), None).await.unwrap();
+    assert_eq!(p.dataset_schema().unwrap().fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), ["code"]);
+    query(&mut c, "SET TimeZone = 'America/New_York'").await.unwrap();
+    let mut p = c.prepare("SELECT TIMESTAMPTZ '2024-01-01 00:00:00+00' AS at".into(), None).await.unwrap();
+    let described = p.dataset_schema().unwrap().clone();
+    assert_eq!(described.field(0).data_type(), &DataType::Timestamp(TimeUnit::Microsecond, Some("America/New_York".into())));
+    let (announced, streamed, _) = run_prepared(&mut c, &mut p).await;
+    assert_eq!((&announced, &streamed), (&described, &described));
+
+    // Pond's own statements keep an empty schema up front.
+    let p = c.prepare("SHOW DATABASES".into(), None).await.unwrap();
+    assert!(p.dataset_schema().unwrap().fields().is_empty());
+    s.stop().await;
+}
+
+/// Issue 18: a user without a grant learns nothing at prepare time: the
+/// statement is refused there, before DuckDB describes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prepared_statements_are_authorized_before_they_are_described() {
+    let s = TestServer::start().await;
+    let mut admin = s.flight().await;
+    for sql in [
+        "CREATE DATABASE vault",
+        "CREATE TABLE vault.main.gold(secret_col INTEGER, owner VARCHAR)",
+        "CREATE USER dora PASSWORD 'dora-pw-1234'",
+    ] {
+        query(&mut admin, sql).await.unwrap();
+    }
+    let mut dora = s.flight_as("dora", "dora-pw-1234").await.unwrap();
+    for sql in ["SELECT * FROM vault.main.gold", "SELECT * FROM vault.main.gold WHERE secret_col = ?"] {
+        let e = dora.prepare(sql.into(), None).await.expect_err("refused at prepare time");
+        assert!(e.to_string().contains("permission denied"), "{sql}: {e}");
+        assert!(!e.to_string().contains("secret_col"), "{e}");
+    }
+    query(&mut admin, "GRANT READ ON DATABASE vault TO dora").await.unwrap();
+    let p = dora.prepare("SELECT * FROM vault.main.gold WHERE secret_col = ?".into(), None).await.unwrap();
+    let names: Vec<&str> = p.dataset_schema().unwrap().fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["secret_col", "owner"]);
+    assert_eq!(p.parameter_schema().unwrap().field(0).data_type(), &DataType::Int32);
+    s.stop().await;
+}
