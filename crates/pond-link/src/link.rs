@@ -867,7 +867,15 @@ fn apply_stream(
                 }
                 skip = false;
             }
-            ReplicationEvent::KeepAlive { .. } => {}
+            ReplicationEvent::KeepAlive { wal_end, .. } => {
+                // Nothing received is waiting to be applied: the source may forget
+                // its WAL up to here (records of other databases, checkpoints; a
+                // fast shutdown waits for this), and transactions committed before
+                // it have all been sent and applied.
+                if !in_txn && batch_lsn.is_none() && !duck_txn && applier.pending() == 0 {
+                    acked.fetch_max(wal_end.0, Ordering::Relaxed);
+                }
+            }
             ReplicationEvent::StoppedAt { .. } => return Ok(()),
         }
         if let (Some(lsn), false) = (batch_lsn, in_txn) {
