@@ -495,7 +495,16 @@ impl Engine {
         let max = self.inner.config.max_sessions;
         if self.inner.open_sessions.fetch_add(1, Ordering::SeqCst) >= max {
             self.inner.open_sessions.fetch_sub(1, Ordering::SeqCst);
-            return Err(Error::TooManySessions(max));
+            // Sessions kept idle for reuse give their slots to a new one.
+            let idle = std::mem::take(&mut *self.inner.idle.lock());
+            if idle.is_empty() {
+                return Err(Error::TooManySessions(max));
+            }
+            drop(idle);
+            if self.inner.open_sessions.fetch_add(1, Ordering::SeqCst) >= max {
+                self.inner.open_sessions.fetch_sub(1, Ordering::SeqCst);
+                return Err(Error::TooManySessions(max));
+            }
         }
         self.inner.metrics.sessions_changed(1);
         // From here on the Session's Drop gives the slot back.

@@ -227,6 +227,17 @@ async fn client_disconnect_mid_stream_stops_query_and_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_sessions_is_enforced() {
     let s = TestServer::start_with(|b| b.max_sessions(2)).await;
+    // An HTTP request's finished session is kept for the caller's next request,
+    // but gives its slot to a new session.
+    let r = reqwest::Client::new()
+        .post(s.http_url("/api/v1/query"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&serde_json::json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    r.bytes().await.unwrap();
     let _a = s.flight().await;
     let _b = s.flight().await;
     let e = s.flight_as("admin", ADMIN_PASSWORD).await.expect_err("third session refused").to_string();
