@@ -177,13 +177,18 @@ def setup_accounts(conn) -> None:
     conn.execute(f"INSERT INTO accts SELECT g, g % 10, g * 2, 'x' FROM generate_series(1, {ACCOUNTS}) g")
 
 
-def pgbench(host: str, port: int, user: str, password: str, db: str, mode: str, seconds: int, clients: int) -> dict:
-    script = Path(tempfile.mkstemp(suffix=".sql")[1])
-    script.write_text(f"\\set aid random(1, {ACCOUNTS})\nSELECT abalance FROM accts WHERE aid = :aid;\n")
+def pgbench(host: str, port: int, user: str, password: str, db: str, mode: str, seconds: int, clients: int,
+            script: str | None = None) -> dict:
+    """pgbench with a custom script (default: the point select on `accts`) for `seconds`."""
+    path = Path(tempfile.mkstemp(suffix=".sql")[1])
+    path.write_text(script or f"\\set aid random(1, {ACCOUNTS})\nSELECT abalance FROM accts WHERE aid = :aid;\n")
     env = dict(os.environ, PGPASSWORD=password)
-    r = subprocess.run(["pgbench", "-h", host, "-p", str(port), "-U", user, "-n", "-f", str(script), "-c", str(clients),
-                        "-j", "2", "-T", str(seconds), "-M", mode, db], capture_output=True, text=True, env=env)
-    script.unlink()
+    try:
+        r = subprocess.run(["pgbench", "-h", host, "-p", str(port), "-U", user, "-n", "-f", str(path), "-c", str(clients),
+                            "-j", str(min(clients, 2)), "-T", str(int(seconds)), "-M", mode, db],
+                           capture_output=True, text=True, env=env, timeout=seconds + 120)
+    finally:
+        path.unlink()
     if r.returncode != 0:
         raise RuntimeError(f"pgbench failed: {r.stdout}\n{r.stderr}")
     tps = float(re.search(r"tps = ([\d.]+) \(without initial", r.stdout).group(1))

@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from pond_server import PondServer, ensure_extensions, pond_bin  # noqa: E402
 
+import pgwire as bench_pgwire  # noqa: E402
 import run as bench_run  # noqa: E402
 
 PASSWORD = bench_run.PASSWORD
@@ -66,22 +66,10 @@ def run_json(args: list[str], env: dict | None = None, timeout: float = 900) -> 
 
 def pgbench(host: str, port: int, user: str, password: str, db: str, script: str, mode: str, seconds: float,
             clients: int) -> dict:
-    path = Path(tempfile.mkstemp(suffix=".sql")[1])
-    path.write_text(script)
-    try:
-        r = subprocess.run(["pgbench", "-h", host, "-p", str(port), "-U", user, "-n", "-f", str(path), "-c", str(clients),
-                            "-j", str(min(clients, 2)), "-T", str(int(seconds)), "-M", mode, "-r", db],
-                           capture_output=True, text=True, env=dict(os.environ, PGPASSWORD=password), timeout=seconds + 120)
-    finally:
-        path.unlink()
-    if r.returncode != 0:
-        raise RuntimeError(f"pgbench failed: {r.stdout[-1500:]}\n{r.stderr[-1500:]}")
-    tps = float(re.search(r"tps = ([\d.]+) \(without initial", r.stdout).group(1))
-    failed = int(re.search(r"number of failed transactions: (\d+)", r.stdout).group(1))
-    lat = float(re.search(r"latency average = ([\d.]+) ms", r.stdout).group(1))
-    if failed:
-        raise RuntimeError(f"pgbench: {failed} failed transactions\n{r.stdout[-1500:]}")
-    return {"tps": tps, "latency_avg_ms": lat}
+    r = bench_pgwire.pgbench(host, port, user, password, db, mode, int(seconds), clients, script=script)
+    if r["failed"]:
+        raise RuntimeError(f"pgbench: {r['failed']} failed transactions ({user}, -M {mode})")
+    return r
 
 
 # ----------------------------------------------------------------------------- Quack
