@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -81,6 +81,9 @@ pub(crate) struct Inner {
     /// Idle sessions of finished stateless requests, by caller, protocol and
     /// database (see [`Engine::open_reusable_session`]).
     idle: Mutex<HashMap<IdleKey, Vec<Arc<Session>>>>,
+    /// What `BACKUP TO` calls (registered by the server; `backup.rs`).
+    pub(crate) backup: parking_lot::RwLock<Option<Arc<dyn crate::backup::BackupService>>>,
+    pub(crate) backup_seq: AtomicU64,
 }
 
 type IdleKey = (Identity, &'static str, Option<String>);
@@ -185,6 +188,8 @@ impl Engine {
             secrets,
             links: Default::default(),
             idle: Mutex::new(HashMap::new()),
+            backup: parking_lot::RwLock::new(None),
+            backup_seq: AtomicU64::new(0),
         });
         let engine = Engine { inner };
         engine.attach_all()?;
@@ -648,6 +653,8 @@ impl Engine {
         }
         drop(sessions);
         self.inner.idle.lock().clear();
+        // The service holds the engine: dropping it here lets DuckDB close.
+        self.clear_backup_service();
         self.cancel_all();
         self.stop_links();
         let root = self.inner.root.lock();

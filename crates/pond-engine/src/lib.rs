@@ -11,6 +11,7 @@
 //!
 //! Start with [`Engine::open`], [`Engine::open_session`] and [`Session::query`].
 
+pub mod backup;
 mod catalog_views;
 pub mod config;
 mod describe;
@@ -30,6 +31,7 @@ pub mod session;
 mod shape;
 pub mod sql;
 
+pub use backup::{BackupCatalog, BackupService, BackupSummary};
 pub use config::{EngineConfig, PostgresCatalog, S3Config};
 pub use engine::{DatabaseInfo, Engine, ReusableSession, AUDIT_CATALOG, DEFAULT_DATABASE};
 pub use error::{Error, ErrorKind, Result};

@@ -35,6 +35,26 @@ struct Inner {
     link_applied: Family<DatabaseLabel, Counter>,
     link_error: Family<DatabaseLabel, Gauge<i64, AtomicI64>>,
     sandbox: Family<VerdictLabel, Counter>,
+    backup: BackupMetrics,
+}
+
+/// Figures of the backups (`pond-backup`).
+#[derive(Default)]
+struct BackupMetrics {
+    runs: Family<ResultLabel, Counter>,
+    last_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_bytes: Family<KindLabel, Gauge<i64, AtomicI64>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
 }
 
 /// How a non-superuser's statement got its verdict: `checked` (the sandbox ran),
@@ -86,6 +106,19 @@ impl Metrics {
             "Non-superuser statements by how their verdict was reached (checked, cached, shape)",
             sandbox.clone(),
         );
+        let backup = BackupMetrics::default();
+        registry.register("backups", "Backups taken, by result (ok, error)", backup.runs.clone());
+        registry.register(
+            "backup_last_success_timestamp_seconds",
+            "When the last successful backup finished (Unix time)",
+            backup.last_success.clone(),
+        );
+        registry.register("backup_last_duration_seconds", "How long the last backup took", backup.last_seconds.clone());
+        registry.register(
+            "backup_last_bytes",
+            "Bytes of the last successful backup: copied to the target, or reused from earlier backups",
+            backup.last_bytes.clone(),
+        );
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -100,6 +133,7 @@ impl Metrics {
                 link_applied,
                 link_error,
                 sandbox,
+                backup,
             }),
         }
     }
@@ -114,6 +148,19 @@ impl Metrics {
         self.inner.latency.get_or_create(&l).observe(seconds);
         if !ok {
             self.inner.errors.get_or_create(&l).inc();
+        }
+    }
+
+    /// One backup's outcome.
+    pub fn record_backup(&self, ok: bool, seconds: f64, bytes_copied: u64, bytes_reused: u64) {
+        let b = &self.inner.backup;
+        b.runs.get_or_create(&ResultLabel { result: if ok { "ok" } else { "error" } }).inc();
+        b.last_seconds.set(seconds);
+        if ok {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            b.last_success.set(now);
+            b.last_bytes.get_or_create(&KindLabel { kind: "copied" }).set(bytes_copied as i64);
+            b.last_bytes.get_or_create(&KindLabel { kind: "reused" }).set(bytes_reused as i64);
         }
     }
 

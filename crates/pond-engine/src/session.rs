@@ -755,6 +755,9 @@ impl Session {
             | Statement::Pond(PondStatement::ShowLinks) => {
                 Err(Error::PermissionDenied("permission denied: LINK, SYNC, UNLINK DATABASE and SHOW LINKS require a superuser".into()))
             }
+            Statement::Pond(PondStatement::Backup { .. }) => {
+                Err(Error::PermissionDenied("permission denied: BACKUP requires a superuser".into()))
+            }
             Statement::Pond(PondStatement::Use { database, .. }) => {
                 let db = engine.resolve_database(database)?;
                 if policy.allows(identity, &db, None, pond_auth::Privilege::Usage) {
@@ -1064,6 +1067,31 @@ impl Session {
                         Arc::new(StringArray::from(vec![db])) as ArrayRef,
                         Arc::new(StringArray::from(vec![position])),
                         Arc::new(arrow_array::Float64Array::from(vec![waited_ms])),
+                    ],
+                )?);
+            }
+            PondStatement::Backup { target } => {
+                let service = engine
+                    .backup_service()
+                    .ok_or_else(|| Error::Unavailable("backups are not available in this server (no backup service)".into()))?;
+                let s = service.backup(target.as_deref()).map_err(Error::InvalidRequest)?;
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("id", DataType::Utf8, false),
+                    Field::new("target", DataType::Utf8, false),
+                    Field::new("files", DataType::Int64, false),
+                    Field::new("bytes_copied", DataType::Int64, false),
+                    Field::new("bytes_reused", DataType::Int64, false),
+                    Field::new("seconds", DataType::Float64, false),
+                ]));
+                return Ok(RecordBatch::try_new(
+                    schema,
+                    vec![
+                        Arc::new(StringArray::from(vec![s.id])) as ArrayRef,
+                        Arc::new(StringArray::from(vec![s.target])),
+                        Arc::new(arrow_array::Int64Array::from(vec![s.files as i64])),
+                        Arc::new(arrow_array::Int64Array::from(vec![s.bytes_copied as i64])),
+                        Arc::new(arrow_array::Int64Array::from(vec![s.bytes_reused as i64])),
+                        Arc::new(arrow_array::Float64Array::from(vec![s.seconds])),
                     ],
                 )?);
             }

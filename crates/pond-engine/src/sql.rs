@@ -127,6 +127,10 @@ pub enum PondStatement {
         name: String,
     },
     ShowLinks,
+    /// `BACKUP [TO '<directory or s3://bucket/prefix>']` (`pond-backup`).
+    Backup {
+        target: Option<String>,
+    },
 }
 
 /// Where a link's connection comes from. `Debug` never shows a connection string.
@@ -478,6 +482,16 @@ pub fn classify(statement: &str) -> Result<Statement> {
         }
         return Ok(Statement::Pond(PondStatement::RefreshCatalog { name, namespace, table }));
     }
+    if w(0, "backup") {
+        let usage = "BACKUP [TO '<directory or s3://bucket/prefix>']";
+        if end_at(1) {
+            return Ok(Statement::Pond(PondStatement::Backup { target: None }));
+        }
+        return match (w(1, "to"), t.get(2)) {
+            (true, Some(Token::Str(target))) if end_at(3) => Ok(Statement::Pond(PondStatement::Backup { target: Some(target.clone()) })),
+            _ => Err(syntax(usage)),
+        };
+    }
     if let Some(st) = classify_link(&t)? {
         return Ok(Statement::Pond(st));
     }
@@ -816,6 +830,9 @@ mod tests {
         let st = classify("link database crm to postgres secret 'crm_pg'").unwrap();
         assert!(matches!(st, Statement::Pond(PondStatement::LinkDatabase { source: LinkSource::Secret(ref s), .. }) if s == "crm_pg"));
         assert_eq!(classify("SYNC DATABASE shop").unwrap(), Statement::Pond(PondStatement::SyncDatabase { name: "shop".into() }));
+        assert_eq!(classify("backup to '/b/x';").unwrap(), Statement::Pond(PondStatement::Backup { target: Some("/b/x".into()) }));
+        assert_eq!(classify("BACKUP").unwrap(), Statement::Pond(PondStatement::Backup { target: None }));
+        assert!(classify("BACKUP TO somewhere").unwrap_err().to_string().contains("BACKUP [TO"));
         assert_eq!(classify("unlink database shop;").unwrap(), Statement::Pond(PondStatement::UnlinkDatabase { name: "shop".into() }));
         assert_eq!(classify("SHOW LINKS").unwrap(), Statement::Pond(PondStatement::ShowLinks));
         let e = classify("LINK DATABASE shop TO POSTGRES 'postgresql://u:hunter2@h/db' (COLOR 'red')").unwrap_err().to_string();

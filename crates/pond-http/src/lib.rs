@@ -6,6 +6,7 @@
 //! Start with [`router`] and the `query` module.
 
 pub mod auth;
+mod backup;
 mod error;
 mod json;
 mod lake;
@@ -83,6 +84,7 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/api/v1/write/msgpack/spec", get(write::msgpack_spec))
         .route("/api/v1/measurements", get(lake::measurements))
         .route("/api/v1/lake/status", get(lake::status))
+        .route("/api/v1/backup", get(backup::status).post(backup::run))
         .route("/api/v1/lake/flush", post(lake::flush))
         .route("/api/v1/lake/compact", post(lake::compact))
         .route("/api/v1/lake/retention", axum::routing::put(lake::retention))

@@ -235,6 +235,11 @@ struct Job {
     reply: tokio::sync::oneshot::Sender<Result<Vec<LineError>>>,
 }
 
+/// See [`Ingester::pause_lake`].
+pub struct LakePause<'a> {
+    _guard: parking_lot::MutexGuard<'a, ()>,
+}
+
 /// The ingest service; cheap to clone.
 #[derive(Clone)]
 pub struct Ingester {
@@ -407,6 +412,14 @@ impl Ingester {
 
     pub fn config(&self) -> &IngestConfig {
         &self.inner.config
+    }
+
+    /// Holds the lake still for a backup: while the guard lives no flush
+    /// registers files or advances the flushed sequence (so no log segment
+    /// is deleted) and no compaction step, retention or cleanup changes or
+    /// deletes a file. Writes go on: they are logged and held in memory.
+    pub fn pause_lake(&self) -> LakePause<'_> {
+        LakePause { _guard: self.inner.shared.lake_lock.lock() }
     }
 
     /// Flush and compaction counters.

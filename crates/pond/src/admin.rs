@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use crate::cli::{AdminConn, GrantArgs, TokenCommand, UserCommand};
+use crate::cli::{AdminConn, GrantArgs, RestoreArgs, TokenCommand, UserCommand};
 
 struct Client {
     http: reqwest::Client,
@@ -162,4 +162,69 @@ pub async fn load_jwks(source: &str) -> Result<String, String> {
     } else {
         std::fs::read_to_string(source).map_err(|e| format!("cannot read --jwt-jwks {source}: {e}"))
     }
+}
+
+/// `pond backup`: asks the server for an online backup.
+pub async fn backup(conn: &AdminConn, to: Option<&str>) -> Result<(), String> {
+    let c = Client::new(conn)?;
+    let body = match to {
+        Some(t) => json!({ "to": t }),
+        None => json!({}),
+    };
+    let v = c.call(reqwest::Method::POST, "/api/v1/backup", Some(body)).await?;
+    println!(
+        "backup {} in {}: {} files, {} bytes copied, {} bytes already there, {:.1} s",
+        v["id"].as_str().unwrap_or("?"),
+        v["target"].as_str().unwrap_or("?"),
+        v["files"],
+        v["bytes_copied"],
+        v["bytes_reused"],
+        v["seconds"].as_f64().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// `pond restore`: lists, checks or restores a backup (no server involved).
+pub fn restore(args: &RestoreArgs) -> Result<(), String> {
+    let store = pond_backup::Store::open(&args.from).map_err(|e| e.to_string())?;
+    if args.list {
+        for id in store.list().map_err(|e| e.to_string())? {
+            match store.read_manifest(&id) {
+                Ok(m) => println!(
+                    "{id}  finished {}  {} files  {} bytes  databases: {}",
+                    m.finished_at,
+                    m.files.len(),
+                    m.total_bytes(),
+                    m.databases.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                ),
+                Err(e) => println!("{id}  unreadable: {e}"),
+            }
+        }
+        return Ok(());
+    }
+    let m = pond_backup::restore::pick(&store, args.backup.as_deref()).map_err(|e| e.to_string())?;
+    if args.check {
+        pond_backup::restore::verify(&store, &m).map_err(|e| e.to_string())?;
+        println!("backup {} is intact: {} files, {} bytes checked", m.id, m.files.len(), m.total_bytes());
+        return Ok(());
+    }
+    let Some(data_dir) = &args.data_dir else { return Err("--data-dir is required to restore".into()) };
+    let key = match (&args.master_key_file, std::env::var(pond_secrets::MASTER_KEY_ENV).ok().filter(|v| !v.is_empty())) {
+        (Some(f), _) => pond_backup::KeySource::File(f.clone()),
+        (None, Some(text)) => pond_backup::KeySource::Environment(text),
+        (None, None) => pond_backup::KeySource::None,
+    };
+    let r = pond_backup::restore::restore(&store, &m, data_dir, &key).map_err(|e| e.to_string())?;
+    println!(
+        "restored backup {} into {}: {} files, {} bytes; start it with: pond serve --data-dir {}",
+        r.id,
+        r.data_dir.display(),
+        r.files,
+        r.bytes,
+        r.data_dir.display()
+    );
+    for n in &m.notes {
+        println!("note: {n}");
+    }
+    Ok(())
 }

@@ -72,6 +72,16 @@ pub enum Command {
         #[arg(long = "for")]
         for_user: Option<String>,
     },
+    /// Take an online backup of a running server (superuser): everything it owns, consistent, incremental.
+    Backup {
+        #[command(flatten)]
+        conn: AdminConn,
+        /// Target directory (default: the server's --backup-to).
+        #[arg(long = "to")]
+        to: Option<String>,
+    },
+    /// Rebuild a data directory from a backup (the server must not run on it).
+    Restore(RestoreArgs),
     /// Manage API tokens (your own; superusers: everyone's).
     Token {
         #[command(flatten)]
@@ -272,9 +282,49 @@ pub struct ServeArgs {
     pub log: LogArgs,
     #[command(flatten)]
     pub ingest: IngestArgs,
+    #[command(flatten)]
+    pub backup: BackupArgs,
     /// Write the listening addresses as JSON to this file once ready.
     #[arg(long = "ready-file", env = "POND_READY_FILE")]
     pub ready_file: Option<PathBuf>,
+}
+
+/// Scheduled backups (`pond-backup`).
+#[derive(Debug, Args, Clone)]
+pub struct BackupArgs {
+    /// Default backup target directory: `BACKUP` without `TO`, `pond backup` without `--to`, and scheduled backups.
+    #[arg(long = "backup-to", env = "POND_BACKUP_TO")]
+    pub backup_to: Option<String>,
+    /// Take a backup to --backup-to this often (e.g. 30m, 6h, 1d); off when unset.
+    #[arg(long = "backup-every", env = "POND_BACKUP_EVERY")]
+    pub backup_every: Option<String>,
+    /// After each scheduled backup keep this many newest backups in --backup-to (0 keeps all).
+    #[arg(long = "backup-keep", env = "POND_BACKUP_KEEP", default_value_t = 7)]
+    pub backup_keep: usize,
+}
+
+/// `pond restore`: rebuild a data directory from a backup (offline).
+#[derive(Debug, Args, Clone)]
+pub struct RestoreArgs {
+    /// The backup target directory (what --backup-to or BACKUP TO named).
+    #[arg(long = "from", env = "POND_RESTORE_FROM")]
+    pub from: String,
+    /// Which backup (an id from --list); the newest when omitted.
+    #[arg(long = "backup", env = "POND_RESTORE_BACKUP")]
+    pub backup: Option<String>,
+    /// The new data directory (must not exist or be empty).
+    #[arg(long = "data-dir", env = "POND_DATA_DIR", required_unless_present_any = ["list", "check"])]
+    pub data_dir: Option<PathBuf>,
+    /// The master key file the backup's secrets were sealed with (the original's system/master.key);
+    /// installed in the new data dir. Not needed when POND_MASTER_KEY is set or the backup holds no secrets.
+    #[arg(long = "master-key-file", env = "POND_RESTORE_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// List the backups in --from and exit.
+    #[arg(long = "list")]
+    pub list: bool,
+    /// Only check the backup (every file against the manifest's checksums).
+    #[arg(long = "check")]
+    pub check: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -555,6 +605,17 @@ impl ServeArgs {
                 conninfo: conninfo.to_string(),
                 password: std::env::var("POND_LAKE_CATALOG_PASSWORD").ok().filter(|v| !v.is_empty()),
             });
+        }
+        c.backup = pond_backup::Schedule {
+            target: self.backup.backup_to.clone().filter(|t| !t.trim().is_empty()),
+            every: match self.backup.backup_every.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+                Some(t) => Some(pond_backup::parse_interval(t).map_err(|e| format!("--backup-every {e}"))?),
+                None => None,
+            },
+            keep: self.backup.backup_keep,
+        };
+        if c.backup.every.is_some() && c.backup.target.is_none() {
+            return Err("--backup-every needs --backup-to (where the backups go)".into());
         }
         c.ready_file = self.ready_file.clone();
         c.admin_password = std::env::var("POND_ADMIN_PASSWORD").ok().filter(|p| !p.is_empty());

@@ -81,6 +81,8 @@ pub struct ServerConfig {
     /// speaks TLS only.
     pub tls: tls::TlsSettings,
     /// Time-series ingest: log sync mode, database creation on first write, queue depth.
+    /// Scheduled backups and the default backup target.
+    pub backup: pond_backup::Schedule,
     pub ingest_sync: pond_ingest::SyncMode,
     pub ingest_create_databases: bool,
     pub ingest_queue_depth: usize,
@@ -115,6 +117,7 @@ impl ServerConfig {
             jwt: pond_auth::JwtConfig::default(),
             oauth_token_ttl: Duration::from_secs(3600),
             tls: tls::TlsSettings::default(),
+            backup: pond_backup::Schedule::default(),
             ingest_sync: pond_ingest::SyncMode::Fdatasync,
             ingest_create_databases: true,
             ingest_queue_depth: 1024,
@@ -224,6 +227,12 @@ impl ServerBuilder {
         self
     }
 
+    /// Scheduled backups and the default backup target.
+    pub fn backup(mut self, schedule: pond_backup::Schedule) -> Self {
+        self.config.backup = schedule;
+        self
+    }
+
     /// Time-series ingest settings.
     pub fn ingest(mut self, sync: pond_ingest::SyncMode, create_databases: bool) -> Self {
         self.config.ingest_sync = sync;
@@ -302,6 +311,9 @@ impl Server {
             .await
             .map_err(|e| ServerError::Other(format!("ingest start failed: {e}")))?
             .map_err(|e| ServerError::Other(format!("ingest start failed: {e}")))?;
+        let backups = pond_backup::Backups::new(engine.clone(), Some(ingest.clone()), config.backup.clone());
+        backups.start_schedule().map_err(|e| ServerError::Other(format!("backup schedule: {e}")))?;
+        engine.set_backup_service(Arc::new(backups));
 
         let flight_listener = tokio::net::TcpListener::bind(config.flight_addr).await.map_err(|source| ServerError::Bind {
             addr: config.flight_addr,

@@ -56,6 +56,8 @@ fn main() -> ExitCode {
             Command::Revoke(args) => admin::grant(&args, true).await,
             Command::Grants { conn, for_user } => admin::grants(&conn, for_user.as_deref()).await,
             Command::Token { conn, command } => admin::token(&conn, &command).await,
+            Command::Backup { conn, to } => admin::backup(&conn, to.as_deref()).await,
+            Command::Restore(args) => tokio::task::spawn_blocking(move || admin::restore(&args)).await.map_err(|e| e.to_string())?,
             Command::Extensions { command: ExtensionsCommand::Install(args) } => {
                 let dir = args.extension_dir.clone().unwrap_or_else(|| args.data_dir.join("extensions"));
                 let names = if args.names.is_empty() { vec!["icu".to_string()] } else { args.names.clone() };

@@ -5,6 +5,7 @@
 //! socket for TCP-DuckDB's line protocol).
 
 mod adbc;
+mod backup;
 mod catalogs;
 mod databases;
 mod flight;
