@@ -1,0 +1,103 @@
+"""Backups through the real command line: `pond backup` against a running server,
+`pond restore --list/--check`, `pond restore` into a new data dir, the restored
+server answering as the original did, and damaged backups refused with exit 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import requests
+
+from helpers import PASSWORD, adbc_connect, query_rows, run
+from pond_server import PondServer, pond_bin
+
+
+def cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    e = dict(os.environ)
+    e["POND_PASSWORD"] = PASSWORD
+    e.update(env or {})
+    p = subprocess.run([str(pond_bin()), *args], capture_output=True, text=True, env=e, timeout=300)
+    if check:
+        assert p.returncode == 0, f"pond {' '.join(args)} exited {p.returncode}: {p.stdout}{p.stderr}"
+    return p
+
+
+def write_lines(server: PondServer, db: str, body: str) -> None:
+    r = requests.post(f"{server.http_url}/write", params={"db": db}, data=body, auth=("admin", PASSWORD), timeout=30)
+    assert r.status_code == 204, r.text
+
+
+def test_cli_backup_and_restore_round_trip(tmp_path, ext_dir):
+    target = tmp_path / "backups"
+    s1 = PondServer(data_dir=tmp_path / "data", ext_dir=ext_dir, password=PASSWORD,
+                    extra_args=["--backup-to", str(target), "--ingest-flush-rows", "100"]).start()
+    try:
+        c = adbc_connect(s1)
+        run(c, "CREATE DATABASE sales")
+        run(c, "CREATE TABLE sales.main.orders AS SELECT range AS id, range % 7 AS store, range * 0.5 AS amount FROM range(20000)")
+        run(c, "CREATE USER dana PASSWORD 'dana-pw-1234'")
+        run(c, "GRANT SELECT ON TABLE sales.main.orders TO dana")
+        c.close()
+        write_lines(s1, "metrics", "".join(f"cpu,host=h{i % 4} usage={i}i {1_700_000_000 + i}000000000\n" for i in range(1000)))
+
+        out = cli("backup", "--url", s1.http_url).stdout
+        assert "backup " in out and str(target) in out, out
+        # Nothing changed: the second backup reuses the lake's files.
+        second = cli("backup", "--url", s1.http_url).stdout
+        assert "bytes already there" in second
+
+        listing = cli("restore", "--from", str(target), "--list").stdout.strip().splitlines()
+        assert len(listing) == 2 and "sales" in listing[0], listing
+        first_id = listing[0].split()[0]
+        assert "is intact" in cli("restore", "--from", str(target), "--backup", first_id, "--check").stdout
+
+        c = adbc_connect(s1)
+        expected_orders = query_rows(c, "SELECT store, count(*), sum(amount) FROM sales.main.orders GROUP BY ALL ORDER BY ALL")
+        expected_cpu = query_rows(c, "SELECT host, count(*), sum(usage) FROM metrics.cpu GROUP BY ALL ORDER BY ALL")
+        # Changes after the backup must not appear in the restore.
+        run(c, "DELETE FROM sales.main.orders WHERE store = 3")
+        c.close()
+    finally:
+        assert s1.stop() == 0, s1.log_tail()
+
+    new = tmp_path / "restored"
+    out = cli("restore", "--from", str(target), "--backup", first_id, "--data-dir", str(new)).stdout
+    assert "restored backup" in out, out
+    # Restoring over an existing directory is refused.
+    again = cli("restore", "--from", str(target), "--data-dir", str(new), check=False)
+    assert again.returncode != 0 and "not empty" in again.stderr, again.stderr
+
+    s2 = PondServer(data_dir=new, ext_dir=ext_dir, password=PASSWORD).start()
+    try:
+        c = adbc_connect(s2)
+        assert query_rows(c, "SELECT store, count(*), sum(amount) FROM sales.main.orders GROUP BY ALL ORDER BY ALL") == expected_orders
+        assert query_rows(c, "SELECT host, count(*), sum(usage) FROM metrics.cpu GROUP BY ALL ORDER BY ALL") == expected_cpu
+        c.close()
+        dana = adbc_connect(s2, password="dana-pw-1234", db_kwargs={"username": "dana"})
+        assert query_rows(dana, "SELECT count(*) FROM sales.main.orders") == [(20000,)]
+        dana.close()
+    finally:
+        assert s2.stop() == 0, s2.log_tail()
+
+    # Flip one byte of the newest backup's largest file: --check and restore both refuse, naming it.
+    newest = sorted((target / "backups").glob("*.json"))[-1]
+    entry = max(json.loads(newest.read_text())["files"], key=lambda f: f["size"])
+    victim = target / "objects" / entry["sha256"][:2] / entry["sha256"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    bad = cli("restore", "--from", str(target), "--check", check=False)
+    assert bad.returncode != 0 and "damaged" in bad.stderr and entry["path"] in bad.stderr, bad.stderr
+    bad = cli("restore", "--from", str(target), "--data-dir", str(tmp_path / "never"), check=False)
+    assert bad.returncode != 0 and not (tmp_path / "never").exists()
+
+
+def test_backup_over_http_requires_a_superuser(pond):
+    r = requests.post(f"{pond.http_url}/api/v1/backup", json={}, auth=("admin", PASSWORD), timeout=30)
+    # The shared server has no --backup-to: the error says what to do.
+    assert r.status_code == 400 and "--backup-to" in r.json()["error"], r.text
+    r = requests.get(f"{pond.http_url}/api/v1/backup", timeout=30)
+    assert r.status_code == 401
