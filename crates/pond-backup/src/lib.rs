@@ -101,6 +101,15 @@ pub struct Backups {
 
 impl Backups {
     pub fn new(engine: Engine, ingest: Option<Ingester>, schedule: Schedule) -> Self {
+        // Staging directories of a backup interrupted by a crash (hard links: they pin disk space).
+        if let Ok(entries) = std::fs::read_dir(engine.backup_staging_dir()) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("backup-") {
+                    tracing::info!(path = %e.path().display(), "removing the staging directory of an interrupted backup");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
         Self {
             inner: Arc::new(Inner { engine, ingest, schedule, running: Mutex::new(()), last: Mutex::new(None), next_at: Mutex::new(None) }),
         }

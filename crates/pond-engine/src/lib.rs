@@ -30,6 +30,7 @@ mod secrets;
 pub mod session;
 mod shape;
 pub mod sql;
+mod timetravel;
 
 pub use backup::{BackupCatalog, BackupService, BackupSummary};
 pub use config::{EngineConfig, PostgresCatalog, S3Config};

@@ -617,6 +617,11 @@ impl Session {
                 }
                 return Ok((identity, Some(sql)));
             }
+            // `AT (TIMESTAMP => …)` on a measurement reads its lake table as it was.
+            let current = self.state.lock().conn_target.0.clone();
+            if let Some(sql) = crate::timetravel::rewrite(&engine, conn, base, &current)? {
+                return Ok((identity, Some(sql)));
+            }
         }
         Ok((identity, rewritten))
     }

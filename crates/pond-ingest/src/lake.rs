@@ -362,6 +362,7 @@ pub fn compact(
     db: &str,
     lake: &Lake,
     cleanup_grace_secs: u64,
+    snapshot_retention_secs: u64,
     lock: &parking_lot::Mutex<()>,
     max_files: u64,
 ) -> Result<CompactReport> {
@@ -389,7 +390,7 @@ pub fn compact(
     }
     {
         let _g = lock.lock();
-        maintenance::cleanup(conn, &lake.catalog, cleanup_grace_secs)?;
+        maintenance::cleanup(conn, &lake.catalog, cleanup_grace_secs, snapshot_retention_secs)?;
     }
     Ok(CompactReport { database: db.to_string(), files_before, files_after: maintenance::files_of(conn, lake)?, retention_rows_deleted })
 }

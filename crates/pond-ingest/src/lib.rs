@@ -132,6 +132,9 @@ pub struct IngestConfig {
     /// Files a compaction replaced are deleted once they are this old (running
     /// queries may still read them); 0 deletes them at once.
     pub cleanup_grace: std::time::Duration,
+    /// Lake snapshots younger than this are kept at compaction, for
+    /// point-in-time reads (`AT (TIMESTAMP => …)`); 0 keeps only the current one.
+    pub snapshot_retention: std::time::Duration,
     /// Threads encoding a flush's Parquet files at once (below the request
     /// path's CPU priority).
     pub flush_workers: usize,
@@ -157,6 +160,7 @@ impl IngestConfig {
             flush_interval: std::time::Duration::from_secs(60),
             compact_interval: Some(std::time::Duration::from_secs(3600)),
             cleanup_grace: std::time::Duration::from_secs(60),
+            snapshot_retention: std::time::Duration::ZERO,
             flush_workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             encoder: None,
             compact_max_files: 64,
@@ -1112,6 +1116,7 @@ impl Compactor {
                 &db,
                 &lake_part,
                 self.config.cleanup_grace.as_secs(),
+                self.config.snapshot_retention.as_secs(),
                 &self.shared.lake_lock,
                 self.config.compact_max_files,
             )?;

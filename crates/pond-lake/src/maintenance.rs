@@ -143,11 +143,13 @@ pub fn merge_step(conn: &duckdb::Connection, lake: &Lake, table: &str, max_files
     Ok(())
 }
 
-/// Expires old snapshots and deletes the files no snapshot refers to any
-/// more, once they are `grace_secs` old (0: at once). Catalog-wide.
-pub fn cleanup(conn: &duckdb::Connection, catalog: &str, grace_secs: u64) -> Result<()> {
+/// Expires snapshots older than `retention_secs` (0: every snapshot but
+/// the current one; kept snapshots serve point-in-time reads) and deletes
+/// the files no snapshot refers to any more, once they are `grace_secs` old
+/// (0: at once). Catalog-wide.
+pub fn cleanup(conn: &duckdb::Connection, catalog: &str, grace_secs: u64, retention_secs: u64) -> Result<()> {
     let l = quote_literal(catalog);
-    conn.execute_batch(&format!("CALL ducklake_expire_snapshots({l}, older_than => now())"))?;
+    conn.execute_batch(&format!("CALL ducklake_expire_snapshots({l}, older_than => now() - to_seconds({retention_secs}))"))?;
     if grace_secs == 0 {
         conn.execute_batch(&format!("CALL ducklake_cleanup_old_files({l}, cleanup_all => true)"))?;
     } else {

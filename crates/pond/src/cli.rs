@@ -386,6 +386,10 @@ pub struct IngestArgs {
     /// Files replaced by a compaction are deleted once this many seconds old (running queries may read them).
     #[arg(long = "lake-cleanup-grace-secs", env = "POND_LAKE_CLEANUP_GRACE_SECS", default_value_t = 60)]
     pub lake_cleanup_grace_secs: u64,
+    /// Keep lake snapshots this many seconds for point-in-time reads (`FROM cpu AT (TIMESTAMP => …)`);
+    /// older ones expire at the next compaction. 0 keeps only the current snapshot (compaction then frees the most space).
+    #[arg(long = "lake-snapshot-retention-secs", env = "POND_LAKE_SNAPSHOT_RETENTION_SECS", default_value_t = 0)]
+    pub lake_snapshot_retention_secs: u64,
     /// Who encodes flushed Parquet files: auto (arrow-rs for a local data path, DuckDB COPY for S3),
     /// arrow, duckdb-copy, or ducklake-insert (the previous design, for benchmarks).
     #[arg(long = "lake-encoder", env = "POND_LAKE_ENCODER", default_value = "auto")]
@@ -566,6 +570,7 @@ impl ServeArgs {
         c.lake_compact_interval =
             (self.ingest.lake_compact_interval_secs > 0).then(|| Duration::from_secs(self.ingest.lake_compact_interval_secs));
         c.lake_cleanup_grace = Duration::from_secs(self.ingest.lake_cleanup_grace_secs);
+        c.lake_snapshot_retention = Duration::from_secs(self.ingest.lake_snapshot_retention_secs);
         c.lake_encoder = match self.ingest.lake_encoder.to_ascii_lowercase().as_str() {
             "auto" | "" => None,
             "arrow" => Some(pond_ingest::lake::Encoder::Arrow),

@@ -95,6 +95,8 @@ pub struct ServerConfig {
     pub ingest_flush_interval: Duration,
     pub lake_compact_interval: Option<Duration>,
     pub lake_cleanup_grace: Duration,
+    /// Lake snapshots younger than this survive compaction (point-in-time reads).
+    pub lake_snapshot_retention: Duration,
     /// Who encodes flushed Parquet files (`None`: by data path).
     pub lake_encoder: Option<pond_ingest::lake::Encoder>,
 }
@@ -127,6 +129,7 @@ impl ServerConfig {
             ingest_flush_interval: Duration::from_secs(60),
             lake_compact_interval: Some(Duration::from_secs(3600)),
             lake_cleanup_grace: Duration::from_secs(60),
+            lake_snapshot_retention: Duration::ZERO,
             lake_encoder: None,
         }
     }
@@ -233,6 +236,12 @@ impl ServerBuilder {
         self
     }
 
+    /// How long lake snapshots are kept for point-in-time reads.
+    pub fn lake_snapshot_retention(mut self, keep: Duration) -> Self {
+        self.config.lake_snapshot_retention = keep;
+        self
+    }
+
     /// Time-series ingest settings.
     pub fn ingest(mut self, sync: pond_ingest::SyncMode, create_databases: bool) -> Self {
         self.config.ingest_sync = sync;
@@ -304,6 +313,7 @@ impl Server {
         ingest_config.flush_interval = config.ingest_flush_interval;
         ingest_config.compact_interval = config.lake_compact_interval;
         ingest_config.cleanup_grace = config.lake_cleanup_grace;
+        ingest_config.snapshot_retention = config.lake_snapshot_retention;
         ingest_config.encoder = config.lake_encoder;
         ingest_config.max_body_bytes = config.max_body_bytes;
         let ingest_engine = engine.clone();
