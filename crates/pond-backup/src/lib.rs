@@ -17,6 +17,7 @@
 
 pub mod manifest;
 pub mod restore;
+mod s3lake;
 pub mod store;
 pub mod take;
 
@@ -50,6 +51,8 @@ pub enum Error {
     Changed(String),
     #[error("{0}")]
     Engine(String),
+    #[error("backup target {0}")]
+    Target(String),
     #[error("a backup is already running; try again when it has finished")]
     Busy,
     #[error("internal error: {0}")]

@@ -37,9 +37,8 @@ pub fn pick(store: &Store, id: Option<&str>) -> Result<Manifest> {
         Some(id) => store.read_manifest(id),
         None => {
             let ids = store.list()?;
-            let last = ids
-                .last()
-                .ok_or_else(|| Error::NotFound(format!("{} holds no backup (no manifest under backups/)", store.root().display())))?;
+            let last =
+                ids.last().ok_or_else(|| Error::NotFound(format!("{} holds no backup (no manifest under backups/)", store.display())))?;
             store.read_manifest(last)
         }
     }

@@ -51,6 +51,8 @@ struct Staged {
     file: PathBuf,
     len: u64,
     taken_at: String,
+    /// Already in the target (a lake file an earlier backup holds): not staged, not read.
+    known: Option<String>,
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {
@@ -85,7 +87,7 @@ pub fn take(engine: &Engine, ingest: Option<&Ingester>, store: &Store) -> Result
 fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str, staging: &Path, t0: Instant) -> Result<Taken> {
     let started_at = now();
     let mut staged: Vec<Staged> = Vec::new();
-    let mut notes = Vec::new();
+    let notes: Vec<String> = Vec::new();
 
     let meta = engine.meta_snapshot();
     let meta_file = staging.join("system/pond.json");
@@ -98,6 +100,7 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
         file: meta_file,
         len: body.len() as u64,
         taken_at: started_at.clone(),
+        known: None,
     });
 
     let catalogs = engine.backup_catalogs(&meta);
@@ -109,9 +112,20 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
         engine.copy_catalog_to(&c.catalog, &dest).map_err(|e| Error::Engine(e.to_string()))?;
         let kind = if c.relative_path.starts_with("audit/") { Kind::Audit } else { Kind::Database };
         let len = file_len(&dest)?;
-        staged.push(Staged { path: c.relative_path.clone(), kind, file: dest, len, taken_at });
+        staged.push(Staged { path: c.relative_path.clone(), kind, file: dest, len, taken_at, known: None });
     }
 
+    // Lake files already in the previous backup are known by path and size (they never change).
+    let previous: HashMap<(String, u64), String> = match store.list()?.last() {
+        Some(prev) => match store.read_manifest(prev) {
+            Ok(m) => m.files.into_iter().filter(|f| f.kind == Kind::LakeData).map(|f| ((f.path, f.size), f.sha256)).collect(),
+            Err(e) => {
+                tracing::warn!(backup = %prev, error = %e, "previous backup unreadable: every file is hashed again");
+                HashMap::new()
+            }
+        },
+        None => HashMap::new(),
+    };
     // The lake and the ingest log, at one point.
     let mut lake = None;
     {
@@ -126,7 +140,14 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
             engine.copy_catalog_to(&c.catalog, &dest).map_err(|e| Error::Engine(e.to_string()))?;
             snapshot_id = engine.lake_snapshot_id().ok();
             let len = file_len(&dest)?;
-            staged.push(Staged { path: c.relative_path.clone(), kind: Kind::LakeCatalog, file: dest, len, taken_at: taken_at.clone() });
+            staged.push(Staged {
+                path: c.relative_path.clone(),
+                kind: Kind::LakeCatalog,
+                file: dest,
+                len,
+                taken_at: taken_at.clone(),
+                known: None,
+            });
             match engine.lake_local_data_dir() {
                 Some(data) => {
                     for (rel, src) in walk(&data)? {
@@ -136,13 +157,35 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
                         link_or_copy(&src, &dest)?;
                         let len = file_len(&dest)?;
                         data_files += 1;
-                        staged.push(Staged { path, kind: Kind::LakeData, file: dest, len, taken_at: taken_at.clone() });
+                        staged.push(Staged { path, kind: Kind::LakeData, file: dest, len, taken_at: taken_at.clone(), known: None });
                     }
                 }
-                None => notes.push(format!(
-                    "the lake's Parquet files are on {} and are not copied: keep that bucket versioned or replicated",
-                    engine.lake_data_path()
-                )),
+                None => {
+                    // On S3: new files are downloaded while the lake is held still
+                    // (compaction could delete them otherwise); known ones are skipped.
+                    let lake_store = crate::s3lake::open(engine)?;
+                    for (rel, size) in lake_store.list()? {
+                        let path = format!("lake/data/{rel}");
+                        data_files += 1;
+                        if let Some(sha) = previous.get(&(path.clone(), size)).filter(|sha| store.has_object(sha)) {
+                            let known = Some(sha.clone());
+                            staged.push(Staged {
+                                path,
+                                kind: Kind::LakeData,
+                                file: PathBuf::new(),
+                                len: size,
+                                taken_at: taken_at.clone(),
+                                known,
+                            });
+                            continue;
+                        }
+                        let dest = staging.join(&path);
+                        mkdir_parent(&dest)?;
+                        lake_store.download(&rel, &dest)?;
+                        let len = file_len(&dest)?;
+                        staged.push(Staged { path, kind: Kind::LakeData, file: dest, len, taken_at: taken_at.clone(), known: None });
+                    }
+                }
             }
         }
         if let Some(ing) = ingest {
@@ -157,7 +200,7 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
                     let len = file_len(&src)?;
                     link_or_copy(&src, &dest)?;
                     log_bytes += len;
-                    staged.push(Staged { path, kind: Kind::IngestLog, file: dest, len, taken_at: taken_at.clone() });
+                    staged.push(Staged { path, kind: Kind::IngestLog, file: dest, len, taken_at: taken_at.clone(), known: None });
                 }
             }
         }
@@ -166,20 +209,14 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
         }
     }
 
-    // Hash and store. Lake files already in the previous backup are known by path and size.
-    let previous: HashMap<(String, u64), String> = match store.list()?.last() {
-        Some(prev) => match store.read_manifest(prev) {
-            Ok(m) => m.files.into_iter().filter(|f| f.kind == Kind::LakeData).map(|f| ((f.path, f.size), f.sha256)).collect(),
-            Err(e) => {
-                tracing::warn!(backup = %prev, error = %e, "previous backup unreadable: every file is hashed again");
-                HashMap::new()
-            }
-        },
-        None => HashMap::new(),
-    };
     let mut files = Vec::with_capacity(staged.len());
     let (mut copied, mut reused) = (0u64, 0u64);
     for s in staged {
+        if let Some(sha) = s.known {
+            reused += s.len;
+            files.push(FileEntry { path: s.path, kind: s.kind, size: s.len, sha256: sha, taken_at: s.taken_at });
+            continue;
+        }
         let known = previous.get(&(s.path.clone(), s.len)).filter(|sha| store.has_object(sha)).cloned();
         let sha = match known {
             Some(sha) => sha,
