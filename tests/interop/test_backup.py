@@ -157,3 +157,40 @@ def test_backup_to_s3_and_restore_from_it(tmp_path, ext_dir, moto):
     # Wrong credentials or a missing bucket: a clear error, not a hang.
     bad = cli("restore", "--from", f"s3://no-such-bucket-{uuid.uuid4().hex[:6]}/x", "--list", env=env, check=False)
     assert bad.returncode != 0 and "backup target" in bad.stderr, bad.stderr
+
+
+def test_lake_on_s3_is_backed_up_and_restores_as_a_local_lake(tmp_path, ext_dir, moto):
+    """A server whose lake data lives on S3 (moto): the backup downloads the
+    lake's Parquet files, and the restored data dir serves them from its own
+    lake/data directory."""
+    bucket = f"pond-lk-{uuid.uuid4().hex[:8]}"
+    s3_client(moto).create_bucket(Bucket=bucket)
+    host = moto.removeprefix("http://")
+    args = ["--ingest-flush-rows", "100", "--lake-data-path", f"s3://{bucket}/lake", "--lake-s3-endpoint", host,
+            "--lake-s3-region", "us-east-1", "--lake-s3-url-style", "path", "--lake-s3-use-ssl", "false",
+            "--backup-to", str(tmp_path / "bk")]
+    env = {"POND_LAKE_S3_ACCESS_KEY_ID": "test-key", "POND_LAKE_S3_SECRET_ACCESS_KEY": "test-secret"}
+    s1 = PondServer(data_dir=tmp_path / "data", ext_dir=ext_dir, password=PASSWORD, extra_args=args, extra_env=env).start()
+    try:
+        write_lines(s1, "plant", "".join(f"power,line=l{i % 3} kw={i}i {1_700_000_000 + i}000000000\n" for i in range(1000)))
+        r = requests.post(f"{s1.http_url}/api/v1/lake/flush", auth=("admin", PASSWORD), timeout=60)
+        assert r.status_code == 200, r.text
+        c = adbc_connect(s1)
+        expected = query_rows(c, "SELECT line, count(*), sum(kw) FROM plant.power GROUP BY ALL ORDER BY ALL")
+        c.close()
+        assert sum(row[1] for row in expected) == 1000
+        cli("backup", "--url", s1.http_url)
+    finally:
+        assert s1.stop() == 0, s1.log_tail()
+    manifest = json.loads(sorted((tmp_path / "bk" / "backups").glob("*.json"))[-1].read_text())
+    assert any(f["kind"] == "lake_data" for f in manifest["files"]), manifest["files"]
+    new = tmp_path / "restored"
+    cli("restore", "--from", str(tmp_path / "bk"), "--data-dir", str(new))
+    assert list((new / "lake" / "data").rglob("*.parquet")), "lake files restored locally"
+    s2 = PondServer(data_dir=new, ext_dir=ext_dir, password=PASSWORD).start()
+    try:
+        c = adbc_connect(s2)
+        assert query_rows(c, "SELECT line, count(*), sum(kw) FROM plant.power GROUP BY ALL ORDER BY ALL") == expected
+        c.close()
+    finally:
+        assert s2.stop() == 0, s2.log_tail()
