@@ -35,6 +35,17 @@ struct Inner {
     link_applied: Family<DatabaseLabel, Counter>,
     link_error: Family<DatabaseLabel, Gauge<i64, AtomicI64>>,
     sandbox: Family<VerdictLabel, Counter>,
+    cache: Family<CacheLabel, Counter>,
+    cache_evictions: Counter,
+    cache_bytes: Gauge<i64, AtomicI64>,
+    cache_entries: Gauge<i64, AtomicI64>,
+}
+
+/// How the query result cache answered a statement: `hit`, `miss` (run and
+/// stored), `bypass` (not cacheable).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    pub result: &'static str,
 }
 
 /// How a non-superuser's statement got its verdict: `checked` (the sandbox ran),
@@ -86,6 +97,14 @@ impl Metrics {
             "Non-superuser statements by how their verdict was reached (checked, cached, shape)",
             sandbox.clone(),
         );
+        let cache = Family::<CacheLabel, Counter>::default();
+        let cache_evictions = Counter::default();
+        let cache_bytes = Gauge::<i64, AtomicI64>::default();
+        let cache_entries = Gauge::<i64, AtomicI64>::default();
+        registry.register("query_cache_lookups", "Query result cache lookups by result (hit, miss, bypass)", cache.clone());
+        registry.register("query_cache_evictions", "Results evicted from the query result cache to stay within its size", cache_evictions.clone());
+        registry.register("query_cache_bytes", "Bytes of results held by the query result cache", cache_bytes.clone());
+        registry.register("query_cache_entries", "Results held by the query result cache", cache_entries.clone());
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -100,6 +119,10 @@ impl Metrics {
                 link_applied,
                 link_error,
                 sandbox,
+                cache,
+                cache_evictions,
+                cache_bytes,
+                cache_entries,
             }),
         }
     }
@@ -146,6 +169,17 @@ impl Metrics {
 
     pub(crate) fn sandbox_verdict(&self, verdict: &'static str) {
         self.inner.sandbox.get_or_create(&VerdictLabel { verdict }).inc();
+    }
+
+    pub(crate) fn query_cache(&self, result: &'static str) {
+        self.inner.cache.get_or_create(&CacheLabel { result }).inc();
+    }
+
+    /// After the cache stored (or dropped) results.
+    pub(crate) fn query_cache_stored(&self, evicted: u64, stats: &pond_qcache::Stats) {
+        self.inner.cache_evictions.inc_by(evicted);
+        self.inner.cache_bytes.set(stats.bytes as i64);
+        self.inner.cache_entries.set(stats.entries as i64);
     }
 
     /// Prometheus text exposition.

@@ -6,6 +6,7 @@
 
 mod adbc;
 mod catalogs;
+mod continuous;
 mod databases;
 mod flight;
 mod flush;
@@ -15,6 +16,7 @@ mod lake;
 mod lifecycle;
 mod msgpack;
 mod pgwire;
+mod query_cache;
 mod security;
 mod tcp;
 mod tls;
