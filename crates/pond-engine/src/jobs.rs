@@ -87,7 +87,8 @@ impl Engine {
 
     /// `CREATE/DROP CONTINUOUS QUERY`, `SHOW CONTINUOUS QUERIES`.
     pub(crate) fn job_statement(&self, text: &str, identity: &Identity, database: &str, schema: &str) -> Result<arrow_array::RecordBatch> {
-        let jobs = self.inner.jobs.get().ok_or_else(|| Error::Unavailable("continuous queries did not start (see the server log)".into()))?;
+        let jobs =
+            self.inner.jobs.get().ok_or_else(|| Error::Unavailable("continuous queries did not start (see the server log)".into()))?;
         let caller = pond_jobs::Caller {
             user: identity.user.clone(),
             superuser: identity.effective_superuser(),

@@ -102,7 +102,11 @@ impl Metrics {
         let cache_bytes = Gauge::<i64, AtomicI64>::default();
         let cache_entries = Gauge::<i64, AtomicI64>::default();
         registry.register("query_cache_lookups", "Query result cache lookups by result (hit, miss, bypass)", cache.clone());
-        registry.register("query_cache_evictions", "Results evicted from the query result cache to stay within its size", cache_evictions.clone());
+        registry.register(
+            "query_cache_evictions",
+            "Results evicted from the query result cache to stay within its size",
+            cache_evictions.clone(),
+        );
         registry.register("query_cache_bytes", "Bytes of results held by the query result cache", cache_bytes.clone());
         registry.register("query_cache_entries", "Results held by the query result cache", cache_entries.clone());
         Self {

@@ -126,7 +126,8 @@ impl Probe {
             inner: inner.clone(),
             text: text.to_string(),
             params: params.map(|p| format!("{p:?}")).unwrap_or_default(),
-            principal: format!("{}\u{0}{}\u{0}{epoch}", identity.user, identity.effective_superuser()),
+            // The whole identity: a narrowed credential (scope) of the same user is another principal.
+            principal: format!("{identity:?}\u{0}{epoch}"),
             target,
             settings,
             plan,
@@ -222,7 +223,13 @@ impl Probe {
 }
 
 /// The Pond databases `text` reads, or why it cannot be cached.
-fn read_set(inner: &Arc<Inner>, qc: &QueryCache, conn: &duckdb::Connection, text: &str, target: &(String, String)) -> Result<Vec<String>, String> {
+fn read_set(
+    inner: &Arc<Inner>,
+    qc: &QueryCache,
+    conn: &duckdb::Connection,
+    text: &str,
+    target: &(String, String),
+) -> Result<Vec<String>, String> {
     let generation = inner.catalog_generation.load(Ordering::SeqCst);
     let functions = {
         let f = qc.functions.lock();
@@ -341,7 +348,9 @@ fn load_catalog(conn: &duckdb::Connection) -> Result<CatalogMap> {
         "SELECT lower(database_name), lower(schema_name), lower(table_name), NULL::VARCHAR FROM duckdb_tables() \
          UNION ALL SELECT lower(database_name), lower(schema_name), lower(view_name), sql FROM duckdb_views() WHERE NOT internal",
     )?;
-    let rows = stmt.query_map([], |r| Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?), r.get::<_, Option<String>>(3)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?), r.get::<_, Option<String>>(3)?))
+    })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 

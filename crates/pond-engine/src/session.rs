@@ -455,7 +455,7 @@ impl Session {
         match st {
             Statement::DuckDb(text) => {
                 let first = first_word(text);
-                let plain_read = matches!(first.as_str(), "select" | "from" | "values")
+                let plain_read = matches!(first.as_str(), "select" | "from" | "values" | "show" | "describe" | "summarize")
                     || (first == "with" && !crate::qcache::mentions_write(text));
                 if plain_read {
                     return;
@@ -470,6 +470,16 @@ impl Session {
                     qc.versions.bump(&db);
                 }
             }
+            // Listings change nothing.
+            Statement::Pond(
+                PondStatement::ShowDatabases
+                | PondStatement::ShowTables
+                | PondStatement::ShowUsers
+                | PondStatement::ShowGrants { .. }
+                | PondStatement::ShowSecrets
+                | PondStatement::ShowLinks,
+            ) => {}
+            Statement::Pond(PondStatement::ContinuousQuery(text)) if first_word(text) == "show" => {}
             Statement::Pond(_) => qc.versions.bump_all(),
         }
     }

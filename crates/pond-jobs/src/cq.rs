@@ -353,10 +353,6 @@ fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
-pub(crate) fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 fn serialize(conn: &duckdb::Connection, sql: &str) -> Result<Value> {
     let text: String = conn.prepare_cached("SELECT json_serialize_sql($1::VARCHAR)")?.query_row([sql], |r| r.get(0))?;
     let v: Value = serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("cannot read the query's parse tree: {e}")))?;
@@ -373,11 +369,9 @@ pub fn inspect(conn: &duckdb::Connection, query: &str) -> Result<(i64, String)> 
     let mut widths = Vec::new();
     bucket_widths(&tree, &mut widths);
     let width = match widths.as_slice() {
-        [Some(w)] => interval_us(conn, w, "time_bucket's width")?,
+        [Some(w)] => interval_us(conn, w, "time_bucket's width", false)?,
         [] => {
-            return Err(Error::Invalid(
-                "a continuous query groups rows by time_bucket(INTERVAL '…', time): none found in the query".into(),
-            ))
+            return Err(Error::Invalid("a continuous query groups rows by time_bucket(INTERVAL '…', time): none found in the query".into()))
         }
         _ => {
             return Err(Error::Invalid(
@@ -439,8 +433,9 @@ pub fn windowed(conn: &duckdb::Connection, query: &str, start: Option<i64>, end:
     Ok(text)
 }
 
-/// An interval's length in microseconds; months and years are refused (not a fixed length).
-pub fn interval_us(conn: &duckdb::Connection, text: &str, what: &str) -> Result<i64> {
+/// An interval's length in microseconds; months and years are refused (not a
+/// fixed length), and so is a negative one (zero only if `zero_ok`).
+pub fn interval_us(conn: &duckdb::Connection, text: &str, what: &str, zero_ok: bool) -> Result<i64> {
     let r: std::result::Result<(i64, i64), duckdb::Error> = conn
         .prepare_cached(
             "SELECT date_part('month', i) + 12 * date_part('year', i), \
@@ -449,9 +444,11 @@ pub fn interval_us(conn: &duckdb::Connection, text: &str, what: &str) -> Result<
         .and_then(|mut s| s.query_row([text], |r| Ok((r.get(0)?, r.get(1)?))));
     let (months, us) = r.map_err(|e| Error::Invalid(format!("{what} '{text}' is not an interval: {e}")))?;
     if months != 0 {
-        return Err(Error::Invalid(format!("{what} '{text}' has months or years, whose length varies: use days, hours, minutes or seconds")));
+        return Err(Error::Invalid(format!(
+            "{what} '{text}' has months or years, whose length varies: use days, hours, minutes or seconds"
+        )));
     }
-    if us <= 0 {
+    if us < 0 || (us == 0 && !zero_ok) {
         return Err(Error::Invalid(format!("{what} '{text}' must be positive")));
     }
     Ok(us)
@@ -463,7 +460,8 @@ mod tests {
 
     #[test]
     fn statements_parse() {
-        let c = parse("CREATE CONTINUOUS QUERY cpu_1m EVERY INTERVAL '1 minute' AS INSERT INTO cpu_1m SELECT 1;").expect("job").expect("ok");
+        let c =
+            parse("CREATE CONTINUOUS QUERY cpu_1m EVERY INTERVAL '1 minute' AS INSERT INTO cpu_1m SELECT 1;").expect("job").expect("ok");
         assert_eq!(
             c,
             Statement::Create(CreateStatement {
@@ -487,7 +485,10 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(parse("DROP CONTINUOUS QUERY IF EXISTS q").expect("job").expect("ok"), Statement::Drop { name: "q".into(), if_exists: true });
+        assert_eq!(
+            parse("DROP CONTINUOUS QUERY IF EXISTS q").expect("job").expect("ok"),
+            Statement::Drop { name: "q".into(), if_exists: true }
+        );
         assert_eq!(parse("show continuous queries;").expect("job").expect("ok"), Statement::Show);
         assert!(parse("SELECT 1").is_none());
     }

@@ -173,9 +173,11 @@ impl Jobs {
         Ok(jobs)
     }
 
-    /// Stops the scheduler (after the run in progress, if any).
+    /// Stops the scheduler; returns once the run in progress, if any, is over
+    /// (so a shutdown's checkpoint finds no job transaction open).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        drop(self.run_lock.lock());
     }
 
     fn conn(&self) -> Result<duckdb::Connection> {
@@ -187,7 +189,8 @@ impl Jobs {
         let mut dbs = self.host.databases();
         dbs.sort();
         let conn = self.conn()?;
-        let mut stmt = conn.prepare("SELECT DISTINCT database_name FROM duckdb_tables() WHERE schema_name = $1 AND table_name = 'queries'")?;
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT database_name FROM duckdb_tables() WHERE schema_name = $1 AND table_name = 'queries'")?;
         let holders: Vec<String> = stmt.query_map([pond_lake::CQ_SCHEMA], |r| r.get(0))?.collect::<std::result::Result<_, _>>()?;
         let mut found = BTreeMap::new();
         for db in holders.into_iter().filter(|d| dbs.contains(d)) {
@@ -261,13 +264,13 @@ impl Jobs {
         self.host.authorize(&caller.user, &caller.database, &caller.schema, &c.insert)?;
         let database = self.host.target_database(&c.insert, &caller.database)?;
         let conn = self.conn()?;
-        let every_us = cq::interval_us(&conn, &c.every, "EVERY")?;
+        let every_us = cq::interval_us(&conn, &c.every, "EVERY", false)?;
         if every_us < MIN_EVERY_US {
             return Err(Error::Invalid(format!("EVERY '{}' is shorter than one second", c.every)));
         }
         let grace = c.grace.clone().unwrap_or_else(|| c.every.clone());
         let grace_us = match &c.grace {
-            Some(g) => cq::interval_us(&conn, g, "GRACE")?,
+            Some(g) => cq::interval_us(&conn, g, "GRACE", true)?,
             None => every_us,
         };
         let (_, query) = cq::split_insert(&c.insert)?;
@@ -358,7 +361,9 @@ impl Jobs {
     fn show(&self, caller: &Caller) -> RecordBatch {
         let reg = self.registry.lock();
         let rows: Vec<&Entry> = reg.values().filter(|e| caller.superuser || e.def.owner == caller.user).collect();
-        let s = |f: &dyn Fn(&Entry) -> Option<String>| -> ArrayRef { Arc::new(StringArray::from(rows.iter().map(|e| f(e)).collect::<Vec<_>>())) };
+        let s = |f: &dyn Fn(&Entry) -> Option<String>| -> ArrayRef {
+            Arc::new(StringArray::from(rows.iter().map(|e| f(e)).collect::<Vec<_>>()))
+        };
         let schema = Arc::new(Schema::new(vec![
             Field::new("name", DataType::Utf8, true),
             Field::new("database", DataType::Utf8, true),
@@ -425,6 +430,9 @@ impl Jobs {
     /// One run of a due query; the outcome goes into its status.
     fn run_due(&self, conn: &duckdb::Connection, key: &str) {
         let _run = self.run_lock.lock();
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
         let Some((def, until)) = self.registry.lock().get(key).map(|e| (e.def.clone(), e.status.until_us)) else { return };
         let started = Instant::now();
         let r = self.run(conn, &def, until);

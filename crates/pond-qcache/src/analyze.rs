@@ -98,7 +98,11 @@ fn walk(v: &Value, a: &mut Analysis, depth: usize) -> Result<(), String> {
                     if !map.get("at_clause").is_none_or(Value::is_null) {
                         return Err("reads a table AT a point in time".into());
                     }
-                    a.tables.insert(TableRef { catalog: text(v, "catalog_name"), schema: text(v, "schema_name"), name: text(v, "table_name") });
+                    a.tables.insert(TableRef {
+                        catalog: text(v, "catalog_name"),
+                        schema: text(v, "schema_name"),
+                        name: text(v, "table_name"),
+                    });
                 }
                 if kind == "TABLE_FUNCTION" {
                     let f = map.get("function").ok_or("table function without a function")?;

@@ -403,7 +403,7 @@ mod tests {
         let size = entry(1000).bytes();
         let cache = Cache::new(size * 8 * 3 / 2 + 8 * size);
         // entry limit is max/8, which is > size
-        let keys: Vec<Key> = (0..20).map(|i| key(&format!("q{i}"), &[])).collect();
+        let keys: Vec<Key> = (0..40).map(|i| key(&format!("q{i}"), &[])).collect();
         for k in &keys[..3] {
             cache.insert(k.clone(), entry(1000));
         }

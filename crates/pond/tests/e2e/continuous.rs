@@ -61,7 +61,8 @@ fn now_ms() -> i64 {
 }
 
 const DOWNSAMPLED: &str = "SELECT strftime(time, '%Y-%m-%d %H:%M:%S') AS t, host, n, total FROM cpu_1s ORDER BY t, host";
-const FROM_SCRATCH: &str = "SELECT strftime(time_bucket(INTERVAL '1 second', time), '%Y-%m-%d %H:%M:%S') AS t, host, count(*) AS n, sum(value) AS total \
+const FROM_SCRATCH: &str =
+    "SELECT strftime(time_bucket(INTERVAL '1 second', time), '%Y-%m-%d %H:%M:%S') AS t, host, count(*) AS n, sum(value) AS total \
      FROM cpu GROUP BY ALL ORDER BY t, host";
 
 /// Waits until the downsampled table equals the aggregate from scratch.
@@ -144,7 +145,9 @@ async fn downsamples_new_buckets_only_and_survives_a_restart() {
 async fn runs_with_the_owners_current_grants() {
     let s = TestServer::start().await;
     setup(&s).await;
-    for sql in ["CREATE USER ops PASSWORD 'ops-pw-1234'", "CREATE USER viewer PASSWORD 'viewer-pw-12'", "GRANT READ ON DATABASE metrics TO viewer"] {
+    for sql in
+        ["CREATE USER ops PASSWORD 'ops-pw-1234'", "CREATE USER viewer PASSWORD 'viewer-pw-12'", "GRANT READ ON DATABASE metrics TO viewer"]
+    {
         admin(&s, sql).await;
     }
     // Without INSERT on the target: refused at CREATE.
@@ -163,6 +166,8 @@ async fn runs_with_the_owners_current_grants() {
     assert!(sql_as(&s, viewer, "DROP CONTINUOUS QUERY cpu_1s").await.unwrap_err().contains("permission denied"));
     // A revoke stops the next run: nothing more is inserted, and SHOW says why.
     admin(&s, "REVOKE WRITE ON DATABASE metrics FROM ops").await;
+    // A run that passed its check just before the revoke may still commit.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let before = admin(&s, "SELECT count(*) FROM cpu_1s").await;
     write(&s, points(now_ms() + 500, 10)).await;
     let mut error = Value::Null;
