@@ -29,12 +29,14 @@ const VIEW_DEPTH: usize = 8;
 /// Lower-case (database, schema, name) → the view's SQL (`None`: a table).
 type CatalogMap = HashMap<(String, String, String), Option<String>>;
 
+/// (text, database, schema) → (catalog generation, read set or `None`: uncacheable).
+type PlanMap = HashMap<(String, String, String), (u64, Option<Arc<Vec<String>>>)>;
+
 /// The cache and the bookkeeping around it (one per engine, when enabled).
 pub(crate) struct QueryCache {
     pub(crate) cache: Cache,
     pub(crate) versions: Versions,
-    /// (text, database, schema) → (catalog generation, read set or `None`: uncacheable).
-    plans: Mutex<HashMap<(String, String, String), (u64, Option<Arc<Vec<String>>>)>>,
+    plans: Mutex<PlanMap>,
     /// Function name → every overload is DuckDB's own and CONSISTENT; by catalog generation.
     functions: Mutex<(u64, Arc<HashMap<String, bool>>)>,
     catalog: Mutex<(u64, Arc<CatalogMap>)>,
