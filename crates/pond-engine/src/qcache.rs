@@ -26,8 +26,8 @@ const PLAN_ENTRIES: usize = 4096;
 /// Views expanded inside each other at most this deep.
 const VIEW_DEPTH: usize = 8;
 
-/// Lower-case (database, schema, name) → the view's SQL (`None`: a table).
-type CatalogMap = HashMap<(String, String, String), Option<String>>;
+/// Lower-case (database, schema, name) → the view's name as stored and its SQL (`None`: a table).
+type CatalogMap = HashMap<(String, String, String), Option<(String, String)>>;
 
 /// (text, database, schema) → (catalog generation, read set or `None`: uncacheable).
 type PlanMap = HashMap<(String, String, String), (u64, Option<Arc<Vec<String>>>)>;
@@ -258,11 +258,20 @@ fn read_set(
         }
     };
     let engine = inner.engine();
-    let pond_dbs: BTreeSet<String> = engine.databases().into_iter().map(|d| d.name.to_ascii_lowercase()).collect();
+    let infos = engine.databases();
+    let pond_dbs: BTreeSet<String> = infos.iter().map(|d| d.name.to_ascii_lowercase()).collect();
+    let lakes: HashMap<String, crate::lake::Lake> = infos
+        .iter()
+        .filter_map(|d| {
+            let id = std::path::Path::new(&d.path).file_stem()?.to_string_lossy().into_owned();
+            Some((d.name.to_ascii_lowercase(), crate::lake::Lake::for_file_id(&id)))
+        })
+        .collect();
     let mut reads = BTreeSet::new();
     let mut called = BTreeSet::new();
-    let mut resolver = Resolver { conn, catalog: &catalog, pond_dbs: &pond_dbs, engine: &engine, reads: &mut reads, called: &mut called };
-    resolver.statement(text, &(target.0.to_ascii_lowercase(), target.1.to_ascii_lowercase()), false, 0)?;
+    let mut resolver =
+        Resolver { conn, catalog: &catalog, pond_dbs: &pond_dbs, lakes: &lakes, engine: &engine, reads: &mut reads, called: &mut called };
+    resolver.statement(text, &(target.0.to_ascii_lowercase(), target.1.to_ascii_lowercase()), 0)?;
     for f in &called {
         if !functions.get(f).copied().unwrap_or(false) {
             return Err(format!("calls {f}, which is not a deterministic built-in function"));
@@ -275,13 +284,33 @@ struct Resolver<'a> {
     conn: &'a duckdb::Connection,
     catalog: &'a CatalogMap,
     pond_dbs: &'a BTreeSet<String>,
+    lakes: &'a HashMap<String, crate::lake::Lake>,
     engine: &'a crate::Engine,
     reads: &'a mut BTreeSet<String>,
     called: &'a mut BTreeSet<String>,
 }
 
 impl Resolver<'_> {
-    fn statement(&mut self, text: &str, current: &(String, String), in_view: bool, depth: usize) -> Result<(), String> {
+    /// Whether a view is the one Pond generated for a measurement (its text is
+    /// exactly the canonical text for its database and name): its hot rows and
+    /// lake files change only with ingest, flushes and compactions, which bump
+    /// its database's generation. A user-made view never matches.
+    fn is_measurement_view(&self, db: &str, schema: &str, name: &str, sql: &str) -> bool {
+        if schema != "main" {
+            return false;
+        }
+        let Some(lake) = self.lakes.get(db) else { return false };
+        let Some(stored) = crate::sandbox::view_query(sql) else { return false };
+        let canonical = crate::lake::measurement_view_query(lake, name);
+        let normalized: Option<String> = self
+            .conn
+            .prepare_cached("SELECT json_deserialize_sql(json_serialize_sql($1::VARCHAR))")
+            .and_then(|mut st| st.query_row([canonical], |r| r.get(0)))
+            .ok();
+        normalized.is_some_and(|n| n == stored)
+    }
+
+    fn statement(&mut self, text: &str, current: &(String, String), depth: usize) -> Result<(), String> {
         if depth > VIEW_DEPTH {
             return Err("views nested too deeply".into());
         }
@@ -292,19 +321,12 @@ impl Resolver<'_> {
             .map_err(|e| e.to_string())?;
         let tree: serde_json::Value = serde_json::from_str(&tree).map_err(|e| e.to_string())?;
         let a: Analysis = pond_qcache::analyze(&tree)?;
-        for tf in &a.table_functions {
-            // The hot rows of a measurement, inside its canonical view: versioned with the view's database.
-            if !(in_view && tf == crate::lake::HOT_FUNCTION) {
-                return Err(format!("reads the table function {tf}"));
-            }
+        if let Some(tf) = a.table_functions.iter().next() {
+            return Err(format!("reads the table function {tf}"));
         }
         self.called.extend(a.functions.iter().filter(|f| !a.table_functions.contains(*f)).cloned());
         for t in &a.tables {
             let (c, s, n) = (t.catalog.to_ascii_lowercase(), t.schema.to_ascii_lowercase(), t.name.to_ascii_lowercase());
-            if in_view && pond_lake::is_hidden_catalog(if c.is_empty() { &s } else { &c }) {
-                // The lake's tables behind a measurement view: versioned with the view's database.
-                continue;
-            }
             let candidates: Vec<(String, String, String)> = match (c.is_empty(), s.is_empty()) {
                 (false, _) => vec![(c.clone(), if s.is_empty() { "main".into() } else { s.clone() }, n.clone())],
                 (true, false) => vec![(current.0.clone(), s.clone(), n.clone()), (s.clone(), "main".into(), n.clone())],
@@ -326,9 +348,12 @@ impl Resolver<'_> {
                     return Err(format!("reads database {db}, which changes outside Pond's sessions"));
                 }
                 self.reads.insert(db.clone());
-                if let Some(Some(sql)) = self.catalog.get(&k) {
+                if let Some(Some((name, sql))) = self.catalog.get(&k) {
+                    if self.is_measurement_view(&k.0, &k.1, name, sql) {
+                        continue;
+                    }
                     let query = crate::sandbox::view_query(sql).ok_or_else(|| format!("view {n} has a shape Pond does not read"))?;
-                    self.statement(&query, &(k.0.clone(), k.1.clone()), true, depth + 1)?;
+                    self.statement(&query, &(k.0.clone(), k.1.clone()), depth + 1)?;
                 }
             }
         }
@@ -347,11 +372,15 @@ fn load_functions(conn: &duckdb::Connection) -> Result<HashMap<String, bool>> {
 
 fn load_catalog(conn: &duckdb::Connection) -> Result<CatalogMap> {
     let mut stmt = conn.prepare(
-        "SELECT lower(database_name), lower(schema_name), lower(table_name), NULL::VARCHAR FROM duckdb_tables() \
-         UNION ALL SELECT lower(database_name), lower(schema_name), lower(view_name), sql FROM duckdb_views() WHERE NOT internal",
+        "SELECT lower(database_name), lower(schema_name), lower(table_name), NULL::VARCHAR, NULL::VARCHAR FROM duckdb_tables() \
+         UNION ALL SELECT lower(database_name), lower(schema_name), lower(view_name), view_name, sql FROM duckdb_views() WHERE NOT internal",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?), r.get::<_, Option<String>>(3)?))
+        let view = match (r.get::<_, Option<String>>(3)?, r.get::<_, Option<String>>(4)?) {
+            (Some(name), Some(sql)) => Some((name, sql)),
+            _ => None,
+        };
+        Ok(((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?), view))
     })?;
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }

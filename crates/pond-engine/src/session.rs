@@ -422,6 +422,14 @@ impl Session {
             if state.transaction.is_some() || state.diverged {
                 return None;
             }
+            // Name resolution is worked out from the current database and schema
+            // only: a session that changed its search path does not use the cache.
+            if state.settings.iter().any(|t| {
+                let t = t.to_ascii_lowercase();
+                t.contains("search_path") || t.contains("schema")
+            }) {
+                return None;
+            }
             let target = match call_db {
                 Some(db) => (db, "main".to_string()),
                 None => (state.database.clone(), state.schema.clone()),

@@ -151,6 +151,12 @@ async fn line_protocol_ingest_and_flush_make_the_next_answer_fresh() {
     assert_eq!(cached(&s, ADMIN, sql).await, json!([[3, 13]]));
     write("cpu,host=c value=100 1700000003").await;
     assert_eq!(cached(&s, ADMIN, sql).await, json!([[4, 113]]));
+    // A user's view over the measurement: expanded, still versioned by the measurement's writes.
+    admin(&s, "CREATE VIEW metrics.main.big AS SELECT host, value FROM metrics.main.cpu WHERE value >= 2").await;
+    let over_view = "SELECT count(*) AS n FROM metrics.main.big";
+    assert_eq!(cached(&s, ADMIN, over_view).await, json!([[3]]));
+    write("cpu,host=d value=5 1700000004").await;
+    assert_eq!(cached(&s, ADMIN, over_view).await, json!([[4]]));
     s.stop().await;
 }
 
