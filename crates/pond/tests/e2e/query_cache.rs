@@ -66,6 +66,11 @@ async fn hits_are_identical_and_the_cache_is_managed_by_superusers() {
     let b = query(&mut c, sql).await.unwrap();
     assert_eq!(a, b);
     assert_eq!(column_strings(&a, 1).iter().map(|n| n.parse::<i64>().unwrap()).sum::<i64>(), 5000);
+    // Flight SQL's per-call bypass header.
+    let before = hits(&stats(&s).await);
+    c.set_header("pond-cache", "off");
+    assert_eq!(query(&mut c, sql).await.unwrap(), a);
+    assert_eq!(hits(&stats(&s).await), before);
     let st = stats(&s).await;
     assert_eq!(st["enabled"], true);
     assert!(st["entries"].as_u64().unwrap() >= 1, "{st}");
