@@ -39,6 +39,8 @@ pub struct EngineConfig {
     /// The lake's catalog in a PostgreSQL database instead of `<data_dir>/lake/catalog.ducklake`
     /// (so several Pond nodes can share one lake).
     pub lake_catalog: Option<PostgresCatalog>,
+    /// Bytes of query results kept by the result cache (`pond-qcache`); 0: off.
+    pub query_cache_bytes: usize,
 }
 
 /// A PostgreSQL database holding the DuckLake catalog. The password is kept
@@ -114,6 +116,7 @@ impl EngineConfig {
             lake_data_path: None,
             s3: None,
             lake_catalog: None,
+            query_cache_bytes: 0,
         }
     }
 

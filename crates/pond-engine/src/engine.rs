@@ -84,6 +84,10 @@ pub(crate) struct Inner {
     /// What `BACKUP TO` calls (registered by the server; `backup.rs`).
     pub(crate) backup: parking_lot::RwLock<Option<Arc<dyn crate::backup::BackupService>>>,
     pub(crate) backup_seq: AtomicU64,
+    /// The query result cache, when enabled (see `qcache.rs`).
+    pub(crate) qcache: Option<crate::qcache::QueryCache>,
+    /// Background jobs: continuous queries (`pond-jobs`, see `jobs.rs`).
+    pub(crate) jobs: std::sync::OnceLock<Arc<pond_jobs::Jobs>>,
 }
 
 type IdleKey = (Identity, &'static str, Option<String>);
@@ -165,6 +169,7 @@ impl Engine {
         let system_functions = builtin_functions(&root)?;
         let secrets = crate::secrets::open_store(&config, meta.clone())?;
 
+        let qcache_bytes = config.query_cache_bytes;
         let inner = Arc::new(Inner {
             config,
             root: Mutex::new(root),
@@ -190,6 +195,8 @@ impl Engine {
             idle: Mutex::new(HashMap::new()),
             backup: parking_lot::RwLock::new(None),
             backup_seq: AtomicU64::new(0),
+            qcache: (qcache_bytes > 0).then(|| crate::qcache::QueryCache::new(qcache_bytes)),
+            jobs: std::sync::OnceLock::new(),
         });
         let engine = Engine { inner };
         engine.attach_all()?;
@@ -202,6 +209,7 @@ impl Engine {
         }
         engine.lock_down()?;
         engine.start_recorded_links();
+        engine.start_jobs();
         Ok(engine)
     }
 
@@ -657,6 +665,9 @@ impl Engine {
         self.clear_backup_service();
         self.cancel_all();
         self.stop_links();
+        if let Some(j) = self.inner.jobs.get() {
+            j.stop();
+        }
         let root = self.inner.root.lock();
         for db in self.databases() {
             if let Err(e) = root.execute_batch(&format!("CHECKPOINT {}", quote_ident(&db.name))) {
@@ -759,8 +770,35 @@ impl Engine {
 
     /// Tells sessions that tables were created or altered outside them, so
     /// listings and statement checks see the change.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
     pub fn catalog_changed(&self) {
         self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Rows of `database` changed outside a session (time-series ingest, a
+    /// flush or compaction, a continuous query), and the change is visible:
+    /// cached results that read the database no longer apply.
+    pub fn data_changed(&self, database: &str) {
+        if let Some(qc) = self.inner.qcache.as_ref() {
+            qc.versions.bump(database);
+        }
+    }
+
+    /// The query result cache's counters and size (`enabled: false` when off).
+    pub fn query_cache_stats(&self) -> crate::QueryCacheStats {
+        crate::qcache::stats(&self.inner)
+    }
+
+    /// Empties the query result cache; returns how many results it held.
+    pub fn clear_query_cache(&self) -> usize {
+        let n = self.inner.qcache.as_ref().map(|q| q.cache.clear()).unwrap_or(0);
+        if let Some(q) = self.inner.qcache.as_ref() {
+            self.inner.metrics.query_cache_stored(0, &q.cache.stats());
+        }
+        n
     }
 }
 

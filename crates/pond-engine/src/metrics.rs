@@ -36,6 +36,10 @@ struct Inner {
     link_error: Family<DatabaseLabel, Gauge<i64, AtomicI64>>,
     sandbox: Family<VerdictLabel, Counter>,
     backup: BackupMetrics,
+    cache: Family<CacheLabel, Counter>,
+    cache_evictions: Counter,
+    cache_bytes: Gauge<i64, AtomicI64>,
+    cache_entries: Gauge<i64, AtomicI64>,
 }
 
 /// Figures of the backups (`pond-backup`).
@@ -55,6 +59,13 @@ pub struct ResultLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
     pub kind: &'static str,
+}
+
+/// How the query result cache answered a statement: `hit`, `miss` (run and
+/// stored), `bypass` (not cacheable).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabel {
+    pub result: &'static str,
 }
 
 /// How a non-superuser's statement got its verdict: `checked` (the sandbox ran),
@@ -119,6 +130,18 @@ impl Metrics {
             "Bytes of the last successful backup: copied to the target, or reused from earlier backups",
             backup.last_bytes.clone(),
         );
+        let cache = Family::<CacheLabel, Counter>::default();
+        let cache_evictions = Counter::default();
+        let cache_bytes = Gauge::<i64, AtomicI64>::default();
+        let cache_entries = Gauge::<i64, AtomicI64>::default();
+        registry.register("query_cache_lookups", "Query result cache lookups by result (hit, miss, bypass)", cache.clone());
+        registry.register(
+            "query_cache_evictions",
+            "Results evicted from the query result cache to stay within its size",
+            cache_evictions.clone(),
+        );
+        registry.register("query_cache_bytes", "Bytes of results held by the query result cache", cache_bytes.clone());
+        registry.register("query_cache_entries", "Results held by the query result cache", cache_entries.clone());
         Self {
             inner: Arc::new(Inner {
                 registry,
@@ -134,6 +157,10 @@ impl Metrics {
                 link_error,
                 sandbox,
                 backup,
+                cache,
+                cache_evictions,
+                cache_bytes,
+                cache_entries,
             }),
         }
     }
@@ -193,6 +220,17 @@ impl Metrics {
 
     pub(crate) fn sandbox_verdict(&self, verdict: &'static str) {
         self.inner.sandbox.get_or_create(&VerdictLabel { verdict }).inc();
+    }
+
+    pub(crate) fn query_cache(&self, result: &'static str) {
+        self.inner.cache.get_or_create(&CacheLabel { result }).inc();
+    }
+
+    /// After the cache stored (or dropped) results.
+    pub(crate) fn query_cache_stored(&self, evicted: u64, stats: &pond_qcache::Stats) {
+        self.inner.cache_evictions.inc_by(evicted);
+        self.inner.cache_bytes.set(stats.bytes as i64);
+        self.inner.cache_entries.set(stats.entries as i64);
     }
 
     /// Prometheus text exposition.

@@ -926,7 +926,7 @@ fn table_name(t: &sq::TableWithJoins) -> Option<sq::ObjectName> {
 
 /// The query of a `CREATE [OR REPLACE] [TEMP] VIEW name [(cols)] AS <query>;`
 /// text as DuckDB stores it; `None` when the text does not have that shape.
-fn view_query(sql: &str) -> Option<String> {
+pub(crate) fn view_query(sql: &str) -> Option<String> {
     let b = sql.as_bytes();
     let mut i = 0;
     let skip_ws = |i: &mut usize| {

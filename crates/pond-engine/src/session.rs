@@ -295,6 +295,8 @@ pub struct Session {
     only_read: AtomicBool,
     /// Where prepared statements are described, made at the first prepare.
     mirror: Mutex<Option<Mirror>>,
+    /// The current call asked not to use the query result cache (see `set_call_cache`).
+    skip_cache: AtomicBool,
 }
 
 impl Drop for Session {
@@ -341,6 +343,7 @@ impl Session {
             shape_cache: Mutex::new(HashMap::new()),
             only_read: AtomicBool::new(true),
             mirror: Mutex::new(None),
+            skip_cache: AtomicBool::new(false),
         }
     }
 
@@ -386,6 +389,107 @@ impl Session {
         }
         *self.call_database.lock() = database;
         Ok(())
+    }
+
+    /// Checks `sql` as this session's statement, without running it (the
+    /// runs of a continuous query, with its owner's grants).
+    pub(crate) fn check_only(&self, sql: &str) -> Result<()> {
+        let conn = self.conn.lock();
+        for st in sql::parse(sql)? {
+            self.authorize(&conn, &st)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the statements of the current call may be answered from, and
+    /// stored in, the query result cache (protocols call this per call).
+    pub fn set_call_cache(&self, use_cache: bool) {
+        self.skip_cache.store(!use_cache, Ordering::SeqCst);
+    }
+
+    /// A query-cache probe for a single plain read outside a transaction on a
+    /// connection whose state another could copy (see `qcache.rs`).
+    fn cache_probe(&self, statements: &[Statement], params: Option<&ParamRows>) -> Option<crate::qcache::Probe> {
+        let inner = self.engine.upgrade()?;
+        inner.qcache.as_ref()?;
+        let [Statement::DuckDb(text)] = statements else { return None };
+        if self.skip_cache.load(Ordering::SeqCst) || !matches!(first_word(text).as_str(), "select" | "with" | "from" | "values") {
+            return None;
+        }
+        let call_db = self.call_database.lock().clone();
+        let (target, settings) = {
+            let state = self.state.lock();
+            if state.transaction.is_some() || state.diverged {
+                return None;
+            }
+            // Name resolution is worked out from the current database and schema
+            // only: a session that changed its search path does not use the cache.
+            if state.settings.iter().any(|t| {
+                let t = t.to_ascii_lowercase();
+                t.contains("search_path") || t.contains("schema")
+            }) {
+                return None;
+            }
+            let target = match call_db {
+                Some(db) => (db, "main".to_string()),
+                None => (state.database.clone(), state.schema.clone()),
+            };
+            (target, state.settings.clone())
+        };
+        crate::qcache::Probe::new(&inner, &self.identity, text, params, target, settings)
+    }
+
+    /// A result from the query cache, as a stream.
+    fn cached_stream(&self, entry: &pond_qcache::Entry) -> QueryStream {
+        let (tx, rx) = mpsc::channel::<Msg>(entry.batches.len().max(1));
+        for b in &entry.batches {
+            let _ = tx.try_send(Msg::Batch(b.clone()));
+        }
+        let run = Arc::new(RunState {
+            finished: AtomicBool::new(true),
+            reason: AtomicU8::new(StopReason::None as u8),
+            wake: Notify::new(),
+            interrupt: self.interrupt.clone(),
+            timeout: None,
+        });
+        QueryStream { schema: entry.schema.clone(), duckdb_types: entry.duckdb_types.clone(), rx, run, done: false }
+    }
+
+    /// A statement that may have written: results cached before no longer
+    /// apply to the databases it wrote (all, when that is not known).
+    fn note_write(&self, st: &Statement) {
+        let Some(inner) = self.engine.upgrade() else { return };
+        let Some(qc) = inner.qcache.as_ref() else { return };
+        match st {
+            Statement::DuckDb(text) => {
+                let first = first_word(text);
+                let plain_read = matches!(first.as_str(), "select" | "from" | "values" | "show" | "describe" | "summarize")
+                    || (first == "with" && !crate::qcache::mentions_write(text));
+                if plain_read {
+                    return;
+                }
+                let current = self.connection_database();
+                let engine = inner.engine();
+                let written = crate::sandbox::written_databases(text, &current, &|n| engine.database_exists(n));
+                if written.is_empty() {
+                    qc.versions.bump_all();
+                }
+                for db in written {
+                    qc.versions.bump(&db);
+                }
+            }
+            // Listings change nothing.
+            Statement::Pond(
+                PondStatement::ShowDatabases
+                | PondStatement::ShowTables
+                | PondStatement::ShowUsers
+                | PondStatement::ShowGrants { .. }
+                | PondStatement::ShowSecrets
+                | PondStatement::ShowLinks,
+            ) => {}
+            Statement::Pond(PondStatement::ContinuousQuery(text)) if first_word(text) == "show" => {}
+            Statement::Pond(_) => qc.versions.bump_all(),
+        }
     }
 
     /// Switches the connection to the call's database, or back to the
@@ -507,10 +611,16 @@ impl Session {
         }
         let started = Instant::now();
         let metrics = self.engine()?.metrics.clone();
+        let probe = self.cache_probe(&statements, params.as_deref());
+        if let Some(entry) = probe.as_ref().and_then(|p| p.lookup()) {
+            self.touch();
+            metrics.query(self.protocol, started.elapsed().as_secs_f64(), true);
+            return Ok(self.cached_stream(&entry));
+        }
         let (tx, mut rx) = mpsc::channel::<Msg>(CHANNEL_BATCHES);
         let batch_bytes = self.engine()?.config.result_batch_bytes;
         let (run, handle) = self.spawn(move |session, conn, run| {
-            let r = produce(session, conn, run, &statements, params.as_deref(), &tx, batch_bytes);
+            let r = produce(session, conn, run, &statements, params.as_deref(), &tx, batch_bytes, probe.as_ref());
             if let Err(e) = r {
                 let _ = send(run, &tx, Msg::Error(session.sanitize(run.map_error(e))));
             }
@@ -826,6 +936,7 @@ impl Session {
 
     /// After a statement that may have changed the catalog, caches built on it are refreshed.
     fn after_statement(&self, st: &Statement) {
+        self.note_write(st);
         let Statement::DuckDb(text) = st else { return };
         let first = first_word(text);
         self.note_connection_state(&first, text);
@@ -1202,6 +1313,10 @@ impl Session {
                 let db = engine.resolve_database(database)?;
                 self.use_database_on(conn, &db, schema.as_deref())?;
             }
+            PondStatement::ContinuousQuery(text) => {
+                let (database, schema) = self.state.lock().conn_target.clone();
+                return engine.job_statement(text, identity, &database, &schema);
+            }
         }
         Ok(success_batch())
     }
@@ -1537,6 +1652,9 @@ impl Session {
                     // A table may have been created: listings and checks must see it.
                     if let Ok(inner) = session.engine() {
                         inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
+                        if let Some(qc) = inner.qcache.as_ref() {
+                            qc.versions.bump_all();
+                        }
                     }
                     Ok(rows)
                 }
@@ -1731,6 +1849,7 @@ fn execute_update(conn: &duckdb::Connection, text: &str, params: Option<&ParamRo
 }
 
 /// The body of a query: runs all statements, streams the last one's result.
+#[allow(clippy::too_many_arguments)]
 fn produce(
     session: &Arc<Session>,
     conn: &duckdb::Connection,
@@ -1739,6 +1858,7 @@ fn produce(
     params: Option<&ParamRows>,
     tx: &mpsc::Sender<Msg>,
     batch_bytes: usize,
+    probe: Option<&crate::qcache::Probe>,
 ) -> Result<()> {
     let n = statements.len();
     if params.is_some() && n > 1 {
@@ -1770,6 +1890,19 @@ fn produce(
                     Some(r) if !r.is_empty() => r.clone(),
                     _ => vec![Vec::new()],
                 };
+                // The query cache's key takes the write generations now, before the statement runs.
+                let mut cached = None;
+                match probe.map(|p| p.start(conn, rewritten.is_some())) {
+                    Some(crate::qcache::Start::Hit(entry)) => {
+                        send(run, tx, Msg::Schema(entry.schema.clone(), entry.duckdb_types.clone()))?;
+                        for b in &entry.batches {
+                            send(run, tx, Msg::Batch(b.clone()))?;
+                        }
+                        return Ok(());
+                    }
+                    Some(crate::qcache::Start::Store(key, collector)) => cached = Some((key, collector)),
+                    _ => {}
+                }
                 // Not prepare_cached: see execute_update.
                 let mut stmt = conn.prepare(text)?;
                 let mut schema_sent = false;
@@ -1779,8 +1912,12 @@ fn produce(
                     executed?;
                     let schema = stmt.schema();
                     let types: Vec<String> = (0..schema.fields().len()).map(|i| logical_type_name(&stmt.column_logical_type(i))).collect();
-                    stream_result(&stmt, &schema, Arc::new(types), run, tx, batch_bytes, !schema_sent)?;
+                    let collect = cached.as_mut().map(|(_, c)| c);
+                    stream_result(&stmt, &schema, Arc::new(types), run, tx, batch_bytes, !schema_sent, collect)?;
                     schema_sent = true;
+                }
+                if let (Some(p), Some((key, c))) = (probe, cached) {
+                    p.store(key, c);
                 }
             }
             Statement::DuckDb(text) => {
@@ -1818,6 +1955,7 @@ fn stream_result(
     tx: &mpsc::Sender<Msg>,
     batch_bytes: usize,
     announce: bool,
+    mut collect: Option<&mut pond_qcache::Collector>,
 ) -> Result<()> {
     let first = next_batch(stmt, schema)?;
     // The schema announced (FlightInfo) must be the one the batches carry;
@@ -1832,12 +1970,21 @@ fn stream_result(
         None => None,
     };
     if announce {
+        if let Some(c) = collect.as_deref_mut() {
+            c.schema(schema.clone(), types.clone());
+        }
         send(run, tx, Msg::Schema(schema.clone(), types))?;
     }
+    let mut out = |b: RecordBatch| -> Result<()> {
+        if let Some(c) = collect.as_deref_mut() {
+            c.batch(&b);
+        }
+        send(run, tx, Msg::Batch(b))
+    };
     let Some(first) = first else { return Ok(()) };
     // A result of one chunk (most small queries, every DML count) goes out as
     // it is: no coalescing buffers to allocate and copy into.
-    let Some(second) = next_batch(stmt, schema)? else { return send(run, tx, Msg::Batch(first)) };
+    let Some(second) = next_batch(stmt, schema)? else { return out(first) };
     let per_row = (first.get_array_memory_size() / first.num_rows().max(1)).max(1);
     let target_rows = (batch_bytes / per_row).clamp(2048, 1 << 20);
     let mut coalescer = BatchCoalescer::new(schema.clone(), target_rows);
@@ -1845,7 +1992,7 @@ fn stream_result(
     coalescer.push_batch(second)?;
     loop {
         while let Some(b) = coalescer.next_completed_batch() {
-            send(run, tx, Msg::Batch(b))?;
+            out(b)?;
         }
         match next_batch(stmt, schema)? {
             Some(b) => coalescer.push_batch(b)?,
@@ -1854,7 +2001,7 @@ fn stream_result(
     }
     coalescer.finish_buffered_batch()?;
     while let Some(b) = coalescer.next_completed_batch() {
-        send(run, tx, Msg::Batch(b))?;
+        out(b)?;
     }
     Ok(())
 }

@@ -131,6 +131,8 @@ pub enum PondStatement {
     Backup {
         target: Option<String>,
     },
+    /// `CREATE/DROP CONTINUOUS QUERY`, `SHOW CONTINUOUS QUERIES` (whole text; `pond-jobs` parses it).
+    ContinuousQuery(String),
 }
 
 /// Where a link's connection comes from. `Debug` never shows a connection string.
@@ -455,6 +457,9 @@ pub fn classify(statement: &str) -> Result<Statement> {
         if pond_secrets::is_show_secrets(statement) {
             return Ok(Statement::Pond(PondStatement::ShowSecrets));
         }
+    }
+    if pond_jobs::is_job_statement(statement) {
+        return Ok(Statement::Pond(PondStatement::ContinuousQuery(statement.trim().to_string())));
     }
     if w(0, "attach") {
         if let Some(st) = classify_attach(&t, statement)? {

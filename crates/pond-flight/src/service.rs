@@ -107,6 +107,9 @@ impl PondFlightService {
             None => None,
         };
         session.set_call_database(call_db).map_err(to_status)?;
+        // `pond-cache: off` (or `bypass`): this call does not use the query result cache.
+        let skip_cache = md.get("pond-cache").and_then(|v| v.to_str().ok()).is_some_and(|v| matches!(v, "off" | "bypass" | "no-cache"));
+        session.set_call_cache(!skip_cache);
         Ok(session)
     }
 

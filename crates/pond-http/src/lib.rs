@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod backup;
+mod cache;
 mod error;
 mod json;
 mod lake;
@@ -60,6 +61,7 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/databases", get(databases))
         .route("/api/v1/query", post(query::query))
+        .route("/api/v1/cache", get(cache::stats).post(cache::clear).delete(cache::clear))
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/verify", get(auth::verify))
         .route("/api/v1/auth/tokens", post(auth::create_token).get(auth::list_tokens))

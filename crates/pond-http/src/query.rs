@@ -37,6 +37,7 @@ enum Format {
 pub async fn query(
     State(state): State<HttpState>,
     caller: crate::auth::Caller,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, HttpError> {
     let identity = caller.identity;
@@ -63,6 +64,14 @@ pub async fn query(
     let started = Instant::now();
     // The same caller's next request may reuse this session once the result is sent.
     let session = state.engine.open_reusable_session(identity, "http", req.database.clone()).await?;
+    // `Cache-Control: no-cache` / `no-store`: run the statement, whatever the query cache holds.
+    let skip_cache = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| matches!(d.trim().to_ascii_lowercase().as_str(), "no-cache" | "no-store"));
+    session.set_call_cache(!skip_cache);
     let stream = session.query(&req.sql, None).await?;
     let metrics = state.engine.metrics().clone();
     let body_stream = match format {

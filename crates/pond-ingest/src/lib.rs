@@ -898,6 +898,10 @@ impl WriterLoop {
         if ddl {
             self.engine.catalog_changed();
         }
+        // The rows are visible (hot store): cached query results over these databases are stale.
+        for db in &order {
+            self.engine.data_changed(db);
+        }
         let sync_error = synced.err().map(|e| e.to_string());
         for (i, j) in jobs.iter_mut().enumerate() {
             let Some(job) = j.take() else { continue };
@@ -1022,6 +1026,7 @@ impl LakeLoop {
             let _g = self.shared.lake_lock.lock();
             let lake_part = self.engine.attach_lake(&db)?;
             let r = lake::flush(&self.conn, &self.shared.store, &db, &id, &lake_part, upto, &self.opts)?;
+            self.engine.data_changed(&db);
             let mut st = self.shared.status.lock();
             st.flushes += 1;
             st.flushed_rows += r.rows;
@@ -1120,6 +1125,7 @@ impl Compactor {
                 &self.shared.lake_lock,
                 self.config.compact_max_files,
             )?;
+            self.engine.data_changed(&db);
             tracing::info!(database = %db, files_before = r.files_before, files_after = r.files_after, retention_rows_deleted = r.retention_rows_deleted, "lake compacted");
             out.push(r);
         }

@@ -34,6 +34,8 @@ pub const RETENTION_TABLE: &str = "_pond_retention";
 pub const LAKE_ALIAS: &str = "__pond_lake";
 /// The schema in a database linked to PostgreSQL that records the link's position (`pond-link`).
 pub const LINK_STATE_SCHEMA: &str = "_pond_link";
+/// Schema of a database holding its continuous queries and their watermarks (`pond-jobs`).
+pub const CQ_SCHEMA: &str = "_pond_cq";
 /// The time column of every measurement (`TIMESTAMP_NS`, UTC, never NULL).
 pub const TIME_COLUMN: &str = "time";
 /// Table function (registered by `pond-ingest`) returning a measurement's
@@ -109,7 +111,7 @@ pub fn is_hidden_catalog(name: &str) -> bool {
 
 /// Schemas no client may name or see.
 pub fn is_hidden_schema(name: &str) -> bool {
-    name.eq_ignore_ascii_case(BUFFER_SCHEMA) || name.eq_ignore_ascii_case(LINK_STATE_SCHEMA)
+    name.eq_ignore_ascii_case(BUFFER_SCHEMA) || name.eq_ignore_ascii_case(LINK_STATE_SCHEMA) || name.eq_ignore_ascii_case(CQ_SCHEMA)
 }
 
 /// The query of the view `<db>.main.<name>`: the lake's rows, then the hot

@@ -469,6 +469,11 @@ pub struct EngineArgs {
     /// Directories or URL prefixes (e.g. s3://bucket/) superusers may use while external access is off; comma-separated.
     #[arg(long = "allowed-paths", env = "POND_ALLOWED_PATHS", value_delimiter = ',')]
     pub allowed_paths: Vec<String>,
+    /// Memory for the query result cache, e.g. 256MB (0: off). Whole results of
+    /// plain, deterministic reads are kept and served again only while no write
+    /// has touched the databases they read, so they are never stale.
+    #[arg(long = "query-cache-size", env = "POND_QUERY_CACHE_SIZE", default_value = "0", value_parser = pond_qcache::parse_size)]
+    pub query_cache_size: usize,
 }
 
 /// Credentials and their lifetimes; external JWT verification.
@@ -639,6 +644,7 @@ impl ServeArgs {
         e.threads = self.engine.threads;
         e.memory_limit = self.engine.memory_limit.clone();
         e.external_access = self.engine.external_access;
+        e.query_cache_bytes = self.engine.query_cache_size;
         e.allowed_paths = self.engine.allowed_paths.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         c.token_ttl = Duration::from_secs(self.auth.token_ttl_secs.max(1));
         c.oauth_token_ttl = Duration::from_secs(self.auth.oauth_token_ttl_secs.max(1));

@@ -7,6 +7,7 @@
 mod adbc;
 mod backup;
 mod catalogs;
+mod continuous;
 mod databases;
 mod flight;
 mod flush;
@@ -16,6 +17,7 @@ mod lake;
 mod lifecycle;
 mod msgpack;
 mod pgwire;
+mod query_cache;
 mod security;
 mod tcp;
 mod tls;
