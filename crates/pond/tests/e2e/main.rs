@@ -6,6 +6,7 @@
 
 mod adbc;
 mod catalogs;
+mod console;
 mod databases;
 mod flight;
 mod flush;
