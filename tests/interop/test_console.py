@@ -87,9 +87,10 @@ def run_with_keyboard(d):
 
 
 def heap_bytes(d) -> int:
-    d.execute_cdp_cmd("Performance.enable", {})
-    m = {x["name"]: x["value"] for x in d.execute_cdp_cmd("Performance.getMetrics", {})["metrics"]}
-    return int(m["JSHeapUsedSize"])
+    """The page's JS heap in use plus the ArrayBuffer backing stores outside it (Arrow's data)."""
+    d.execute_cdp_cmd("HeapProfiler.collectGarbage", {})
+    u = d.execute_cdp_cmd("Runtime.getHeapUsage", {})
+    return int(u["usedSize"]) + int(u.get("backingStorageSize", 0)) + int(u.get("embedderHeapUsedSize", 0))
 
 
 def http_admin(server, sql, database=None):
@@ -277,17 +278,20 @@ def test_csrf_rejected_and_logout(server, browser):
     wait(d).until(EC.presence_of_element_located((By.ID, "login")))
     d.get(f"{server.http_url}/console/")
     assert d.current_url.endswith("/console/login")
-    code = d.execute_async_script("fetch('/api/v1/auth/verify').then(r => arguments[0](r.status))")
-    assert code == 401
+    code = d.execute_async_script("const done = arguments[0]; fetch('/api/v1/auth/verify', {headers: {'x-pond-console': '1'}}).then(r => done(r.status), e => done(String(e)))")
+    assert code == 401, code
 
 
 def test_phone_width(server):
-    d = _browser(390, 844)
+    d = _browser(500, 900)
     try:
+        # A phone's viewport (Chrome's windows are at least 500 px wide).
+        d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
         login(d, server)
         set_sql(d, "SELECT range AS n, 'item ' || range AS label FROM range(50)")
         d.find_element(By.ID, "run").click()
         wait_status(d, "50 rows in")
+        assert d.execute_script("return window.innerWidth") == 390
         overflow = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
         assert overflow <= 1, f"page is {overflow}px wider than a phone"
         d.save_screenshot(str(SHOTS / "query-phone.png"))

@@ -28,6 +28,8 @@ use crate::{Console, ConsoleError};
 pub const SESSION_COOKIE: &str = "pond_console";
 /// The cookie of the login form's CSRF token (double submit).
 pub const LOGIN_COOKIE: &str = "pond_console_login";
+/// The header the console's scripts send with every API call.
+pub const CONSOLE_HEADER: &str = "x-pond-console";
 /// The header carrying the session's CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 
@@ -123,8 +125,15 @@ pub async fn cookie_layer(State(console): State<Console>, mut req: Request, next
     if has_credentials {
         return next.run(req).await;
     }
+    // The console's own calls (its cookie, or its marker header once the cookie is gone)
+    // never get a Basic challenge: browsers would answer it with a password dialog.
+    let from_console = req.headers().contains_key(CONSOLE_HEADER) || cookie(req.headers(), SESSION_COOKIE).is_some();
     let Some(current) = cookie(req.headers(), SESSION_COOKIE).and_then(|id| console.sessions.get(id)) else {
-        return next.run(req).await;
+        let mut resp = next.run(req).await;
+        if from_console {
+            resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+        }
+        return resp;
     };
     let own_form = matches!(req.uri().path(), "/console/login" | "/console/logout");
     if !safe(req.method()) && !own_form {
@@ -138,7 +147,9 @@ pub async fn cookie_layer(State(console): State<Console>, mut req: Request, next
         req.headers_mut().insert(header::AUTHORIZATION, v);
     }
     req.extensions_mut().insert(current);
-    next.run(req).await
+    let mut resp = next.run(req).await;
+    resp.headers_mut().remove(header::WWW_AUTHENTICATE);
+    resp
 }
 
 impl Console {
@@ -147,5 +158,42 @@ impl Console {
     pub(crate) fn identity(&self, current: &Current) -> Result<Identity, ConsoleError> {
         let id = self.auth.verify_token(&current.session.bearer).map_err(|_| ConsoleError::NotLoggedIn)?;
         Ok(self.auth.revalidate(&id)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_http_only_strict_and_secure_under_tls() {
+        let plain = set_cookie(SESSION_COOKIE, "abc", "/", Duration::from_secs(60), false);
+        assert_eq!(plain, "pond_console=abc; Path=/; Max-Age=60; HttpOnly; SameSite=Strict");
+        let tls = set_cookie(SESSION_COOKIE, "abc", "/", Duration::from_secs(60), true);
+        assert!(tls.to_str().unwrap().ends_with("; Secure"));
+    }
+
+    #[test]
+    fn sessions_expire_and_close() {
+        let s = Sessions::new(Duration::from_millis(50));
+        let (id, session) = s.open("pond_s_x".into(), "u");
+        let current = s.get(&id).expect("open session");
+        assert_eq!(current.session.csrf, session.csrf);
+        assert!(s.get("another").is_none());
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(s.get(&id).is_none(), "expired");
+        let (id, _) = s.open("pond_s_y".into(), "u");
+        let key = s.get(&id).unwrap().key;
+        assert!(s.close(&key).is_some());
+        assert!(s.get(&id).is_none());
+    }
+
+    #[test]
+    fn cookie_parsing_finds_the_named_cookie() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; pond_console=xyz; b=2"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), Some("xyz"));
+        assert_eq!(cookie(&h, "pond"), None);
+        assert!(same_token("abc", "abc") && !same_token("abc", "abd") && !same_token("abc", "ab"));
     }
 }

@@ -35,7 +35,7 @@ async function failure(resp) {
 
 /** fetch() with the console's session: JSON in and out, errors thrown as ApiError. */
 export async function api(path, { method = "GET", body, signal, raw = false } = {}) {
-  const headers = {};
+  const headers = { "x-pond-console": "1" };
   if (method !== "GET" && method !== "HEAD") headers["x-csrf-token"] = csrf;
   if (body !== undefined) headers["content-type"] = "application/json";
   const resp = await fetch(path, {

@@ -152,7 +152,7 @@ function main() {
     const items = loadHistory();
     historySelect.replaceChildren(
       el("option", { value: "" }, items.length ? `${items.length} past queries` : "no past queries"),
-      items.map((h, i) => el("option", { value: String(i) }, h.sql.replace(/\s+/g, " ").slice(0, 80))),
+      ...items.map((h, i) => el("option", { value: String(i) }, h.sql.replace(/\s+/g, " ").slice(0, 80))),
     );
   }
   function remember(text) {

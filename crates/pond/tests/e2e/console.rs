@@ -134,6 +134,10 @@ async fn console_login_cookie_csrf_and_logout() {
     // The old cookie is worth nothing now.
     let r = console_query(&s, &l, "SELECT 1", Some(&l.csrf)).await;
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // No Basic challenge for the console's calls (a browser would pop up a password dialog).
+    assert!(!r.headers().contains_key("www-authenticate"));
+    let r = client().get(s.http_url("/api/v1/auth/verify")).send().await.unwrap();
+    assert!(r.headers().contains_key("www-authenticate"), "other clients still get the challenge");
     let r = client().get(s.http_url("/console/")).header("cookie", &l.cookie).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     s.stop().await;
