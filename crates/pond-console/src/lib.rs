@@ -25,7 +25,7 @@ use pond_auth::Authenticator;
 use pond_engine::Engine;
 
 pub use error::ConsoleError;
-pub use session::{SESSION_COOKIE, CSRF_HEADER};
+pub use session::{CSRF_HEADER, SESSION_COOKIE};
 
 /// The console's shared state.
 #[derive(Clone)]

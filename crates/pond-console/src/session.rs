@@ -71,8 +71,7 @@ impl Sessions {
     /// A new session; returns its cookie value.
     pub fn open(&self, bearer: String, user: &str) -> (String, Session) {
         let id = pond_auth::random_secret(32);
-        let session =
-            Session { bearer, csrf: pond_auth::random_secret(24), user: user.to_string(), expires: Instant::now() + self.ttl };
+        let session = Session { bearer, csrf: pond_auth::random_secret(24), user: user.to_string(), expires: Instant::now() + self.ttl };
         let mut map = self.map.lock();
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);

@@ -151,7 +151,7 @@ function main() {
   function renderHistory() {
     const items = loadHistory();
     historySelect.replaceChildren(
-      el("option", { value: "" }, items.length ? `${items.length} past queries` : "no past queries"),
+      el("option", { value: "" }, items.length ? `${items.length} past ${items.length === 1 ? "query" : "queries"}` : "no past queries"),
       ...items.map((h, i) => el("option", { value: String(i) }, h.sql.replace(/\s+/g, " ").slice(0, 80))),
     );
   }

@@ -106,7 +106,8 @@ async fn console_login_cookie_csrf_and_logout() {
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{bad:?}");
         assert_eq!(r.json::<Value>().await.unwrap()["code"], "csrf_failed");
     }
-    let r = console_query(&s, &l, "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'csrf_victim'", Some(&l.csrf)).await;
+    let r =
+        console_query(&s, &l, "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'csrf_victim'", Some(&l.csrf)).await;
     assert_eq!(r.json::<Value>().await.unwrap()["data"][0][0], 0, "the refused statement must not have run");
     // GETs with the cookie need no token.
     let r = client().get(s.http_url("/api/v1/auth/verify")).header("cookie", &l.cookie).send().await.unwrap();
@@ -126,7 +127,8 @@ async fn console_login_cookie_csrf_and_logout() {
     // Logout needs the token too.
     let r = client().post(s.http_url("/console/logout")).header("cookie", &l.cookie).form(&[("csrf", "nope")]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = client().post(s.http_url("/console/logout")).header("cookie", &l.cookie).form(&[("csrf", l.csrf.as_str())]).send().await.unwrap();
+    let r =
+        client().post(s.http_url("/console/logout")).header("cookie", &l.cookie).form(&[("csrf", l.csrf.as_str())]).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
     let (cleared, attrs) = set_cookie(r.headers(), "pond_console").expect("cookie cleared");
     assert_eq!(cleared, "pond_console=");
@@ -170,7 +172,8 @@ async fn console_non_superuser_is_kept_out_of_admin_and_other_databases() {
     let r = console_query(&s, &bob, "SHOW SECRETS", Some(&bob.csrf)).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // The catalog lists only what bob may see.
-    let v: Value = client().get(s.http_url("/console/api/catalog")).header("cookie", &bob.cookie).send().await.unwrap().json().await.unwrap();
+    let v: Value =
+        client().get(s.http_url("/console/api/catalog")).header("cookie", &bob.cookie).send().await.unwrap().json().await.unwrap();
     let names: Vec<&str> = v["databases"].as_array().unwrap().iter().filter_map(|d| d["name"].as_str()).collect();
     assert!(names.contains(&"shop") && !names.contains(&"secret_db"), "{names:?}");
     // Queries run with bob's grants.
