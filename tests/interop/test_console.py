@@ -8,6 +8,7 @@ logout, phone width. Screenshots of each page go to docs/console/.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -93,6 +94,12 @@ def heap_bytes(d) -> int:
     return int(u["usedSize"]) + int(u.get("backingStorageSize", 0)) + int(u.get("embedderHeapUsedSize", 0))
 
 
+def cpu_seconds(server) -> float:
+    """CPU time (user + system) the pond process has used so far."""
+    fields = Path(f"/proc/{server.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def http_admin(server, sql, database=None):
     body = {"sql": sql}
     if database:
@@ -159,13 +166,28 @@ def test_million_rows_stream_with_bounded_dom_and_heap(server, browser):
 def test_cancel_stops_a_running_query(server, browser):
     d = browser
     login(d, server)
-    set_sql(d, "SELECT count(*) FROM range(3000000) a, range(3000000) b WHERE a.range * 7 = b.range * 3 + 1")
+    # A cross product of 10^16 rows: it would keep DuckDB busy for days.
+    set_sql(d, "SELECT count(*) FROM range(100000000) a, range(100000000) b WHERE a.range + b.range < 0")
     d.find_element(By.ID, "run").click()
     wait(d).until(lambda d: d.find_element(By.ID, "cancel").is_enabled())
-    time.sleep(1)
+
+    def busy() -> float:
+        before = cpu_seconds(server)
+        time.sleep(2)
+        return cpu_seconds(server) - before
+
+    running = busy()
+    assert running > 0.9, f"the query should keep pond busy (used {running:.1f} CPU seconds in 2 s)"
+    assert "Running" in status(d)
     d.find_element(By.ID, "cancel").click()
     wait_status(d, "Cancelled", timeout=10)
     assert d.find_element(By.ID, "run").is_enabled()
+    # The server stopped working on it (the dropped response interrupts DuckDB).
+    deadline = time.monotonic() + 20
+    used = busy()
+    while used > 0.6 and time.monotonic() < deadline:
+        used = busy()
+    assert used <= 0.6, f"pond still used {used:.1f} CPU seconds in 2 s after the cancel"
     # The server is still there for the next query.
     set_sql(d, "SELECT 'after cancel' AS s")
     d.find_element(By.ID, "run").click()
