@@ -35,7 +35,11 @@ struct Login {
 }
 
 async fn login(s: &TestServer, user: &str, password: &str) -> Result<Login, (StatusCode, String)> {
-    let c = client();
+    login_with(&client(), s, user, password).await
+}
+
+async fn login_with(c: &reqwest::Client, s: &TestServer, user: &str, password: &str) -> Result<Login, (StatusCode, String)> {
+    let tls = s.server().tls_enabled();
     let page = c.get(s.http_url("/console/login")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let (login_cookie, attrs) = set_cookie(page.headers(), "pond_console_login").expect("login form cookie");
@@ -57,7 +61,7 @@ async fn login(s: &TestServer, user: &str, password: &str) -> Result<Login, (Sta
     for want in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="] {
         assert!(attrs.contains(want), "session cookie lacks {want}: {attrs}");
     }
-    assert!(!attrs.contains("Secure"), "plain HTTP must not mark the cookie Secure: {attrs}");
+    assert_eq!(attrs.contains("Secure"), tls, "the cookie is Secure exactly under TLS: {attrs}");
     let page = c.get(s.http_url("/console/")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     let html = page.text().await.unwrap();
@@ -205,5 +209,30 @@ async fn console_assets_are_embedded() {
     assert!(r.text().await.unwrap().contains("RecordBatchReader"));
     let r = client().get(s.http_url("/console/assets/../Cargo.toml")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn console_cookie_is_secure_under_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = pond::tls::generate_dev_certs(dir.path(), &Default::default()).expect("certificates");
+    let s = TestServer::start_with(|b| b.tls(certs.settings())).await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.ca_cert).unwrap()).unwrap();
+    let c = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let l = login_with(&c, &s, "admin", ADMIN_PASSWORD).await.expect("admin logs in over TLS");
+    let r = c
+        .post(s.http_url("/api/v1/query"))
+        .header("cookie", &l.cookie)
+        .header("x-csrf-token", &l.csrf)
+        .json(&json!({"sql": "SELECT 1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     s.stop().await;
 }
