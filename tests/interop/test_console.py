@@ -109,7 +109,7 @@ def http_admin(server, sql, database=None):
     return r.json()
 
 
-def test_login_query_with_keyboard_and_error_position(server, browser):
+def test_login_query_with_keyboard_and_error_position(server, browser, tmp_path):
     d = browser
     d.get(f"{server.http_url}/console/")
     assert d.current_url.endswith("/console/login"), "pages need a login"
@@ -131,6 +131,15 @@ def test_login_query_with_keyboard_and_error_position(server, browser):
     # The history keeps it (per user).
     assert "SELECT 40 + 2" in d.find_element(By.ID, "history").text
     d.save_screenshot(str(SHOTS / "query.png"))
+    # Downloads: CSV and Arrow from the API, Parquet from the console's export.
+    d.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(tmp_path)})
+    for fmt, magic in [("csv", b"answer,name,at"), ("arrow", b"\xff\xff\xff\xff"), ("parquet", b"PAR1")]:
+        d.find_element(By.ID, f"download-{fmt}").click()
+        wait(d).until(lambda d: (tmp_path / f"result.{fmt}").exists() and (tmp_path / f"result.{fmt}").stat().st_size > 0)
+        data = (tmp_path / f"result.{fmt}").read_bytes()
+        assert data.startswith(magic), (fmt, data[:40])
+        if fmt == "parquet":
+            assert data.endswith(b"PAR1")
     # An error names its position and selects it in the editor.
     set_sql(d, "SELECT 1,\n  2 FROMM nowhere")
     d.find_element(By.ID, "run").click()

@@ -12,6 +12,8 @@ pub enum ConsoleError {
     Csrf,
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    BadRequest(String),
     #[error("no such console file: {0}")]
     NotFound(String),
     #[error(transparent)]
@@ -26,6 +28,7 @@ impl ConsoleError {
             Self::NotLoggedIn => StatusCode::UNAUTHORIZED,
             Self::Csrf | Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Auth(pond_auth::Error::TooManyFailures(_)) => StatusCode::TOO_MANY_REQUESTS,
             Self::Auth(pond_auth::Error::PermissionDenied(_)) => StatusCode::FORBIDDEN,
             Self::Auth(_) => StatusCode::UNAUTHORIZED,
@@ -45,6 +48,7 @@ impl ConsoleError {
             Self::Csrf => "csrf_failed",
             Self::Forbidden(_) => "permission_denied",
             Self::NotFound(_) => "not_found",
+            Self::BadRequest(_) => "invalid_request",
             Self::Auth(_) => "unauthenticated",
             Self::Engine(_) => "engine_error",
         }

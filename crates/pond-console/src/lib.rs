@@ -14,6 +14,7 @@
 mod assets;
 mod catalog;
 mod error;
+mod export;
 mod pages;
 mod session;
 
@@ -56,6 +57,7 @@ pub fn mount(api: Router, console: Console) -> Router {
         .route("/console/login", get(pages::login_form).post(pages::login))
         .route("/console/logout", post(pages::logout))
         .route("/console/api/catalog", get(catalog::catalog))
+        .route("/console/api/export", post(export::export))
         .route("/console/assets/{*path}", get(assets::asset))
         .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(console.clone());

@@ -100,6 +100,7 @@ function main() {
   const tabChart = el("button", { type: "button", role: "tab", id: "tab-chart", "aria-selected": "false", "aria-controls": "chart-panel", tabindex: -1 }, "Chart");
   const csvBtn = el("button", { type: "button", id: "download-csv", disabled: true }, "Download CSV");
   const arrowBtn = el("button", { type: "button", id: "download-arrow", disabled: true }, "Download Arrow");
+  const parquetBtn = el("button", { type: "button", id: "download-parquet", disabled: true }, "Download Parquet");
   const editorHost = el("div", { id: "editor", class: "editor" });
 
   app.replaceChildren(
@@ -118,7 +119,7 @@ function main() {
     editorHost,
     status,
     errorBox,
-    el("div", { class: "result-bar" }, el("div", { role: "tablist", "aria-label": "Result view" }, tabGrid, tabChart), el("div", { class: "downloads" }, csvBtn, arrowBtn)),
+    el("div", { class: "result-bar" }, el("div", { role: "tablist", "aria-label": "Result view" }, tabGrid, tabChart), el("div", { class: "downloads" }, csvBtn, arrowBtn, parquetBtn)),
     gridPanel,
     chartPanel,
   );
@@ -258,7 +259,7 @@ function main() {
       }
       const ms = Math.round(performance.now() - started);
       say(status, `${rowsText(rows)} in ${fmt(ms)} ms${truncated ? ` (stopped at ${fmt(MAX_ROWS)}: download for the whole result)` : ""}.`);
-      csvBtn.disabled = arrowBtn.disabled = false;
+      csvBtn.disabled = arrowBtn.disabled = parquetBtn.disabled = false;
       updateChart();
     } catch (e) {
       if (mine.signal.aborted && !truncated) {
@@ -340,7 +341,10 @@ function main() {
     if (!last) return;
     try {
       say(status, `Preparing ${format.toUpperCase()}…`);
-      const resp = await query(last.text, dbSelect.value, format);
+      const resp =
+        format === "parquet"
+          ? await api("/console/api/export", { method: "POST", body: { sql: last.text, database: dbSelect.value || undefined }, raw: true })
+          : await query(last.text, dbSelect.value, format);
       const blob = await resp.blob();
       const a = el("a", { href: URL.createObjectURL(blob), download: `result.${format}` });
       document.body.append(a);
@@ -354,6 +358,7 @@ function main() {
   }
   csvBtn.addEventListener("click", () => download("csv"));
   arrowBtn.addEventListener("click", () => download("arrow"));
+  parquetBtn.addEventListener("click", () => download("parquet"));
 
   loadCatalog();
   view.focus();

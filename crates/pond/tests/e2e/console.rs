@@ -113,6 +113,32 @@ async fn console_login_cookie_csrf_and_logout() {
     let r =
         console_query(&s, &l, "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = 'csrf_victim'", Some(&l.csrf)).await;
     assert_eq!(r.json::<Value>().await.unwrap()["data"][0][0], 0, "the refused statement must not have run");
+    // Parquet downloads run as the session's user too, and need the token.
+    let export = |csrf: Option<&str>| {
+        let mut req = client()
+            .post(s.http_url("/console/api/export"))
+            .header("cookie", &l.cookie)
+            .json(&json!({"sql": "SELECT range AS i, 'v' || range AS s FROM range(100000)"}));
+        if let Some(t) = csrf {
+            req = req.header("x-csrf-token", t.to_string());
+        }
+        req.send()
+    };
+    assert_eq!(export(None).await.unwrap().status(), StatusCode::FORBIDDEN);
+    let r = export(Some(&l.csrf)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/vnd.apache.parquet");
+    let bytes = r.bytes().await.unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap().build().unwrap();
+    let mut rows = 0usize;
+    let mut sum = 0i64;
+    for b in reader {
+        let b = b.unwrap();
+        rows += b.num_rows();
+        let col = b.column(0).as_any().downcast_ref::<arrow::array::Int64Array>().expect("BIGINT column");
+        sum += col.iter().flatten().sum::<i64>();
+    }
+    assert_eq!((rows, sum), (100_000, 99_999 * 100_000 / 2));
     // GETs with the cookie need no token.
     let r = client().get(s.http_url("/api/v1/auth/verify")).header("cookie", &l.cookie).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -184,6 +210,15 @@ async fn console_non_superuser_is_kept_out_of_admin_and_other_databases() {
     let r = console_query(&s, &bob, "SELECT count(*) FROM shop.main.orders", Some(&bob.csrf)).await;
     assert_eq!(r.status(), StatusCode::OK);
     let r = console_query(&s, &bob, "SELECT * FROM secret_db.main.salaries", Some(&bob.csrf)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{}", r.text().await.unwrap());
+    let r = client()
+        .post(s.http_url("/console/api/export"))
+        .header("cookie", &bob.cookie)
+        .header("x-csrf-token", &bob.csrf)
+        .json(&json!({"sql": "SELECT * FROM secret_db.main.salaries"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "{}", r.text().await.unwrap());
     let r = console_query(&s, &bob, "INSERT INTO shop.main.orders VALUES (1, 2.0)", Some(&bob.csrf)).await;
     assert_eq!(r.status(), StatusCode::FORBIDDEN, "read-only grant: {}", r.text().await.unwrap());
