@@ -246,12 +246,23 @@ def test_chart_from_line_protocol_and_live_mode(server, browser):
 def test_catalog_and_admin_pages(server, browser):
     http_admin(server, "CREATE DATABASE IF NOT EXISTS shop")
     http_admin(server, "CREATE TABLE IF NOT EXISTS shop.main.orders (id INTEGER, amount DECIMAL(10,2), placed TIMESTAMP)")
+    r = requests.post(f"{server.http_url}/api/v3/write_lp", params={"db": "shop", "precision": "second"},
+                      data="visits,page=home n=3i 1700000000\nvisits,page=cart n=1i 1700000060\n", auth=(ADMIN, PASSWORD), timeout=30)
+    assert r.status_code in (200, 204), r.text
     d = browser
     login(d, server)
     d.find_element(By.LINK_TEXT, "Catalog").click()
     wait(d).until(lambda d: "databases." in status(d))
     text = d.find_element(By.ID, "databases").text
     assert "database shop" in text, text
+    # Measurements with their row counts.
+    wait(d).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#measurements table"))
+    rows = [r.text for r in d.find_elements(By.CSS_SELECTOR, "#measurements tbody tr")]
+    assert any(r.startswith("shop visits 2 ") for r in rows), rows
+    # Tables open to their columns.
+    d.find_element(By.XPATH, "//summary[text()='database shop']").click()
+    d.find_element(By.XPATH, "//summary[starts-with(text(), 'orders')]").click()
+    assert "DECIMAL(10,2)" in d.find_element(By.ID, "databases").text
     d.save_screenshot(str(SHOTS / "catalog.png"))
     d.find_element(By.LINK_TEXT, "Administration").click()
     wait(d).until(lambda d: "admin" in d.find_element(By.ID, "users").text)
