@@ -286,12 +286,30 @@ def test_non_superuser_cannot_reach_admin_or_other_databases(server, browser):
     http_admin(server, "CREATE DATABASE IF NOT EXISTS vault")
     http_admin(server, "CREATE TABLE IF NOT EXISTS vault.main.keys (k VARCHAR)")
     http_admin(server, f"CREATE USER {name} PASSWORD 'viewer-pass-1'")
+    http_admin(server, "CREATE TABLE IF NOT EXISTS shop.main.orders (id INTEGER, amount DECIMAL(10,2), placed TIMESTAMP)")
     http_admin(server, f"GRANT READ ON DATABASE shop TO {name}")
     d = browser
     login(d, server, name, "viewer-pass-1")
     assert not d.find_elements(By.LINK_TEXT, "Administration")
     options = [o.get_attribute("value") for o in d.find_elements(By.CSS_SELECTOR, "#database option")]
     assert "shop" in options and "vault" not in options, options
+    # Completion offers what the user may see, and nothing else.
+    def completions(typed):
+        set_sql(d, "SELECT * FROM ")
+        d.execute_script("const v = document.getElementById('editor').editorView; v.dispatch({selection: {anchor: v.state.doc.length}})")
+        editor = d.find_element(By.CSS_SELECTOR, "#editor .cm-content")
+        editor.send_keys(typed)
+        try:
+            box = wait(d, 5).until(lambda d: d.find_element(By.CSS_SELECTOR, ".cm-tooltip-autocomplete"))
+            return box.text.split("\n")
+        except Exception:
+            return []
+        finally:
+            editor.send_keys(Keys.ESCAPE)
+
+    assert any(c.startswith("shop") for c in completions("sho")), completions("sho")
+    assert not any(c.startswith("vault") for c in completions("vau"))
+    assert any(c.startswith("orders") for c in completions("shop.main.or"))
     set_sql(d, "SELECT * FROM vault.main.keys")
     d.find_element(By.ID, "run").click()
     err = wait(d).until(lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").is_displayed() else None)
