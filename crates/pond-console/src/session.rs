@@ -6,7 +6,7 @@
 //! without an `Authorization`/`x-api-key` header that carries a live
 //! session's cookie gets `Authorization: Bearer <the session's token>`, so
 //! pond-http authenticates it like any other caller. A state-changing request
-//! (not GET/HEAD/OPTIONS) must also send the session's CSRF token in
+//! (not GET/HEAD/OPTIONS, and InfluxDB v1's `/query` whatever its method) must also send the session's CSRF token in
 //! `x-csrf-token`, or it is refused with 403 before reaching any handler.
 //! The login and logout forms check their own tokens (a form field).
 
@@ -115,8 +115,10 @@ pub fn set_cookie(name: &str, value: &str, path: &str, max_age: Duration, secure
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn safe(method: &Method) -> bool {
-    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+/// Whether a request cannot change state. InfluxDB v1's `/query` runs
+/// `CREATE DATABASE`/`DROP …` even as a GET, so it always needs the token.
+fn safe(method: &Method, path: &str) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) && path != "/query"
 }
 
 pub async fn cookie_layer(State(console): State<Console>, mut req: Request, next: Next) -> Response {
@@ -135,7 +137,7 @@ pub async fn cookie_layer(State(console): State<Console>, mut req: Request, next
         return resp;
     };
     let own_form = matches!(req.uri().path(), "/console/login" | "/console/logout");
-    if !safe(req.method()) && !own_form {
+    if !safe(req.method(), req.uri().path()) && !own_form {
         let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !same_token(sent, &current.session.csrf) {
             tracing::warn!(path = %req.uri().path(), user = %current.session.user, "console request without a valid CSRF token refused");

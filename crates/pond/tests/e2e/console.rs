@@ -139,7 +139,12 @@ async fn console_login_cookie_csrf_and_logout() {
         sum += col.iter().flatten().sum::<i64>();
     }
     assert_eq!((rows, sum), (100_000, 99_999 * 100_000 / 2));
-    // GETs with the cookie need no token.
+    // InfluxDB v1's /query changes state even as a GET: it needs the token too.
+    let r = client().get(s.http_url("/query?q=CREATE%20DATABASE%20csrf_db")).header("cookie", &l.cookie).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = console_query(&s, &l, "SELECT count(*) FROM (SHOW DATABASES) WHERE database_name = 'csrf_db'", Some(&l.csrf)).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["data"][0][0], 0, "the refused GET must not have created a database");
+    // Other GETs with the cookie need no token.
     let r = client().get(s.http_url("/api/v1/auth/verify")).header("cookie", &l.cookie).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let v: Value = r.json().await.unwrap();
