@@ -357,3 +357,87 @@ def test_phone_width(server):
         d.save_screenshot(str(SHOTS / "query-phone.png"))
     finally:
         d.quit()
+
+
+def test_oauth2_authorization_code_with_pkce_and_refresh(server, browser):
+    """A third-party app (authlib's OAuth2 client) gets a token for a user who logs in
+    to the console and allows it; the token carries that user's rights narrowed to the
+    client's databases; refresh tokens rotate."""
+    from authlib.common.security import generate_token
+    from authlib.integrations.requests_client import OAuth2Session
+
+    name = f"oauth_{uuid.uuid4().hex[:6]}"
+    http_admin(server, "CREATE DATABASE IF NOT EXISTS shop")
+    http_admin(server, "CREATE TABLE IF NOT EXISTS shop.main.orders (id INTEGER, amount DECIMAL(10,2), placed TIMESTAMP)")
+    http_admin(server, "CREATE DATABASE IF NOT EXISTS vault")
+    http_admin(server, "CREATE TABLE IF NOT EXISTS vault.main.keys (k VARCHAR)")
+    http_admin(server, f"CREATE USER {name} PASSWORD 'oauth-pass-1'")
+    http_admin(server, f"GRANT READ ON DATABASE shop TO {name}")
+    http_admin(server, f"GRANT READ ON DATABASE vault TO {name}")
+    r = requests.post(f"{server.http_url}/api/v1/auth/oauth2/clients", json={"user": ADMIN, "databases": ["shop"], "permission": "read"},
+                      auth=(ADMIN, PASSWORD), timeout=30)
+    assert r.status_code == 201, r.text
+    client_id, client_secret = r.json()["client_id"], r.json()["client_secret"]
+    redirect_uri = "http://127.0.0.1:9/callback"
+    token_url = f"{server.http_url}/console/oauth2/token"
+    app = OAuth2Session(client_id, client_secret, redirect_uri=redirect_uri, code_challenge_method="S256",
+                        token_endpoint_auth_method="client_secret_basic")
+    verifier = generate_token(64)
+    url, state = app.create_authorization_url(f"{server.http_url}/console/oauth2/authorize", code_verifier=verifier)
+
+    d = browser
+    d.get(url)  # not logged in: the login page first, then the consent page
+    d.find_element(By.ID, "user").send_keys(name)
+    d.find_element(By.ID, "password").send_keys("oauth-pass-1")
+    d.find_element(By.ID, "login").click()
+    wait(d).until(EC.presence_of_element_located((By.ID, "allow")))
+    text = d.find_element(By.TAG_NAME, "main").text
+    assert client_id in text and name in text and "shop" in text, text
+    d.save_screenshot(str(SHOTS / "oauth-consent.png"))
+    d.find_element(By.ID, "allow").click()
+    wait(d).until(lambda d: d.current_url.startswith(redirect_uri))
+    callback = d.current_url
+    assert f"state={state}" in callback
+
+    token = app.fetch_token(token_url, authorization_response=callback, code_verifier=verifier)
+    assert token["token_type"].lower() == "bearer" and token["refresh_token"]
+
+    def run(access, sql):
+        return requests.post(f"{server.http_url}/api/v1/query", json={"sql": sql}, timeout=30,
+                             headers={"Authorization": f"Bearer {access}"})
+
+    r = run(token["access_token"], "SELECT count(*) AS n FROM shop.main.orders")
+    assert r.status_code == 200, r.text
+    who = requests.get(f"{server.http_url}/api/v1/auth/verify", headers={"Authorization": f"Bearer {token['access_token']}"}, timeout=30).json()
+    assert who["user"] == name and who["credential"] == "oauth2" and who["token_id"] == client_id, who
+    # Narrowed to the client's databases: the user may read vault, the app may not.
+    as_user = requests.post(f"{server.http_url}/api/v1/query", json={"sql": "SELECT count(*) FROM vault.main.keys"}, auth=(name, "oauth-pass-1"), timeout=30)
+    assert as_user.status_code == 200, as_user.text
+    denied = run(token["access_token"], "SELECT count(*) FROM vault.main.keys")
+    assert denied.status_code == 403, denied.text
+    # The code is single use.
+    again = requests.post(token_url, auth=(client_id, client_secret), timeout=30, data={
+        "grant_type": "authorization_code", "code": dict(p.split("=", 1) for p in callback.split("?", 1)[1].split("&"))["code"],
+        "redirect_uri": redirect_uri, "code_verifier": verifier})
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    # Refresh: a new access token and a new refresh token; the old refresh token is spent.
+    old_refresh = token["refresh_token"]
+    fresh = app.refresh_token(token_url, refresh_token=old_refresh)
+    assert fresh["access_token"] != token["access_token"] and fresh["refresh_token"] != old_refresh
+    assert run(fresh["access_token"], "SELECT 1").status_code == 200
+    spent = requests.post(token_url, auth=(client_id, client_secret), data={"grant_type": "refresh_token", "refresh_token": old_refresh}, timeout=30)
+    assert spent.status_code == 400 and spent.json()["error"] == "invalid_grant"
+
+    # PKCE: a code redeemed with the wrong verifier is refused.
+    url, state = app.create_authorization_url(f"{server.http_url}/console/oauth2/authorize", code_verifier=verifier)
+    d.get(url)
+    wait(d).until(EC.presence_of_element_located((By.ID, "allow"))).click()
+    wait(d).until(lambda d: d.current_url.startswith(redirect_uri))
+    code = dict(p.split("=", 1) for p in d.current_url.split("?", 1)[1].split("&"))["code"]
+    bad = requests.post(token_url, auth=(client_id, client_secret), timeout=30, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri, "code_verifier": generate_token(64)})
+    assert bad.status_code == 400 and "code_verifier" in bad.json()["error_description"]
+    # A redirect to anywhere but loopback is never made.
+    d.get(f"{server.http_url}/console/oauth2/authorize?response_type=code&client_id={client_id}"
+          f"&redirect_uri=https://evil.example/cb&code_challenge={'a' * 43}&code_challenge_method=S256")
+    assert "loopback" in d.find_element(By.TAG_NAME, "body").text

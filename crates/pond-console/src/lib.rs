@@ -15,6 +15,7 @@ mod assets;
 mod catalog;
 mod error;
 mod export;
+mod oauth;
 mod pages;
 mod session;
 
@@ -34,6 +35,7 @@ pub struct Console {
     engine: Engine,
     auth: Arc<Authenticator>,
     sessions: Arc<session::Sessions>,
+    oauth: Arc<oauth::OAuthState>,
     /// Cookies get `Secure` when the listener speaks TLS.
     secure: bool,
 }
@@ -42,7 +44,7 @@ impl Console {
     /// A console whose sessions last as long as the authenticator's login tokens.
     pub fn new(engine: Engine, auth: Arc<Authenticator>, secure: bool) -> Self {
         let ttl = auth.token_ttl();
-        Self { engine, auth, sessions: Arc::new(session::Sessions::new(ttl)), secure }
+        Self { engine, auth, sessions: Arc::new(session::Sessions::new(ttl)), oauth: Arc::default(), secure }
     }
 }
 
@@ -58,6 +60,8 @@ pub fn mount(api: Router, console: Console) -> Router {
         .route("/console/logout", post(pages::logout))
         .route("/console/api/catalog", get(catalog::catalog))
         .route("/console/api/export", post(export::export))
+        .route("/console/oauth2/authorize", get(oauth::authorize_form).post(oauth::authorize))
+        .route("/console/oauth2/token", post(oauth::token))
         .route("/console/assets/{*path}", get(assets::asset))
         .layer(axum::middleware::from_fn(pages::security_headers))
         .with_state(console.clone());

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -18,7 +18,7 @@ use crate::session::{cookie, same_token, set_cookie, Current, LOGIN_COOKIE, SESS
 use crate::{Console, ConsoleError};
 
 /// Escapes text for HTML element content and attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -33,18 +33,34 @@ fn esc(s: &str) -> String {
     out
 }
 
+/// Percent-encodes a query parameter value.
+pub(crate) fn url_encode(s: &str) -> String {
+    serde_urlencoded::to_string([("v", s)]).map(|q| q[2..].to_string()).unwrap_or_default()
+}
+
+/// Where to go after login: only the console's own pages (`next` from the query).
+fn next_page(next: &str) -> &str {
+    if next.starts_with("/console/") && !next.starts_with("//") && !next.contains('\\') {
+        next
+    } else {
+        "/console/"
+    }
+}
+
 /// Headers every console response carries: only the console's own scripts
 /// run, no framing, no referrers, no caching of pages.
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; \
              connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-        ),
-    );
+            ),
+        );
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -54,7 +70,7 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     resp
 }
 
-fn document(title: &str, head: &str, body: &str) -> String {
+pub(crate) fn document(title: &str, head: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -161,18 +177,19 @@ pub async fn admin(State(c): State<Console>, current: Option<Extension<Current>>
 
 /// The login page with a fresh form token (also set as a SameSite=Strict
 /// cookie: a form posted from another site carries no cookie and is refused).
-fn login_page(console: &Console, status: StatusCode, message: Option<&str>, user: &str) -> Response {
+fn login_page(console: &Console, status: StatusCode, message: Option<&str>, user: &str, next: &str) -> Response {
     let token = pond_auth::random_secret(24);
     let alert = message.map(|m| format!("<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>", esc(m))).unwrap_or_default();
     let body = format!(
         "<main id=\"main\" class=\"login\"><h1>Pond</h1>\
          <form method=\"post\" action=\"/console/login\" class=\"card\" aria-labelledby=\"login-title\">\
          <h2 id=\"login-title\">Log in</h2>{alert}\
-         <input type=\"hidden\" name=\"csrf\" value=\"{token}\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{token}\"><input type=\"hidden\" name=\"next\" value=\"{}\">\
          <label for=\"user\">User</label><input id=\"user\" name=\"user\" autocomplete=\"username\" required value=\"{}\">\
          <label for=\"password\">Password</label>\
          <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
          <button type=\"submit\" id=\"login\">Log in</button></form></main>",
+        esc(next_page(next)),
         esc(user)
     );
     let mut resp = (status, Html(document("Log in", "", &body))).into_response();
@@ -183,11 +200,17 @@ fn login_page(console: &Console, status: StatusCode, message: Option<&str>, user
     resp
 }
 
-pub async fn login_form(State(c): State<Console>, current: Option<Extension<Current>>) -> Response {
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn login_form(State(c): State<Console>, current: Option<Extension<Current>>, Query(q): Query<LoginQuery>) -> Response {
     if current.is_some() {
-        return Redirect::to("/console/").into_response();
+        return Redirect::to(next_page(&q.next)).into_response();
     }
-    login_page(&c, StatusCode::OK, None, "")
+    login_page(&c, StatusCode::OK, None, "", &q.next)
 }
 
 #[derive(Deserialize)]
@@ -198,6 +221,8 @@ pub struct LoginForm {
     password: String,
     #[serde(default)]
     csrf: String,
+    #[serde(default)]
+    next: String,
 }
 
 pub async fn login(
@@ -207,11 +232,17 @@ pub async fn login(
     body: axum::body::Bytes,
 ) -> Response {
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&body) else {
-        return login_page(&c, StatusCode::BAD_REQUEST, Some("The login form could not be read; try again."), "");
+        return login_page(&c, StatusCode::BAD_REQUEST, Some("The login form could not be read; try again."), "", "");
     };
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or("");
     if expected.is_empty() || !same_token(expected, &form.csrf) {
-        return login_page(&c, StatusCode::FORBIDDEN, Some("The login form expired or came from another site; try again."), &form.user);
+        return login_page(
+            &c,
+            StatusCode::FORBIDDEN,
+            Some("The login form expired or came from another site; try again."),
+            &form.user,
+            &form.next,
+        );
     }
     let source = connect.map(|c| c.0 .0.ip().to_string());
     let auth = c.auth.clone();
@@ -229,17 +260,23 @@ pub async fn login(
                 "Wrong user name or password."
             };
             let status = if status == StatusCode::TOO_MANY_REQUESTS { status } else { StatusCode::UNAUTHORIZED };
-            return login_page(&c, status, Some(message), &form.user);
+            return login_page(&c, status, Some(message), &form.user, &form.next);
         }
         Err(e) => {
             tracing::error!(error = %e, "console login task failed");
-            return login_page(&c, StatusCode::INTERNAL_SERVER_ERROR, Some("The server could not check the login."), &form.user);
+            return login_page(
+                &c,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Some("The server could not check the login."),
+                &form.user,
+                &form.next,
+            );
         }
     };
     let bearer = c.auth.issue_token(&identity);
     c.auth.record_login(&identity, source.as_deref(), "console");
     let (id, _) = c.sessions.open(bearer, &identity.user);
-    let mut resp = Redirect::to("/console/").into_response();
+    let mut resp = Redirect::to(next_page(&form.next)).into_response();
     let h = resp.headers_mut();
     h.append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &id, "/", c.sessions.ttl(), c.secure));
     h.append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", "/console/login", std::time::Duration::ZERO, c.secure));

@@ -136,7 +136,8 @@ pub async fn cookie_layer(State(console): State<Console>, mut req: Request, next
         }
         return resp;
     };
-    let own_form = matches!(req.uri().path(), "/console/login" | "/console/logout");
+    // Forms that check the token themselves, and the OAuth2 token endpoint (called by apps, not pages).
+    let own_form = matches!(req.uri().path(), "/console/login" | "/console/logout" | "/console/oauth2/authorize" | "/console/oauth2/token");
     if !safe(req.method(), req.uri().path()) && !own_form {
         let sent = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
         if !same_token(sent, &current.session.csrf) {
