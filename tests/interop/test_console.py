@@ -437,6 +437,12 @@ def test_oauth2_authorization_code_with_pkce_and_refresh(server, browser):
     bad = requests.post(token_url, auth=(client_id, client_secret), timeout=30, data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri, "code_verifier": generate_token(64)})
     assert bad.status_code == 400 and "code_verifier" in bad.json()["error_description"]
+    # Deny sends the app an error, no code.
+    url, state = app.create_authorization_url(f"{server.http_url}/console/oauth2/authorize", code_verifier=verifier)
+    d.get(url)
+    wait(d).until(EC.presence_of_element_located((By.ID, "deny"))).click()
+    wait(d).until(lambda d: d.current_url.startswith(redirect_uri))
+    assert "error=access_denied" in d.current_url and "code=" not in d.current_url
     # A redirect to anywhere but loopback is never made.
     d.get(f"{server.http_url}/console/oauth2/authorize?response_type=code&client_id={client_id}"
           f"&redirect_uri=https://evil.example/cb&code_challenge={'a' * 43}&code_challenge_method=S256")

@@ -98,22 +98,20 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     (status, Html(document("Authorization failed", "", &body))).into_response()
 }
 
-/// The client record, if the id names one.
-fn client(c: &Console, client_id: &str) -> Option<pond_meta_client::Client> {
-    c.auth.meta().snapshot().oauth_clients.into_iter().find(|x| x.client_id == client_id).map(|x| pond_meta_client::Client {
+/// What the flow needs of a registered client.
+struct ClientInfo {
+    secret_hash: String,
+    databases: Vec<String>,
+    write: bool,
+}
+
+/// The registered client named by `client_id`, if any.
+fn client(c: &Console, client_id: &str) -> Option<ClientInfo> {
+    c.auth.meta().snapshot().oauth_clients.into_iter().find(|x| x.client_id == client_id).map(|x| ClientInfo {
         secret_hash: x.secret_hash,
         databases: x.databases,
         write: x.permission != "read",
     })
-}
-
-mod pond_meta_client {
-    /// What the OAuth2 flow needs of a registered client.
-    pub struct Client {
-        pub secret_hash: String,
-        pub databases: Vec<String>,
-        pub write: bool,
-    }
 }
 
 /// Checks the request (before any redirect: an unknown client or a bad
