@@ -116,7 +116,8 @@ def test_login_query_with_keyboard_and_error_position(server, browser, tmp_path)
     d.find_element(By.ID, "user").send_keys(ADMIN)
     d.find_element(By.ID, "password").send_keys("wrong")
     d.find_element(By.ID, "login").click()
-    assert "Wrong user name or password" in d.find_element(By.ID, "login-error").text
+    error = wait(d).until(lambda d: d.find_elements(By.ID, "login-error"))[0]
+    assert "Wrong user name or password" in error.text
     SHOTS.mkdir(parents=True, exist_ok=True)
     d.save_screenshot(str(SHOTS / "login.png"))
     login(d, server)
