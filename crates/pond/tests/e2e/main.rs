@@ -7,6 +7,7 @@
 mod adbc;
 mod backup;
 mod catalogs;
+mod console;
 mod continuous;
 mod databases;
 mod flight;
