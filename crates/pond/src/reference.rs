@@ -14,6 +14,18 @@ use crate::cli::Cli;
 /// other local users can see). Name, who reads it, what it is.
 const ENV_ONLY: &[(&str, &str, &str)] = &[
     (
+        "POND_BACKUP_S3_ENDPOINT",
+        "serve, restore",
+        "Endpoint of an `s3://` backup target (S3-compatible servers; `http://` allowed). Unset: AWS, or `AWS_ENDPOINT`.",
+    ),
+    ("POND_BACKUP_S3_REGION", "serve, restore", "Region of an `s3://` backup target (else `AWS_REGION`)."),
+    (
+        "POND_BACKUP_S3_ACCESS_KEY_ID",
+        "serve, restore",
+        "Access key of an `s3://` backup target, with `POND_BACKUP_S3_SECRET_ACCESS_KEY` (else the standard `AWS_*` variables).",
+    ),
+    ("POND_BACKUP_S3_SECRET_ACCESS_KEY", "serve, restore", "Secret key of an `s3://` backup target (never a flag)."),
+    (
         "POND_ADMIN_PASSWORD",
         "serve",
         "Password of the bootstrap superuser `admin` on the first start. Without it Pond generates one, \
