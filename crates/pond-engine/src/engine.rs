@@ -209,7 +209,6 @@ impl Engine {
         }
         engine.lock_down()?;
         engine.start_recorded_links();
-        engine.start_jobs();
         Ok(engine)
     }
 

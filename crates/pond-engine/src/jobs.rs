@@ -75,7 +75,10 @@ impl pond_jobs::Host for JobHost {
 impl Engine {
     /// Loads the continuous queries and starts their scheduler (a failure is
     /// logged: the server still starts, and SHOW CONTINUOUS QUERIES says so).
-    pub(crate) fn start_jobs(&self) {
+    /// Call it once the ingest log has been replayed: a run before that would
+    /// see no rows for windows whose rows are still in the log, and move its
+    /// watermark past them for good.
+    pub fn start_jobs(&self) {
         let host: Arc<dyn pond_jobs::Host> = Arc::new(JobHost { inner: Arc::downgrade(&self.inner) });
         match pond_jobs::Jobs::start(host) {
             Ok(j) => {
