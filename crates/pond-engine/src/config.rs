@@ -41,6 +41,9 @@ pub struct EngineConfig {
     pub lake_catalog: Option<PostgresCatalog>,
     /// Bytes of query results kept by the result cache (`pond-qcache`); 0: off.
     pub query_cache_bytes: usize,
+    /// This server is one node of several sharing the lake (`--node-id`):
+    /// the connection to the cluster's PostgreSQL, holding the node's name.
+    pub cluster: Option<std::sync::Arc<pond_cluster::Cluster>>,
 }
 
 /// A PostgreSQL database holding the DuckLake catalog. The password is kept
@@ -55,7 +58,7 @@ pub struct PostgresCatalog {
 
 impl PostgresCatalog {
     /// The connection string DuckDB's postgres extension gets (password included).
-    pub(crate) fn full_conninfo(&self) -> String {
+    pub fn full_conninfo(&self) -> String {
         match &self.password {
             Some(p) => format!("{} password='{}'", self.conninfo, p.replace('\\', "\\\\").replace('\'', "\\'")),
             None => self.conninfo.clone(),
@@ -117,6 +120,7 @@ impl EngineConfig {
             s3: None,
             lake_catalog: None,
             query_cache_bytes: 0,
+            cluster: None,
         }
     }
 

@@ -200,6 +200,15 @@ impl Engine {
         });
         let engine = Engine { inner };
         engine.attach_all()?;
+        if engine.inner.meta.is_shared() {
+            // Databases other nodes create, drop or rename follow here.
+            let weak = Arc::downgrade(&engine.inner);
+            engine.inner.meta.on_remote_change(move || {
+                if let Some(inner) = weak.upgrade() {
+                    Engine { inner }.sync_databases();
+                }
+            });
+        }
         engine.install_storage_secrets();
         engine.attach_recorded_catalogs()?;
         engine.start_audit_log()?;
@@ -314,11 +323,18 @@ impl Engine {
         let mut fresh = None;
         if !inner.meta.snapshot().databases.iter().any(|d| d.name == DEFAULT_DATABASE) {
             let record = new_record(DEFAULT_DATABASE);
-            fresh = Some(record.file_id.clone());
-            inner.meta.update(|m| {
+            let id = record.file_id.clone();
+            // Checked again under the update: another node may have made it.
+            let added = inner.meta.update(|m| {
+                if m.databases.iter().any(|d| d.name == DEFAULT_DATABASE) {
+                    return Ok::<_, Error>(false);
+                }
                 m.databases.push(record);
-                Ok::<_, Error>(())
+                Ok(true)
             })?;
+            if added {
+                fresh = Some(id);
+            }
         }
         let snapshot = inner.meta.snapshot();
         let root = inner.root.lock();
@@ -403,12 +419,20 @@ impl Engine {
         let path = self.file_path(&record.file_id);
         self.inner.root.lock().execute_batch(&attach_sql(&path, &name))?;
         let res = self.inner.meta.update(|m| {
+            // Another node sharing the metadata may have created it meanwhile.
+            if m.databases.iter().any(|d| d.name == name) {
+                return Err(Error::DatabaseExists(name.clone()));
+            }
             m.databases.push(record);
             Ok::<_, Error>(())
         });
         if let Err(e) = res {
             let _ = self.inner.root.lock().execute_batch(&format!("DETACH {}", quote_ident(&name)));
             remove_db_files(&path);
+            if matches!(e, Error::DatabaseExists(_)) && if_not_exists {
+                self.sync_databases();
+                return Ok(false);
+            }
             return Err(e);
         }
         self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
@@ -475,6 +499,9 @@ impl Engine {
             }
         }
         let res = self.inner.meta.update(|m| {
+            if m.databases.iter().any(|d| d.name == to) {
+                return Err(Error::DatabaseExists(to.clone()));
+            }
             if let Some(d) = m.databases.iter_mut().find(|d| d.name == from) {
                 d.name = to.clone();
             }
@@ -491,6 +518,78 @@ impl Engine {
         self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
         tracing::info!(from = %from, to = %to, "database renamed");
         Ok(())
+    }
+
+    /// Makes the attached databases match the metadata after another node
+    /// changed it: attaches databases created there (a new local file: each
+    /// node keeps its own copy of ordinary tables; measurements live in the
+    /// shared lake), detaches and deletes the files of dropped ones, and
+    /// re-attaches renamed ones under their new name (matched by file id).
+    pub(crate) fn sync_databases(&self) {
+        let _ddl = self.inner.ddl.lock();
+        let records = self.inner.meta.snapshot().databases;
+        let dir = databases_dir(&self.inner.config);
+        let attached: Vec<(String, String)> = {
+            let root = self.inner.root.lock();
+            let listed =
+                root.prepare("SELECT database_name, path FROM duckdb_databases() WHERE NOT internal AND path IS NOT NULL").and_then(
+                    |mut st| st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?.collect::<Result<Vec<_>, _>>(),
+                );
+            match listed {
+                Ok(v) => v
+                    .into_iter()
+                    .filter_map(|(name, path)| {
+                        let p = std::path::Path::new(&path);
+                        (p.parent() == Some(dir.as_path())).then(|| Some((p.file_stem()?.to_string_lossy().into_owned(), name))).flatten()
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list attached databases to follow another node's change");
+                    return;
+                }
+            }
+        };
+        let mut changed = false;
+        let root = self.inner.root.lock();
+        for (id, name) in &attached {
+            match records.iter().find(|r| &r.file_id == id) {
+                Some(r) if &r.name == name => {}
+                Some(r) => {
+                    let path = self.file_path(id);
+                    let res = root.execute_batch(&format!("DETACH {}; {}", quote_ident(name), attach_sql(&path, &r.name)));
+                    match res {
+                        Ok(()) => tracing::info!(from = %name, to = %r.name, "database renamed on another node"),
+                        Err(e) => tracing::warn!(database = %name, error = %e, "cannot follow another node's rename"),
+                    }
+                    changed = true;
+                }
+                None => {
+                    if let Err(e) = root.execute_batch(&format!("DETACH {}", quote_ident(name))) {
+                        tracing::warn!(database = %name, error = %e, "cannot detach a database another node dropped");
+                        continue;
+                    }
+                    remove_db_files(&self.file_path(id));
+                    self.inner.lakes.lock().remove(id);
+                    tracing::info!(database = %name, "database dropped on another node");
+                    changed = true;
+                }
+            }
+        }
+        for r in &records {
+            if attached.iter().any(|(id, _)| id == &r.file_id) {
+                continue;
+            }
+            match root.execute_batch(&attach_sql(&self.file_path(&r.file_id), &r.name)) {
+                Ok(()) => tracing::info!(database = %r.name, "database created on another node"),
+                Err(e) => tracing::warn!(database = %r.name, error = %e, "cannot attach a database another node created"),
+            }
+            changed = true;
+        }
+        drop(root);
+        if changed {
+            self.inner.db_generation.fetch_add(1, Ordering::SeqCst);
+            self.inner.catalog_generation.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     fn record(&self, name: &str) -> Result<DatabaseRecord> {

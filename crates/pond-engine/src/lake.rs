@@ -43,6 +43,44 @@ impl Engine {
         self.inner.config.data_dir.join("lake")
     }
 
+    /// This node's name when several share the lake (`--node-id`), else "".
+    pub fn node_id(&self) -> &str {
+        self.inner.config.cluster.as_ref().map(|c| c.node()).unwrap_or("")
+    }
+
+    /// The cluster this server is a node of, if any.
+    pub fn cluster(&self) -> Option<&std::sync::Arc<pond_cluster::Cluster>> {
+        self.inner.config.cluster.as_ref()
+    }
+
+    /// The nodes sharing the lake, from the cluster's catalog (superusers).
+    pub fn cluster_nodes(&self, identity: &pond_auth::Identity) -> Result<Vec<pond_cluster::NodeInfo>> {
+        if !identity.effective_superuser() {
+            return Err(Error::PermissionDenied("permission denied: only superusers list the cluster's nodes".into()));
+        }
+        let Some(c) = self.cluster() else {
+            return Err(Error::InvalidRequest("this server is not a node of a cluster (start it with --node-id)".into()));
+        };
+        c.nodes().map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// The lake schema of database file id `id`, as this node sees it.
+    pub fn lake_for_id(&self, id: &str) -> Lake {
+        Lake::new(id, self.node_id())
+    }
+
+    /// Each database's lake part, keyed by its lower-cased name (what the
+    /// sandbox and the result cache use to recognise measurement views).
+    pub(crate) fn lakes_by_name(&self, infos: &[crate::engine::DatabaseInfo]) -> std::collections::HashMap<String, Lake> {
+        infos
+            .iter()
+            .filter_map(|d| {
+                let id = Path::new(&d.path).file_stem()?.to_string_lossy().into_owned();
+                Some((d.name.to_ascii_lowercase(), self.lake_for_id(&id)))
+            })
+            .collect()
+    }
+
     /// A database's stable file id (its lake schema is named by it).
     pub fn database_file_id(&self, name: &str) -> Result<String> {
         self.databases()
@@ -134,22 +172,17 @@ impl Engine {
     /// tables) on first use.
     pub fn attach_lake(&self, db: &str) -> Result<Lake> {
         let id = self.database_file_id(db)?;
-        let lake = Lake::for_file_id(&id);
+        let lake = self.lake_for_id(&id);
         self.lake_available()?;
         let mut lakes = self.inner.lakes.lock();
         if lakes.contains(&id) {
             return Ok(lake);
         }
         let root = self.inner.root.lock();
-        root.execute_batch(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {c}.{s}; \
-             CREATE TABLE IF NOT EXISTS {flushed} (gen UBIGINT NOT NULL); \
-             CREATE TABLE IF NOT EXISTS {retention} (measurement VARCHAR NOT NULL, seconds BIGINT NOT NULL)",
-            c = quote_ident(&lake.catalog),
-            s = quote_ident(&lake.schema),
-            flushed = lake.table(FLUSHED_TABLE),
-            retention = lake.table(RETENTION_TABLE),
-        ))?;
+        // Another node may create the same schema at the same moment: DuckLake
+        // refuses the second commit, and the retry finds the schema there.
+        pond_lake::retry_conflicts(|| pond_lake::maintenance::ensure_bookkeeping(&root, &lake))
+            .map_err(|e| Error::Internal(format!("cannot prepare the lake of database {db}: {e}")))?;
         lakes.insert(id);
         Ok(lake)
     }
@@ -160,12 +193,26 @@ impl Engine {
             return;
         }
         self.inner.lakes.lock().remove(id);
-        let lake = Lake::for_file_id(id);
+        let lake = self.lake_for_id(id);
         let sql = format!("DROP SCHEMA IF EXISTS {}.{} CASCADE", quote_ident(&lake.catalog), quote_ident(&lake.schema));
         if let Err(e) = self.inner.root.lock().execute_batch(&sql) {
             tracing::warn!(database_id = %id, error = %e, "cannot drop the lake schema of a dropped database");
         }
     }
+}
+
+/// Whether `sql` (a view's stored text) is exactly the view Pond generates
+/// for measurement `name` of `lake` (normalised by DuckDB's parser), the
+/// one test both the sandbox and the result cache make before treating a
+/// view as a measurement.
+pub fn is_measurement_view_text(conn: &duckdb::Connection, lake: &Lake, name: &str, sql: &str) -> bool {
+    let Some(stored) = crate::sandbox::view_query(sql) else { return false };
+    let canonical = measurement_view_query(lake, name);
+    let normalized: Option<String> = conn
+        .prepare_cached("SELECT json_deserialize_sql(json_serialize_sql($1::VARCHAR))")
+        .and_then(|mut st| st.query_row([canonical], |r| r.get(0)))
+        .ok();
+    normalized.is_some_and(|n| n == stored)
 }
 
 /// The extensions the lake needs with this configuration: ducklake, httpfs

@@ -260,13 +260,7 @@ fn read_set(
     let engine = inner.engine();
     let infos = engine.databases();
     let pond_dbs: BTreeSet<String> = infos.iter().map(|d| d.name.to_ascii_lowercase()).collect();
-    let lakes: HashMap<String, crate::lake::Lake> = infos
-        .iter()
-        .filter_map(|d| {
-            let id = std::path::Path::new(&d.path).file_stem()?.to_string_lossy().into_owned();
-            Some((d.name.to_ascii_lowercase(), crate::lake::Lake::for_file_id(&id)))
-        })
-        .collect();
+    let lakes = engine.lakes_by_name(&infos);
     let mut reads = BTreeSet::new();
     let mut called = BTreeSet::new();
     let mut resolver =
@@ -300,14 +294,7 @@ impl Resolver<'_> {
             return false;
         }
         let Some(lake) = self.lakes.get(db) else { return false };
-        let Some(stored) = crate::sandbox::view_query(sql) else { return false };
-        let canonical = crate::lake::measurement_view_query(lake, name);
-        let normalized: Option<String> = self
-            .conn
-            .prepare_cached("SELECT json_deserialize_sql(json_serialize_sql($1::VARCHAR))")
-            .and_then(|mut st| st.query_row([canonical], |r| r.get(0)))
-            .ok();
-        normalized.is_some_and(|n| n == stored)
+        crate::lake::is_measurement_view_text(self.conn, lake, name, sql)
     }
 
     fn statement(&mut self, text: &str, current: &(String, String), depth: usize) -> Result<(), String> {

@@ -468,14 +468,7 @@ impl Checker<'_> {
             return false;
         }
         let Some(lake) = self.lakes.get(&o.db) else { return false };
-        let Some(stored) = view_query(sql) else { return false };
-        let canonical = crate::lake::measurement_view_query(lake, &o.name);
-        let normalized: Option<String> = self
-            .conn
-            .prepare_cached("SELECT json_deserialize_sql(json_serialize_sql($1::VARCHAR))")
-            .and_then(|mut st| st.query_row([canonical], |r| r.get(0)))
-            .ok();
-        normalized.is_some_and(|n| n == stored)
+        crate::lake::is_measurement_view_text(self.conn, lake, &o.name, sql)
     }
 
     fn check_view(&self, sql: &str, view: &Object, depth: usize) -> Result<()> {

@@ -885,13 +885,7 @@ impl Session {
             Statement::Pond(_) => Ok(None),
             Statement::DuckDb(text) => {
                 let infos = engine.databases();
-                let lakes: std::collections::HashMap<String, crate::lake::Lake> = infos
-                    .iter()
-                    .filter_map(|d| {
-                        let id = std::path::Path::new(&d.path).file_stem()?.to_string_lossy().into_owned();
-                        Some((d.name.to_ascii_lowercase(), crate::lake::Lake::for_file_id(&id)))
-                    })
-                    .collect();
+                let lakes = engine.lakes_by_name(&infos);
                 let databases: Vec<String> = infos.into_iter().map(|d| d.name).collect();
                 let system_functions = inner.system_functions.read().clone();
                 let (user_functions, catalog) = self.catalog_view(conn, inner)?;

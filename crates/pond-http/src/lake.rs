@@ -6,6 +6,9 @@
 //! - `GET /api/v1/lake/status`: flush and compaction counters and settings.
 //! - `POST /api/v1/lake/flush[?db=]`, `POST /api/v1/lake/compact[?db=]`: run now
 //!   (WRITE on the database, or a superuser; without `db` superusers only).
+//!   `?nodes=all[&wait_secs=N]` (superusers, a node of a cluster): every node
+//!   flushes, so every node's queries see what any node acknowledged before.
+//! - `GET /api/v1/cluster`: the nodes sharing the lake (superusers).
 //! - `PUT /api/v1/lake/retention`: `{"database", "measurement"?, "seconds"}`
 //!   (`seconds` null removes the limit; no measurement: the whole database).
 
@@ -42,6 +45,11 @@ pub async fn status(State(s): State<HttpState>, _caller: Caller) -> Result<Respo
 }
 
 pub async fn flush(State(s): State<HttpState>, caller: Caller, Query(p): Query<HashMap<String, String>>) -> Result<Response, HttpError> {
+    if p.get("nodes").is_some_and(|n| n == "all") {
+        let wait = std::time::Duration::from_secs(p.get("wait_secs").and_then(|w| w.parse().ok()).unwrap_or(30).min(300));
+        let pending = ingester(&s)?.flush_all_nodes(&caller.identity, wait).await.map_err(ingest_error)?;
+        return Ok(Json(serde_json::json!({ "nodes_pending": pending })).into_response());
+    }
     let r = ingester(&s)?.flush(&caller.identity, db_param(&p)).await.map_err(ingest_error)?;
     Ok(Json(serde_json::json!({ "flushed": r })).into_response())
 }
@@ -66,4 +74,13 @@ pub async fn retention(State(s): State<HttpState>, caller: Caller, body: axum::b
     })?;
     ingester(&s)?.set_retention(&caller.identity, &b.database, b.measurement.as_deref(), b.seconds).await.map_err(ingest_error)?;
     Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn cluster(State(s): State<HttpState>, caller: Caller) -> Result<Response, HttpError> {
+    let engine = s.engine.clone();
+    let nodes = tokio::task::spawn_blocking(move || engine.cluster_nodes(&caller.identity))
+        .await
+        .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(HttpError::from)?;
+    Ok(Json(serde_json::json!({ "node": s.engine.node_id(), "nodes": nodes })).into_response())
 }

@@ -86,6 +86,7 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/api/v1/write/msgpack/spec", get(write::msgpack_spec))
         .route("/api/v1/measurements", get(lake::measurements))
         .route("/api/v1/lake/status", get(lake::status))
+        .route("/api/v1/cluster", get(lake::cluster))
         .route("/api/v1/backup", get(backup::status).post(backup::run))
         .route("/api/v1/lake/flush", post(lake::flush))
         .route("/api/v1/lake/compact", post(lake::compact))

@@ -140,11 +140,13 @@ pub fn flush(
         report.rows = insert_flush(conn, db_id, lake, &plans, before, upto)?;
     } else {
         if !plans.is_empty() {
-            in_transaction(conn, || {
-                for p in &plans {
-                    maintenance::widen_table(conn, lake, &p.name, &p.columns, GEN_COLUMN)?;
-                }
-                Ok::<_, crate::Error>(())
+            pond_lake::retry_conflicts(|| {
+                in_transaction(conn, || {
+                    for p in &plans {
+                        maintenance::widen_table(conn, lake, &p.name, &p.columns, GEN_COLUMN)?;
+                    }
+                    Ok::<_, crate::Error>(())
+                })
             })?;
         }
         let mut jobs = Vec::new();
@@ -171,14 +173,18 @@ pub fn flush(
             }
         };
         failpoint::hit(failpoint::FLUSH_WRITTEN);
-        let registered = in_transaction(conn, || {
-            for (i, p) in plans.iter().enumerate() {
-                let paths: Vec<String> =
-                    written.iter().zip(&owner).filter(|(_, o)| **o == i).map(|(w, _)| w.path.display().to_string()).collect();
-                files::register(conn, lake, &p.name, &paths)?;
-            }
-            maintenance::record_flushed(conn, lake, upto)?;
-            Ok::<_, crate::Error>(())
+        // Nodes sharing the lake commit into the same catalog: a conflict with
+        // another node's commit is retried on the new snapshot.
+        let registered = pond_lake::retry_conflicts(|| {
+            in_transaction(conn, || {
+                for (i, p) in plans.iter().enumerate() {
+                    let paths: Vec<String> =
+                        written.iter().zip(&owner).filter(|(_, o)| **o == i).map(|(w, _)| w.path.display().to_string()).collect();
+                    files::register(conn, lake, &p.name, &paths)?;
+                }
+                maintenance::record_flushed(conn, lake, upto)?;
+                Ok::<_, crate::Error>(())
+            })
         });
         if let Err(e) = registered {
             // Not registered: the files are nobody's (the rows stay in memory and are retried).
@@ -281,6 +287,59 @@ fn insert_flush(conn: &duckdb::Connection, db_id: &str, lake: &Lake, plans: &[Pl
         maintenance::record_flushed(conn, lake, upto)?;
         Ok::<_, crate::Error>(rows)
     })
+}
+
+/// Creates the view of every measurement another node sharing the lake
+/// made in a database this node knows (and replaces a measurement view
+/// whose text is not this node's, e.g. one made before the lake was
+/// shared). Returns the views made.
+pub fn sync_views(conn: &duckdb::Connection, engine: &pond_engine::Engine) -> Result<usize> {
+    let schemas = crate::existing_lake_schemas(conn)?;
+    let mut made = 0;
+    for d in engine.databases() {
+        let Some(id) = crate::database_id_of(&d) else { continue };
+        if !schemas.contains(&id) {
+            continue;
+        }
+        let lake = engine.lake_for_id(&id);
+        let wanted = measurements(conn, &lake)?;
+        if wanted.is_empty() {
+            continue;
+        }
+        let mut stmt = conn.prepare_cached(
+            "SELECT table_name, NULL FROM duckdb_tables() WHERE database_name = $1 AND schema_name = 'main' \
+             UNION ALL SELECT view_name, sql FROM duckdb_views() WHERE database_name = $1 AND schema_name = 'main'",
+        )?;
+        let existing: Vec<(String, Option<String>)> =
+            stmt.query_map([&d.name], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        for name in wanted {
+            let found = existing.iter().find(|(n, _)| n.eq_ignore_ascii_case(&name));
+            let create = match found {
+                None => true,
+                // A table of that name is the user's: left alone.
+                Some((_, None)) => false,
+                Some((_, Some(sql))) => {
+                    !pond_engine::lake::is_measurement_view_text(conn, &lake, &name, sql) && is_pond_view(sql, &lake, &name)
+                }
+            };
+            if create {
+                conn.execute_batch(&format!(
+                    "CREATE OR REPLACE VIEW {}.main.{} AS {}",
+                    quote_ident(&d.name),
+                    quote_ident(&name),
+                    measurement_view_query(&lake, &name)
+                ))?;
+                made += 1;
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Whether a view's text reads this measurement's lake table and hot rows
+/// the way Pond's views do (only such views are replaced by [`sync_views`]).
+fn is_pond_view(sql: &str, lake: &Lake, name: &str) -> bool {
+    sql.contains(HOT_FUNCTION) && sql.contains(&lake.table(name)) && sql.contains(FLUSHED_TABLE)
 }
 
 /// Whether database `db` has buffer tables (or the generation table) of an older Pond.

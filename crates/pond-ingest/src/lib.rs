@@ -311,7 +311,11 @@ impl Ingester {
         // Files of a flush that a crash stopped before its registration commit
         // belong to no snapshot: delete them before the log is replayed (which
         // writes those rows again), so none is ever registered twice.
-        let orphans = pond_lake::files::remove_orphans(&conn, pond_engine::lake::LAKE_ALIAS)?;
+        // Nodes sharing the lake: another node's files are unregistered between
+        // their write and its commit, so only old unregistered files are orphans
+        // (this node's younger ones go at a later start or compaction).
+        let orphan_age = engine.cluster().map(|_| CLUSTER_ORPHAN_AGE_SECS);
+        let orphans = pond_lake::files::remove_orphans(&conn, pond_engine::lake::LAKE_ALIAS, orphan_age)?;
         if !orphans.is_empty() {
             tracing::info!(files = orphans.len(), "unregistered lake files of an interrupted flush deleted");
         }
@@ -350,7 +354,13 @@ impl Ingester {
             }
             let parsed = parse(rec.format, rec.lines.clone(), rec.precision, rec.default_time)?;
             let lake_part = engine.attach_lake(&db)?;
-            let target = writer::Target { db: &db, db_id: &rec.database, lake: &lake_part, lake_lock: &shared.lake_lock };
+            let target = writer::Target {
+                db: &db,
+                db_id: &rec.database,
+                lake: &lake_part,
+                lake_lock: &shared.lake_lock,
+                shared_lake: engine.cluster().is_some(),
+            };
             writer::apply(&conn, &store, &target, vec![(parsed.tables, &parsed.good_lines)], rec.seq)?;
             replayed += 1;
         }
@@ -397,6 +407,7 @@ impl Ingester {
             shared: shared.clone(),
             next_compaction,
             compactor: compact_tx,
+            next_view_sync: std::time::Instant::now(),
         };
         let w = WriterLoop { engine, conn, log, seq, config, shared, db_ids: HashMap::new() };
         std::thread::Builder::new()
@@ -451,6 +462,32 @@ impl Ingester {
             None if identity.effective_superuser() => Ok(None),
             None => Err(Error::PermissionDenied("permission denied: only superusers act on every database (name one)".into())),
         }
+    }
+
+    /// Flushes every database's hot rows into the lake now, from a thread
+    /// that is not async (a cluster-wide flush request from another node).
+    pub fn flush_all_blocking(&self) -> Result<Vec<lake::FlushReport>> {
+        self.inner.engine.lake_available()?;
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send_task(Task::Flush { database: None, reply })?;
+        rx.blocking_recv().map_err(|_| Error::Internal("the ingest writer has stopped".into()))?
+    }
+
+    /// Asks every node sharing the lake to flush its hot rows (this one
+    /// first) and waits up to `wait` until each has: afterwards a query on
+    /// any node sees every row acknowledged anywhere before the call.
+    /// Superusers only. Returns the nodes that are up but did not answer in time.
+    pub async fn flush_all_nodes(&self, identity: &Identity, wait: std::time::Duration) -> Result<Vec<String>> {
+        if !identity.effective_superuser() {
+            return Err(Error::PermissionDenied("permission denied: only superusers flush every node".into()));
+        }
+        let Some(cluster) = self.inner.engine.cluster().cloned() else {
+            return Err(Error::InvalidRequest("nodes=all: this server is not a node of a cluster (--node-id)".into()));
+        };
+        tokio::task::spawn_blocking(move || cluster.flush_all(wait))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::Engine(pond_engine::Error::Unavailable(e.to_string())))
     }
 
     /// Flushes the buffer of one database (or all) into its lake now.
@@ -685,7 +722,7 @@ impl Ingester {
 fn new_column(inner: &Inner, conn: &duckdb::Connection, db_id: &str, name: &str, t: &batch::TableBatch) -> Result<Option<String>> {
     let known = match inner.shared.store.table(db_id, name) {
         Some(h) => h.columns(),
-        None => match writer::lake_shape(conn, &pond_engine::lake::Lake::for_file_id(db_id), name)? {
+        None => match writer::lake_shape(conn, &inner.engine.lake_for_id(db_id), name)? {
             Some((_, cols)) => cols,
             None => return Ok(None),
         },
@@ -704,7 +741,7 @@ fn parse(format: Format, body: Vec<u8>, precision: Precision, default_time: i64)
 
 /// A database's stable id: the stem of its file name (not its name, which a
 /// rename changes).
-fn database_id_of(d: &pond_engine::DatabaseInfo) -> Option<String> {
+pub(crate) fn database_id_of(d: &pond_engine::DatabaseInfo) -> Option<String> {
     Path::new(&d.path).file_stem().map(|s| s.to_string_lossy().into_owned())
 }
 
@@ -713,7 +750,7 @@ fn now_nanos() -> i64 {
 }
 
 /// Lake schemas that exist (named by database file id).
-fn existing_lake_schemas(conn: &duckdb::Connection) -> Result<std::collections::HashSet<String>> {
+pub(crate) fn existing_lake_schemas(conn: &duckdb::Connection) -> Result<std::collections::HashSet<String>> {
     let mut stmt = conn.prepare_cached("SELECT schema_name FROM duckdb_schemas() WHERE database_name = ?")?;
     let v = stmt.query_map([pond_engine::lake::LAKE_ALIAS], |r| r.get::<_, String>(0))?.collect::<Result<_, _>>()?;
     Ok(v)
@@ -830,6 +867,7 @@ impl WriterLoop {
         let conn = &self.conn;
         let store = &self.shared.store;
         let lake_lock = &self.shared.lake_lock;
+        let shared_lake = self.engine.cluster().is_some();
         let mut ddl = false;
         let synced = std::thread::scope(|s| {
             let syncer = need_sync.then(|| s.spawn(move || log.sync(mode)));
@@ -861,7 +899,7 @@ impl WriterLoop {
                         continue;
                     }
                 };
-                let target = writer::Target { db, db_id: &db_id, lake: &lake_part, lake_lock };
+                let target = writer::Target { db, db_id: &db_id, lake: &lake_part, lake_lock, shared_lake };
                 let jobs_in: Vec<_> = batches.into_iter().zip(&texts).map(|(b, t)| (b, t.3.as_slice())).collect();
                 match writer::apply(conn, store, &target, jobs_in, max_seq) {
                     Ok(applied) => {
@@ -927,7 +965,15 @@ struct LakeLoop {
     next_compaction: Option<std::time::Instant>,
     /// The compaction thread's queue.
     compactor: std::sync::mpsc::Sender<CompactMsg>,
+    /// When measurements other nodes made were last looked for (nodes sharing the lake).
+    next_view_sync: std::time::Instant,
 }
+
+/// How often a node sharing the lake looks for measurements other nodes made.
+const VIEW_SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// Unregistered lake files younger than this may be another node's flush in
+/// progress; older ones are orphans of an interrupted flush.
+const CLUSTER_ORPHAN_AGE_SECS: u64 = 3600;
 
 /// How flushes write with this engine and configuration.
 fn flush_options(engine: &Engine, config: &IngestConfig) -> lake::FlushOptions {
@@ -976,6 +1022,17 @@ impl LakeLoop {
     /// the closed log segments are big; compacts on schedule.
     fn housekeeping(&mut self) {
         self.shared.store.retire(hot::RETIRE_GRACE, self.engine.oldest_open_transaction());
+        if self.engine.cluster().is_some() && self.next_view_sync.elapsed() >= VIEW_SYNC_EVERY {
+            self.next_view_sync = std::time::Instant::now();
+            match lake::sync_views(&self.conn, &self.engine) {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(views = n, "measurement views created for measurements other nodes made");
+                    self.engine.catalog_changed();
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot follow measurements other nodes made"),
+            }
+        }
         let mut due = self.shared.wal_closed_bytes.load(Ordering::Relaxed) > self.config.wal_truncate_bytes;
         if !due {
             for (_, id) in self.hot_databases() {
@@ -1095,6 +1152,17 @@ impl Compactor {
     }
 
     fn compact_all(&mut self, database: Option<String>) -> Result<Vec<lake::CompactReport>> {
+        // Nodes sharing the lake compact one at a time: the others skip the round.
+        let _turn = match self.engine.cluster() {
+            Some(c) => match c.try_maintenance_lock().map_err(|e| Error::Internal(e.to_string()))? {
+                Some(guard) => Some(guard),
+                None => {
+                    tracing::info!("lake maintenance skipped: another node is compacting");
+                    return Ok(Vec::new());
+                }
+            },
+            None => None,
+        };
         // Flush first (on the lake thread), so retention and merging see every row.
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tasks
@@ -1128,6 +1196,12 @@ impl Compactor {
             self.engine.data_changed(&db);
             tracing::info!(database = %db, files_before = r.files_before, files_after = r.files_after, retention_rows_deleted = r.retention_rows_deleted, "lake compacted");
             out.push(r);
+        }
+        if self.engine.cluster().is_some() {
+            let orphans = pond_lake::files::remove_orphans(&self.conn, pond_engine::lake::LAKE_ALIAS, Some(CLUSTER_ORPHAN_AGE_SECS))?;
+            if !orphans.is_empty() {
+                tracing::info!(files = orphans.len(), "unregistered lake files of interrupted flushes deleted");
+            }
         }
         let mut st = self.shared.status.lock();
         st.compactions += 1;

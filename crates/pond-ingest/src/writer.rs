@@ -87,17 +87,31 @@ fn measurement(
     }
     // The lake table starts with `time` only: a flush adds the other columns
     // (the view unions by name, so a column the lake lacks reads as the hot rows').
+    // Another node sharing the lake may create it at the same moment: its
+    // commit wins, ours conflicts and the retry finds the table.
     let lake_t = lake.table(&t.measurement);
     {
         let _g = lake_lock.lock();
-        conn.execute_batch(&format!(
-            "BEGIN; CREATE TABLE IF NOT EXISTS {lake_t} ({time} TIMESTAMP_NS NOT NULL); \
-             ALTER TABLE {lake_t} SET PARTITIONED BY (year({time}), month({time}), day({time})); COMMIT",
-            time = quote_ident(TIME_COLUMN)
-        ))
-        .inspect_err(|_| {
-            let _ = conn.execute_batch("ROLLBACK");
+        let made_elsewhere = pond_lake::retry_conflicts(|| {
+            if let Some((name, cols)) = lake_shape(conn, lake, &t.measurement)? {
+                return Ok::<_, Error>(Some((name, cols)));
+            }
+            conn.execute_batch(&format!(
+                "BEGIN; CREATE TABLE IF NOT EXISTS {lake_t} ({time} TIMESTAMP_NS NOT NULL); \
+                 ALTER TABLE {lake_t} SET PARTITIONED BY (year({time}), month({time}), day({time})); COMMIT",
+                time = quote_ident(TIME_COLUMN)
+            ))
+            .inspect_err(|_| {
+                let _ = conn.execute_batch("ROLLBACK");
+            })?;
+            Ok(None)
         })?;
+        if let Some((name, cols)) = made_elsewhere {
+            if main_object_exists(conn, db, &name)?.is_none() {
+                conn.execute_batch(&format!("CREATE OR REPLACE VIEW {} AS {}", qualified(db, &name), measurement_view_query(lake, &name)))?;
+            }
+            return Ok((store.get_or_create(db_id, &name, cols, flushed), true));
+        }
     }
     conn.execute_batch(&format!(
         "CREATE OR REPLACE VIEW {} AS {}",
@@ -122,6 +136,61 @@ pub struct Target<'a> {
     pub db_id: &'a str,
     pub lake: &'a Lake,
     pub lake_lock: &'a parking_lot::Mutex<()>,
+    /// Other nodes write to the same lake: new columns go into the lake
+    /// table before the write is acknowledged ([`share_new_columns`]).
+    pub shared_lake: bool,
+}
+
+/// On a node sharing the lake, the catalog decides each column's type: the
+/// columns of `t` this node does not know are looked up in the lake table
+/// (another node may have added them, with its type) and the ones it lacks
+/// are added there, in one DuckLake transaction retried on conflict, before
+/// any row is accepted. Two nodes adding the same field with different
+/// types then get one type, and the other's lines are rejected as type
+/// conflicts instead of breaking a later flush. Returns whether the hot
+/// table gained columns.
+fn share_new_columns(
+    conn: &duckdb::Connection,
+    lake: &Lake,
+    hot: &HotTable,
+    t: &FinishedTable,
+    lake_lock: &parking_lot::Mutex<()>,
+) -> Result<bool> {
+    let known = hot.columns();
+    let unknown: Vec<&(String, Kind)> = t
+        .columns
+        .iter()
+        .filter(|(n, _)| !known.iter().any(|(k, _)| k.eq_ignore_ascii_case(n)) && !n.eq_ignore_ascii_case(GEN_COLUMN))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(false);
+    }
+    let _g = lake_lock.lock();
+    let lake_t = lake.table(&hot.name);
+    let shape = pond_lake::retry_conflicts(|| {
+        let cols = lake_shape(conn, lake, &hot.name)?.map(|(_, c)| c).unwrap_or_default();
+        let missing: Vec<&&(String, Kind)> = unknown.iter().filter(|(n, _)| !cols.iter().any(|(c, _)| c.eq_ignore_ascii_case(n))).collect();
+        if missing.is_empty() {
+            return Ok::<_, Error>(cols);
+        }
+        let mut sql = String::from("BEGIN;");
+        for (name, kind) in missing {
+            sql.push_str(&format!(" ALTER TABLE {lake_t} ADD COLUMN {} {};", quote_ident(name), kind.duckdb_type()));
+        }
+        sql.push_str(" COMMIT");
+        conn.execute_batch(&sql).inspect_err(|_| {
+            let _ = conn.execute_batch("ROLLBACK");
+        })?;
+        Ok(lake_shape(conn, lake, &hot.name)?.map(|(_, c)| c).unwrap_or_default())
+    })?;
+    let mut added = false;
+    for (name, ty) in shape {
+        if !known.iter().any(|(k, _)| k.eq_ignore_ascii_case(&name)) {
+            hot.add_column(&name, &ty);
+            added = true;
+        }
+    }
+    Ok(added)
 }
 
 /// Checks the tables of one or more requests and hands their rows to the hot
@@ -145,8 +214,9 @@ pub fn apply(
             }
             let t = t.finish();
             let (hot, created) = measurement(conn, store, target.db, target.db_id, target.lake, &t, target.lake_lock)?;
+            let shared = target.shared_lake && share_new_columns(conn, target.lake, &hot, &t, target.lake_lock)?;
             let (batch, widened) = apply_table(&hot, target.db, t, text, &mut errors)?;
-            ddl |= created || widened;
+            ddl |= created || widened || shared;
             if batch.num_rows() > 0 {
                 ready.push((hot, batch));
             }

@@ -252,9 +252,16 @@ pub fn register(conn: &duckdb::Connection, lake: &Lake, table: &str, paths: &[St
 
 /// Deletes every file under the lake's data path that no snapshot refers to
 /// (a flush's files written before a crash stopped their registration).
-/// Only at start, while nothing else writes to the lake. Returns their paths.
-pub fn remove_orphans(conn: &duckdb::Connection, catalog: &str) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare(&format!("CALL ducklake_delete_orphaned_files({}, cleanup_all => true)", quote_literal(catalog)))?;
+/// With `older_than_secs` `None` every such file goes: only at start, while
+/// nothing else writes to the lake. Nodes sharing the lake pass an age:
+/// another node's files are unregistered for the moment between their write
+/// and its commit, so only files older than that are orphans. Returns their paths.
+pub fn remove_orphans(conn: &duckdb::Connection, catalog: &str, older_than_secs: Option<u64>) -> Result<Vec<String>> {
+    let which = match older_than_secs {
+        None => "cleanup_all => true".to_string(),
+        Some(s) => format!("older_than => now() - to_seconds({s})"),
+    };
+    let mut stmt = conn.prepare(&format!("CALL ducklake_delete_orphaned_files({}, {which})", quote_literal(catalog)))?;
     let paths = stmt.query_map([], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
     Ok(paths)
 }

@@ -80,16 +80,30 @@ pub fn quote_literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
 }
 
-/// One database's part of the lake: catalog [`LAKE_ALIAS`], schema = file id.
+/// One database's part of the lake as one node sees it: catalog
+/// [`LAKE_ALIAS`], schema = file id, and the node whose flushed generations
+/// and hot rows count (empty for a server that is the lake's only writer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lake {
     pub catalog: String,
     pub schema: String,
+    pub node: String,
 }
 
 impl Lake {
-    pub fn for_file_id(file_id: &str) -> Self {
-        Self { catalog: LAKE_ALIAS.to_string(), schema: file_id.to_string() }
+    /// The lake schema of database file id `file_id`, for node `node` ("" when alone).
+    pub fn new(file_id: &str, node: &str) -> Self {
+        Self { catalog: LAKE_ALIAS.to_string(), schema: file_id.to_string(), node: node.to_string() }
+    }
+
+    /// The condition selecting this node's rows of [`FLUSHED_TABLE`]: every
+    /// row when alone (an older lake has no `node` column), else its own.
+    pub fn flushed_filter(&self) -> String {
+        if self.node.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE node = {}", quote_literal(&self.node))
+        }
     }
 
     /// `"catalog"."schema"."name"`.
@@ -116,18 +130,47 @@ pub fn is_hidden_schema(name: &str) -> bool {
 
 /// The query of the view `<db>.main.<name>`: the lake's rows, then the hot
 /// rows (in memory, see `pond-ingest`) whose generation the lake does not yet
-/// record as flushed. The lake schema and the hot store are keyed by the
-/// database's file id, so the view survives a database rename.
+/// record as flushed by this node. The lake schema and the hot store are
+/// keyed by the database's file id, so the view survives a database rename.
 pub fn measurement_view_query(lake: &Lake, name: &str) -> String {
     format!(
         "SELECT * FROM {} UNION ALL BY NAME SELECT * EXCLUDE ({gen}) FROM {HOT_FUNCTION}({}, {}) \
-         WHERE {gen} > (SELECT coalesce(max(gen), 0) FROM {})",
+         WHERE {gen} > (SELECT coalesce(max(gen), 0) FROM {}{})",
         lake.table(name),
         quote_literal(&lake.schema),
         quote_literal(name),
         lake.table(FLUSHED_TABLE),
+        lake.flushed_filter(),
         gen = quote_ident(GEN_COLUMN),
     )
+}
+
+/// Whether DuckDB's error is a DuckLake commit conflict with another
+/// writer of the same catalog (another node): the work can be retried on
+/// the new snapshot.
+pub fn is_conflict(message: &str) -> bool {
+    message.contains("Transaction conflict") || message.contains("conflict") && message.contains("another transaction")
+}
+
+/// Runs `f` until it succeeds, retrying up to 8 times (with a short growing
+/// pause) while it fails with a DuckLake commit conflict ([`is_conflict`]).
+pub fn retry_conflicts<T, E: std::fmt::Display>(mut f: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+    let mut attempt = 0u32;
+    loop {
+        match f() {
+            Err(e) if attempt < 8 && is_conflict(&e.to_string()) => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5 * u64::from(attempt) + rand_jitter_ms()));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A few milliseconds of jitter so two nodes retrying the same conflict do not collide again.
+fn rand_jitter_ms() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    u64::from(nanos % 7)
 }
 
 /// Runs `f` in one DuckDB transaction on `conn` (rolled back on error).
@@ -156,8 +199,11 @@ mod tests {
         assert!(!is_hidden_catalog("lake"));
         assert!(is_hidden_schema("_Pond_Buffer"));
         assert!(!is_hidden_schema("main"));
-        let q = measurement_view_query(&Lake::for_file_id("x"), "c\"p");
+        let q = measurement_view_query(&Lake::new("x", ""), "c\"p");
         assert!(q.contains("\"c\"\"p\""), "{q}");
-        assert_eq!(Lake::for_file_id("x").metadata_catalog(), "\"__ducklake_metadata___pond_lake\"");
+        assert!(!q.contains("node"), "a lone server's view reads every flushed generation: {q}");
+        let q = measurement_view_query(&Lake::new("x", "n1"), "cpu");
+        assert!(q.contains("WHERE node = 'n1'"), "{q}");
+        assert_eq!(Lake::new("x", "").metadata_catalog(), "\"__ducklake_metadata___pond_lake\"");
     }
 }

@@ -23,15 +23,51 @@ pub fn measurements(conn: &duckdb::Connection, lake: &Lake) -> Result<Vec<String
     Ok(names)
 }
 
-/// The highest generation the lake records as flushed (0 if none).
+/// The highest generation the lake records as flushed by this node (0 if none).
 pub fn flushed_gen(conn: &duckdb::Connection, lake: &Lake) -> Result<u64> {
-    let g: Option<u64> = conn.query_row(&format!("SELECT max(gen) FROM {}", lake.table(FLUSHED_TABLE)), [], |r| r.get(0))?;
+    let g: Option<u64> =
+        conn.query_row(&format!("SELECT max(gen) FROM {}{}", lake.table(FLUSHED_TABLE), lake.flushed_filter()), [], |r| r.get(0))?;
     Ok(g.unwrap_or(0))
 }
 
-/// Records that the lake holds every row up to generation `gen` (inside the flush's transaction).
+/// Records that the lake holds every row of this node up to generation
+/// `gen` (inside the flush's transaction).
 pub fn record_flushed(conn: &duckdb::Connection, lake: &Lake, gen: u64) -> Result<()> {
-    conn.execute_batch(&format!("INSERT INTO {} VALUES ({gen})", lake.table(FLUSHED_TABLE)))?;
+    if lake.node.is_empty() {
+        conn.execute_batch(&format!("INSERT INTO {} (gen) VALUES ({gen})", lake.table(FLUSHED_TABLE)))?;
+    } else {
+        conn.execute(&format!("INSERT INTO {} (gen, node) VALUES ({gen}, ?)", lake.table(FLUSHED_TABLE)), [&lake.node])?;
+    }
+    Ok(())
+}
+
+/// The bookkeeping tables of a database's lake schema, created if missing;
+/// `_pond_flushed` gains its `node` column ('' for rows of a lone server)
+/// when the lake is first shared.
+pub fn ensure_bookkeeping(conn: &duckdb::Connection, lake: &Lake) -> Result<()> {
+    conn.execute_batch(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {c}.{s}; \
+         CREATE TABLE IF NOT EXISTS {flushed} (gen UBIGINT NOT NULL, node VARCHAR DEFAULT ''); \
+         CREATE TABLE IF NOT EXISTS {retention} (measurement VARCHAR NOT NULL, seconds BIGINT NOT NULL)",
+        c = quote_ident(&lake.catalog),
+        s = quote_ident(&lake.schema),
+        flushed = lake.table(FLUSHED_TABLE),
+        retention = lake.table(RETENTION_TABLE),
+    ))?;
+    if !lake.node.is_empty() && !columns(conn, &lake.catalog, &lake.schema, FLUSHED_TABLE)?.iter().any(|(n, _)| n == "node") {
+        conn.execute_batch(&format!("ALTER TABLE {} ADD COLUMN node VARCHAR DEFAULT ''", lake.table(FLUSHED_TABLE)))?;
+    }
+    if !lake.node.is_empty() && flushed_gen(conn, lake)? == 0 {
+        // A lake a lone server wrote (node ''): whichever node continues
+        // from that server's data dir must not flush its log again, and a
+        // fresh node only numbers its records after it. Both hold if every
+        // node starts from the lone server's flushed generation.
+        let lone: Option<u64> =
+            conn.query_row(&format!("SELECT max(gen) FROM {} WHERE node = ''", lake.table(FLUSHED_TABLE)), [], |r| r.get(0))?;
+        if let Some(g) = lone.filter(|g| *g > 0) {
+            record_flushed(conn, lake, g)?;
+        }
+    }
     Ok(())
 }
 

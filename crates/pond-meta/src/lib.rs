@@ -6,11 +6,21 @@
 //! old or the new document, never a torn one. This crate owns only the format and
 //! the atomic write; the engine and the auth crate decide what goes in.
 //!
+//! Several nodes sharing one lake share this document too
+//! ([`MetaStore::open_shared`]): a [`SharedBackend`] (PostgreSQL, in
+//! `pond-cluster`) holds the authoritative copy with a version number; an
+//! update runs `f` on the newest copy while the backend holds the row lock,
+//! so two nodes never overwrite each other's change, and
+//! [`MetaStore::refresh`] adopts what other nodes wrote. The local file is
+//! then a cache of the shared copy.
+//!
 //! Start with [`MetaStore`] and [`SystemMeta`].
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -22,6 +32,8 @@ pub enum Error {
     Io { path: PathBuf, source: std::io::Error },
     #[error("system metadata file {path} is not valid JSON: {source}")]
     Corrupt { path: PathBuf, source: serde_json::Error },
+    #[error("shared system metadata: {0}")]
+    Shared(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -201,46 +213,184 @@ fn format_version() -> u32 {
     1
 }
 
+/// Where several nodes keep the one authoritative copy of the document.
+pub trait SharedBackend: Send + Sync {
+    /// The version of the shared copy (0: none yet). Cheap: polled.
+    fn version(&self) -> std::result::Result<u64, String>;
+    /// The shared copy and its version, if there is one.
+    fn load(&self) -> std::result::Result<Option<(u64, SystemMeta)>, String>;
+    /// Locks the shared copy for one update: the lock is released when the
+    /// returned transaction is committed or dropped (rolled back).
+    fn begin(&self) -> std::result::Result<Box<dyn SharedTxn>, String>;
+}
+
+/// One locked update of the shared copy.
+pub trait SharedTxn {
+    /// The copy as it is under the lock, with its version (none: first use).
+    fn current(&self) -> Option<(u64, SystemMeta)>;
+    /// Stores `next` as version `version` and releases the lock.
+    fn commit(self: Box<Self>, version: u64, next: &SystemMeta) -> std::result::Result<(), String>;
+}
+
 /// The metadata document on disk plus an in-memory copy. Changes go through
 /// [`MetaStore::update`], which persists before it returns.
 pub struct MetaStore {
     path: PathBuf,
-    current: Mutex<SystemMeta>,
+    current: Mutex<Current>,
     /// Bumped by every change, so readers can cache what they derive from it.
     generation: std::sync::atomic::AtomicU64,
+    shared: Option<Arc<dyn SharedBackend>>,
+    /// Called after a change another node made was adopted.
+    listeners: Mutex<Vec<Box<dyn Fn() + Send + Sync>>>,
+    /// An update adopted another node's change: the listeners hear of it at
+    /// the next [`MetaStore::refresh`] (not inside the update, whose caller
+    /// may hold locks the listeners take).
+    remote_pending: std::sync::atomic::AtomicBool,
+}
+
+struct Current {
+    doc: SystemMeta,
+    /// The shared copy's version `doc` is (0 without a backend).
+    version: u64,
 }
 
 impl MetaStore {
     /// Opens (or creates) `<dir>/pond.json`.
     pub fn open(dir: &Path) -> Result<Self> {
-        fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
-        let path = dir.join("pond.json");
-        // A leftover temp file from a crash mid-write is garbage: the rename never happened.
-        let _ = fs::remove_file(tmp_path(&path));
-        let current = read(&path)?.unwrap_or_else(|| SystemMeta { version: 1, ..Default::default() });
-        Ok(Self { path, current: Mutex::new(current), generation: std::sync::atomic::AtomicU64::new(1) })
+        let (path, doc) = open_file(dir)?;
+        Ok(Self {
+            path,
+            current: Mutex::new(Current { doc, version: 0 }),
+            generation: std::sync::atomic::AtomicU64::new(1),
+            shared: None,
+            listeners: Mutex::new(Vec::new()),
+            remote_pending: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Opens the document shared through `backend`. The first node to start
+    /// seeds the shared copy with its local document; every node then keeps
+    /// `<dir>/pond.json` as a cache of the shared copy.
+    pub fn open_shared(dir: &Path, backend: Arc<dyn SharedBackend>) -> Result<Self> {
+        let (path, local) = open_file(dir)?;
+        let txn = backend.begin().map_err(Error::Shared)?;
+        let (version, doc) = match txn.current() {
+            Some(found) => {
+                drop(txn);
+                found
+            }
+            None => {
+                txn.commit(1, &local).map_err(Error::Shared)?;
+                (1, local)
+            }
+        };
+        write_atomically(&path, &doc)?;
+        Ok(Self {
+            path,
+            current: Mutex::new(Current { doc, version }),
+            generation: std::sync::atomic::AtomicU64::new(1),
+            shared: Some(backend),
+            listeners: Mutex::new(Vec::new()),
+            remote_pending: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the document is shared with other nodes.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// A copy of the current document.
     pub fn snapshot(&self) -> SystemMeta {
-        self.current.lock().clone()
+        self.current.lock().doc.clone()
     }
 
     /// Applies `f` to a copy of the document; if `f` succeeds the copy is written
-    /// atomically and becomes current. Concurrent updates are serialised.
+    /// atomically and becomes current. Concurrent updates are serialised (with
+    /// a shared backend, across nodes: `f` sees the newest shared copy).
     pub fn update<T, E>(&self, f: impl FnOnce(&mut SystemMeta) -> std::result::Result<T, E>) -> std::result::Result<T, E>
     where
         E: From<Error>,
     {
         let mut guard = self.current.lock();
-        let mut next = guard.clone();
-        let out = f(&mut next)?;
-        if next != *guard {
-            write_atomically(&self.path, &next)?;
-            *guard = next;
+        let Some(backend) = &self.shared else {
+            let mut next = guard.doc.clone();
+            let out = f(&mut next)?;
+            if next != guard.doc {
+                write_atomically(&self.path, &next)?;
+                guard.doc = next;
+                self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
+            return Ok(out);
+        };
+        let txn = backend.begin().map_err(|e| E::from(Error::Shared(e)))?;
+        let mut adopted = false;
+        if let Some((version, doc)) = txn.current() {
+            if version != guard.version {
+                guard.doc = doc;
+                guard.version = version;
+                adopted = true;
+            }
+        }
+        let mut next = guard.doc.clone();
+        let result = f(&mut next);
+        let changed = result.is_ok() && next != guard.doc;
+        if changed {
+            let version = guard.version + 1;
+            txn.commit(version, &next).map_err(|e| E::from(Error::Shared(e)))?;
+            guard.doc = next;
+            guard.version = version;
+        } else {
+            drop(txn);
+        }
+        if changed || adopted {
+            // The cache follows; the shared copy is what counts.
+            if let Err(e) = write_atomically(&self.path, &guard.doc) {
+                tracing::warn!(error = %e, "cannot update the local cache of the shared system metadata; the next refresh rewrites it");
+            }
             self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         }
-        Ok(out)
+        if adopted {
+            self.remote_pending.store(true, std::sync::atomic::Ordering::Release);
+        }
+        result
+    }
+
+    /// Adopts the shared copy if another node changed it; returns whether it
+    /// did. Without a backend: nothing to do.
+    pub fn refresh(&self) -> Result<bool> {
+        let Some(backend) = &self.shared else { return Ok(false) };
+        let pending = self.remote_pending.swap(false, std::sync::atomic::Ordering::AcqRel);
+        let version = backend.version().map_err(Error::Shared)?;
+        let mut adopted = false;
+        if version != self.current.lock().version {
+            if let Some((version, doc)) = backend.load().map_err(Error::Shared)? {
+                let mut guard = self.current.lock();
+                if version > guard.version {
+                    write_atomically(&self.path, &doc)?;
+                    guard.doc = doc;
+                    guard.version = version;
+                    self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
+                    adopted = true;
+                }
+            }
+        }
+        if adopted || pending {
+            self.notify();
+        }
+        Ok(adopted || pending)
+    }
+
+    /// Registers `f`, called (on the refreshing thread) after a change made
+    /// by another node was adopted.
+    pub fn on_remote_change(&self, f: impl Fn() + Send + Sync + 'static) {
+        self.listeners.lock().push(Box::new(f));
+    }
+
+    fn notify(&self) {
+        for f in self.listeners.lock().iter() {
+            f();
+        }
     }
 
     /// Changes with every successful update (starts at 1).
@@ -251,6 +401,16 @@ impl MetaStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// Opens `<dir>/pond.json` (the document, or an empty one).
+fn open_file(dir: &Path) -> Result<(PathBuf, SystemMeta)> {
+    fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+    let path = dir.join("pond.json");
+    // A leftover temp file from a crash mid-write is garbage: the rename never happened.
+    let _ = fs::remove_file(tmp_path(&path));
+    let doc = read(&path)?.unwrap_or_else(|| SystemMeta { version: 1, ..Default::default() });
+    Ok((path, doc))
 }
 
 /// Reads and parses the document at `path` without changing anything on disk
@@ -343,4 +503,79 @@ mod tests {
         let reopened = MetaStore::open(dir.path()).unwrap();
         assert_eq!(reopened.snapshot().databases[0].name, "kept");
     }
+
+    /// A shared copy in memory standing in for PostgreSQL (pond-cluster's
+    /// backend is tested against a real one in tests/interop/test_cluster.py).
+    /// (One thread uses it, so a transaction needs no lock here.)
+    #[derive(Default)]
+    struct MemShared {
+        copy: Mutex<Option<(u64, SystemMeta)>>,
+    }
+
+    struct MemTxn {
+        shared: Arc<MemShared>,
+    }
+
+    impl SharedBackend for Arc<MemShared> {
+        fn version(&self) -> std::result::Result<u64, String> {
+            Ok(self.copy.lock().as_ref().map(|c| c.0).unwrap_or(0))
+        }
+        fn load(&self) -> std::result::Result<Option<(u64, SystemMeta)>, String> {
+            Ok(self.copy.lock().clone())
+        }
+        fn begin(&self) -> std::result::Result<Box<dyn SharedTxn>, String> {
+            Ok(Box::new(MemTxn { shared: self.clone() }))
+        }
+    }
+
+    impl SharedTxn for MemTxn {
+        fn current(&self) -> Option<(u64, SystemMeta)> {
+            self.shared.copy.lock().clone()
+        }
+        fn commit(self: Box<Self>, version: u64, next: &SystemMeta) -> std::result::Result<(), String> {
+            *self.shared.copy.lock() = Some((version, next.clone()));
+            Ok(())
+        }
+    }
+
+    fn add_db(store: &MetaStore, name: &str) -> std::result::Result<(), Error> {
+        store.update(|m| {
+            if m.databases.iter().any(|d| d.name == name) {
+                return Err(Error::Shared(format!("{name} exists")));
+            }
+            m.databases.push(DatabaseRecord { name: name.into(), file_id: name.into(), created_at: String::new() });
+            Ok(())
+        })
+    }
+
+    #[test]
+    fn nodes_sharing_the_document_see_and_build_on_each_others_changes() {
+        let shared: Arc<MemShared> = Arc::default();
+        let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = MetaStore::open_shared(d1.path(), Arc::new(shared.clone())).unwrap();
+        let b = MetaStore::open_shared(d2.path(), Arc::new(shared.clone())).unwrap();
+        let heard = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = heard.clone();
+        b.on_remote_change(move || {
+            h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        });
+        add_db(&a, "x").unwrap();
+        // b has not refreshed, yet its update runs on the newest copy: a's
+        // change is kept and a duplicate is refused.
+        assert!(add_db(&b, "x").is_err());
+        add_db(&b, "y").unwrap();
+        let names = |s: &MetaStore| s.snapshot().databases.into_iter().map(|d| d.name).collect::<Vec<_>>();
+        assert_eq!(names(&b), ["x", "y"]);
+        // The listener hears of the adopted change at the next refresh, not inside the update.
+        assert_eq!(heard.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(b.refresh().unwrap());
+        assert_eq!(heard.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(names(&a), ["x"]);
+        assert!(a.refresh().unwrap());
+        assert_eq!(names(&a), ["x", "y"]);
+        assert!(!a.refresh().unwrap());
+        // The local files are caches of the shared copy.
+        assert_eq!(read(a.path()).unwrap().unwrap().databases.len(), 2);
+    }
+
 }

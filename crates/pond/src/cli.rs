@@ -403,6 +403,12 @@ pub struct IngestArgs {
     /// Password only from POND_LAKE_CATALOG_PASSWORD. Default: <data-dir>/lake/catalog.ducklake.
     #[arg(long = "lake-catalog", env = "POND_LAKE_CATALOG")]
     pub lake_catalog: Option<String>,
+    /// Run as this node (a name of letters, digits, '-' or '_') of several sharing one lake: needs
+    /// --lake-catalog and --lake-data-path; users, grants, tokens and databases are then kept in the
+    /// catalog's PostgreSQL database and shared by every node. Keep it stable: a node's ingest log
+    /// replays under its name.
+    #[arg(long = "node-id", env = "POND_NODE_ID")]
+    pub node_id: Option<String>,
     /// S3 endpoint host[:port] (default: AWS).
     #[arg(long = "lake-s3-endpoint", env = "POND_LAKE_S3_ENDPOINT")]
     pub lake_s3_endpoint: Option<String>,
@@ -615,6 +621,10 @@ impl ServeArgs {
                 conninfo: conninfo.to_string(),
                 password: std::env::var("POND_LAKE_CATALOG_PASSWORD").ok().filter(|v| !v.is_empty()),
             });
+        }
+        c.node_id = self.ingest.node_id.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+        if let Some(n) = &c.node_id {
+            pond_cluster::validate_node_id(n).map_err(|e| e.to_string())?;
         }
         c.backup = pond_backup::Schedule {
             target: self.backup.backup_to.clone().filter(|t| !t.trim().is_empty()),

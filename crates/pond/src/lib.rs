@@ -97,6 +97,10 @@ pub struct ServerConfig {
     pub lake_cleanup_grace: Duration,
     /// Lake snapshots younger than this survive compaction (point-in-time reads).
     pub lake_snapshot_retention: Duration,
+    /// This server's name as one of several nodes sharing the lake (needs a
+    /// PostgreSQL lake catalog and a shared data path): system metadata then
+    /// lives in that PostgreSQL too (`pond-cluster`). `None`: a lone server.
+    pub node_id: Option<String>,
     /// Who encodes flushed Parquet files (`None`: by data path).
     pub lake_encoder: Option<pond_ingest::lake::Encoder>,
 }
@@ -130,6 +134,7 @@ impl ServerConfig {
             lake_compact_interval: Some(Duration::from_secs(3600)),
             lake_cleanup_grace: Duration::from_secs(60),
             lake_snapshot_retention: Duration::ZERO,
+            node_id: None,
             lake_encoder: None,
         }
     }
@@ -237,6 +242,12 @@ impl ServerBuilder {
     }
 
     /// How long lake snapshots are kept for point-in-time reads.
+    /// Runs as node `id` of a cluster sharing the lake (see [`ServerConfig::node_id`]).
+    pub fn node_id(mut self, id: impl Into<String>) -> Self {
+        self.config.node_id = Some(id.into());
+        self
+    }
+
     pub fn lake_snapshot_retention(mut self, keep: Duration) -> Self {
         self.config.lake_snapshot_retention = keep;
         self
@@ -284,7 +295,41 @@ impl Server {
         let tls = config.tls.load()?;
         let data_dir = config.engine.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| ServerError::Io { path: data_dir.display().to_string(), source })?;
-        let meta = Arc::new(MetaStore::open(&data_dir.join("system"))?);
+        let cluster = match &config.node_id {
+            Some(node) => {
+                let Some(catalog) = config.engine.lake_catalog.clone() else {
+                    return Err(ServerError::Other(
+                        "--node-id needs --lake-catalog: nodes share the lake's PostgreSQL catalog (and --lake-data-path)".into(),
+                    ));
+                };
+                if config.engine.lake_data_path.is_none() {
+                    return Err(ServerError::Other(
+                        "--node-id needs --lake-data-path (s3://… or a directory every node reaches): the default lies inside one node's data dir"
+                            .into(),
+                    ));
+                }
+                let node = node.clone();
+                let c = tokio::task::spawn_blocking(move || pond_cluster::Cluster::connect(&catalog.full_conninfo(), &node))
+                    .await
+                    .map_err(|e| ServerError::Other(format!("cluster start failed: {e}")))?
+                    .map_err(|e| ServerError::Other(format!("cannot join the cluster: {e}")))?;
+                Some(c)
+            }
+            None => None,
+        };
+        let meta = match &cluster {
+            Some(c) => {
+                let (dir, backend) = (data_dir.join("system"), c.clone());
+                Arc::new(
+                    tokio::task::spawn_blocking(move || MetaStore::open_shared(&dir, backend))
+                        .await
+                        .map_err(|e| ServerError::Other(format!("cluster start failed: {e}")))??,
+                )
+            }
+            None => Arc::new(MetaStore::open(&data_dir.join("system"))?),
+        };
+        let mut config = config;
+        config.engine.cluster = cluster.clone();
         let auth =
             Arc::new(Authenticator::new(meta.clone(), config.token_ttl).with_jwt(&config.jwt)?.with_oauth_ttl(config.oauth_token_ttl));
         match auth.bootstrap(&data_dir, config.admin_password.as_deref())? {
@@ -299,7 +344,8 @@ impl Server {
         let metrics = Metrics::new();
         let engine_config = config.engine.clone();
         let engine_auth = auth.clone();
-        let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config, meta, engine_auth, metrics))
+        let engine_meta = meta.clone();
+        let engine = tokio::task::spawn_blocking(move || Engine::open(engine_config, engine_meta, engine_auth, metrics))
             .await
             .map_err(|e| ServerError::Other(format!("engine start failed: {e}")))??;
 
@@ -323,6 +369,31 @@ impl Server {
             .map_err(|e| ServerError::Other(format!("ingest start failed: {e}")))?;
         // Continuous queries start only now that the ingest log is replayed.
         engine.start_jobs();
+        if let Some(c) = &cluster {
+            let (status_ingest, flush_ingest) = (ingest.clone(), ingest.clone());
+            c.start(
+                meta.clone(),
+                pond_cluster::Hooks {
+                    status: Box::new(move || {
+                        let st = status_ingest.lake_status();
+                        pond_cluster::NodeStatus {
+                            last_flush_unix: st
+                                .last_flush_at
+                                .as_deref()
+                                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                                .map(|t| t.timestamp_millis() as f64 / 1000.0),
+                            flushed_rows: st.flushed_rows,
+                            unflushed_rows: st.unflushed_rows,
+                        }
+                    }),
+                    flush: Box::new(move || {
+                        if let Err(e) = flush_ingest.flush_all_blocking() {
+                            tracing::warn!(error = %e, "flush asked for by another node failed");
+                        }
+                    }),
+                },
+            );
+        }
         let backups = pond_backup::Backups::new(engine.clone(), Some(ingest.clone()), config.backup.clone());
         backups.start_schedule().map_err(|e| ServerError::Other(format!("backup schedule: {e}")))?;
         engine.set_backup_service(Arc::new(backups));
@@ -446,6 +517,10 @@ impl Server {
         };
         let pg_text = pg_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
         let tcp_text = tcp_addr.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+        if let Some(c) = &cluster {
+            c.set_http_url(http_url.clone());
+            tracing::info!(node = %c.node(), "joined the cluster sharing the lake");
+        }
         tracing::info!(flight = %flight_url, http = %http_url, pg = %pg_text, tcp = %tcp_text, tls = tls_mode, data_dir = %data_dir.display(), "Pond is listening");
         if let Some(path) = &config.ready_file {
             let doc = serde_json::json!({
@@ -525,6 +600,9 @@ impl Server {
         }
         let ingest = self.ingest.clone();
         let _ = tokio::task::spawn_blocking(move || ingest.shutdown()).await;
+        if let Some(c) = self.engine.cluster().cloned() {
+            let _ = tokio::task::spawn_blocking(move || c.stop()).await;
+        }
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || engine.shutdown()).await.map_err(|e| ServerError::Other(e.to_string()))??;
         Ok(())
