@@ -252,7 +252,11 @@ impl Authenticator {
             write_private_file(&file, &format!("{password}\n"))?;
             outcome = Bootstrap::Generated { password, file };
         }
-        self.meta.update(|m| {
+        let added = self.meta.update(|m| {
+            // Nodes sharing the metadata may start together: the first one makes admin.
+            if m.users.iter().any(|u| u.name == ADMIN_USER) {
+                return Ok::<_, Error>(false);
+            }
             m.users.push(UserRecord {
                 name: ADMIN_USER.to_string(),
                 password_hash: hash,
@@ -262,8 +266,14 @@ impl Authenticator {
                 is_role: false,
                 member_of: Vec::new(),
             });
-            Ok::<_, Error>(())
+            Ok(true)
         })?;
+        if !added {
+            if let Bootstrap::Generated { file, .. } = &outcome {
+                let _ = std::fs::remove_file(file);
+            }
+            return Ok(Bootstrap::Existing);
+        }
         Ok(outcome)
     }
 

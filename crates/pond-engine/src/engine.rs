@@ -493,7 +493,7 @@ impl Engine {
         {
             let root = self.inner.root.lock();
             root.execute_batch(&format!("DETACH {}", quote_ident(&from)))?;
-            if let Err(e) = root.execute_batch(&attach_sql(&path, &to)) {
+            if let Err(e) = attach_after_detach(&root, &path, &to) {
                 let _ = root.execute_batch(&attach_sql(&path, &from));
                 return Err(e.into());
             }
@@ -556,7 +556,9 @@ impl Engine {
                 Some(r) if &r.name == name => {}
                 Some(r) => {
                     let path = self.file_path(id);
-                    let res = root.execute_batch(&format!("DETACH {}; {}", quote_ident(name), attach_sql(&path, &r.name)));
+                    let res = root
+                        .execute_batch(&format!("DETACH {}", quote_ident(name)))
+                        .and_then(|_| attach_after_detach(&root, &path, &r.name));
                     match res {
                         Ok(()) => tracing::info!(from = %name, to = %r.name, "database renamed on another node"),
                         Err(e) => tracing::warn!(database = %name, error = %e, "cannot follow another node's rename"),
@@ -823,6 +825,23 @@ fn new_record(name: &str) -> DatabaseRecord {
 
 fn attach_sql(path: &std::path::Path, name: &str) -> String {
     format!("ATTACH {} AS {}", quote_literal(&path.to_string_lossy()), quote_ident(name))
+}
+
+/// Attaches `path` as `name` right after it was detached under another name.
+/// A connection that still holds the detached database (a statement ending
+/// on another session) keeps its file registered for a moment; DuckDB then
+/// answers "Unique file handle conflict": wait for it, up to a second.
+fn attach_after_detach(root: &duckdb::Connection, path: &std::path::Path, name: &str) -> duckdb::Result<()> {
+    let mut tries = 0;
+    loop {
+        match root.execute_batch(&attach_sql(path, name)) {
+            Err(e) if tries < 20 && e.to_string().contains("Unique file handle conflict") => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn remove_db_files(path: &std::path::Path) {

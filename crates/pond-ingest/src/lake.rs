@@ -385,7 +385,7 @@ pub fn migrate_buffer_tables(conn: &duckdb::Connection, db: &str, lake: &Lake) -
         }
         let upto = applied.max(state.unwrap_or(0));
         if upto > before {
-            conn.execute_batch(&format!("INSERT INTO {} VALUES ({upto})", lake.table(FLUSHED_TABLE)))?;
+            maintenance::record_flushed(conn, lake, upto)?;
         }
         Ok::<_, crate::Error>(rows)
     })?;

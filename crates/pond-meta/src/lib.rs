@@ -577,5 +577,4 @@ mod tests {
         // The local files are caches of the shared copy.
         assert_eq!(read(a.path()).unwrap().unwrap().databases.len(), 2);
     }
-
 }
