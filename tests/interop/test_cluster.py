@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
+import threading
 import time
 import uuid
 
@@ -222,32 +223,74 @@ def test_schema_changes_from_two_nodes_at_once(nodes):
         assert got == want, (s.http_url, got)
 
 
-def test_a_killed_node_replays_its_log_into_the_shared_lake_once(lake, tmp_path, ext_dir):
+def test_a_node_killed_mid_ingest_replays_its_log_into_the_shared_lake_once(lake, tmp_path, ext_dir):
     n1 = lake.node(tmp_path, ext_dir, "n1", flush_rows=10_000_000)
-    n2 = lake.node(tmp_path, ext_dir, "n2", flush_rows=10_000_000)
+    n2 = lake.node(tmp_path, ext_dir, "n2", flush_rows=700)
     try:
-        acked = 0
-        for b in range(10):
-            assert write(n2, batch_lines("n2", b, 100)).status_code == 204
-            acked += 100
         assert write(n1, batch_lines("n1", 0, 100)).status_code == 204
-        # n2 dies with its rows acknowledged but not flushed (huge flush threshold).
+        acked: list[int] = []
+        stop = threading.Event()
+
+        def writer():
+            b = 0
+            while not stop.is_set():
+                try:
+                    r = write(n2, batch_lines("n2", b, 100))
+                except requests.RequestException:
+                    return  # the node died under this request: not acknowledged
+                if r.status_code == 204:
+                    acked.append(b)
+                b += 1
+
+        t = threading.Thread(target=writer)
+        t.start()
+        # n2 dies with writes in flight, some of its rows flushed (every 700) and some only in its log.
+        wait_for("n2 acknowledged 20 batches", lambda: len(acked) >= 20)
         n2.proc.send_signal(signal.SIGKILL)
         n2.proc.wait()
+        stop.set()
+        t.join()
         n2b = PondServer(data_dir=n2.data_dir, ext_dir=ext_dir, password=PASSWORD, extra_args=n2.extra_args, extra_env=n2.extra_env).start()
         try:
             flush_all(n1)
             for s in (n1, n2b):
-                assert counts(s) == [["n1", 100, 100, 4950], ["n2", acked, acked, 10 * 4950]], s.http_url
+                per_batch = dict(map(tuple, sql(s, "SELECT batch, count(*) FROM metrics.cpu WHERE node = 'n2' GROUP BY batch")))
+                # Every acknowledged batch exactly once; the one in flight at the kill wholly or not at all.
+                assert all(per_batch.get(b) == 100 for b in acked), (s.http_url, acked, per_batch)
+                assert set(per_batch) - set(acked) <= {max(acked) + 1} and all(v == 100 for v in per_batch.values()), per_batch
+                assert sql(s, "SELECT count(*) FROM metrics.cpu WHERE node = 'n1'") == [[100]]
+            before = sql(n2b, "SELECT count(*), sum(i) FROM metrics.cpu")
             # A second restart replays nothing again.
             n2b.stop()
             n2b = PondServer(data_dir=n2.data_dir, ext_dir=ext_dir, password=PASSWORD, extra_args=n2.extra_args,
                              extra_env=n2.extra_env).start()
-            assert counts(n2b)[1] == ["n2", acked, acked, 10 * 4950]
+            assert sql(n2b, "SELECT count(*), sum(i) FROM metrics.cpu") == before
         finally:
             n2b.stop()
     finally:
         n1.stop()
+
+
+def test_three_nodes_create_the_same_measurement_at_once(nodes):
+    # The database exists; the measurement does not: all three create its lake
+    # table, and add their own columns, in the same moment.
+    assert write(nodes[0], f"seed v=1i {BASE_NS}").status_code == 204
+
+    def burst(k: int):
+        s = nodes[k]
+        out = []
+        for b in range(5):
+            body = "\n".join(f"fresh,node=n{k + 1} v={i}i,f{k + 1}={i}i {BASE_NS + k * 10**12 + b * 10**6 + i}" for i in range(40))
+            out.append(write(s, body).status_code)
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        codes = list(pool.map(burst, range(3)))
+    assert all(c == 204 for cs in codes for c in cs), codes
+    flush_all(nodes[0])
+    for s in nodes:
+        got = sql(s, "SELECT node, count(*), count(f1), count(f2), count(f3) FROM metrics.fresh GROUP BY node ORDER BY node")
+        assert got == [["n1", 200, 200, 0, 0], ["n2", 200, 0, 200, 0], ["n3", 200, 0, 0, 200]], (s.http_url, got)
 
 
 def test_compaction_on_one_node_while_the_others_write_and_read(nodes):
@@ -274,7 +317,11 @@ def test_compaction_on_one_node_while_the_others_write_and_read(nodes):
             if r.status_code != 200:
                 errors.append(r.text)
 
-    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+    # A long query on n2 reads the files compaction is about to replace: they
+    # are deleted only after the grace period (30 s here), so it still finds them.
+    slow_sql = "SELECT count(*), sum(c.i) FROM metrics.cpu c, range(100000) r WHERE c.node = 'n1'"
+    with concurrent.futures.ThreadPoolExecutor(7) as pool:
+        slow = pool.submit(lambda: requests.post(f"{n2.http_url}/api/v1/query", auth=AUTH, json={"sql": slow_sql}, timeout=300))
         w2, w3 = pool.submit(writer, n2, "n2"), pool.submit(writer, n3, "n3")
         readers = [pool.submit(reader, s) for s in (n2, n3)]
         compactions = []
@@ -284,6 +331,9 @@ def test_compaction_on_one_node_while_the_others_write_and_read(nodes):
             if r.status_code != 200:
                 errors.append(r.text)
         more2, more3 = w2.result(), w3.result()
+        slow_answer = slow.result()
+        assert slow_answer.status_code == 200, slow_answer.text
+        assert slow_answer.json()["data"] == [[900 * 100000, 100000 * 6 * 150 * 149 // 2]]
         for f in readers:
             f.result()
     assert not errors, errors[:3]
