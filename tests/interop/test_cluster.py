@@ -362,3 +362,25 @@ def test_plain_duckdb_reads_the_shared_lake(nodes, lake, ext_dir):
     schema = con.execute("SELECT schema_name FROM duckdb_tables() WHERE database_name = 'l' AND table_name = 'cpu'").fetchone()[0]
     got = con.execute(f'SELECT count(*), sum(i), sum(v) FROM l."{schema}".cpu').fetchone()
     assert list(got) == pond_answer, (got, pond_answer)
+
+
+def test_maintenance_runs_on_one_node_at_a_time(nodes, lake):
+    n1, n2, _ = nodes
+    for b in range(3):
+        assert write(n1, batch_lines("n1", b, 100)).status_code == 204
+        flush_all(n1)
+    # Whoever holds the cluster's maintenance lock (here: this test, as another
+    # node would) makes every other node skip its compaction round.
+    key = 0x706F_6E64_0003
+    with lake.pg.connect(db=lake.db) as holder:
+        assert holder.execute(f"SELECT pg_try_advisory_lock({key})").fetchone()[0] is True
+        for s in (n1, n2):
+            r = requests.post(f"{s.http_url}/api/v1/lake/compact", auth=AUTH, timeout=120)
+            assert r.status_code == 200 and r.json()["compacted"] == [], r.text
+        assert "another node is compacting" in n1.log_path.read_text(errors="replace")
+        holder.execute(f"SELECT pg_advisory_unlock({key})")
+    r = requests.post(f"{n2.http_url}/api/v1/lake/compact", auth=AUTH, timeout=120)
+    assert r.status_code == 200, r.text
+    done = [c for c in r.json()["compacted"] if c["database"] == "metrics"]
+    assert done and done[0]["files_before"] >= 3 and done[0]["files_after"] < done[0]["files_before"], r.text
+    assert counts(n1) == [["n1", 300, 300, 3 * 4950]]
