@@ -17,6 +17,7 @@
 
 pub mod manifest;
 pub mod restore;
+pub mod rewind;
 mod s3lake;
 pub mod store;
 pub mod take;

@@ -29,6 +29,16 @@ pub struct Restored {
     pub files: usize,
     pub bytes: u64,
     pub data_dir: PathBuf,
+    /// What `--until` did to the lake and the log.
+    pub rewound: Option<crate::rewind::Rewound>,
+}
+
+/// `--until`: the lake set back to this moment (see `rewind.rs`), with the
+/// extension directory that holds ducklake.
+#[derive(Debug, Clone)]
+pub struct Until {
+    pub at_ns: i64,
+    pub extension_dir: PathBuf,
 }
 
 /// Picks backup `id`, or the newest in the store.
@@ -56,6 +66,12 @@ pub fn verify(store: &Store, m: &Manifest) -> Result<()> {
 
 /// Restores backup `m` into `data_dir`, which must not exist or be empty.
 pub fn restore(store: &Store, m: &Manifest, data_dir: &Path, key: &KeySource) -> Result<Restored> {
+    restore_until(store, m, data_dir, key, None)
+}
+
+/// [`restore`], then (with `until`) the lake set back to an earlier moment
+/// before the new directory appears.
+pub fn restore_until(store: &Store, m: &Manifest, data_dir: &Path, key: &KeySource, until: Option<&Until>) -> Result<Restored> {
     if data_dir.exists() && fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(Error::Exists(format!(
             "{} exists and is not empty: restore into a new directory (the original is never overwritten)",
@@ -69,16 +85,19 @@ pub fn restore(store: &Store, m: &Manifest, data_dir: &Path, key: &KeySource) ->
     fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     let tmp = parent.join(format!(".{name}.restoring"));
     let _ = fs::remove_dir_all(&tmp);
-    let r = write_all(store, m, &tmp, key);
-    if let Err(e) = r {
-        let _ = fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
+    let r = write_all(store, m, &tmp, key).and_then(|()| until.map(|u| crate::rewind::rewind(&tmp, u.at_ns, &u.extension_dir)).transpose());
+    let rewound = match r {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
     if data_dir.exists() {
         fs::remove_dir(data_dir).map_err(|e| io(data_dir, e))?;
     }
     fs::rename(&tmp, data_dir).map_err(|e| io(data_dir, e))?;
-    Ok(Restored { id: m.id.clone(), files: m.files.len(), bytes: m.total_bytes(), data_dir: data_dir.to_path_buf() })
+    Ok(Restored { id: m.id.clone(), files: m.files.len(), bytes: m.total_bytes(), data_dir: data_dir.to_path_buf(), rewound })
 }
 
 fn check_key(m: &Manifest, key: &KeySource) -> Result<()> {

@@ -124,6 +124,35 @@ pub fn decode_all(data: &[u8]) -> Vec<Record> {
     out
 }
 
+/// Rewrites the log in `dir` (not in use by a server: `pond restore`) as
+/// one segment holding only the records `keep` accepts, in order; the old
+/// segments are deleted once it is durable. Returns (kept, dropped).
+pub fn keep_only(dir: &Path, keep: impl Fn(&Record) -> bool) -> Result<(usize, usize)> {
+    let (log, records) = Wal::open(dir)?;
+    let old: Vec<PathBuf> = log.closed.iter().map(|(p, _, _)| p.clone()).collect();
+    let mut bytes = Vec::new();
+    let (mut kept, mut dropped) = (0, 0);
+    for r in &records {
+        if keep(r) {
+            r.encode_into(&mut bytes);
+            kept += 1;
+        } else {
+            dropped += 1;
+        }
+    }
+    let mut log = log;
+    let last = records.iter().map(|r| r.seq).max().unwrap_or(0);
+    log.append(&bytes, last)?;
+    log.sync(SyncMode::Fsync)?;
+    for p in old {
+        std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+    }
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok((kept, dropped))
+}
+
 /// The open log file.
 /// The log: segment files `wal-<n>.log` (and `ingest.wal` from before
 /// segments existed). A segment is closed once it is bigger than the

@@ -214,7 +214,24 @@ pub fn restore(args: &RestoreArgs) -> Result<(), String> {
         (None, Some(text)) => pond_backup::KeySource::Environment(text),
         (None, None) => pond_backup::KeySource::None,
     };
-    let r = pond_backup::restore::restore(&store, &m, data_dir, &key).map_err(|e| e.to_string())?;
+    let until = match &args.until {
+        Some(t) => {
+            let at_ns = pond_backup::rewind::parse_until(t).map_err(|e| e.to_string())?;
+            let extension_dir = args
+                .extension_dir
+                .clone()
+                .ok_or("--until needs --extension-dir (the directory holding the ducklake extension, as for pond serve)")?;
+            Some(pond_backup::restore::Until { at_ns, extension_dir })
+        }
+        None => None,
+    };
+    let r = pond_backup::restore::restore_until(&store, &m, data_dir, &key, until.as_ref()).map_err(|e| e.to_string())?;
+    if let Some(w) = &r.rewound {
+        println!(
+            "lake set back to snapshot {} ({}) over {} tables; ingest log: {} records kept, {} later ones dropped",
+            w.snapshot_id, w.snapshot_time, w.tables, w.log_records_kept, w.log_records_dropped
+        );
+    }
     println!(
         "restored backup {} into {}: {} files, {} bytes; start it with: pond serve --data-dir {}",
         r.id,

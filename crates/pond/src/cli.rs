@@ -319,6 +319,14 @@ pub struct RestoreArgs {
     /// installed in the new data dir. Not needed when POND_MASTER_KEY is set or the backup holds no secrets.
     #[arg(long = "master-key-file", env = "POND_RESTORE_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
+    /// Set the restored lake back to its state at this time (RFC 3339, or 'YYYY-MM-DD HH:MM:SS' in UTC):
+    /// the DuckLake snapshot in force then (kept by --lake-snapshot-retention-secs), and only the ingest
+    /// log records that arrived by then.
+    #[arg(long = "until", env = "POND_RESTORE_UNTIL")]
+    pub until: Option<String>,
+    /// Where the ducklake extension is (needed by --until); the server's --extension-dir.
+    #[arg(long = "extension-dir", env = "POND_EXTENSION_DIR")]
+    pub extension_dir: Option<PathBuf>,
     /// List the backups in --from and exit.
     #[arg(long = "list")]
     pub list: bool,
