@@ -31,7 +31,13 @@ async fn sql_as(s: &TestServer, user: (&str, &str), sql: &str) -> Result<Value, 
     let status = r.status();
     let v: Value = r.json().await.unwrap_or(Value::Null);
     if status == StatusCode::OK {
-        Ok(v["data"].clone())
+        // Rows as objects keyed by column name.
+        let names: Vec<String> = v["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+        let rows = v["data"].as_array().unwrap().iter().map(|row| {
+            let obj: serde_json::Map<String, Value> = names.iter().cloned().zip(row.as_array().unwrap().iter().cloned()).collect();
+            Value::Object(obj)
+        });
+        Ok(Value::Array(rows.collect()))
     } else {
         Err(format!("{status}: {v}"))
     }
@@ -308,7 +314,7 @@ async fn export_jobs_run_on_schedule_and_survive_a_restart() {
     let name = files[0].file_name().unwrap().to_string_lossy().to_string();
     assert!(name.starts_with("dump-20") && name.ends_with("Z.parquet"), "{name}");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let back = admin(&s, &format!("SELECT count(*) AS n, sum(id) AS s, max(name) AS m FROM read_parquet('{}')", files[0].display())).await;
+    let back = admin(&s, &format!("SELECT count(*) AS n, sum(id)::BIGINT AS s, max(name) AS m FROM read_parquet('{}')", files[0].display())).await;
     assert_eq!(back, json!([{"n": 100, "s": 4950, "m": "n99"}]));
     let jobs = admin(&s, "SHOW JOBS").await;
     let run = jobs.as_array().unwrap().iter().find(|j| j["kind"] == "export").expect("an export run").clone();
