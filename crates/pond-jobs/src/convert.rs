@@ -213,7 +213,7 @@ fn finish(columns: &[(String, ColumnType)], builders: Vec<Builder>) -> Result<Re
         fields.push(Field::new(name, t, true));
         arrays.push(a);
     }
-    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Invalid(e.to_string()))?)
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// One JSON object's keys and raw values, in document order.

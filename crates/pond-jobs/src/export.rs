@@ -104,14 +104,16 @@ pub fn copy_target(copy: &str) -> Option<String> {
             }
             b'(' => depth += 1,
             b')' => depth -= 1,
-            b't' | b'T' if depth == 0 && i > 0 && !b[i - 1].is_ascii_alphanumeric() && b[i - 1] != b'_' => {
-                if copy[i..].len() >= 2
-                    && copy[i..i + 2].eq_ignore_ascii_case("to")
-                    && b.get(i + 2).is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'_')
-                {
-                    let mut c = Cursor { s: copy, i: i + 2 };
-                    return c.string();
-                }
+            b't' | b'T'
+                if depth == 0
+                    && i > 0
+                    && !b[i - 1].is_ascii_alphanumeric()
+                    && b[i - 1] != b'_'
+                    && b.get(i + 1).is_some_and(|c| c.eq_ignore_ascii_case(&b'o'))
+                    && b.get(i + 2).is_some_and(|c| !c.is_ascii_alphanumeric() && *c != b'_') =>
+            {
+                let mut c = Cursor { s: copy, i: i + 2 };
+                return c.string();
             }
             _ => {}
         }
