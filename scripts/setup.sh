@@ -78,26 +78,38 @@ ensure_postgres() {
   fi
 }
 
-# The linters of scripts/check_deploy.sh. systemd-analyze (the unit file) comes
-# with Debian's systemd package, installed with apt-get only when missing.
-ensure_systemd_analyze() {
-  command -v systemd-analyze >/dev/null && return 0
+# Installs Debian package $2 with apt-get when command $1 is missing ($3: what it is for).
+ensure_apt_command() {
+  local cmd=$1 pkg=$2 why=$3
+  command -v "$cmd" >/dev/null && return 0
   local sudo=()
   if [ "$(id -u)" != 0 ]; then
     if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=(sudo -n); else
-      echo "systemd-analyze is missing and this user cannot install packages: run 'sudo apt-get install -y systemd'" >&2
+      echo "$cmd is missing and this user cannot install packages: run 'sudo apt-get install -y $pkg' ($why)" >&2
       return 1
     fi
   fi
   if ! command -v apt-get >/dev/null; then
-    echo "systemd-analyze is missing and there is no apt-get: install systemd" >&2
+    echo "$cmd is missing and there is no apt-get: install $pkg ($why)" >&2
     return 1
   fi
-  echo "installing systemd (for systemd-analyze) with apt-get..." >&2
+  echo "installing $pkg (for $cmd: $why) with apt-get..." >&2
   local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -y -q)
-  "${apt[@]}" install --no-install-recommends systemd >/dev/null 2>&1 \
-    || { "${apt[@]}" update >/dev/null && "${apt[@]}" install --no-install-recommends systemd >/dev/null; }
-  command -v systemd-analyze >/dev/null
+  "${apt[@]}" install --no-install-recommends "$pkg" >/dev/null 2>&1 \
+    || { "${apt[@]}" update >/dev/null && "${apt[@]}" install --no-install-recommends "$pkg" >/dev/null; }
+  command -v "$cmd" >/dev/null
+}
+
+# The linters of scripts/check_deploy.sh. systemd-analyze (the unit file) comes
+# with Debian's systemd package, installed with apt-get only when missing.
+ensure_systemd_analyze() {
+  ensure_apt_command systemd-analyze systemd "checking the systemd unit"
+}
+
+# InfluxDB 1.x (Debian's influxdb package, 1.6.7): the real source of the import-job
+# tests (tests/interop/test_jobs.py, tests/interop/influx_server.py).
+ensure_influxdb() {
+  ensure_apt_command influxd influxdb "the InfluxDB import tests"
 }
 
 # Debian's chromium and chromium-driver: the real browser of the web console's tests
@@ -163,6 +175,7 @@ if [ "$mode" != "--serve" ]; then
   # The Hive Metastore the catalog tests start (jars cached in ~/.cache/pond/hms; Java if missing).
   "$POND_VENV/bin/python" tests/interop/hms_server.py fetch
   ensure_systemd_analyze
+  ensure_influxdb
   ensure_hadolint
   ensure_chromium
 fi

@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     pub(crate) qcache: Option<crate::qcache::QueryCache>,
     /// Background jobs: continuous queries (`pond-jobs`, see `jobs.rs`).
     pub(crate) jobs: std::sync::OnceLock<Arc<pond_jobs::Jobs>>,
+    /// The ingest path import jobs write measurements through (see `jobs.rs`).
+    pub(crate) line_writer: parking_lot::RwLock<Option<Arc<dyn crate::jobs::LineWriter>>>,
 }
 
 type IdleKey = (Identity, &'static str, Option<String>);
@@ -197,6 +199,7 @@ impl Engine {
             backup_seq: AtomicU64::new(0),
             qcache: (qcache_bytes > 0).then(|| crate::qcache::QueryCache::new(qcache_bytes)),
             jobs: std::sync::OnceLock::new(),
+            line_writer: parking_lot::RwLock::new(None),
         });
         let engine = Engine { inner };
         engine.attach_all()?;
@@ -768,6 +771,8 @@ impl Engine {
         if let Some(j) = self.inner.jobs.get() {
             j.stop();
         }
+        // The writer holds the engine: dropping it here lets DuckDB close.
+        self.clear_line_writer();
         let root = self.inner.root.lock();
         for db in self.databases() {
             if let Err(e) = root.execute_batch(&format!("CHECKPOINT {}", quote_ident(&db.name))) {

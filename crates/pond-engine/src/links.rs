@@ -284,7 +284,7 @@ impl Engine {
 }
 
 /// The connection string of a postgres secret (CONNECTION_STRING, or its parts).
-fn postgres_connection(s: &pond_secrets::Secret) -> Result<String> {
+pub(crate) fn postgres_connection(s: &pond_secrets::Secret) -> Result<String> {
     if let Some(c) = s.get("CONNECTION_STRING") {
         return Ok(c.to_string());
     }

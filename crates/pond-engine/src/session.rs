@@ -487,7 +487,7 @@ impl Session {
                 | PondStatement::ShowSecrets
                 | PondStatement::ShowLinks,
             ) => {}
-            Statement::Pond(PondStatement::ContinuousQuery(text)) if first_word(text) == "show" => {}
+            Statement::Pond(PondStatement::Job(text)) if first_word(text) == "show" => {}
             Statement::Pond(_) => qc.versions.bump_all(),
         }
     }
@@ -1307,7 +1307,7 @@ impl Session {
                 let db = engine.resolve_database(database)?;
                 self.use_database_on(conn, &db, schema.as_deref())?;
             }
-            PondStatement::ContinuousQuery(text) => {
+            PondStatement::Job(text) => {
                 let (database, schema) = self.state.lock().conn_target.clone();
                 return engine.job_statement(text, identity, &database, &schema);
             }

@@ -131,8 +131,10 @@ pub enum PondStatement {
     Backup {
         target: Option<String>,
     },
-    /// `CREATE/DROP CONTINUOUS QUERY`, `SHOW CONTINUOUS QUERIES` (whole text; `pond-jobs` parses it).
-    ContinuousQuery(String),
+    /// Job statements (whole text; `pond-jobs` parses it): `CREATE/DROP CONTINUOUS
+    /// QUERY`, `SHOW CONTINUOUS QUERIES`, `IMPORT INTO …`, `CREATE/DROP/RUN EXPORT
+    /// JOB`, `SHOW EXPORT JOBS`, `SHOW JOBS`, `CANCEL JOB`.
+    Job(String),
 }
 
 /// Where a link's connection comes from. `Debug` never shows a connection string.
@@ -459,7 +461,7 @@ pub fn classify(statement: &str) -> Result<Statement> {
         }
     }
     if pond_jobs::is_job_statement(statement) {
-        return Ok(Statement::Pond(PondStatement::ContinuousQuery(statement.trim().to_string())));
+        return Ok(Statement::Pond(PondStatement::Job(statement.trim().to_string())));
     }
     if w(0, "attach") {
         if let Some(st) = classify_attach(&t, statement)? {

@@ -9,6 +9,7 @@ pub mod auth;
 mod backup;
 mod cache;
 mod error;
+mod jobs;
 mod json;
 mod lake;
 mod query;
@@ -88,6 +89,8 @@ pub fn router(state: HttpState, options: &HttpOptions) -> Router {
         .route("/api/v1/lake/status", get(lake::status))
         .route("/api/v1/cluster", get(lake::cluster))
         .route("/api/v1/backup", get(backup::status).post(backup::run))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::submit))
+        .route("/api/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/api/v1/lake/flush", post(lake::flush))
         .route("/api/v1/lake/compact", post(lake::compact))
         .route("/api/v1/lake/retention", axum::routing::put(lake::retention))

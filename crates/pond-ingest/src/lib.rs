@@ -716,6 +716,34 @@ impl Ingester {
     }
 }
 
+/// Import jobs (`pond-jobs`) write measurements through the same path as an
+/// HTTP write, as the job's owner: from their own thread, so the write runs
+/// on Pond's I/O runtime and the thread waits for it.
+impl pond_engine::LineWriter for Ingester {
+    fn write_lines(
+        &self,
+        identity: &Identity,
+        database: &str,
+        lines: Vec<u8>,
+    ) -> Result<Vec<(usize, String)>, pond_engine::LineWriteError> {
+        let me = self.clone();
+        let identity = identity.clone();
+        let req = WriteRequest {
+            database: database.to_string(),
+            format: Format::LineProtocol,
+            precision: Precision::Nanosecond,
+            body: lines,
+            no_sync: false,
+            accept_partial: false,
+        };
+        match pond_rt::wait(async move { me.write(&identity, req).await }) {
+            Ok(outcome) => Ok(outcome.errors.into_iter().map(|e| (e.line_number, e.error_message)).collect()),
+            Err(Error::Busy) => Err(pond_engine::LineWriteError::Busy),
+            Err(e) => Err(pond_engine::LineWriteError::Failed(e.to_string())),
+        }
+    }
+}
+
 /// The first tag or field of `t` that measurement `name` of database file
 /// id `db_id` does not have yet (`None`: all exist, or the measurement is
 /// unknown and the writer will say why).

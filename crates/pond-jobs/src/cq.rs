@@ -52,13 +52,13 @@ pub fn is_job_statement(text: &str) -> bool {
 }
 
 /// A small scanner over the statement's head (the query itself is DuckDB's to parse).
-struct Cursor<'a> {
-    s: &'a str,
-    i: usize,
+pub(crate) struct Cursor<'a> {
+    pub(crate) s: &'a str,
+    pub(crate) i: usize,
 }
 
 impl<'a> Cursor<'a> {
-    fn ws(&mut self) {
+    pub(crate) fn ws(&mut self) {
         let b = self.s.as_bytes();
         while self.i < b.len() && b[self.i].is_ascii_whitespace() {
             self.i += 1;
@@ -66,7 +66,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// The next bare word (letters, digits, `_`), without consuming it.
-    fn peek_word(&mut self) -> Option<&'a str> {
+    pub(crate) fn peek_word(&mut self) -> Option<&'a str> {
         self.ws();
         let b = self.s.as_bytes();
         let mut j = self.i;
@@ -76,7 +76,7 @@ impl<'a> Cursor<'a> {
         (j > self.i).then(|| &self.s[self.i..j])
     }
 
-    fn word(&mut self, w: &str) -> bool {
+    pub(crate) fn word(&mut self, w: &str) -> bool {
         match self.peek_word() {
             Some(x) if x.eq_ignore_ascii_case(w) => {
                 self.i += x.len();
@@ -86,7 +86,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect(&mut self, w: &str, what: &str) -> Result<()> {
+    pub(crate) fn expect(&mut self, w: &str, what: &str) -> Result<()> {
         if self.word(w) {
             Ok(())
         } else {
@@ -95,7 +95,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A quoted (`"…"`, `""` escapes) or bare identifier.
-    fn ident(&mut self) -> Option<String> {
+    pub(crate) fn ident(&mut self) -> Option<String> {
         self.ws();
         let b = self.s.as_bytes();
         if self.i < b.len() && b[self.i] == b'"' {
@@ -123,7 +123,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A single-quoted string (`''` escapes).
-    fn string(&mut self) -> Option<String> {
+    pub(crate) fn string(&mut self) -> Option<String> {
         self.ws();
         let b = self.s.as_bytes();
         if self.i >= b.len() || b[self.i] != b'\'' {
@@ -149,7 +149,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// `[INTERVAL] '1 minute'` or `[INTERVAL] 1 MINUTE`.
-    fn interval(&mut self, what: &str) -> Result<String> {
+    pub(crate) fn interval(&mut self, what: &str) -> Result<String> {
         self.word("interval");
         if let Some(s) = self.string() {
             return Ok(s);
@@ -162,7 +162,58 @@ impl<'a> Cursor<'a> {
         Ok(format!("{n} {unit}"))
     }
 
-    fn rest(&mut self) -> &'a str {
+    /// `a.b.c`: one to three identifiers joined by dots.
+    pub(crate) fn qualified_name(&mut self) -> Option<Vec<String>> {
+        let mut parts = vec![self.ident()?];
+        while self.s[self.i..].starts_with('.') && parts.len() < 3 {
+            self.i += 1;
+            parts.push(self.ident()?);
+        }
+        Some(parts)
+    }
+
+    /// `(KEY value, …)`: keys upper-cased; values are strings, numbers or bare words.
+    pub(crate) fn options(&mut self) -> Result<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        self.ws();
+        if !self.s[self.i..].starts_with('(') {
+            return Ok(out);
+        }
+        self.i += 1;
+        loop {
+            self.ws();
+            if self.s[self.i..].starts_with(')') {
+                self.i += 1;
+                return Ok(out);
+            }
+            let key = self.peek_word().ok_or_else(|| Error::Syntax("expected an option name in ( … )".into()))?;
+            self.i += key.len();
+            let key = key.to_ascii_uppercase();
+            self.ws();
+            let value = if let Some(s) = self.string() {
+                s
+            } else {
+                let b = self.s.as_bytes();
+                let start = self.i;
+                while self.i < b.len() && (b[self.i].is_ascii_alphanumeric() || matches!(b[self.i], b'_' | b'.' | b'-' | b'+')) {
+                    self.i += 1;
+                }
+                if start == self.i {
+                    return Err(Error::Syntax(format!("expected a value after {key}: a 'string', a number or a word")));
+                }
+                self.s[start..self.i].to_string()
+            };
+            out.push((key, value));
+            self.ws();
+            if self.s[self.i..].starts_with(',') {
+                self.i += 1;
+            } else if !self.s[self.i..].starts_with(')') {
+                return Err(Error::Syntax("expected , or ) in the option list".into()));
+            }
+        }
+    }
+
+    pub(crate) fn rest(&mut self) -> &'a str {
         self.ws();
         self.s[self.i..].trim_end().trim_end_matches(';').trim_end()
     }

@@ -1,13 +1,19 @@
-//! Pond's background jobs: one scheduler thread and the jobs it runs. Today
-//! that is continuous queries (downsampling, `cq.rs`); import and export jobs
-//! are meant to be added as further kinds next to them.
+//! Pond's background jobs: one scheduler thread and the jobs it runs —
+//! continuous queries (downsampling, `cq.rs`), import jobs (`import.rs`:
+//! InfluxDB 1.x, PostgreSQL, HTTP JSON into a measurement or a table) and
+//! export jobs (`export.rs`: a scheduled or on-demand `COPY … TO` Parquet/CSV,
+//! local or S3). Runs of imports and exports share one registry with
+//! progress, cancel and history (`runs.rs`).
 //!
 //! The engine calls this crate through [`Jobs::execute`] (the statements
-//! `CREATE CONTINUOUS QUERY`, `DROP CONTINUOUS QUERY`, `SHOW CONTINUOUS
-//! QUERIES`) and gives it a [`Host`]: connections with full rights, the
-//! check of a statement against a user's current grants, and the note that
-//! rows of a database changed (the query cache). This crate knows nothing of
-//! sessions, protocols or grants beyond that.
+//! `CREATE/DROP CONTINUOUS QUERY`, `SHOW CONTINUOUS QUERIES`, `IMPORT INTO …`,
+//! `CREATE/DROP/RUN EXPORT JOB`, `SHOW EXPORT JOBS`, `SHOW JOBS`, `CANCEL JOB`)
+//! and the HTTP API through [`Jobs::list`], [`Jobs::get`], [`Jobs::cancel`] and
+//! [`Jobs::submit`]. It gives this crate a [`Host`]: connections with full
+//! rights, the check of a statement against a user's current grants, the
+//! note that rows of a database changed (the query cache), secrets resolved
+//! for a source, and line-protocol writes through the ingest path as a user.
+//! This crate knows nothing of sessions, protocols or grants beyond that.
 //!
 //! Continuous queries live in the database their INSERT writes to, in the
 //! hidden table `_pond_cq.queries` (definition, owner, watermark), so a run's
@@ -20,18 +26,23 @@
 //!
 //! Start with [`Jobs::start`] and [`Jobs::execute`].
 
+pub mod convert;
 pub mod cq;
+pub mod export;
+pub mod import;
+pub mod runs;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parking_lot::Mutex;
 
-pub use cq::{is_job_statement, Statement};
+pub use cq::Statement;
+pub use runs::{RunView, State};
 
 /// Failpoints (`POND_FAILPOINT`, see `pond_lake::failpoint`): a continuous
 /// query's INSERT done, its transaction not committed; and just after the commit.
@@ -55,6 +66,12 @@ pub enum Error {
     PermissionDenied(String),
     #[error("{0}")]
     Host(String),
+    /// A source of an import failed or answered badly (already redacted).
+    #[error("{0}")]
+    Source(String),
+    /// A job or run that does not exist (the message says which).
+    #[error("{0}")]
+    Missing(String),
     #[error("DuckDB: {0}")]
     DuckDb(String),
 }
@@ -83,6 +100,126 @@ pub trait Host: Send + Sync {
     fn databases(&self) -> Vec<String>;
     /// False once the engine is shutting down.
     fn alive(&self) -> bool;
+    /// Whether `user` exists and is a superuser now.
+    fn is_superuser(&self, user: &str) -> Result<bool, Error>;
+    /// The PostgreSQL connection a secret of TYPE postgres holds.
+    fn postgres_source(&self, secret: &str) -> Result<PostgresSource, Error>;
+    /// The credentials a secret of TYPE http holds.
+    fn http_credentials(&self, secret: &str) -> Result<HttpCredentials, Error>;
+    /// Writes line protocol (nanosecond times) into `database` as `user`,
+    /// through the time-series ingest path and its grant checks. `Ok`: the
+    /// refused lines (1-based line number, reason); empty when all were written.
+    fn write_lines(&self, user: &str, database: &str, lines: Vec<u8>) -> Result<Vec<(usize, String)>, WriteError>;
+    /// The catalog holding Pond's own tables (job definitions and history).
+    fn system_catalog(&self) -> String;
+}
+
+/// Replaces a secret's values in a text by `<redacted>`.
+pub type Redact = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// A PostgreSQL source resolved from a secret. Never shown: `shown` is.
+#[derive(Clone)]
+pub struct PostgresSource {
+    /// libpq keyword/value string for DuckDB's postgres_scanner.
+    pub libpq: String,
+    /// `host:port/dbname`, for messages.
+    pub shown: String,
+    /// The postgres_scanner extension file.
+    pub scanner: std::path::PathBuf,
+    /// Takes the secret's values (password, connection string) out of a message.
+    pub redact: Redact,
+}
+
+/// Credentials for an HTTP source (basic or bearer).
+#[derive(Clone, Default)]
+pub struct HttpCredentials {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub bearer: Option<String>,
+}
+
+/// How a line-protocol write through the host went wrong.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The ingest queue is full: retry shortly.
+    Busy,
+    Failed(Error),
+}
+
+/// Whether `text` is a job statement (to route it here); the words only.
+pub fn is_job_statement(text: &str) -> bool {
+    let words: Vec<String> = text.split_whitespace().take(3).map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    cq::is_job_statement(text)
+        || import::is_statement(&words)
+        || export::is_statement(&words)
+        || matches!(words.as_slice(), ["show", "jobs"] | ["cancel", "job", _])
+}
+
+/// A parsed job statement of any kind.
+enum Parsed {
+    Cq(cq::Statement),
+    Import(import::Request),
+    Export(export::Statement),
+    ShowJobs,
+    Cancel(u64),
+}
+
+fn parse_statement(text: &str) -> Result<Parsed> {
+    if let Some(st) = cq::parse(text) {
+        return st.map(Parsed::Cq);
+    }
+    let words: Vec<String> = text.split_whitespace().take(3).map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    if import::is_statement(&words) {
+        return import::parse(text).map(Parsed::Import);
+    }
+    if export::is_statement(&words) {
+        return export::parse(text).map(Parsed::Export);
+    }
+    let mut c = cq::Cursor { s: text, i: 0 };
+    if c.word("show") && c.word("jobs") && c.rest().is_empty() {
+        return Ok(Parsed::ShowJobs);
+    }
+    let mut c = cq::Cursor { s: text, i: 0 };
+    if c.word("cancel") && c.word("job") {
+        let id = c.string().or_else(|| c.peek_word().map(str::to_string)).unwrap_or_default();
+        c.i += if c.s[c.i..].trim_start().starts_with(&id) { c.s[c.i..].len() - c.s[c.i..].trim_start().len() + id.len() } else { 0 };
+        let id: u64 = id.parse().map_err(|_| Error::Syntax("CANCEL JOB id (SHOW JOBS lists the ids)".into()))?;
+        if !c.rest().is_empty() {
+            return Err(Error::Syntax("nothing may follow CANCEL JOB id".into()));
+        }
+        return Ok(Parsed::Cancel(id));
+    }
+    Err(Error::Syntax("not a job statement".into()))
+}
+
+/// An export job as stored.
+#[derive(Debug, Clone)]
+struct ExportDef {
+    name: String,
+    owner: String,
+    every: Option<String>,
+    every_us: Option<i64>,
+    copy: String,
+    home: (String, String),
+    created_at: String,
+    /// The last schedule boundary handled.
+    last_due_us: Option<i64>,
+}
+
+/// An export job as listed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExportView {
+    pub name: String,
+    pub owner: String,
+    pub every: Option<String>,
+    pub next_run: Option<String>,
+    pub statement: String,
+    pub created_at: String,
+    pub last_run_id: Option<u64>,
+    pub last_state: Option<State>,
+    pub last_error: Option<String>,
 }
 
 /// Who runs a job statement.
@@ -136,13 +273,19 @@ pub struct Jobs {
     run_lock: Mutex<()>,
     seen_databases: Mutex<Vec<String>>,
     stop: AtomicBool,
+    /// Runs of imports and exports.
+    runs: Arc<runs::Runs>,
+    /// Export jobs by lower-case name.
+    exports: Mutex<BTreeMap<String, ExportDef>>,
+    /// `"catalog"._pond_jobs.exports`, once created.
+    exports_table: Mutex<Option<String>>,
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }
 
-fn now_text() -> String {
+pub(crate) fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
@@ -163,8 +306,16 @@ impl Jobs {
             run_lock: Mutex::new(()),
             seen_databases: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            runs: Arc::new(runs::Runs::new()),
+            exports: Mutex::new(BTreeMap::new()),
+            exports_table: Mutex::new(None),
         });
         jobs.reload()?;
+        // Import and export jobs keep their tables in the system catalog; without
+        // it they still run, with history in memory only.
+        if let Err(e) = jobs.load_import_export() {
+            tracing::warn!(error = %e, "import/export job tables are not available; history stays in memory");
+        }
         let me = jobs.clone();
         std::thread::Builder::new()
             .name("pond-jobs".into())
@@ -178,6 +329,12 @@ impl Jobs {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         drop(self.run_lock.lock());
+        // Imports and exports in progress stop at their next batch (what they wrote stays).
+        self.runs.cancel_all();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.runs.any_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     fn conn(&self) -> Result<duckdb::Connection> {
@@ -237,7 +394,22 @@ impl Jobs {
 
     /// Runs a job statement for `caller`.
     pub fn execute(&self, statement: &str, caller: &Caller) -> Result<RecordBatch> {
-        let st = cq::parse(statement).ok_or_else(|| Error::Syntax("not a continuous query statement".into()))??;
+        let st = match parse_statement(statement)? {
+            Parsed::Cq(st) => st,
+            Parsed::Import(req) => {
+                let id = self.submit_import(req, caller)?;
+                return Ok(started(id));
+            }
+            Parsed::Export(st) => return self.export_statement(st, caller),
+            Parsed::ShowJobs => return Ok(runs::batch(&self.list(caller))),
+            Parsed::Cancel(id) => {
+                return Ok(message(&if self.cancel(caller, id)? {
+                    format!("job {id} is being cancelled")
+                } else {
+                    format!("job {id} had already ended")
+                }))
+            }
+        };
         match st {
             Statement::Show => Ok(self.show(caller)),
             Statement::Drop { name, if_exists } => {
@@ -404,6 +576,7 @@ impl Jobs {
                     tracing::warn!(error = %e, "cannot reload continuous queries");
                 }
             }
+            self.exports_due();
             let due: Vec<String> = {
                 let now = Instant::now();
                 self.registry.lock().iter().filter(|(_, e)| e.status.next_due.is_none_or(|d| d <= now)).map(|(k, _)| k.clone()).collect()
@@ -500,8 +673,380 @@ fn use_home(conn: &duckdb::Connection, db: &str, schema: &str) -> Result<()> {
         .map_err(|e| Error::Invalid(format!("database {db}.{schema}, where the continuous query was created, is not usable: {e}")))
 }
 
+/// The answer to IMPORT: the new run's id.
+fn started(id: u64) -> RecordBatch {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("job_id", DataType::Int64, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("message", DataType::Utf8, false),
+    ]));
+    let text = format!("import job {id} started (SHOW JOBS shows its progress; CANCEL JOB {id} stops it)");
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![id as i64])) as ArrayRef,
+            Arc::new(StringArray::from(vec!["running"])),
+            Arc::new(StringArray::from(vec![text])),
+        ],
+    )
+    .unwrap_or_else(|_| RecordBatch::new_empty(schema))
+}
+
 fn message(text: &str) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![Field::new("message", DataType::Utf8, false)]));
     RecordBatch::try_new(schema.clone(), vec![Arc::new(StringArray::from(vec![text.to_string()])) as ArrayRef])
         .unwrap_or_else(|_| RecordBatch::new_empty(schema))
+}
+
+fn exports_batch(views: &[ExportView]) -> RecordBatch {
+    let s =
+        |f: &dyn Fn(&ExportView) -> Option<String>| -> ArrayRef { Arc::new(StringArray::from(views.iter().map(f).collect::<Vec<_>>())) };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("name", DataType::Utf8, true),
+        Field::new("owner", DataType::Utf8, true),
+        Field::new("every", DataType::Utf8, true),
+        Field::new("next_run", DataType::Utf8, true),
+        Field::new("last_run_id", DataType::Int64, true),
+        Field::new("last_state", DataType::Utf8, true),
+        Field::new("last_error", DataType::Utf8, true),
+        Field::new("created_at", DataType::Utf8, true),
+        Field::new("statement", DataType::Utf8, true),
+    ]));
+    let columns = vec![
+        s(&|v| Some(v.name.clone())),
+        s(&|v| Some(v.owner.clone())),
+        s(&|v| v.every.clone()),
+        s(&|v| v.next_run.clone()),
+        Arc::new(Int64Array::from(views.iter().map(|v| v.last_run_id.map(|i| i as i64)).collect::<Vec<_>>())) as ArrayRef,
+        s(&|v| v.last_state.map(|st| st.as_str().to_string())),
+        s(&|v| v.last_error.clone()),
+        s(&|v| Some(v.created_at.clone())),
+        s(&|v| Some(v.statement.clone())),
+    ];
+    RecordBatch::try_new(schema.clone(), columns).unwrap_or_else(|_| RecordBatch::new_empty(schema))
+}
+
+fn quote(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+impl Jobs {
+    /// Creates (if needed) and reads the export definitions and the run history.
+    fn load_import_export(&self) -> Result<()> {
+        let catalog = self.host.system_catalog();
+        let conn = self.conn()?;
+        self.runs.load(&conn, &catalog)?;
+        let table = format!("{}.{}.exports", quote(&catalog), runs::JOBS_SCHEMA);
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (name VARCHAR PRIMARY KEY, owner VARCHAR NOT NULL, every VARCHAR, every_us BIGINT, \
+             statement VARCHAR NOT NULL, home_db VARCHAR NOT NULL, home_schema VARCHAR NOT NULL, created_at VARCHAR NOT NULL, last_due_us BIGINT)"
+        ))?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT name, owner, every, every_us, statement, home_db, home_schema, created_at, last_due_us FROM {table}"
+        ))?;
+        let defs = stmt.query_map([], |r| {
+            Ok(ExportDef {
+                name: r.get(0)?,
+                owner: r.get(1)?,
+                every: r.get(2)?,
+                every_us: r.get(3)?,
+                copy: r.get(4)?,
+                home: (r.get(5)?, r.get(6)?),
+                created_at: r.get(7)?,
+                last_due_us: r.get(8)?,
+            })
+        })?;
+        let mut map = self.exports.lock();
+        for d in defs {
+            let d = d?;
+            map.insert(d.name.to_ascii_lowercase(), d);
+        }
+        *self.exports_table.lock() = Some(table);
+        Ok(())
+    }
+
+    /// Starts an import for `caller`; returns the run's id at once.
+    fn submit_import(&self, req: import::Request, caller: &Caller) -> Result<u64> {
+        let plan = import::Plan::new(req, caller, self.host.as_ref())?;
+        let conn = self.conn().ok();
+        let (id, progress) =
+            self.runs.start(conn.as_ref(), runs::Kind::Import, None, &caller.user, plan.describe_source(), plan.target.describe());
+        let host = self.host.clone();
+        let registry = self.runs.clone();
+        let spawned = std::thread::Builder::new().name(format!("pond-import-{id}")).spawn(move || {
+            tracing::info!(id, source = %plan.describe_source(), target = %plan.target.describe(), "import started");
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| import::run(&plan, host.as_ref(), id, &progress)))
+                .unwrap_or_else(|_| Err(Error::Host("the import stopped unexpectedly".into())));
+            let outcome = r.map_err(|e| e.to_string());
+            match &outcome {
+                Ok(()) => tracing::info!(id, "import finished"),
+                Err(e) => tracing::warn!(id, error = %e, "import failed"),
+            }
+            registry.finish(host.connection().ok().as_ref(), id, outcome);
+        });
+        if let Err(e) = spawned {
+            self.runs.finish(conn.as_ref(), id, Err(format!("cannot start the import thread: {e}")));
+            return Err(Error::Host(format!("cannot start the import thread: {e}")));
+        }
+        Ok(id)
+    }
+
+    /// Runs visible to `caller`, newest first.
+    pub fn list(&self, caller: &Caller) -> Vec<RunView> {
+        self.runs.list(&caller.user, caller.superuser)
+    }
+
+    /// One run.
+    pub fn get(&self, caller: &Caller, id: u64) -> Result<RunView> {
+        self.runs
+            .get(id, &caller.user, caller.superuser)
+            .ok_or_else(|| Error::Missing(format!("job {id} does not exist (SHOW JOBS lists them)")))
+    }
+
+    /// Asks a run to stop; `false` if it had already ended.
+    pub fn cancel(&self, caller: &Caller, id: u64) -> Result<bool> {
+        self.runs.cancel(id, &caller.user, caller.superuser).map_err(|m| {
+            if m.starts_with("permission denied") {
+                Error::PermissionDenied(m)
+            } else {
+                Error::Missing(m)
+            }
+        })
+    }
+
+    /// Export jobs visible to `caller`.
+    pub fn exports(&self, caller: &Caller) -> Vec<ExportView> {
+        let defs: Vec<ExportDef> = self.exports.lock().values().filter(|d| caller.superuser || d.owner == caller.user).cloned().collect();
+        defs.into_iter()
+            .map(|d| {
+                let last = self.runs.last_export(&d.name);
+                let next_run = match (d.every_us, d.last_due_us) {
+                    (Some(e), Some(l)) => Some(us_text(l + e)),
+                    (Some(e), None) => Some(us_text(export::due(now_us(), e) + e)),
+                    _ => None,
+                };
+                ExportView {
+                    name: d.name,
+                    owner: d.owner,
+                    every: d.every,
+                    next_run,
+                    statement: d.copy,
+                    created_at: d.created_at,
+                    last_run_id: last.as_ref().map(|r| r.id),
+                    last_state: last.as_ref().map(|r| r.state),
+                    last_error: last.and_then(|r| r.error),
+                }
+            })
+            .collect()
+    }
+
+    /// `POST /api/v1/jobs`: `{"statement": "IMPORT INTO …"}` (any job
+    /// statement) or `{"type": "import", "into": "measurement", "target": …,
+    /// "from": "influxdb", "url": …, "options": {…}}`.
+    pub fn submit(&self, caller: &Caller, body: serde_json::Value) -> Result<serde_json::Value> {
+        let serde_json::Value::Object(mut map) = body else {
+            return Err(Error::Invalid(
+                "the body is a JSON object: {\"statement\": \"IMPORT INTO …\"} or {\"type\": \"import\", …}".into(),
+            ));
+        };
+        if let Some(st) = map.remove("statement") {
+            let text = st.as_str().ok_or_else(|| Error::Invalid("\"statement\" is a string".into()))?.to_string();
+            if !is_job_statement(&text) {
+                return Err(Error::Invalid(
+                    "\"statement\" must be a job statement (IMPORT INTO …, CREATE/RUN/DROP EXPORT JOB …, CANCEL JOB …)".into(),
+                ));
+            }
+            if let Parsed::Import(req) = parse_statement(&text)? {
+                let id = self.submit_import(req, caller)?;
+                return Ok(serde_json::json!({"id": id, "state": "running"}));
+            }
+            if let Parsed::Export(export::Statement::Run { name }) = parse_statement(&text)? {
+                let id = self.run_export_now(&name, caller)?;
+                return Ok(serde_json::json!({"id": id, "state": "running"}));
+            }
+            let b = self.execute(&text, caller)?;
+            let msg = b
+                .column_by_name("message")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                .filter(|c| c.len() > 0)
+                .map(|c| c.value(0).to_string());
+            return Ok(serde_json::json!({"message": msg}));
+        }
+        match map.remove("type").and_then(|t| t.as_str().map(str::to_string)).as_deref() {
+            Some("import") => {}
+            other => {
+                return Err(Error::Invalid(format!("\"type\" must be \"import\" (exports are created with a statement), not {other:?}")))
+            }
+        }
+        let req: import::Request =
+            serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| Error::Invalid(format!("import request: {e}")))?;
+        let id = self.submit_import(req, caller)?;
+        Ok(serde_json::json!({"id": id, "state": "running"}))
+    }
+
+    fn export_statement(&self, st: export::Statement, caller: &Caller) -> Result<RecordBatch> {
+        match st {
+            export::Statement::Show => Ok(exports_batch(&self.exports(caller))),
+            export::Statement::Run { name } => {
+                let id = self.run_export_now(&name, caller)?;
+                let b = started(id);
+                Ok(b)
+            }
+            export::Statement::Drop { name, if_exists } => {
+                let key = name.to_ascii_lowercase();
+                let Some(def) = self.exports.lock().get(&key).cloned() else {
+                    if if_exists {
+                        return Ok(message(&format!("export job {name} does not exist")));
+                    }
+                    return Err(Error::Missing(format!("export job {name} does not exist (SHOW EXPORT JOBS lists them)")));
+                };
+                if !caller.superuser && caller.user != def.owner {
+                    return Err(Error::PermissionDenied(format!("permission denied: export job {} belongs to {}", def.name, def.owner)));
+                }
+                if let Some(t) = self.exports_table.lock().clone() {
+                    self.conn()?.execute(&format!("DELETE FROM {t} WHERE name = ?"), [&def.name])?;
+                }
+                self.exports.lock().remove(&key);
+                tracing::info!(name = %def.name, "export job dropped");
+                Ok(message(&format!("export job {} dropped", def.name)))
+            }
+            export::Statement::Create { name, if_not_exists, every, copy } => {
+                if !caller.superuser {
+                    return Err(Error::PermissionDenied(
+                        "permission denied: export jobs write files, so only superusers create them".into(),
+                    ));
+                }
+                let key = name.to_ascii_lowercase();
+                if self.exports.lock().contains_key(&key) {
+                    return if if_not_exists {
+                        Ok(message(&format!("export job {name} exists")))
+                    } else {
+                        Err(Error::Invalid(format!("export job {name} already exists")))
+                    };
+                }
+                let conn = self.conn()?;
+                let every_us = match &every {
+                    Some(e) => {
+                        let us = cq::interval_us(&conn, e, "EVERY", false)?;
+                        if us < MIN_EVERY_US {
+                            return Err(Error::Invalid(format!("EVERY '{e}' is shorter than one second")));
+                        }
+                        Some(us)
+                    }
+                    None => None,
+                };
+                // The statement must bind now (names, columns), not at its first run.
+                use_home(&conn, &caller.database, &caller.schema)?;
+                conn.prepare(&export::expand(&copy, &name, now_us(), 0))
+                    .map_err(|e| Error::Invalid(format!("the COPY of export job {name} does not run: {e}")))?;
+                let def = ExportDef {
+                    name: name.clone(),
+                    owner: caller.user.clone(),
+                    every: every.clone(),
+                    every_us,
+                    copy,
+                    home: (caller.database.clone(), caller.schema.clone()),
+                    created_at: now_text(),
+                    last_due_us: every_us.map(|e| export::due(now_us(), e)),
+                };
+                let table = self.exports_table.lock().clone().ok_or_else(|| {
+                    Error::Host(
+                        "export jobs are not available: their table in the system catalog could not be created (see the server log)".into(),
+                    )
+                })?;
+                conn.execute(
+                    &format!("INSERT INTO {table} (name, owner, every, every_us, statement, home_db, home_schema, created_at, last_due_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+                    duckdb::params![def.name, def.owner, def.every, def.every_us, def.copy, def.home.0, def.home.1, def.created_at, def.last_due_us],
+                )?;
+                tracing::info!(name = %def.name, every = ?def.every, "export job created");
+                self.exports.lock().insert(key, def);
+                Ok(message(&format!("export job {name} created")))
+            }
+        }
+    }
+
+    fn run_export_now(&self, name: &str, caller: &Caller) -> Result<u64> {
+        let def = self
+            .exports
+            .lock()
+            .get(&name.to_ascii_lowercase())
+            .cloned()
+            .ok_or_else(|| Error::Missing(format!("export job {name} does not exist (SHOW EXPORT JOBS lists them)")))?;
+        if !caller.superuser && caller.user != def.owner {
+            return Err(Error::PermissionDenied(format!("permission denied: export job {} belongs to {}", def.name, def.owner)));
+        }
+        if self.runs.running_export(&def.name) {
+            return Err(Error::Invalid(format!("export job {} is running already", def.name)));
+        }
+        self.start_export(def, now_us())
+    }
+
+    /// Starts every scheduled export whose boundary has come.
+    fn exports_due(&self) {
+        let now = now_us();
+        let due: Vec<(ExportDef, i64)> = {
+            let mut map = self.exports.lock();
+            map.values_mut()
+                .filter_map(|d| {
+                    let e = d.every_us?;
+                    let boundary = export::due(now, e);
+                    if d.last_due_us.is_some_and(|l| boundary <= l) {
+                        return None;
+                    }
+                    d.last_due_us = Some(boundary);
+                    Some((d.clone(), boundary))
+                })
+                .collect()
+        };
+        for (def, boundary) in due {
+            if let (Some(t), Ok(conn)) = (self.exports_table.lock().clone(), self.conn()) {
+                if let Err(e) = conn.execute(&format!("UPDATE {t} SET last_due_us = ? WHERE name = ?"), duckdb::params![boundary, def.name])
+                {
+                    tracing::warn!(name = %def.name, error = %e, "cannot record the export job's schedule");
+                }
+            }
+            if self.runs.running_export(&def.name) {
+                tracing::warn!(name = %def.name, "export job still running at its next boundary; this run is skipped");
+                continue;
+            }
+            if let Err(e) = self.start_export(def.clone(), boundary) {
+                tracing::warn!(name = %def.name, error = %e, "cannot start the export job");
+            }
+        }
+    }
+
+    fn start_export(&self, def: ExportDef, run_time_us: i64) -> Result<u64> {
+        let conn = self.conn()?;
+        let target = export::copy_target(&def.copy).unwrap_or_default();
+        let (id, progress) = self.runs.start(Some(&conn), runs::Kind::Export, Some(def.name.clone()), &def.owner, def.copy.clone(), target);
+        let host = self.host.clone();
+        let registry = self.runs.clone();
+        let spawned = std::thread::Builder::new().name(format!("pond-export-{id}")).spawn(move || {
+            let r = (|| -> Result<()> {
+                if !host.is_superuser(&def.owner)? {
+                    return Err(Error::PermissionDenied(format!(
+                        "export job {} belongs to {}, who is no longer a superuser",
+                        def.name, def.owner
+                    )));
+                }
+                use_home(&conn, &def.home.0, &def.home.1)?;
+                let sql = export::expand(&def.copy, &def.name, run_time_us, id);
+                progress.set_interrupt(Some(conn.interrupt_handle()));
+                let r = conn.execute(&sql, []);
+                progress.set_interrupt(None);
+                let rows = r? as u64;
+                let bytes = export::copy_target(&sql).map(|t| export::local_bytes(&t)).unwrap_or(0);
+                progress.add_batch(rows, bytes);
+                Ok(())
+            })();
+            let outcome = r.map_err(|e| e.to_string());
+            match &outcome {
+                Ok(()) => tracing::info!(id, name = %def.name, "export job ran"),
+                Err(e) => tracing::warn!(id, name = %def.name, error = %e, "export job failed"),
+            }
+            registry.finish(Some(&conn), id, outcome);
+        });
+        spawned.map_err(|e| Error::Host(format!("cannot start the export thread: {e}")))?;
+        Ok(id)
+    }
 }

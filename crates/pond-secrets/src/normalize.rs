@@ -8,13 +8,15 @@ use crate::redact::parse_keyword_values;
 use crate::{Error, Result};
 
 /// The secret types Pond knows, as written in `TYPE …`.
-pub const SECRET_TYPES: &[&str] = &["s3", "aws", "gcp", "postgres"];
+pub const SECRET_TYPES: &[&str] = &["s3", "aws", "gcp", "postgres", "http"];
 
 const S3_OPTIONS: &[&str] = &["KEY_ID", "SECRET", "SESSION_TOKEN", "REGION", "ENDPOINT", "URL_STYLE", "USE_SSL", "SCOPE"];
 const AWS_OPTIONS: &[&str] =
     &["KEY_ID", "SECRET", "SESSION_TOKEN", "REGION", "ENDPOINT", "URL_STYLE", "USE_SSL", "SCOPE", "ROLE_ARN", "EXTERNAL_ID", "PROFILE"];
 const GCP_OPTIONS: &[&str] = &["SERVICE_ACCOUNT_JSON", "SERVICE_ACCOUNT_FILE", "PROJECT"];
 const POSTGRES_OPTIONS: &[&str] = &["CONNECTION_STRING", "HOST", "PORT", "USER", "PASSWORD", "DATABASE", "SSLMODE"];
+/// Credentials for an HTTP source of an import job (InfluxDB 1.x, a JSON endpoint): basic or bearer.
+const HTTP_OPTIONS: &[&str] = &["USER", "PASSWORD", "BEARER_TOKEN"];
 /// The postgres options that spell out what a `CONNECTION_STRING` would hold.
 const POSTGRES_PARTS: &[&str] = &["HOST", "PORT", "USER", "PASSWORD", "DATABASE", "SSLMODE"];
 
@@ -29,16 +31,19 @@ pub fn allowed_options(secret_type: &str) -> Option<&'static [&'static str]> {
         "aws" => Some(AWS_OPTIONS),
         "gcp" => Some(GCP_OPTIONS),
         "postgres" => Some(POSTGRES_OPTIONS),
+        "http" => Some(HTTP_OPTIONS),
         _ => None,
     }
 }
 
 /// Whether an option's value must never be shown: `SECRET`, `SESSION_TOKEN`,
-/// `PASSWORD`, `SERVICE_ACCOUNT_JSON` and `CONNECTION_STRING` (which may carry a
+/// `PASSWORD`, `BEARER_TOKEN`, `SERVICE_ACCOUNT_JSON` and `CONNECTION_STRING` (which may carry a
 /// password; show it through [`redact_connection_string`](crate::redact_connection_string)).
 /// The name is matched case-insensitively.
 pub fn is_sensitive(option: &str) -> bool {
-    ["SECRET", "SESSION_TOKEN", "PASSWORD", "SERVICE_ACCOUNT_JSON", "CONNECTION_STRING"].iter().any(|s| s.eq_ignore_ascii_case(option))
+    ["SECRET", "SESSION_TOKEN", "PASSWORD", "SERVICE_ACCOUNT_JSON", "CONNECTION_STRING", "BEARER_TOKEN"]
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(option))
 }
 
 /// A secret name as Pond stores it: letters, digits and `_`, not starting with a
@@ -185,6 +190,17 @@ fn check_combination(secret_type: &str, options: &BTreeMap<String, String>) -> R
             (false, false) => return invalid("needs SERVICE_ACCOUNT_JSON (the key file's content) or SERVICE_ACCOUNT_FILE (its path)"),
             _ => {}
         },
+        "http" => {
+            if has("BEARER_TOKEN") && (has("USER") || has("PASSWORD")) {
+                return invalid("give USER and PASSWORD (basic) or BEARER_TOKEN, not both");
+            }
+            if has("PASSWORD") && !has("USER") {
+                return invalid("PASSWORD needs USER");
+            }
+            if !has("USER") && !has("BEARER_TOKEN") {
+                return invalid("needs USER (and PASSWORD) or BEARER_TOKEN");
+            }
+        }
         "postgres" => {
             let parts: Vec<&str> = POSTGRES_PARTS.iter().copied().filter(|p| has(p)).collect();
             if has("CONNECTION_STRING") && !parts.is_empty() {

@@ -367,6 +367,8 @@ impl Server {
             .await
             .map_err(|e| ServerError::Other(format!("ingest start failed: {e}")))?
             .map_err(|e| ServerError::Other(format!("ingest start failed: {e}")))?;
+        // Import jobs write measurements through the ingester.
+        engine.set_line_writer(Arc::new(ingest.clone()));
         // Continuous queries start only now that the ingest log is replayed.
         engine.start_jobs();
         if let Some(c) = &cluster {

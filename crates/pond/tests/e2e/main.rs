@@ -14,6 +14,7 @@ mod flight;
 mod flush;
 mod http;
 mod ingest;
+mod jobs;
 mod lake;
 mod lifecycle;
 mod msgpack;
