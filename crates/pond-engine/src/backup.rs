@@ -103,7 +103,13 @@ impl Engine {
         let conn = self.root_clone()?;
         let alias = format!("__pond_backup_{}", self.inner.backup_seq.fetch_add(1, std::sync::atomic::Ordering::SeqCst));
         conn.execute_batch(&format!("ATTACH {} AS {}", quote_literal(&dest.display().to_string()), quote_ident(&alias)))?;
-        let copied = conn.execute_batch(&format!("COPY FROM DATABASE {} TO {}", quote_ident(catalog), quote_ident(&alias)));
+        // The copy is checkpointed before it is detached: DuckDB may close a
+        // detached database later (when the last reference goes), and the
+        // backup reads the file right after this returns; without the
+        // checkpoint a restored copy was once found cut short.
+        let copied = conn
+            .execute_batch(&format!("COPY FROM DATABASE {} TO {}", quote_ident(catalog), quote_ident(&alias)))
+            .and_then(|_| conn.execute_batch(&format!("CHECKPOINT {}", quote_ident(&alias))));
         let detached = conn.execute_batch(&format!("DETACH {}", quote_ident(&alias)));
         copied.map_err(|e| {
             let e = e.to_string();
