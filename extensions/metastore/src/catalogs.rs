@@ -195,12 +195,14 @@ fn parse_secret_string(s: &str) -> BTreeMap<String, String> {
         out.remove(k);
     }
     let plain_http = out.get("USE_SSL").is_some_and(|v| v.eq_ignore_ascii_case("false"));
-    if let Some(e) = out.get_mut("ENDPOINT") {
-        if e.is_empty() {
-            out.remove("ENDPOINT");
-        } else if !e.contains("://") {
-            *e = format!("{}://{e}", if plain_http { "http" } else { "https" });
+    match out.remove("ENDPOINT") {
+        Some(e) if e.contains("://") => {
+            out.insert("ENDPOINT".into(), e);
         }
+        Some(e) if !e.is_empty() => {
+            out.insert("ENDPOINT".into(), format!("{}://{e}", if plain_http { "http" } else { "https" }));
+        }
+        _ => {}
     }
     out
 }

@@ -89,6 +89,9 @@ pub struct Conn {
 }
 
 unsafe impl Send for Conn {}
+// DuckDB serializes the queries of one connection (its client context lock);
+// the extension's own concurrent users (the S3 lister) also take a lock.
+unsafe impl Sync for Conn {}
 
 impl Drop for Conn {
     fn drop(&mut self) {
@@ -246,6 +249,10 @@ impl Drop for Chunk {
 impl Chunk {
     pub fn len(&self) -> usize {
         unsafe { ffi::duckdb_data_chunk_get_size(self.chunk) as usize }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn columns(&self) -> usize {

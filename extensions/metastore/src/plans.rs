@@ -205,6 +205,8 @@ pub struct Files<'a> {
     pub conn: &'a Conn,
     pub catalog: Arc<Catalog>,
     pub catalogs: &'a Catalogs,
+    /// pond-catalog lists several locations at once; they take turns on the connection.
+    pub turn: parking_lot::Mutex<()>,
 }
 
 impl Files<'_> {
@@ -248,6 +250,7 @@ impl FileLister for Files<'_> {
         match pond_catalog::files::location(catalog, location)? {
             pond_catalog::files::Location::Local(path) => pond_catalog::files::list_local(catalog, std::path::Path::new(&path)),
             pond_catalog::files::Location::S3(url) => {
+                let _turn = self.turn.lock();
                 self.ensure_storage_access(&url)?;
                 let pattern = format!("{}/**", url.trim_end_matches('/'));
                 let rows = self.conn.rows("SELECT file FROM glob($1) ORDER BY file", &[&pattern]).map_err(|e| {

@@ -194,7 +194,7 @@ fn bind_inner(info: ffi::duckdb_bind_info, reg: &Registration) -> Result<(String
             if kind == Kind::Partitions {
                 plans::partitions_sql(&catalog, &table, filter.as_ref())?
             } else {
-                let files = plans::Files { conn: &conn, catalog: catalog.clone(), catalogs: &reg.shared.catalogs };
+                let files = plans::Files { conn: &conn, catalog: catalog.clone(), catalogs: &reg.shared.catalogs, turn: Default::default() };
                 plans::scan_sql(&catalog, &table, filter.as_ref(), &files)?
             }
         }
