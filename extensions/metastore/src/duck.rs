@@ -251,10 +251,6 @@ impl Chunk {
         unsafe { ffi::duckdb_data_chunk_get_size(self.chunk) as usize }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn columns(&self) -> usize {
         unsafe { ffi::duckdb_data_chunk_get_column_count(self.chunk) as usize }
     }
