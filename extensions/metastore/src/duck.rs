@@ -146,6 +146,11 @@ impl Conn {
         Ok(rows)
     }
 
+    /// Runs a statement whose answer does not matter (e.g. CREATE SECRET).
+    pub fn run(&self, sql: &str) -> Result<(), String> {
+        self.prepare(sql)?.execute(false).map(drop)
+    }
+
     /// The first value of the first row, as text.
     pub fn value(&self, sql: &str, params: &[&str]) -> Result<Option<String>, String> {
         Ok(self.rows(sql, params)?.into_iter().next().and_then(|r| r.into_iter().next()).flatten())

@@ -232,7 +232,7 @@ impl Files<'_> {
             return Ok(());
         }
         let sql = format!("CREATE OR REPLACE TEMPORARY SECRET {} ({})", ident(&name), access.duckdb_secret_options(&format!("s3://{bucket}")));
-        if let Err(e) = self.conn.rows(&sql, &[]) {
+        if let Err(e) = self.conn.run(&sql) {
             let first = access.scrub(e.lines().next().unwrap_or_default());
             return Err(self.storage_error(
                 &format!("s3://{bucket}"),
