@@ -136,9 +136,7 @@ impl Catalogs {
 /// names upper case). `explicit`: the user named it (a missing one is an error).
 fn duckdb_secret(conn: &Conn, name: &str, explicit: bool) -> Result<Secret, String> {
     let sql = |redact: bool| {
-        format!(
-            "SELECT type, secret_string FROM duckdb_secrets(redact := {redact}) WHERE name = $1 ORDER BY persistent LIMIT 1",
-        )
+        format!("SELECT type, secret_string FROM duckdb_secrets(redact := {redact}) WHERE name = $1 ORDER BY persistent LIMIT 1",)
     };
     let (rows, redacted) = match conn.rows(&sql(false), &[name]) {
         Ok(rows) => (rows, false),

@@ -140,8 +140,11 @@ fn check_names(v: &Value, keys: &[&str], table: &Table, text: &str) -> Result<()
             match map.get("class").and_then(Value::as_str) {
                 Some("SUBQUERY") => return Err(format!("filter '{text}' cannot hold a subquery")),
                 Some("COLUMN_REF") => {
-                    let names: Vec<&str> =
-                        map.get("column_names").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                    let names: Vec<&str> = map
+                        .get("column_names")
+                        .and_then(Value::as_array)
+                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
                     let column = names.last().copied().unwrap_or_default();
                     if !keys.iter().any(|k| k.eq_ignore_ascii_case(column)) || names.len() > 1 {
                         return Err(format!(
@@ -219,19 +222,22 @@ impl Files<'_> {
     fn ensure_storage_access(&self, url: &str) -> pond_catalog::Result<()> {
         let Some(access) = self.catalog.storage_access()? else { return Ok(()) };
         let bucket = url.trim_start_matches("s3://").split('/').next().unwrap_or_default().to_string();
-        let name = format!("pond_metastore_{}", bucket.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>());
+        let name =
+            format!("pond_metastore_{}", bucket.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>());
         let current = self.conn.value("SELECT name FROM which_secret($1, 's3')", &[url]).map_err(|e| self.storage_error(url, e))?;
         if current.as_deref().is_some_and(|c| c != name) {
             return Ok(()); // the user's own secret applies
         }
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&access.key_id, &access.secret, &access.session_token, &access.region, &access.endpoint, &access.url_style, access.use_ssl).hash(&mut h);
+        (&access.key_id, &access.secret, &access.session_token, &access.region, &access.endpoint, &access.url_style, access.use_ssl)
+            .hash(&mut h);
         let fingerprint = h.finish();
         if current.is_some() && self.catalogs.made_secrets.lock().get(&name) == Some(&fingerprint) {
             return Ok(());
         }
-        let sql = format!("CREATE OR REPLACE TEMPORARY SECRET {} ({})", ident(&name), access.duckdb_secret_options(&format!("s3://{bucket}")));
+        let sql =
+            format!("CREATE OR REPLACE TEMPORARY SECRET {} ({})", ident(&name), access.duckdb_secret_options(&format!("s3://{bucket}")));
         if let Err(e) = self.conn.run(&sql) {
             let first = access.scrub(e.lines().next().unwrap_or_default());
             return Err(self.storage_error(

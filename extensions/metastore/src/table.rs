@@ -150,7 +150,12 @@ unsafe extern "C" fn bind(info: ffi::duckdb_bind_info) {
                 let name = c_string(name);
                 unsafe { ffi::duckdb_bind_add_result_column(info, name.as_ptr(), ty.0) };
             }
-            let data = BindData { shared: reg.shared.clone(), kind: reg.kind, sql: data.0, columns: columns.into_iter().map(|(n, _)| n).collect() };
+            let data = BindData {
+                shared: reg.shared.clone(),
+                kind: reg.kind,
+                sql: data.0,
+                columns: columns.into_iter().map(|(n, _)| n).collect(),
+            };
             unsafe { ffi::duckdb_bind_set_bind_data(info, Box::into_raw(Box::new(data)) as *mut c_void, Some(drop_box::<BindData>)) };
             Ok(())
         },
@@ -194,7 +199,8 @@ fn bind_inner(info: ffi::duckdb_bind_info, reg: &Registration) -> Result<(String
             if kind == Kind::Partitions {
                 plans::partitions_sql(&catalog, &table, filter.as_ref())?
             } else {
-                let files = plans::Files { conn: &conn, catalog: catalog.clone(), catalogs: &reg.shared.catalogs, turn: Default::default() };
+                let files =
+                    plans::Files { conn: &conn, catalog: catalog.clone(), catalogs: &reg.shared.catalogs, turn: Default::default() };
                 plans::scan_sql(&catalog, &table, filter.as_ref(), &files)?
             }
         }
