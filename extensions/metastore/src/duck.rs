@@ -185,7 +185,10 @@ impl Prepared {
         let n = unsafe { ffi::duckdb_prepared_statement_column_count(self.stmt) };
         (0..n)
             .map(|i| {
-                let name = unsafe { cstr(ffi::duckdb_prepared_statement_column_name(self.stmt, i)) }.unwrap_or_default();
+                // DuckDB hands over a copy of the name: the caller frees it.
+                let raw = unsafe { ffi::duckdb_prepared_statement_column_name(self.stmt, i) };
+                let name = unsafe { cstr(raw) }.unwrap_or_default();
+                unsafe { ffi::duckdb_free(raw as *mut c_void) };
                 let ty = LogicalType(unsafe { ffi::duckdb_prepared_statement_column_logical_type(self.stmt, i) });
                 (name, ty)
             })
