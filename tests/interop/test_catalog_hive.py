@@ -95,17 +95,7 @@ def world(hms, lake, pond):
     hms.add_partitions(db, "events", parts)
 
     # Pruning proof: every partition but one holds a file that is not Parquet at all.
-    traps = []
-    for i in range(6):
-        loc = lake / "traps" / f"region=r{i}"
-        loc.mkdir(parents=True, exist_ok=True)
-        if i == 3:
-            write_parquet(loc / "good.parquet", "SELECT 42 AS v")
-        else:
-            (loc / "bad.parquet").write_bytes(b"this is not a parquet file")
-        traps.append(([f"r{i}"], loc))
-    hms.create_table(db, "traps", [("v", "int")], partition_keys=[("region", "string")], location=lake / "traps")
-    hms.add_partitions(db, "traps", traps)
+    hms.create_trap_table(db, "traps", lake, partitions=6, good=3)
 
     # Date-typed key, partitions at locations with no k=v in their path; one partition empty.
     odd = []

@@ -94,33 +94,20 @@ def world(hms, tmp_path_factory):
     lake = tmp_path_factory.mktemp("ext-lake")
     db = "extdb_" + uuid.uuid4().hex[:6]
     hms.create_database(db)
-    write_parquet(lake / "orders" / "p0.parquet", "SELECT range AS id, range * 1.5 AS amount, 'c' || (range % 7) AS customer FROM range(700)")
-    write_parquet(lake / "orders" / "p1.parquet", "SELECT range AS id, range * 1.5 AS amount, 'c' || (range % 7) AS customer FROM range(700, 900)")
+    # Unpartitioned Parquet in two files (and a hidden file that is not data).
+    duckdb.sql(f"COPY (SELECT range AS id, range * 1.5 AS amount, 'c' || (range % 7) AS customer FROM range(900)) "
+               f"TO '{lake / 'orders'}' (FORMAT parquet, PER_THREAD_OUTPUT, FILE_SIZE_BYTES '4kb')")
     (lake / "orders" / "_SUCCESS").write_text("")
     hms.create_table(db, "orders", [("id", "bigint"), ("amount", "double"), ("customer", "string")], location=lake / "orders")
 
-    parts = []
-    for d in ["2024-01-01", "2024-01-02", "2024-01-03"]:
-        for h in range(3):
-            loc = lake / "events" / f"dt={d}" / f"h={h}"
-            write_parquet(loc / "f.parquet", f"SELECT range AS n, '{d}/{h}' AS tag FROM range({5 + h})")
-            parts.append(([d, h], loc))
+    # dt (string) x h (int), written by DuckDB's own partitioned COPY (k=v directories).
+    duckdb.sql(f"COPY (SELECT n, dt || '/' || h AS tag, dt, h FROM (VALUES ('2024-01-01'), ('2024-01-02'), ('2024-01-03')) d(dt), "
+               f"range(3) r(h), LATERAL (SELECT range AS n FROM range(5 + h))) TO '{lake / 'events'}' (FORMAT parquet, PARTITION_BY (dt, h))")
     hms.create_table(db, "events", [("n", "bigint"), ("tag", "string")], partition_keys=[("dt", "string"), ("h", "int")],
                      location=lake / "events")
-    hms.add_partitions(db, "events", parts)
+    hms.add_partitions(db, "events", [([d, h], lake / "events" / f"dt={d}" / f"h={h}") for d in ["2024-01-01", "2024-01-02", "2024-01-03"] for h in range(3)])
 
-    # Every partition but r3 holds a file that is not Parquet.
-    traps = []
-    for i in range(5):
-        loc = lake / "traps" / f"region=r{i}"
-        loc.mkdir(parents=True, exist_ok=True)
-        if i == 3:
-            write_parquet(loc / "good.parquet", "SELECT 42 AS v")
-        else:
-            (loc / "bad.parquet").write_bytes(b"this is not a parquet file")
-        traps.append(([f"r{i}"], loc))
-    hms.create_table(db, "traps", [("v", "int")], partition_keys=[("region", "string")], location=lake / "traps")
-    hms.add_partitions(db, "traps", traps)
+    hms.create_trap_table(db, "traps", lake, partitions=5, good=3)
 
     # A date key, locations without k=v in their path.
     odd = []
@@ -252,11 +239,6 @@ BUCKET = "ext-glue-lake"
 KEY_ID = "AKIAPONDEXTTEST01"
 SECRET_VALUE = "ext-secret-never-printed-7"
 REGION = "us-east-1"
-PARQUET_SD = {
-    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-    "SerdeInfo": {"SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"},
-}
 
 
 @pytest.fixture(scope="module")
@@ -264,6 +246,7 @@ def glue_world(moto):
     import boto3
 
     from helpers import parquet_bytes, s3_client
+    from test_catalog_glue import sd
 
     ensure_extensions(["httpfs"])
     s3 = s3_client(moto)
@@ -271,20 +254,20 @@ def glue_world(moto):
     glue = boto3.client("glue", endpoint_url=moto, aws_access_key_id="k", aws_secret_access_key="s", region_name=REGION)
     db = "gext_" + uuid.uuid4().hex[:6]
     glue.create_database(DatabaseInput={"Name": db})
-    cols = [{"Name": "n", "Type": "bigint"}]
+    cols = [("n", "bigint")]
     glue.create_table(DatabaseName=db, TableInput={
         "Name": "events", "TableType": "EXTERNAL_TABLE",
-        "StorageDescriptor": {"Columns": cols, "Location": f"s3://{BUCKET}/{db}/events", **PARQUET_SD},
+        "StorageDescriptor": sd(cols, f"s3://{BUCKET}/{db}/events"),
         "PartitionKeys": [{"Name": "dt", "Type": "date"}, {"Name": "region", "Type": "string"}]})
     inputs, expected = [], {}
     for i, (dt, region) in enumerate([("2024-03-01", "eu"), ("2024-03-01", "us"), ("2024-03-02", "eu")]):
         key = f"{db}/events/dt={dt}/region={region}/f.parquet"
         s3.put_object(Bucket=BUCKET, Key=key, Body=parquet_bytes(f"SELECT range AS n FROM range({10 * (i + 1)})"))
-        inputs.append({"Values": [dt, region], "StorageDescriptor": {"Columns": cols, "Location": f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}", **PARQUET_SD}})
+        inputs.append({"Values": [dt, region], "StorageDescriptor": sd(cols, f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}")})
         expected[(dt, region)] = 10 * (i + 1)
     # A partition whose object is not Parquet: any scan that read it would fail.
     s3.put_object(Bucket=BUCKET, Key=f"{db}/events/dt=2024-03-09/region=eu/broken.parquet", Body=b"not parquet at all")
-    inputs.append({"Values": ["2024-03-09", "eu"], "StorageDescriptor": {"Columns": cols, "Location": f"s3a://{BUCKET}/{db}/events/dt=2024-03-09/region=eu", **PARQUET_SD}})
+    inputs.append({"Values": ["2024-03-09", "eu"], "StorageDescriptor": sd(cols, f"s3a://{BUCKET}/{db}/events/dt=2024-03-09/region=eu")})
     glue.batch_create_partition(DatabaseName=db, TableName="events", PartitionInputList=inputs)
     return {"db": db, "moto": moto, "expected": expected}
 
