@@ -313,6 +313,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn panics_and_errors_become_messages() {
+        let mut got = String::new();
+        contain(Kind::Scan, || panic!("boom"), |m| got = m.to_string());
+        assert_eq!(got, "metastore_scan: internal error (please report): boom");
+        contain(Kind::Tables, || Err("bad\0uri".into()), |m| got = m.to_string());
+        assert_eq!(got, "metastore_tables: bad uri");
+        got.clear();
+        contain(Kind::Partitions, || Ok(()), |m| got = m.to_string());
+        assert!(got.is_empty());
+    }
+
+    #[test]
     fn projection() {
         let cols = vec!["a".to_string(), "b".to_string()];
         assert_eq!(projected("Q", &cols, &[0, 1]), "Q");
