@@ -60,7 +60,9 @@ def measure(hms: HiveMetastore, pond: PondServer, data: Path, n: int, key: str, 
     db = f"ext{n}_{key}"
     hms.create_database(db)
     base = data / db
-    hms.create_table(db, "t", [("v", "bigint")], partition_keys=[("dt", key)], location=base)
+    # No per-partition stats at add time (the metastore would list every new directory).
+    hms.create_table(db, "t", [("v", "bigint")], partition_keys=[("dt", key)], location=base,
+                     table_params={"DO_NOT_UPDATE_STATS": "true"})
     target = day(n // 2)
     loc = base / f"dt={target}"
     loc.mkdir(parents=True)
@@ -143,11 +145,17 @@ def main() -> int:
             for n in [int(s) for s in args.sizes.split(",") if s]:
                 for key in [k for k in args.keys.split(",") if k]:
                     results.append(measure(hms, pond, data, n, key, args.runs))
+                    write(args.out, results)  # each result as soon as it is measured
         finally:
             pond.stop()
             hms.stop()
+    print(write(args.out, results))
+    return 0
+
+
+def write(out_path: str, results: list[dict]) -> str:
     out = {"machine": machine(), "duckdb": duckdb.__version__, "extension": str(EXT), "results": results}
-    Path(args.out + ".json").write_text(json.dumps(out, indent=2) + "\n")
+    Path(out_path + ".json").write_text(json.dumps(out, indent=2) + "\n")
     lines = [
         "# pond_metastore extension vs Pond's server: one-partition query, same Hive Metastore",
         "",
@@ -166,9 +174,8 @@ def main() -> int:
             lines.append(f"| {r['partitions']:,} | {r['key']} | {phase.replace('_', ' ')} | {r[f'ext_{phase}_ms']} | {r[f'srv_{phase}_ms']} | "
                          f"{r[f'ratio_{phase}']} | {own} |")
     lines += ["", "Server's EXPLAIN (last cold run): " + "; ".join(f"{r['key']}: {r['server_explain']}" for r in results), ""]
-    Path(args.out + ".md").write_text("\n".join(lines))
-    print("\n".join(lines))
-    return 0
+    Path(out_path + ".md").write_text("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
