@@ -374,7 +374,8 @@ print("loop done")
 @pytest.mark.skipif(not Path("/usr/bin/valgrind").exists(), reason="valgrind is not installed")
 def test_no_leak_under_valgrind_for_a_load_query_loop(ext, world, tmp_path):
     """Python + DuckDB under memcheck: every `definitely lost` block whose allocation
-    stack passes through the extension (libpond_metastore / pond_* frames) fails the test.
+    stack passes through the extension (libpond_metastore / pond_* frames), and every
+    invalid read/write/free or use of an uninitialised value there, fails the test.
     Python's own reports are not the extension's and are not counted (PYTHONMALLOC=malloc
     makes them visible but they do not mention the extension's frames)."""
     script = tmp_path / "loop.py"
@@ -392,5 +393,9 @@ def test_no_leak_under_valgrind_for_a_load_query_loop(ext, world, tmp_path):
     records = [r for r in text.split("\n\n") if "definitely lost in loss record" in r]
     ours = [r for r in records if any(m in r for m in ("pond_metastore", "pond_catalog", "pond_secrets", "pond_rt"))]
     assert not ours, "\n\n".join(ours)[:6000]
+    # Memory errors (invalid reads/writes, uninitialised values) in the extension's frames.
+    ours_errors = [r for r in text.split("\n\n") if any(k in r for k in ("Invalid read", "Invalid write", "Invalid free", "uninitialised"))
+                   and any(m in r for m in ("pond_metastore", "pond_catalog", "pond_secrets", "pond_rt"))]
+    assert not ours_errors, "\n\n".join(ours_errors)[:6000]
     print(f"valgrind: {len(records)} definitely-lost records in total, none through the extension\n"
           + text[text.find("LEAK SUMMARY"):][:1500])
