@@ -21,7 +21,6 @@ import pytest
 import requests
 
 from helpers import PASSWORD, adbc_connect
-from hms_server import HiveMetastore, HmsStartError
 
 AUTH = ("admin", PASSWORD)
 
@@ -40,17 +39,6 @@ def err(server, text: str, auth=AUTH, timeout: float = 120) -> tuple[int, str]:
     r = q(server, text, auth, timeout)
     assert r.status_code != 200, f"expected an error from {text!r}, got {r.text[:300]}"
     return r.status_code, r.json().get("error", r.text)
-
-
-@pytest.fixture(scope="module")
-def hms(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hms")
-    try:
-        m = HiveMetastore(base_dir=base).start()
-    except HmsStartError as e:
-        pytest.fail(f"the Hive Metastore did not start: {e}")
-    yield m
-    m.stop()
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hms_server import HiveMetastore, HmsStartError
 from pond_server import ensure_extensions, extension_dir
 
 EXT = Path(os.environ.get("POND_METASTORE_EXT", Path.home() / ".cache/pond/target-ext/release/pond_metastore.duckdb_extension"))
@@ -72,16 +71,6 @@ def test_the_file_is_a_duckdb_1_5_5_extension(ext):
 
 
 # ---------------------------------------------------------------- Hive Metastore
-
-
-@pytest.fixture(scope="module")
-def hms(tmp_path_factory):
-    try:
-        m = HiveMetastore(base_dir=tmp_path_factory.mktemp("hms-ext")).start()
-    except HmsStartError as e:
-        pytest.fail(f"the Hive Metastore did not start: {e}")
-    yield m
-    m.stop()
 
 
 def write_parquet(path: Path, select_sql: str) -> None:
