@@ -5,6 +5,8 @@
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/pond/target}"
 export POND_EXTENSION_DIR="${POND_EXTENSION_DIR:-$HOME/.cache/pond/extensions}"
 export POND_BIN="${POND_BIN:-$CARGO_TARGET_DIR/release/pond}"
+# The pond_metastore DuckDB extension (extensions/metastore/build.sh writes it there).
+export POND_METASTORE_EXT="${POND_METASTORE_EXT:-$HOME/.cache/pond/target-ext/release/pond_metastore.duckdb_extension}"
 POND_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export POND_ROOT
 export POND_VENV="${POND_VENV:-$POND_ROOT/.venv}"

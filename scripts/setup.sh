@@ -196,6 +196,11 @@ cargo build --release --workspace --all-targets
 # a manifest in the venv lets Python load it as driver="pond".
 if [ "$mode" != "--serve" ]; then
   "$(dirname "$0")/adbc_manifest.sh"
+  # The pond_metastore DuckDB extension (extensions/metastore, its own workspace and
+  # target directory, no bundled DuckDB): tests/interop/test_metastore_ext.py loads it
+  # from $POND_METASTORE_EXT (default ~/.cache/pond/target-ext/release/pond_metastore.duckdb_extension).
+  echo "building the pond_metastore DuckDB extension..." >&2
+  extensions/metastore/build.sh
 fi
 
 if [ "$mode" = "--serve" ]; then

@@ -11,6 +11,10 @@ echo "== rustfmt and clippy" >&2
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 
+echo "== the pond_metastore extension: rustfmt, clippy, unit tests (its own workspace)" >&2
+(cd extensions/metastore && export CARGO_TARGET_DIR="${POND_EXT_TARGET_DIR:-$HOME/.cache/pond/target-ext}" \
+  && cargo fmt -- --check && cargo clippy --release --locked -- -D warnings && cargo test --release --locked)
+
 echo "== deployment files (hadolint, systemd-analyze)" >&2
 "$(dirname "$0")/check_deploy.sh"
 

@@ -19,9 +19,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from helpers import PASSWORD, Http, adbc_connect, start_moto  # noqa: E402
 from pond_server import PondServer, PondStartError, ensure_extensions, pond_bin  # noqa: E402
 from pg_server import PostgresServer, PostgresStartError  # noqa: E402
+from hms_server import HiveMetastore, HmsStartError  # noqa: E402
 
 # Extensions the suite needs for the server and the in-process reference.
 NEEDED_EXTENSIONS = ["icu", "tpch"]
+
+
+def start_hive_metastore(tmp_path_factory, name: str = "hms", **kw) -> HiveMetastore:
+    """A real Hive Metastore 2.3.10 (hms_server.py) in a new temp dir; a start failure fails the test."""
+    try:
+        return HiveMetastore(base_dir=tmp_path_factory.mktemp(name), **kw).start()
+    except HmsStartError as e:
+        pytest.fail(f"the Hive Metastore did not start: {e}")
+
+
+@pytest.fixture(scope="module")
+def hms(tmp_path_factory):
+    """A Hive Metastore for a module's tests (the catalog and extension tests)."""
+    m = start_hive_metastore(tmp_path_factory)
+    yield m
+    m.stop()
 
 
 @pytest.fixture(scope="module")

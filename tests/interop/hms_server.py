@@ -395,6 +395,24 @@ class HiveMetastore:
         with self.client() as c:
             c.create_database(Database(name=name, description=description, locationUri=location, parameters={}))
 
+    def create_trap_table(self, db: str, name: str, root: Path, partitions: int, good: int) -> None:
+        """Table `name` under `root/name`, partitioned by `region` (r0, r1, ...): every
+        partition holds a file that is not Parquet at all except `r<good>` (one row, v = 42).
+        A query that lists or reads any other partition fails, so a right answer proves pruning."""
+        import duckdb
+
+        parts = []
+        for i in range(partitions):
+            loc = Path(root) / name / f"region=r{i}"
+            loc.mkdir(parents=True, exist_ok=True)
+            if i == good:
+                duckdb.sql(f"COPY (SELECT 42 AS v) TO '{loc / 'good.parquet'}' (FORMAT parquet)")
+            else:
+                (loc / "bad.parquet").write_bytes(b"this is not a parquet file")
+            parts.append(([f"r{i}"], loc))
+        self.create_table(db, name, [("v", "int")], partition_keys=[("region", "string")], location=Path(root) / name)
+        self.add_partitions(db, name, parts)
+
     def create_table(self, db: str, name: str, columns: Sequence[tuple[str, str]],
                      partition_keys: Sequence[tuple[str, str]] = (), location: Optional[str | Path] = None,
                      fmt: str = "parquet", serde_params: Optional[dict[str, str]] = None,

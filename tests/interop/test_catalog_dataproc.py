@@ -24,7 +24,6 @@ import duckdb
 import pytest
 
 from helpers import PASSWORD, http_query as q, http_rows as rows
-from hms_server import HiveMetastore, HmsStartError
 
 AUTH = ("admin", PASSWORD)
 SERVICE = "projects/pond-test/locations/europe-west1/services/hms1"
@@ -109,16 +108,6 @@ class DataprocStub:
 
     def close(self):
         self.server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def hms(tmp_path_factory):
-    try:
-        m = HiveMetastore(base_dir=tmp_path_factory.mktemp("hms-dp")).start()
-    except HmsStartError as e:
-        pytest.fail(f"the Hive Metastore did not start: {e}")
-    yield m
-    m.stop()
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ import pytest
 import requests
 
 from helpers import PASSWORD, adbc_connect
-from hms_server import HiveMetastore, HmsStartError
 
 AUTH = ("admin", PASSWORD)
 
@@ -40,17 +39,6 @@ def err(server, text: str, auth=AUTH, timeout: float = 120) -> tuple[int, str]:
     r = q(server, text, auth, timeout)
     assert r.status_code != 200, f"expected an error from {text!r}, got {r.text[:300]}"
     return r.status_code, r.json().get("error", r.text)
-
-
-@pytest.fixture(scope="module")
-def hms(tmp_path_factory):
-    base = tmp_path_factory.mktemp("hms")
-    try:
-        m = HiveMetastore(base_dir=base).start()
-    except HmsStartError as e:
-        pytest.fail(f"the Hive Metastore did not start: {e}")
-    yield m
-    m.stop()
 
 
 @pytest.fixture(scope="module")
@@ -95,17 +83,7 @@ def world(hms, lake, pond):
     hms.add_partitions(db, "events", parts)
 
     # Pruning proof: every partition but one holds a file that is not Parquet at all.
-    traps = []
-    for i in range(6):
-        loc = lake / "traps" / f"region=r{i}"
-        loc.mkdir(parents=True, exist_ok=True)
-        if i == 3:
-            write_parquet(loc / "good.parquet", "SELECT 42 AS v")
-        else:
-            (loc / "bad.parquet").write_bytes(b"this is not a parquet file")
-        traps.append(([f"r{i}"], loc))
-    hms.create_table(db, "traps", [("v", "int")], partition_keys=[("region", "string")], location=lake / "traps")
-    hms.add_partitions(db, "traps", traps)
+    hms.create_trap_table(db, "traps", lake, partitions=6, good=3)
 
     # Date-typed key, partitions at locations with no k=v in their path; one partition empty.
     odd = []

@@ -18,7 +18,6 @@ import uuid
 import pytest
 
 from helpers import PASSWORD, s3_client, http_query as q, http_rows as rows, parquet_bytes
-from hms_server import HiveMetastore, HmsStartError
 
 AUTH = ("admin", PASSWORD)
 BUCKET = "hive-lake"
@@ -35,10 +34,9 @@ SECRET_VALUE = "pond-test-secret-value-0123456789"
 
 @pytest.fixture(scope="module")
 def hms(tmp_path_factory):
-    try:
-        m = HiveMetastore(base_dir=tmp_path_factory.mktemp("hms-s3"), s3_buckets=[BUCKET, OTHER_BUCKET]).start()
-    except HmsStartError as e:
-        pytest.fail(f"the Hive Metastore did not start: {e}")
+    from conftest import start_hive_metastore
+
+    m = start_hive_metastore(tmp_path_factory, "hms-s3", s3_buckets=[BUCKET, OTHER_BUCKET])
     yield m
     m.stop()
 

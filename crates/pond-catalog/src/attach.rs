@@ -66,6 +66,11 @@ impl AttachSpec {
         }
     }
 
+    /// Every option this spec's provider takes (upper case): the common ones, then its own.
+    pub fn allowed_options(&self) -> Vec<&'static str> {
+        COMMON.iter().chain(self.provider_options()).copied().collect()
+    }
+
     /// Checks the provider, the URI and every option; the error names what is
     /// wrong. (Credentials are checked when the catalog is opened.)
     pub fn validate(&self) -> Result<()> {

@@ -152,6 +152,42 @@ fn check_url(name: &str, url: &str) -> Result<()> {
     }
 }
 
+impl StorageAccess {
+    /// The options of a DuckDB `CREATE SECRET` (`TYPE s3, KEY_ID '…', …`)
+    /// giving DuckDB these credentials for `scope` (e.g. `s3://bucket`).
+    pub fn duckdb_secret_options(&self, scope: &str) -> String {
+        let lit = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        let mut parts = vec![
+            "TYPE s3".to_string(),
+            format!("KEY_ID {}", lit(&self.key_id)),
+            format!("SECRET {}", lit(&self.secret)),
+            format!("REGION {}", lit(&self.region)),
+            format!("USE_SSL {}", self.use_ssl),
+            format!("SCOPE {}", lit(scope)),
+        ];
+        if let Some(t) = &self.session_token {
+            parts.push(format!("SESSION_TOKEN {}", lit(t)));
+        }
+        if let Some(e) = &self.endpoint {
+            parts.push(format!("ENDPOINT {}", lit(e)));
+        }
+        if let Some(u) = &self.url_style {
+            parts.push(format!("URL_STYLE {}", lit(u)));
+        }
+        parts.join(", ")
+    }
+
+    /// `text` with every piece of key material replaced by `***` (for
+    /// errors that may quote a statement back).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.replace(&self.secret, "***").replace(&self.key_id, "***");
+        if let Some(t) = self.session_token.as_deref().filter(|t| !t.is_empty()) {
+            out = out.replace(t, "***");
+        }
+        out
+    }
+}
+
 impl AwsSettings {
     /// The S3 endpoint as DuckDB takes it (`host:port`) and whether it uses TLS.
     pub fn s3_endpoint_for_duckdb(&self) -> (Option<String>, bool) {
@@ -189,6 +225,24 @@ mod tests {
         assert_eq!(r.auth, AwsAuth::Static { key_id: "AKIA1".into(), secret: "shh".into(), session_token: None });
         assert_eq!(r.s3_endpoint_for_duckdb(), (Some("127.0.0.1:5000".into()), false));
         assert!(!format!("{r:?}").contains("shh"), "Debug never shows the secret key");
+    }
+
+    #[test]
+    fn storage_secrets_quote_and_scrub() {
+        let a = StorageAccess {
+            key_id: "AKIA1".into(),
+            secret: "it's".into(),
+            session_token: Some("tok".into()),
+            region: "eu-west-1".into(),
+            endpoint: Some("127.0.0.1:5000".into()),
+            url_style: Some("path".into()),
+            use_ssl: false,
+            expires: None,
+        };
+        let o = a.duckdb_secret_options("s3://bk");
+        assert!(o.starts_with("TYPE s3, KEY_ID 'AKIA1', SECRET 'it''s'"), "{o}");
+        assert!(o.contains("SCOPE 's3://bk'") && o.contains("USE_SSL false") && o.contains("SESSION_TOKEN 'tok'"), "{o}");
+        assert_eq!(a.scrub("bad AKIA1 it's tok"), "bad *** *** ***");
     }
 
     #[test]
