@@ -378,6 +378,13 @@ impl Ingester {
             tracing::info!(records = records.len(), replayed, "write-ahead log replayed");
         }
         log.truncate()?;
+        if engine.cluster().is_some() {
+            // Measurements other nodes made while this one was down get their views before it serves.
+            let made = lake::sync_views(&conn, &engine)?;
+            if made > 0 {
+                engine.catalog_changed();
+            }
+        }
         shared.applied_upto.store(last_seq, Ordering::Release);
         shared.flushed_upto.store(last_seq, Ordering::Release);
         Self::spawn(engine, config, conn, log, shared, last_seq)
@@ -407,7 +414,8 @@ impl Ingester {
             shared: shared.clone(),
             next_compaction,
             compactor: compact_tx,
-            next_view_sync: std::time::Instant::now(),
+            // The first look comes at once (a restarted node may lack views made meanwhile).
+            next_view_sync: std::time::Instant::now().checked_sub(VIEW_SYNC_EVERY).unwrap_or_else(std::time::Instant::now),
         };
         let w = WriterLoop { engine, conn, log, seq, config, shared, db_ids: HashMap::new() };
         std::thread::Builder::new()

@@ -75,7 +75,13 @@ fn measurement(
     }
     let flushed = crate::lake::flushed_gen(conn, lake)?;
     if let Some((name, cols)) = lake_shape(conn, lake, &t.measurement)? {
-        return Ok((store.get_or_create(db_id, &name, cols, flushed), false));
+        // Another node sharing the lake may have made it: this node's view may not exist yet.
+        let mut created = false;
+        if !lake.node.is_empty() && main_object_exists(conn, db, &name)?.is_none() {
+            conn.execute_batch(&format!("CREATE OR REPLACE VIEW {} AS {}", qualified(db, &name), measurement_view_query(lake, &name)))?;
+            created = true;
+        }
+        return Ok((store.get_or_create(db_id, &name, cols, flushed), created));
     }
     if let Some(existing) = main_object_exists(conn, db, &t.measurement)? {
         return Err(Error::InvalidRequest(format!(
