@@ -432,9 +432,12 @@ impl Engine {
         if let Err(e) = res {
             let _ = self.inner.root.lock().execute_batch(&format!("DETACH {}", quote_ident(&name)));
             remove_db_files(&path);
-            if matches!(e, Error::DatabaseExists(_)) && if_not_exists {
-                self.sync_databases();
-                return Ok(false);
+            if matches!(e, Error::DatabaseExists(_)) {
+                // Another node made it meanwhile: attach it here too.
+                self.sync_databases_locked();
+                if if_not_exists {
+                    return Ok(false);
+                }
             }
             return Err(e);
         }
@@ -448,6 +451,7 @@ impl Engine {
         // A linked database stops syncing and cleans its source first.
         self.unlink_if_linked(name)?;
         let _ddl = self.inner.ddl.lock();
+        self.sync_databases_locked();
         let Ok(name) = self.resolve_database(name) else {
             return if if_exists { Ok(false) } else { Err(Error::DatabaseNotFound(name.to_string())) };
         };
@@ -484,6 +488,7 @@ impl Engine {
         }
         let to = validate_name(to)?;
         let _ddl = self.inner.ddl.lock();
+        self.sync_databases_locked();
         let from = self.resolve_database(from)?;
         if from == DEFAULT_DATABASE {
             return Err(Error::InvalidRequest(format!("database '{DEFAULT_DATABASE}' cannot be renamed")));
@@ -530,6 +535,17 @@ impl Engine {
     /// re-attaches renamed ones under their new name (matched by file id).
     pub(crate) fn sync_databases(&self) {
         let _ddl = self.inner.ddl.lock();
+        self.sync_databases_locked();
+    }
+
+    /// [`Engine::sync_databases`] for a caller that holds the DDL lock. A
+    /// statement about databases on a node sharing the metadata starts
+    /// with it: its update may have adopted another node's change (a
+    /// database this node has not attached yet) a moment before.
+    fn sync_databases_locked(&self) {
+        if !self.inner.meta.is_shared() {
+            return;
+        }
         let records = self.inner.meta.snapshot().databases;
         let dir = databases_dir(&self.inner.config);
         let attached: Vec<(String, String)> = {
