@@ -107,9 +107,13 @@ impl Engine {
         // detached database later (when the last reference goes), and the
         // backup reads the file right after this returns; without the
         // checkpoint a restored copy was once found cut short.
-        let copied = conn
-            .execute_batch(&format!("COPY FROM DATABASE {} TO {}", quote_ident(catalog), quote_ident(&alias)))
-            .and_then(|_| conn.execute_batch(&format!("CHECKPOINT {}", quote_ident(&alias))));
+        let copied = conn.execute_batch(&format!("COPY FROM DATABASE {} TO {}", quote_ident(catalog), quote_ident(&alias)));
+        if copied.is_ok() {
+            // Best effort: DETACH checkpoints too when it closes the file at once.
+            if let Err(e) = conn.execute_batch(&format!("CHECKPOINT {}", quote_ident(&alias))) {
+                tracing::debug!(catalog, error = %e, "checkpoint of the staged copy did not run; relying on DETACH");
+            }
+        }
         let detached = conn.execute_batch(&format!("DETACH {}", quote_ident(&alias)));
         copied.map_err(|e| {
             let e = e.to_string();
