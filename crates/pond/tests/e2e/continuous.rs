@@ -14,20 +14,7 @@ use crate::{TestServer, ADMIN_PASSWORD};
 const ADMIN: (&str, &str) = ("admin", ADMIN_PASSWORD);
 
 async fn sql_as(s: &TestServer, user: (&str, &str), sql: &str) -> Result<Value, String> {
-    let r = reqwest::Client::new()
-        .post(s.http_url("/api/v1/query"))
-        .basic_auth(user.0, Some(user.1))
-        .json(&json!({ "sql": sql, "database": "metrics" }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if status == StatusCode::OK {
-        Ok(v["data"].clone())
-    } else {
-        Err(format!("{status}: {v}"))
-    }
+    crate::http_query(s, user, "metrics", sql).await.map(|v| v["data"].clone())
 }
 
 async fn admin(s: &TestServer, sql: &str) -> Value {

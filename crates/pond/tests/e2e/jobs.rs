@@ -21,26 +21,14 @@ use crate::{TestServer, ADMIN_PASSWORD};
 const ADMIN: (&str, &str) = ("admin", ADMIN_PASSWORD);
 
 async fn sql_as(s: &TestServer, user: (&str, &str), sql: &str) -> Result<Value, String> {
-    let r = reqwest::Client::new()
-        .post(s.http_url("/api/v1/query"))
-        .basic_auth(user.0, Some(user.1))
-        .json(&json!({ "sql": sql, "database": "default" }))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if status == StatusCode::OK {
-        // Rows as objects keyed by column name.
-        let names: Vec<String> = v["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
-        let rows = v["data"].as_array().unwrap().iter().map(|row| {
-            let obj: serde_json::Map<String, Value> = names.iter().cloned().zip(row.as_array().unwrap().iter().cloned()).collect();
-            Value::Object(obj)
-        });
-        Ok(Value::Array(rows.collect()))
-    } else {
-        Err(format!("{status}: {v}"))
-    }
+    let v = crate::http_query(s, user, "default", sql).await?;
+    // Rows as objects keyed by column name.
+    let names: Vec<String> = v["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    let rows = v["data"].as_array().unwrap().iter().map(|row| {
+        let obj: serde_json::Map<String, Value> = names.iter().cloned().zip(row.as_array().unwrap().iter().cloned()).collect();
+        Value::Object(obj)
+    });
+    Ok(Value::Array(rows.collect()))
 }
 
 async fn admin(s: &TestServer, sql: &str) -> Value {

@@ -145,6 +145,25 @@ pub fn column_strings(batches: &[RecordBatch], col: usize) -> Vec<String> {
     out
 }
 
+/// `POST /api/v1/query` as `user` with `database` current: the whole JSON
+/// answer on 200, else "status: body".
+pub async fn http_query(s: &TestServer, user: (&str, &str), database: &str, sql: &str) -> Result<serde_json::Value, String> {
+    let r = reqwest::Client::new()
+        .post(s.http_url("/api/v1/query"))
+        .basic_auth(user.0, Some(user.1))
+        .json(&serde_json::json!({ "sql": sql, "database": database }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+    if status == reqwest::StatusCode::OK {
+        Ok(v)
+    } else {
+        Err(format!("{status}: {v}"))
+    }
+}
+
 pub fn rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(|b| b.num_rows()).sum()
 }
