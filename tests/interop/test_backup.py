@@ -196,6 +196,82 @@ def test_lake_on_s3_is_backed_up_and_restores_as_a_local_lake(tmp_path, ext_dir,
         assert s2.stop() == 0, s2.log_tail()
 
 
+def test_restore_onto_an_s3_lake_data_path(tmp_path, ext_dir, moto):
+    """`pond restore --lake-data-path s3://…`: the lake's Parquet files go to
+    the S3-compatible server (moto) instead of the new data dir, the restored
+    catalog points there, and the restored server reads and writes the lake on
+    S3. Without that --lake-data-path the restored dir refuses to start (its
+    queries would miss every file); a second restore onto the same path sends
+    nothing again."""
+    from pond_server import PondStartError
+
+    s1 = PondServer(data_dir=tmp_path / "data", ext_dir=ext_dir, password=PASSWORD,
+                    extra_args=["--ingest-flush-rows", "100", "--backup-to", str(tmp_path / "bk")]).start()
+    try:
+        for day in range(3):  # three days: three partitions, several files
+            write_lines(s1, "plant", "".join(
+                f"power,line=l{i % 3} kw={i}i {1_700_000_000 + day * 86_400 + i}000000000\n" for i in range(500)))
+            r = requests.post(f"{s1.http_url}/api/v1/lake/flush", auth=("admin", PASSWORD), timeout=60)
+            assert r.status_code == 200, r.text
+        c = adbc_connect(s1)
+        expected = query_rows(c, "SELECT line, count(*), sum(kw) FROM plant.power GROUP BY ALL ORDER BY ALL")
+        c.close()
+        cli("backup", "--url", s1.http_url)
+    finally:
+        assert s1.stop() == 0, s1.log_tail()
+    local_files = sorted(p.relative_to(tmp_path / "data" / "lake" / "data").as_posix()
+                         for p in (tmp_path / "data" / "lake" / "data").rglob("*.parquet"))
+    assert len(local_files) >= 3, local_files
+
+    bucket = f"pond-rs-{uuid.uuid4().hex[:8]}"
+    s3 = s3_client(moto)
+    s3.create_bucket(Bucket=bucket)
+    host = moto.removeprefix("http://")
+    s3_args = ["--lake-s3-endpoint", host, "--lake-s3-region", "us-east-1", "--lake-s3-url-style", "path",
+               "--lake-s3-use-ssl", "false"]
+    env = {"POND_LAKE_S3_ACCESS_KEY_ID": "test-key", "POND_LAKE_S3_SECRET_ACCESS_KEY": "test-secret"}
+    new = tmp_path / "restored"
+    out = cli("restore", "--from", str(tmp_path / "bk"), "--data-dir", str(new),
+              "--lake-data-path", f"s3://{bucket}/lake", *s3_args, env=env).stdout
+    assert f"{len(local_files)} sent, 0 already there" in out, out
+    assert f"--lake-data-path s3://{bucket}/lake" in out, out
+    keys = sorted(o["Key"].removeprefix("lake/") for o in s3.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"])
+    assert keys == local_files, (keys, local_files)
+    assert not list((new / "lake" / "data").rglob("*.parquet")), "the files live on S3 only"
+
+    # Started without the S3 path: refused, saying which path to give.
+    bare = PondServer(data_dir=new, ext_dir=ext_dir, password=PASSWORD)
+    try:
+        bare.start()
+        raise AssertionError("a restored S3 lake started without --lake-data-path")
+    except PondStartError as e:
+        assert f"restored onto s3://{bucket}/lake" in str(e), str(e)
+
+    s2 = PondServer(data_dir=new, ext_dir=ext_dir, password=PASSWORD, extra_env=env,
+                    extra_args=["--ingest-flush-rows", "100", "--lake-data-path", f"s3://{bucket}/lake", *s3_args]).start()
+    try:
+        c = adbc_connect(s2)
+        assert query_rows(c, "SELECT line, count(*), sum(kw) FROM plant.power GROUP BY ALL ORDER BY ALL") == expected
+        c.close()
+        # The restored lake keeps working on S3: a new flush lands in the bucket.
+        write_lines(s2, "plant", "power,line=l9 kw=7i 1700500000000000000\n")
+        r = requests.post(f"{s2.http_url}/api/v1/lake/flush", auth=("admin", PASSWORD), timeout=60)
+        assert r.status_code == 200, r.text
+        c = adbc_connect(s2)
+        assert query_rows(c, "SELECT count(*) FROM plant.power") == [(sum(row[1] for row in expected) + 1,)]
+        c.close()
+    finally:
+        assert s2.stop() == 0, s2.log_tail()
+    after = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="lake/")["Contents"]]
+    assert len(after) > len(keys), after
+    assert not list((new / "lake" / "data").rglob("*.parquet"))
+
+    # Restoring the same backup again onto the same path sends nothing.
+    out = cli("restore", "--from", str(tmp_path / "bk"), "--data-dir", str(tmp_path / "again"),
+              "--lake-data-path", f"s3://{bucket}/lake", *s3_args, env=env).stdout
+    assert f"0 sent, {len(local_files)} already there" in out, out
+
+
 def test_restore_until_sets_the_lake_back_to_an_earlier_moment(tmp_path, ext_dir):
     import time
 

@@ -31,6 +31,9 @@ pub struct Restored {
     pub data_dir: PathBuf,
     /// What `--until` did to the lake and the log.
     pub rewound: Option<crate::rewind::Rewound>,
+    /// With a [`LakeTarget`]: lake files sent to S3, and those already there.
+    pub lake_files_sent: usize,
+    pub lake_files_present: usize,
 }
 
 /// `--until`: the lake set back to this moment (see `rewind.rs`), with the
@@ -40,6 +43,19 @@ pub struct Until {
     pub at_ns: i64,
     pub extension_dir: PathBuf,
 }
+
+/// A restore onto S3: the lake's Parquet files go to `url` (s3://bucket/prefix)
+/// instead of the new data dir's `lake/data/`, and the restored catalog is
+/// pointed at it, so the server starts with `--lake-data-path url`.
+#[derive(Debug, Clone)]
+pub struct LakeTarget {
+    pub url: String,
+    pub s3: pond_engine::S3Config,
+}
+
+/// The file in a restored data dir that names the S3 data path its lake was
+/// restored onto; the engine refuses to start it with any other.
+pub const LAKE_DATA_PATH_MARKER: &str = pond_engine::LAKE_DATA_PATH_MARKER;
 
 /// Picks backup `id`, or the newest in the store.
 pub fn pick(store: &Store, id: Option<&str>) -> Result<Manifest> {
@@ -66,12 +82,19 @@ pub fn verify(store: &Store, m: &Manifest) -> Result<()> {
 
 /// Restores backup `m` into `data_dir`, which must not exist or be empty.
 pub fn restore(store: &Store, m: &Manifest, data_dir: &Path, key: &KeySource) -> Result<Restored> {
-    restore_until(store, m, data_dir, key, None)
+    restore_until(store, m, data_dir, key, None, None)
 }
 
-/// [`restore`], then (with `until`) the lake set back to an earlier moment
-/// before the new directory appears.
-pub fn restore_until(store: &Store, m: &Manifest, data_dir: &Path, key: &KeySource, until: Option<&Until>) -> Result<Restored> {
+/// [`restore`], then (with `until`) the lake set back to an earlier moment,
+/// then (with `lake`) its files moved onto S3, before the new directory appears.
+pub fn restore_until(
+    store: &Store,
+    m: &Manifest,
+    data_dir: &Path,
+    key: &KeySource,
+    until: Option<&Until>,
+    lake: Option<&LakeTarget>,
+) -> Result<Restored> {
     if data_dir.exists() && fs::read_dir(data_dir).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(Error::Exists(format!(
             "{} exists and is not empty: restore into a new directory (the original is never overwritten)",
@@ -85,8 +108,18 @@ pub fn restore_until(store: &Store, m: &Manifest, data_dir: &Path, key: &KeySour
     fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
     let tmp = parent.join(format!(".{name}.restoring"));
     let _ = fs::remove_dir_all(&tmp);
-    let r = write_all(store, m, &tmp, key).and_then(|()| until.map(|u| crate::rewind::rewind(&tmp, u.at_ns, &u.extension_dir)).transpose());
-    let rewound = match r {
+    // Before anything is written: a wrong S3 setting fails here, not after the copy.
+    let s3 = lake.map(|t| crate::s3lake::open_url(&t.url, Some(&t.s3))).transpose()?;
+    let r = write_all(store, m, &tmp, key)
+        .and_then(|()| until.map(|u| crate::rewind::rewind(&tmp, u.at_ns, &u.extension_dir)).transpose())
+        .and_then(|rewound| {
+            let moved = match (lake, &s3) {
+                (Some(t), Some(s3)) => move_lake_to_s3(&tmp, t, s3)?,
+                _ => (0, 0),
+            };
+            Ok((rewound, moved))
+        });
+    let (rewound, (lake_files_sent, lake_files_present)) = match r {
         Ok(r) => r,
         Err(e) => {
             let _ = fs::remove_dir_all(&tmp);
@@ -97,7 +130,54 @@ pub fn restore_until(store: &Store, m: &Manifest, data_dir: &Path, key: &KeySour
         fs::remove_dir(data_dir).map_err(|e| io(data_dir, e))?;
     }
     fs::rename(&tmp, data_dir).map_err(|e| io(data_dir, e))?;
-    Ok(Restored { id: m.id.clone(), files: m.files.len(), bytes: m.total_bytes(), data_dir: data_dir.to_path_buf(), rewound })
+    Ok(Restored {
+        id: m.id.clone(),
+        files: m.files.len(),
+        bytes: m.total_bytes(),
+        data_dir: data_dir.to_path_buf(),
+        rewound,
+        lake_files_sent,
+        lake_files_present,
+    })
+}
+
+/// Sends the restored `lake/data/` files to the S3 path, removes the local
+/// copies, and records the new data path in the catalog (DuckLake's
+/// `ducklake_metadata` row `data_path`; every file path below it is relative)
+/// and in the marker file.
+fn move_lake_to_s3(root: &Path, target: &LakeTarget, s3: &crate::s3lake::LakeS3) -> Result<(usize, usize)> {
+    let catalog = root.join("lake").join("catalog.ducklake");
+    if !catalog.exists() {
+        return Err(Error::InvalidTarget(
+            "--lake-data-path: the backup holds no local lake catalog (a lake whose catalog is in PostgreSQL keeps its own data path)"
+                .into(),
+        ));
+    }
+    let data = root.join("lake").join("data");
+    let (mut sent, mut kept) = (0usize, 0usize);
+    for (rel, src) in crate::take::walk(&data)? {
+        if s3.upload(&rel, &src)? {
+            sent += 1;
+        } else {
+            kept += 1;
+        }
+    }
+    tracing::info!(sent, already_there = kept, target = %target.url, "restored lake files on S3");
+    let url = format!("{}/", target.url.trim_end_matches('/'));
+    let conn = duckdb::Connection::open(&catalog).map_err(|e| Error::Engine(format!("{}: {e}", catalog.display())))?;
+    let n = conn
+        .execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path' AND scope IS NULL", [&url])
+        .map_err(|e| Error::Engine(format!("{}: {e}", catalog.display())))?;
+    if n != 1 {
+        return Err(Error::Damaged(format!("{}: the lake catalog has no data_path entry", catalog.display())));
+    }
+    conn.execute_batch("CHECKPOINT").map_err(|e| Error::Engine(format!("{}: {e}", catalog.display())))?;
+    drop(conn);
+    fs::remove_dir_all(&data).map_err(|e| io(&data, e))?;
+    fs::create_dir_all(&data).map_err(|e| io(&data, e))?;
+    let marker = root.join(LAKE_DATA_PATH_MARKER);
+    fs::write(&marker, format!("{}\n", target.url.trim_end_matches('/'))).map_err(|e| io(&marker, e))?;
+    Ok((sent, kept))
 }
 
 fn check_key(m: &Manifest, key: &KeySource) -> Result<()> {

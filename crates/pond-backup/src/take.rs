@@ -277,7 +277,7 @@ fn link_or_copy(src: &Path, dest: &Path) -> Result<()> {
 
 /// Every regular file under `dir`, as (path relative to `dir` with `/`, full path), sorted.
 /// Temporary files (names starting with `.`) are skipped.
-fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
+pub(crate) fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -24,6 +24,11 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::sql::{quote_ident, quote_literal};
 
+/// A file in the data dir naming the S3 data path `pond restore
+/// --lake-data-path` put this lake's files on; the lake then opens only
+/// with that `--lake-data-path` (else every query would miss its files).
+pub const LAKE_DATA_PATH_MARKER: &str = "lake/data_path";
+
 pub use pond_lake::{
     is_hidden_catalog, is_hidden_schema, measurement_view_query, Lake, BUFFER_SCHEMA, FLUSHED_TABLE, GEN_COLUMN, HOT_FUNCTION, LAKE_ALIAS,
     RETENTION_TABLE,
@@ -103,6 +108,18 @@ impl Engine {
     pub(crate) fn open_lake(&self, root: &duckdb::Connection) -> Result<()> {
         let dir = self.lake_root();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let marker = self.inner.config.data_dir.join(LAKE_DATA_PATH_MARKER);
+        if let Ok(text) = std::fs::read_to_string(&marker) {
+            let want = text.trim().trim_end_matches('/');
+            let given = self.inner.config.lake_data_path.as_deref().map(|p| p.trim_end_matches('/'));
+            if given != Some(want) {
+                return Err(Error::InvalidRequest(format!(
+                    "this data directory's lake was restored onto {want} ({}): start with --lake-data-path {want} and the \
+                     --lake-s3-* settings that reach it",
+                    marker.display()
+                )));
+            }
+        }
         if self.inner.config.lake_data_path.is_none() {
             let data = dir.join("data");
             std::fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;

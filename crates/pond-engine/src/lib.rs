@@ -39,6 +39,7 @@ pub use config::{EngineConfig, PostgresCatalog, S3Config};
 pub use engine::{DatabaseInfo, Engine, ReusableSession, AUDIT_CATALOG, DEFAULT_DATABASE};
 pub use error::{Error, ErrorKind, Result};
 pub use jobs::{LineWriteError, LineWriter};
+pub use lake::LAKE_DATA_PATH_MARKER;
 pub use metrics::Metrics;
 pub use pond_qcache::Stats as QueryCacheStats;
 pub use session::{IngestMessage, IngestMode, IngestRequest, PreparedInfo, QueryStream, Session};

@@ -225,15 +225,23 @@ pub fn restore(args: &RestoreArgs) -> Result<(), String> {
         }
         None => None,
     };
-    let r = pond_backup::restore::restore_until(&store, &m, data_dir, &key, until.as_ref()).map_err(|e| e.to_string())?;
+    let lake = match args.s3.data_path(args.lake_data_path.as_deref())? {
+        Some(url) => Some(pond_backup::restore::LakeTarget { url, s3: args.s3.config()? }),
+        None => None,
+    };
+    let r = pond_backup::restore::restore_until(&store, &m, data_dir, &key, until.as_ref(), lake.as_ref()).map_err(|e| e.to_string())?;
     if let Some(w) = &r.rewound {
         println!(
             "lake set back to snapshot {} ({}) over {} tables; ingest log: {} records kept, {} later ones dropped",
             w.snapshot_id, w.snapshot_time, w.tables, w.log_records_kept, w.log_records_dropped
         );
     }
+    if let Some(t) = &lake {
+        println!("lake files on {}: {} sent, {} already there", t.url, r.lake_files_sent, r.lake_files_present);
+    }
+    let lake_flag = lake.as_ref().map(|t| format!(" --lake-data-path {} (and the same --lake-s3-* settings)", t.url)).unwrap_or_default();
     println!(
-        "restored backup {} into {}: {} files, {} bytes; start it with: pond serve --data-dir {}",
+        "restored backup {} into {}: {} files, {} bytes; start it with: pond serve --data-dir {}{lake_flag}",
         r.id,
         r.data_dir.display(),
         r.files,

@@ -283,6 +283,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub ingest: IngestArgs,
     #[command(flatten)]
+    pub lake_s3: LakeS3Args,
+    #[command(flatten)]
     pub backup: BackupArgs,
     /// Write the listening addresses as JSON to this file once ready.
     #[arg(long = "ready-file", env = "POND_READY_FILE")]
@@ -324,6 +326,13 @@ pub struct RestoreArgs {
     /// log records that arrived by then.
     #[arg(long = "until", env = "POND_RESTORE_UNTIL")]
     pub until: Option<String>,
+    /// Put the restored lake's Parquet files on S3 at this s3://bucket/prefix (with the --lake-s3-* settings
+    /// and keys as for serve) instead of under the new data dir; start the restored server with the same
+    /// --lake-data-path. Files already there with the same size are not sent again.
+    #[arg(long = "lake-data-path", env = "POND_LAKE_DATA_PATH")]
+    pub lake_data_path: Option<String>,
+    #[command(flatten)]
+    pub s3: LakeS3Args,
     /// Where the ducklake extension is (needed by --until); the server's --extension-dir.
     #[arg(long = "extension-dir", env = "POND_EXTENSION_DIR")]
     pub extension_dir: Option<PathBuf>,
@@ -417,6 +426,11 @@ pub struct IngestArgs {
     /// replays under its name.
     #[arg(long = "node-id", env = "POND_NODE_ID")]
     pub node_id: Option<String>,
+}
+
+/// How Pond reaches an S3 lake data path (`serve`, and `restore` onto S3).
+#[derive(Debug, Args, Clone)]
+pub struct LakeS3Args {
     /// S3 endpoint host[:port] (default: AWS).
     #[arg(long = "lake-s3-endpoint", env = "POND_LAKE_S3_ENDPOINT")]
     pub lake_s3_endpoint: Option<String>,
@@ -430,6 +444,34 @@ pub struct IngestArgs {
     #[arg(long = "lake-s3-use-ssl", env = "POND_LAKE_S3_USE_SSL", default_value_t = true,
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub lake_s3_use_ssl: bool,
+}
+
+impl LakeS3Args {
+    /// `--lake-data-path` checked (an s3:// URL, without a trailing slash); None when unset.
+    pub fn data_path(&self, path: Option<&str>) -> Result<Option<String>, String> {
+        let Some(path) = path.map(str::trim).filter(|p| !p.is_empty()) else { return Ok(None) };
+        if !path.starts_with("s3://") {
+            return Err(format!("--lake-data-path '{path}': use an s3://bucket/prefix URL (local lakes live under the data directory)"));
+        }
+        Ok(Some(path.trim_end_matches('/').to_string()))
+    }
+
+    /// The S3 settings; keys only from POND_LAKE_S3_ACCESS_KEY_ID and POND_LAKE_S3_SECRET_ACCESS_KEY.
+    pub fn config(&self) -> Result<pond_engine::S3Config, String> {
+        let style = self.lake_s3_url_style.to_ascii_lowercase();
+        if style != "path" && style != "vhost" {
+            return Err(format!("--lake-s3-url-style '{style}': use path or vhost"));
+        }
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Ok(pond_engine::S3Config {
+            endpoint: self.lake_s3_endpoint.clone(),
+            region: self.lake_s3_region.clone(),
+            access_key_id: env("POND_LAKE_S3_ACCESS_KEY_ID"),
+            secret_access_key: env("POND_LAKE_S3_SECRET_ACCESS_KEY"),
+            url_style_path: style == "path",
+            use_ssl: self.lake_s3_use_ssl,
+        })
+    }
 }
 
 /// TLS for every listener (Flight SQL and HTTP); `pond cert generate` makes
@@ -597,26 +639,9 @@ impl ServeArgs {
             "ducklake-insert" => Some(pond_ingest::lake::Encoder::DuckLakeInsert),
             other => return Err(format!("--lake-encoder '{other}': use auto, arrow, duckdb-copy or ducklake-insert")),
         };
-        if let Some(path) = self.ingest.lake_data_path.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            if !path.starts_with("s3://") {
-                return Err(format!(
-                    "--lake-data-path '{path}': use an s3://bucket/prefix URL (local lakes live under the data directory)"
-                ));
-            }
-            let style = self.ingest.lake_s3_url_style.to_ascii_lowercase();
-            if style != "path" && style != "vhost" {
-                return Err(format!("--lake-s3-url-style '{style}': use path or vhost"));
-            }
-            let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-            c.engine.lake_data_path = Some(path.trim_end_matches('/').to_string());
-            c.engine.s3 = Some(pond_engine::S3Config {
-                endpoint: self.ingest.lake_s3_endpoint.clone(),
-                region: self.ingest.lake_s3_region.clone(),
-                access_key_id: env("POND_LAKE_S3_ACCESS_KEY_ID"),
-                secret_access_key: env("POND_LAKE_S3_SECRET_ACCESS_KEY"),
-                url_style_path: style == "path",
-                use_ssl: self.ingest.lake_s3_use_ssl,
-            });
+        if let Some(path) = self.lake_s3.data_path(self.ingest.lake_data_path.as_deref())? {
+            c.engine.lake_data_path = Some(path);
+            c.engine.s3 = Some(self.lake_s3.config()?);
         }
         if let Some(conninfo) = self.ingest.lake_catalog.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
             if conninfo.split_whitespace().any(|kv| kv.to_ascii_lowercase().starts_with("password")) {

@@ -72,6 +72,7 @@ fn group_title(id: &str) -> &str {
         "AuthArgs" => "Authentication",
         "LogArgs" => "Logging",
         "IngestArgs" => "Time-series ingest and the lake",
+        "LakeS3Args" => "Lake data on S3 (serve, and restore onto S3)",
         other => other,
     }
 }
