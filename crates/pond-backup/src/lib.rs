@@ -231,6 +231,7 @@ impl BackupService for Backups {
             bytes_copied: t.bytes_copied,
             bytes_reused: t.bytes_reused,
             seconds: t.seconds,
+            lake_pause_seconds: t.lake_pause_seconds,
         })
     }
 

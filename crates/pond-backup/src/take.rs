@@ -43,6 +43,8 @@ pub struct Taken {
     pub bytes_copied: u64,
     pub bytes_reused: u64,
     pub seconds: f64,
+    /// How long flushes and compaction waited for the lake's copy.
+    pub lake_pause_seconds: f64,
 }
 
 struct Staged {
@@ -128,6 +130,7 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
     };
     // The lake and the ingest log, at one point.
     let mut lake = None;
+    let paused = Instant::now();
     {
         let _pause = ingest.map(Ingester::pause_lake);
         let taken_at = now();
@@ -208,6 +211,8 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
             lake = Some(LakeEntry { taken_at, snapshot_id, data_files, log_bytes });
         }
     }
+    let lake_pause_seconds = paused.elapsed().as_secs_f64();
+    tracing::info!(backup = %id, lake_pause_ms = (lake_pause_seconds * 1000.0) as u64, "lake and ingest log taken");
 
     let mut files = Vec::with_capacity(staged.len());
     let (mut copied, mut reused) = (0u64, 0u64);
@@ -251,7 +256,7 @@ fn take_into(engine: &Engine, ingest: Option<&Ingester>, store: &Store, id: &str
         notes,
     };
     store.write_manifest(&manifest)?;
-    Ok(Taken { manifest, bytes_copied: copied, bytes_reused: reused, seconds: t0.elapsed().as_secs_f64() })
+    Ok(Taken { manifest, bytes_copied: copied, bytes_reused: reused, seconds: t0.elapsed().as_secs_f64(), lake_pause_seconds })
 }
 
 fn mkdir_parent(p: &Path) -> Result<()> {

@@ -29,6 +29,8 @@ pub struct BackupSummary {
     /// Bytes this backup shares with earlier ones in the same target (not copied again).
     pub bytes_reused: u64,
     pub seconds: f64,
+    /// How long flushes and compaction were held while the lake and the log were taken.
+    pub lake_pause_seconds: f64,
 }
 
 /// Runs backups for `BACKUP TO` and the HTTP API (implemented by `pond-backup`).

@@ -48,7 +48,7 @@ pub async fn run(State(s): State<HttpState>, caller: Caller, body: axum::body::B
     match r {
         Ok(s) => Ok(Json(serde_json::json!({
             "id": s.id, "target": s.target, "files": s.files,
-            "bytes_copied": s.bytes_copied, "bytes_reused": s.bytes_reused, "seconds": s.seconds,
+            "bytes_copied": s.bytes_copied, "bytes_reused": s.bytes_reused, "seconds": s.seconds, "lake_pause_seconds": s.lake_pause_seconds,
         }))
         .into_response()),
         Err(e) if e.contains("already running") => Err(HttpError::new(StatusCode::CONFLICT, "busy", e)),

@@ -173,13 +173,14 @@ pub async fn backup(conn: &AdminConn, to: Option<&str>) -> Result<(), String> {
     };
     let v = c.call(reqwest::Method::POST, "/api/v1/backup", Some(body)).await?;
     println!(
-        "backup {} in {}: {} files, {} bytes copied, {} bytes already there, {:.1} s",
+        "backup {} in {}: {} files, {} bytes copied, {} bytes already there, {:.1} s (flushes held {:.2} s)",
         v["id"].as_str().unwrap_or("?"),
         v["target"].as_str().unwrap_or("?"),
         v["files"],
         v["bytes_copied"],
         v["bytes_reused"],
-        v["seconds"].as_f64().unwrap_or(0.0)
+        v["seconds"].as_f64().unwrap_or(0.0),
+        v["lake_pause_seconds"].as_f64().unwrap_or(0.0)
     );
     Ok(())
 }
