@@ -74,14 +74,15 @@ class Lake:
     def conninfo(self) -> str:
         return f"host=127.0.0.1 port={self.pg.port} dbname={self.db} user=postgres"
 
-    def node(self, tmp_path, ext_dir, name: str, flush_rows: int = 400) -> PondServer:
+    def node(self, tmp_path, ext_dir, name: str, flush_rows: int = 400, flush_ms: int = 300, extra: tuple = (),
+             data_dir=None) -> PondServer:
         host = self.moto.removeprefix("http://")
         args = [
             "--node-id", name,
             "--lake-catalog", self.conninfo(),
             "--lake-data-path", f"s3://{self.bucket}/lake",
             "--lake-s3-endpoint", host, "--lake-s3-region", "us-east-1", "--lake-s3-url-style", "path", "--lake-s3-use-ssl", "false",
-            "--ingest-flush-rows", str(flush_rows), "--ingest-flush-interval-ms", "300",
+            "--ingest-flush-rows", str(flush_rows), "--ingest-flush-interval-ms", str(flush_ms), *extra,
             "--lake-compact-interval-secs", "0", "--lake-cleanup-grace-secs", "30",
         ]
         env = {
@@ -91,7 +92,7 @@ class Lake:
             # Every node unseals the shared secrets with the same key.
             "POND_MASTER_KEY": "0" * 64,
         }
-        return PondServer(data_dir=tmp_path / name, ext_dir=ext_dir, password=PASSWORD, extra_args=args, extra_env=env).start()
+        return PondServer(data_dir=data_dir or tmp_path / name, ext_dir=ext_dir, password=PASSWORD, extra_args=args, extra_env=env).start()
 
 
 @pytest.fixture
@@ -269,6 +270,51 @@ def test_a_node_killed_mid_ingest_replays_its_log_into_the_shared_lake_once(lake
             n2b.stop()
     finally:
         n1.stop()
+
+
+def test_a_node_whose_disk_is_lost_is_replaced_from_its_log_on_shared_storage(lake, tmp_path, ext_dir):
+    """The window a lost disk opens is what a node acknowledged but had not
+    flushed. With --ingest-wal-dir on storage that outlives the machine (here a
+    directory outside the node's data dir), a replacement node with the same
+    --node-id and a brand-new data dir replays that log into the shared lake:
+    nothing acknowledged is lost. The log takes one process at a time."""
+    from pond_server import PondStartError
+
+    wal = tmp_path / "shared-storage" / "n2-wal"
+    n1 = lake.node(tmp_path, ext_dir, "n1")
+    # Nothing of n2's is flushed: no row threshold, an hour's interval.
+    n2 = lake.node(tmp_path, ext_dir, "n2", flush_rows=10_000_000, flush_ms=3_600_000, extra=("--ingest-wal-dir", str(wal)))
+    try:
+        for b in range(5):
+            assert write(n2, batch_lines("n2", b, 100)).status_code == 204
+        assert sql(n2, "SELECT count(*) FROM metrics.cpu WHERE node = 'n2'") == [[500]]
+        # Acknowledged on n2 only: the other node cannot see it, the lake does not hold it.
+        wait_for("n1 knows the database", lambda: sql(n1, "SELECT count(*) FROM metrics.cpu WHERE node = 'n2'") == [[0]])
+        # A second process on the same log is refused, naming the directory.
+        try:
+            lake.node(tmp_path, ext_dir, "n2", flush_rows=10_000_000, extra=("--ingest-wal-dir", str(wal)),
+                      data_dir=tmp_path / "n2-intruder")
+            raise AssertionError("two processes opened one ingest log")
+        except PondStartError as e:
+            assert "in use by another Pond process" in str(e) and str(wal) in str(e), str(e)
+        # The machine dies and its disk with it.
+        n2.proc.send_signal(signal.SIGKILL)
+        n2.proc.wait()
+        import shutil
+        shutil.rmtree(n2.data_dir)
+        n2b = lake.node(tmp_path, ext_dir, "n2", flush_rows=10_000_000, extra=("--ingest-wal-dir", str(wal)),
+                        data_dir=tmp_path / "n2-replacement")
+        try:
+            flush_all(n1)
+            for s in (n1, n2b):
+                assert sql(s, "SELECT batch, count(*), count(DISTINCT i) FROM metrics.cpu WHERE node = 'n2' GROUP BY batch "
+                              "ORDER BY batch") == [[b, 100, 100] for b in range(5)], s.http_url
+        finally:
+            n2b.stop()
+    finally:
+        n1.stop()
+        if n2.proc.poll() is None:
+            n2.stop()
 
 
 def test_three_nodes_create_the_same_measurement_at_once(nodes):

@@ -168,7 +168,13 @@ pub struct Wal {
     max_seq: u64,
     /// Closed segments: path, bytes, highest sequence.
     closed: Vec<(PathBuf, u64, u64)>,
+    /// `LOCK` in the directory, held while the log is open: two processes
+    /// appending to one log (a log on shared storage given to two nodes)
+    /// would interleave and lose records.
+    _lock: File,
 }
+
+const LOCK: &str = "LOCK";
 
 const LEGACY: &str = "ingest.wal";
 
@@ -181,6 +187,19 @@ impl Wal {
     /// segment, oldest first. Writing goes to a new segment.
     pub fn open(dir: &Path) -> Result<(Self, Vec<Record>)> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let lock_path = dir.join(LOCK);
+        let lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::InvalidRequest(format!(
+                    "the ingest log {} is in use by another Pond process (each node needs its own --ingest-wal-dir)",
+                    dir.display()
+                )))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
+        }
         let mut segments: Vec<(u64, PathBuf)> = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -207,7 +226,7 @@ impl Wal {
         }
         let number = segments.last().map(|(n, _)| n + 1).unwrap_or(1);
         let (path, file) = Self::create_segment(dir, number)?;
-        Ok((Self { dir: dir.to_path_buf(), path, file, len: 0, number, max_seq: 0, closed }, records))
+        Ok((Self { dir: dir.to_path_buf(), path, file, len: 0, number, max_seq: 0, closed, _lock: lock }, records))
     }
 
     fn create_segment(dir: &Path, number: u64) -> Result<(PathBuf, File)> {

@@ -378,6 +378,11 @@ pub struct IngestArgs {
     /// How the ingest write-ahead log reaches the disk before a write is acknowledged: fsync, fdatasync or async.
     #[arg(long = "ingest-sync", env = "POND_INGEST_SYNC", default_value = "fdatasync")]
     pub ingest_sync: String,
+    /// Directory of the ingest write-ahead log (default: <data-dir>/ingest). On storage that outlives the
+    /// machine (a replicated volume, NFS), a node whose disk is lost is replaced without losing acknowledged
+    /// writes: start the replacement with the same --node-id and this directory. One process at a time.
+    #[arg(long = "ingest-wal-dir", env = "POND_INGEST_WAL_DIR")]
+    pub ingest_wal_dir: Option<PathBuf>,
     /// Create unknown databases on a superuser's first write (InfluxDB's behaviour); false: 404.
     #[arg(long = "ingest-create-databases", env = "POND_INGEST_CREATE_DATABASES", default_value_t = true,
           num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -623,6 +628,7 @@ impl ServeArgs {
         c.ingest_sync = pond_ingest::SyncMode::parse(&self.ingest.ingest_sync)
             .ok_or_else(|| format!("--ingest-sync '{}': use fsync, fdatasync or async", self.ingest.ingest_sync))?;
         c.ingest_create_databases = self.ingest.ingest_create_databases;
+        c.ingest_wal_dir = self.ingest.ingest_wal_dir.clone();
         c.ingest_queue_depth = self.ingest.ingest_queue_depth;
         c.ingest_flush_rows = self.ingest.ingest_flush_rows.max(1);
         c.ingest_max_hot_rows = self.ingest.ingest_max_hot_rows.max(1);

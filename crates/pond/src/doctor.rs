@@ -365,7 +365,7 @@ fn check_lake(r: &mut Report, config: &ServerConfig) {
     }
     let lake = config.engine.data_dir.join("lake");
     let catalog = lake.join("catalog.ducklake");
-    let wal = config.engine.data_dir.join("ingest");
+    let wal = config.ingest_wal_dir.clone().unwrap_or_else(|| config.engine.data_dir.join("ingest"));
     let has_files = |dir: &Path| walk_has_file(dir, 6);
     let wal_records = std::fs::read_dir(&wal)
         .map(|entries| {

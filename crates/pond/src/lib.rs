@@ -84,6 +84,8 @@ pub struct ServerConfig {
     /// Scheduled backups and the default backup target.
     pub backup: pond_backup::Schedule,
     pub ingest_sync: pond_ingest::SyncMode,
+    /// Where the ingest log lives; `None`: `<data-dir>/ingest`.
+    pub ingest_wal_dir: Option<PathBuf>,
     pub ingest_create_databases: bool,
     pub ingest_queue_depth: usize,
     /// Lake flush and compaction (see `pond_ingest::IngestConfig`).
@@ -125,6 +127,7 @@ impl ServerConfig {
             tls: tls::TlsSettings::default(),
             backup: pond_backup::Schedule::default(),
             ingest_sync: pond_ingest::SyncMode::Fdatasync,
+            ingest_wal_dir: None,
             ingest_create_databases: true,
             ingest_queue_depth: 1024,
             ingest_flush_rows: 1_000_000,
@@ -351,6 +354,9 @@ impl Server {
 
         let mut ingest_config = pond_ingest::IngestConfig::new(&data_dir);
         ingest_config.sync = config.ingest_sync;
+        if let Some(dir) = &config.ingest_wal_dir {
+            ingest_config.dir = dir.clone();
+        }
         ingest_config.create_databases = config.ingest_create_databases;
         ingest_config.queue_depth = config.ingest_queue_depth.max(1);
         ingest_config.flush_rows = config.ingest_flush_rows;
