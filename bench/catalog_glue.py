@@ -10,7 +10,10 @@ port) and a real `pond serve`.
    numbers here are bounded by moto, not by Glue or Pond.
 2. Scan throughput from moto's S3: the same Parquet objects read through the catalog
    and by `read_parquet('s3://…')` directly in the same server, alternating, median of
-   RUNS; ratio catalog/direct (goal >= 0.95).
+   RUNS; ratio catalog/direct (goal >= 0.95). Also `read_parquet` over the same
+   explicit file list the catalog's reader uses (DuckDB sends a HEAD per file for a
+   list, none for a glob, whose LIST gives sizes), and those requests timed against
+   moto directly: what the remaining difference is made of.
 
 Writes bench/results/catalog_glue.md and .json with the machine it ran on.
 
@@ -25,6 +28,7 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -87,6 +91,34 @@ def planning(glue, s3, pond, sizes, runs):
     return out
 
 
+def moto_requests(url, parts, runs, threads):
+    """Median ms of the requests each direct read makes of moto: the catalog
+    reader's HEAD per file (`threads` at a time, as DuckDB's scan threads open
+    files) and the glob's LISTs (one after the other)."""
+    import concurrent.futures
+
+    clients = [s3_client(url) for _ in range(threads)]
+    keys = [f"scan/t/p={p}/f.parquet" for p in range(parts)]
+
+    def heads():
+        with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+            list(ex.map(lambda i: clients[i % threads].head_object(Bucket=BUCKET, Key=keys[i]), range(parts)))
+
+    def lists():
+        clients[0].list_objects_v2(Bucket=BUCKET, Prefix="scan/t/", Delimiter="/")
+        clients[0].list_objects_v2(Bucket=BUCKET, Prefix="scan/t/")
+
+    def med(f):
+        out = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            f()
+            out.append((time.perf_counter() - t) * 1000)
+        return round(statistics.median(out), 1)
+
+    return {"threads": threads, f"{parts}_heads_ms": med(heads), "2_lists_ms": med(lists)}
+
+
 def scan(glue, s3, pond, parts, rows, runs):
     db = "scan"
     glue.create_database(DatabaseInput={"Name": db})
@@ -102,15 +134,20 @@ def scan(glue, s3, pond, parts, rows, runs):
     agg = "count(*), sum(x), sum(k), count(DISTINCT s)"
     via = f"SELECT {agg} FROM g.{db}.t"
     direct = f"SELECT {agg} FROM read_parquet('s3://{BUCKET}/scan/t/*/*.parquet', hive_partitioning = false)"
-    a, b = q(pond, via), q(pond, direct)
-    assert a[0][0] == b[0][0] == per * parts, (a, b)
-    times = {"catalog": [], "direct": []}
+    files = ", ".join(f"'s3://{BUCKET}/scan/t/p={p}/f.parquet'" for p in range(parts))
+    listed = f"SELECT {agg} FROM read_parquet([{files}], hive_partitioning = false)"
+    a, b, c = q(pond, via), q(pond, direct), q(pond, listed)
+    assert a[0][0] == b[0][0] == c[0][0] == per * parts, (a, b, c)
+    times = {"catalog": [], "direct": [], "list": []}
     for _ in range(runs):
         times["catalog"].append(timed(pond, via)[0])
         times["direct"].append(timed(pond, direct)[0])
+        times["list"].append(timed(pond, listed)[0])
     med = {k: statistics.median(v) for k, v in times.items()}
     r = {"rows": per * parts, "partitions": parts, "catalog_ms": round(med["catalog"], 1), "direct_ms": round(med["direct"], 1),
-         "throughput_ratio_catalog_vs_direct": round(med["direct"] / med["catalog"], 3), "runs": runs}
+         "direct_list_ms": round(med["list"], 1),
+         "throughput_ratio_catalog_vs_direct": round(med["direct"] / med["catalog"], 3),
+         "throughput_ratio_catalog_vs_direct_list": round(med["list"] / med["catalog"], 3), "runs": runs}
     print(f"  {r}", flush=True)
     return r
 
@@ -141,6 +178,9 @@ def main() -> int:
         plan = planning(glue, s3, pond, [int(x) for x in args.sizes.split(",")], args.runs)
         print("scan", flush=True)
         sc = scan(glue, s3, pond, args.parts, args.rows, args.runs)
+        threads = int(q(pond, "SELECT current_setting('threads')")[0][0])
+        sc["moto_requests"] = moto_requests(url, args.parts, max(args.runs, 15), threads)
+        print(f"  {sc['moto_requests']}", flush=True)
     finally:
         pond.stop()
         moto.kill()
@@ -155,7 +195,13 @@ def main() -> int:
     for r in plan:
         lines.append(f"| {r['partitions']} | {r['cold_planning_in_pond_ms']} | {r['cold_total_ms']} | {r['warm_planning_in_pond_ms']} | {r['warm_total_ms']} |")
     lines += ["", f"Scan from moto S3: {sc['rows']} rows in {sc['partitions']} partitions: catalog {sc['catalog_ms']} ms, "
-              f"read_parquet {sc['direct_ms']} ms, ratio {sc['throughput_ratio_catalog_vs_direct']} (median of {sc['runs']})"]
+              f"read_parquet {sc['direct_ms']} ms, ratio {sc['throughput_ratio_catalog_vs_direct']} (median of {sc['runs']})",
+              "", f"read_parquet over the catalog reader's explicit file list: {sc['direct_list_ms']} ms, ratio catalog vs it "
+              f"{sc['throughput_ratio_catalog_vs_direct_list']}",
+              "", f"moto alone, median of {max(args.runs, 15)}: {args.parts} HEADs ({sc['moto_requests']['threads']} at a time, "
+              f"the explicit list's) {sc['moto_requests'][f'{args.parts}_heads_ms']} ms; 2 LISTs (the glob's) "
+              f"{sc['moto_requests']['2_lists_ms']} ms",
+              "", f"load average at the end: {' '.join(open('/proc/loadavg').read().split()[:3])}"]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -134,6 +134,33 @@ def test_objects_changed_in_s3_are_what_pond_reads(world):
     assert rows(pond, f"SELECT count(*) FROM hs3.{db}.orders") == [(before,)]
 
 
+def test_s3_listings_are_cached_for_the_ttl_and_dropped_by_refresh(world, hms):
+    """With a cache TTL, an S3 location is listed once per TTL (not per query):
+    an object added meanwhile is read after the TTL or REFRESH CATALOG, one
+    deleted makes the query fail by name (never rows silently missing)."""
+    pond, db, s3 = world["pond"], world["db"], world["s3"]
+    create_secret(world)
+    r = q(pond, f"ATTACH '{hms.uri}' AS hs3c (TYPE hive, CACHE_TTL 3600)")
+    assert r.status_code == 200, r.text
+    try:
+        before = rows(pond, f"SELECT count(*) FROM hs3c.{db}.orders")[0][0]
+        s3.put_object(Bucket=BUCKET, Key="orders/part-3.parquet", Body=parquet_bytes("SELECT 2000 + range AS id, 0 AS amount FROM range(10)"))
+        try:
+            plan = "\n".join(str(x) for x in rows(pond, f"EXPLAIN SELECT count(*) FROM hs3c.{db}.orders"))
+            assert "1 of 1 listings cached" in plan, plan
+            assert rows(pond, f"SELECT count(*) FROM hs3c.{db}.orders") == [(before,)]
+            assert q(pond, f"REFRESH CATALOG hs3c {db} orders").status_code == 200
+            assert rows(pond, f"SELECT count(*) FROM hs3c.{db}.orders") == [(before + 10,)]
+        finally:
+            s3.delete_object(Bucket=BUCKET, Key="orders/part-3.parquet")
+        r = q(pond, f"SELECT count(*) FROM hs3c.{db}.orders")
+        assert r.status_code != 200 and "part-3.parquet" in r.text, r.text
+        assert q(pond, f"REFRESH CATALOG hs3c {db} orders").status_code == 200
+        assert rows(pond, f"SELECT count(*) FROM hs3c.{db}.orders") == [(before,)]
+    finally:
+        q(pond, "DETACH hs3c")
+
+
 def test_s3_outside_allowed_paths_is_refused(world, hms):
     pond, db, s3 = world["pond"], world["db"], world["s3"]
     create_secret(world)

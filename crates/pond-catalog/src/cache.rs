@@ -48,6 +48,14 @@ impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
         value.as_ref().filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, v)| v.clone())
     }
 
+    /// Drops the entries that are no longer fresh (kept: those being fetched).
+    pub fn prune(&self) {
+        self.slots.lock().retain(|_, slot| match slot.value.try_lock() {
+            Some(v) => v.as_ref().is_some_and(|(at, _)| at.elapsed() < self.ttl),
+            None => true,
+        });
+    }
+
     /// Drops the entries whose key satisfies `which`.
     pub fn invalidate(&self, which: impl Fn(&K) -> bool) {
         self.slots.lock().retain(|k, _| !which(k));
@@ -91,6 +99,13 @@ mod tests {
         assert_eq!(cache.get_or_fetch(&1, || Ok::<_, ()>(3)), Ok(2));
         cache.invalidate(|k| *k == 1);
         assert_eq!(cache.get_or_fetch(&1, || Ok::<_, ()>(3)), Ok(3));
+        cache.prune();
+        assert_eq!(cache.peek(&1), Some(3), "fresh entries survive a prune");
+        let short: Cache<u8, u8> = Cache::new(Duration::from_millis(1));
+        assert_eq!(short.get_or_fetch(&1, || Ok::<_, ()>(1)), Ok(1));
+        std::thread::sleep(Duration::from_millis(5));
+        short.prune();
+        assert!(short.slots.lock().is_empty());
         let uncached: Cache<u8, u8> = Cache::new(Duration::ZERO);
         assert_eq!(uncached.get_or_fetch(&1, || Ok::<_, ()>(1)), Ok(1));
         assert_eq!(uncached.get_or_fetch(&1, || Ok::<_, ()>(2)), Ok(2));

@@ -4,6 +4,17 @@
 //! filtering of partition names second, never every partition object for a
 //! selective query), the partition limit, and the file listing of the
 //! selected partitions only.
+//!
+//! Listings of object-store locations (S3) are cached for the same TTL as the
+//! metadata, per table and location, and dropped by the same `REFRESH
+//! CATALOG`: a LIST is a round trip per query otherwise (Trino keeps a
+//! file-status cache for the same reason). Within the TTL a file added to a
+//! listed location is not read yet (as a partition added in the metastore is
+//! not), and a file deleted makes the query fail when DuckDB opens it (never
+//! rows silently dropped or invented). Only names are cached: DuckDB still
+//! checks each file's size when it opens it, so a file rewritten in place is
+//! read as it now is. Local directories are listed every time (a readdir is
+//! cheap).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,6 +81,13 @@ pub struct ScanPlan {
     pub format: &'static str,
     pub selection: Selection,
     pub files: usize,
+    /// Time spent selecting partitions (metastore calls or the cache).
+    pub selecting: Duration,
+    /// Time spent listing the selected locations' files.
+    pub listing: Duration,
+    /// Locations whose listing came from the cache, of those listed.
+    pub listings_cached: usize,
+    pub listings: usize,
 }
 
 /// A partition name and its values (None if it does not name the table's keys).
@@ -101,6 +119,8 @@ pub struct Catalog {
     prefixed: Cache<FilterKey, Arc<Option<Vec<String>>>>,
     /// Partitions fetched by name, per table, dropped whole when the TTL passes.
     by_name: parking_lot::Mutex<HashMap<(String, String), PartitionsByName>>,
+    /// Files of object-store locations: (namespace, table, location).
+    listings: Cache<FilterKey, Arc<Vec<String>>>,
     /// Calls made to the provider (for tests and metrics).
     calls: AtomicU64,
 }
@@ -119,6 +139,7 @@ impl Catalog {
             filtered: Cache::new(ttl),
             prefixed: Cache::new(ttl),
             by_name: Default::default(),
+            listings: Cache::new(ttl),
             calls: AtomicU64::new(0),
         }
     }
@@ -203,6 +224,7 @@ impl Catalog {
         self.filtered.invalidate(|(n, tb, _)| hit(n, tb));
         self.prefixed.invalidate(|(n, tb, _)| hit(n, tb));
         self.by_name.lock().retain(|(n, tb), _| !hit(n, tb));
+        self.listings.invalidate(|(n, tb, _)| hit(n, tb));
     }
 
     /// The partition keys of `table` as the predicate code sees them.
@@ -390,7 +412,9 @@ impl Catalog {
     pub fn plan_scan(&self, table: &Table, pred: Option<&Pred>, files: &dyn FileLister) -> Result<ScanPlan> {
         let format = reader::format_of(&self.name, table)?;
         reader::typed_columns(&self.name, table)?;
+        let started = std::time::Instant::now();
         let selection = self.select(table, pred)?;
+        let selecting = started.elapsed();
         let mut locations = Vec::with_capacity(selection.partitions.len());
         for p in &selection.partitions {
             let Some(location) = p.location.as_deref().or(table.storage.location.as_deref()) else {
@@ -404,7 +428,11 @@ impl Catalog {
         }
         // The whole table: its location may be listed once instead of per partition.
         let whole = selection.total == Some(selection.partitions.len());
-        let listed = list_locations(table, &locations, whole, files)?;
+        let started = std::time::Instant::now();
+        self.listings.prune();
+        let lister = CachedFiles { catalog: self, table, inner: files, asked: AtomicU64::new(0), cached: AtomicU64::new(0) };
+        let listed = list_locations(table, &locations, whole, &lister)?;
+        let listing = started.elapsed();
         let count = listed.iter().map(Vec::len).sum();
         let slices: Vec<Slice> = selection
             .partitions
@@ -413,7 +441,46 @@ impl Catalog {
             .map(|(p, files)| Slice { values: p.values.iter().map(|v| reader::partition_value(v)).collect(), files })
             .collect();
         let sql = reader::reader_sql(&self.name, table, &format, &slices)?;
-        Ok(ScanPlan { sql, format: format_name(&format), selection, files: count })
+        Ok(ScanPlan {
+            sql,
+            format: format_name(&format),
+            selection,
+            files: count,
+            selecting,
+            listing,
+            listings_cached: lister.cached.load(Ordering::Relaxed) as usize,
+            listings: lister.asked.load(Ordering::Relaxed) as usize,
+        })
+    }
+}
+
+/// A lister that answers object-store locations from the catalog's listing
+/// cache (see the module's notes on what a cached listing means).
+struct CachedFiles<'a> {
+    catalog: &'a Catalog,
+    table: &'a Table,
+    inner: &'a dyn FileLister,
+    asked: AtomicU64,
+    cached: AtomicU64,
+}
+
+impl FileLister for CachedFiles<'_> {
+    fn list(&self, location: &str) -> Result<Vec<String>> {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        let remote = matches!(crate::files::location(&self.catalog.name, location), Ok(crate::files::Location::S3(_)));
+        if !remote {
+            return self.inner.list(location);
+        }
+        let key = (self.table.namespace.to_ascii_lowercase(), self.table.name.to_ascii_lowercase(), location.to_string());
+        let mut fetched = false;
+        let files = self.catalog.listings.get_or_fetch(&key, || {
+            fetched = true;
+            self.inner.list(location).map(Arc::new)
+        })?;
+        if !fetched {
+            self.cached.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(files.as_ref().clone())
     }
 }
 
@@ -664,6 +731,40 @@ mod tests {
             let dir = path_part(location);
             Ok(self.all.iter().filter(|f| path_part(f).starts_with(&format!("{dir}/"))).cloned().collect())
         }
+    }
+
+    #[test]
+    fn object_store_listings_are_cached_until_the_ttl_or_a_refresh() {
+        let part = |v: &str, loc: &str| Partition { values: vec![v.into(), "1".into()], location: Some(loc.into()) };
+        let partitions = vec![part("eu", "s3a://bk/t/region=eu/h=1"), part("us", "/x/us/1")];
+        let fake = Arc::new(Fake { partitions, ..Default::default() });
+        let c = Catalog::new("c", Box::new(fake.clone()), CatalogOptions::default());
+        let mut t = table();
+        t.storage.location = Some("s3a://bk/t".into());
+        t.storage.serde = Some("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into());
+        let objects = vec!["s3://bk/t/region=eu/h=1/a.parquet".to_string(), "/x/us/1/b.parquet".to_string()];
+        let files = Files { all: objects.clone(), asked: Mutex::new(vec![]) };
+        let plan = c.plan_scan(&t, None, &files).unwrap();
+        assert_eq!((plan.files, plan.listings, plan.listings_cached), (2, 2, 0));
+        // An object added within the TTL is not seen; local directories are listed again.
+        let mut more = objects;
+        more.push("s3://bk/t/region=eu/h=1/c.parquet".into());
+        let files = Files { all: more, asked: Mutex::new(vec![]) };
+        let plan = c.plan_scan(&t, None, &files).unwrap();
+        assert_eq!((plan.files, plan.listings, plan.listings_cached), (2, 2, 1));
+        assert_eq!(*files.asked.lock(), vec!["/x/us/1".to_string()]);
+        // REFRESH CATALOG of another table keeps it; of this table drops it.
+        c.refresh(Some("db"), Some("other"));
+        assert_eq!(c.plan_scan(&t, None, &files).unwrap().listings_cached, 1);
+        c.refresh(Some("db"), Some("t"));
+        let plan = c.plan_scan(&t, None, &files).unwrap();
+        assert_eq!((plan.files, plan.listings_cached), (3, 0));
+        // CACHE_TTL 0: every query lists.
+        let c = Catalog::new("c", Box::new(fake), CatalogOptions { cache_ttl: Duration::ZERO, ..Default::default() });
+        for _ in 0..2 {
+            assert_eq!(c.plan_scan(&t, None, &files).unwrap().listings_cached, 0);
+        }
+        assert!(plan.sql.contains("c.parquet"), "{}", plan.sql);
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub(crate) struct Externals {
     /// DuckDB storage secrets made from catalogs' own credentials: secret name
     /// → fingerprint of what it holds (re-created only when that changes).
     storage_secrets: parking_lot::Mutex<std::collections::HashMap<String, u64>>,
+    /// Placeholder views known to exist: (catalog, namespace, table), lower
+    /// case. Saves a look into DuckDB's catalog (under the root connection's
+    /// lock) on every read of an external table; dropped for a catalog when it
+    /// is attached, detached or refreshed, the only times its views go away.
+    placeholders: parking_lot::Mutex<std::collections::HashSet<(String, String, String)>>,
 }
 
 impl Externals {
@@ -49,6 +54,14 @@ impl Externals {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.catalogs.read().is_empty()
+    }
+
+    /// Forgets the placeholders of `catalog` (of one namespace, or one table).
+    fn forget_placeholders(&self, catalog: &str, namespace: Option<&str>, table: Option<&str>) {
+        let (ns, t) = (namespace.map(str::to_ascii_lowercase), table.map(str::to_ascii_lowercase));
+        self.placeholders
+            .lock()
+            .retain(|(c, n, tb)| !(c == catalog && ns.as_ref().is_none_or(|x| x == n) && t.as_ref().is_none_or(|x| x == tb)));
     }
 }
 
@@ -106,6 +119,7 @@ impl Engine {
         let catalog = Arc::new(spec.open(&name, &|s| self.inner.secrets.get(s).ok())?);
         // Fail now, with the metastore's answer, rather than at the first query.
         catalog.namespaces()?;
+        self.inner.externals.forget_placeholders(&name.to_ascii_lowercase(), None, None);
         self.inner.root.lock().execute_batch(&format!("ATTACH ':memory:' AS {}", quote_ident(&name)))?;
         let record = pond_meta::CatalogRecord {
             name: name.clone(),
@@ -143,7 +157,11 @@ impl Engine {
             m.grants.retain(|g| g.database != key);
             Ok::<_, Error>(())
         })?;
-        self.inner.root.lock().execute_batch(&format!("DETACH {}", quote_ident(&key)))?;
+        {
+            let root = self.inner.root.lock();
+            root.execute_batch(&format!("DETACH {}", quote_ident(&key)))?;
+            self.inner.externals.forget_placeholders(&key, None, None);
+        }
         // The DuckDB secrets made from its credentials go too.
         let prefix = format!("pond_catalog_{key}_");
         let mut made = self.inner.externals.storage_secrets.lock();
@@ -163,16 +181,20 @@ impl Engine {
         let catalog = self.external(name)?;
         catalog.refresh(namespace, table);
         let key = name.to_ascii_lowercase();
+        // Views are dropped and forgotten under the root connection's lock,
+        // which `ensure_table` holds while it checks and remembers one.
         match (namespace, table) {
             (Some(ns), Some(t)) => {
                 let root = self.inner.root.lock();
                 root.execute_batch(&format!("DROP VIEW IF EXISTS {}.{}.{}", quote_ident(&key), quote_ident(ns), quote_ident(t)))?;
+                self.inner.externals.forget_placeholders(&key, Some(ns), Some(t));
                 drop(root);
                 self.ensure_table(&key, &catalog, ns, t)?;
             }
             _ => {
                 let root = self.inner.root.lock();
                 root.execute_batch(&format!("DETACH {k}; ATTACH ':memory:' AS {k}", k = quote_ident(&key)))?;
+                self.inner.externals.forget_placeholders(&key, None, None);
                 drop(root);
                 self.materialize(&key, &catalog, namespace)?;
             }
@@ -228,13 +250,20 @@ impl Engine {
     /// The table's metadata, with its placeholder view created if missing.
     fn ensure_table(&self, name: &str, catalog: &Catalog, ns: &str, table: &str) -> Result<Arc<pond_catalog::Table>> {
         let t = catalog.table(ns, table)?;
+        let known = (name.to_ascii_lowercase(), t.namespace.to_ascii_lowercase(), t.name.to_ascii_lowercase());
+        if self.inner.externals.placeholders.lock().contains(&known) {
+            return Ok(t);
+        }
         let root = self.inner.root.lock();
         let exists: bool = root
             .prepare_cached("SELECT count(*) > 0 FROM duckdb_views() WHERE database_name = $1 AND schema_name = $2 AND view_name = $3")?
             .query_row([name, &t.namespace, &t.name], |r| r.get(0))?;
         if !exists {
             root.execute_batch(&placeholder_sql(name, &t))?;
-            drop(root);
+        }
+        self.inner.externals.placeholders.lock().insert(known);
+        drop(root);
+        if !exists {
             // Sessions re-read the catalog (limited listings see the new view).
             self.catalog_changed();
         }
@@ -368,12 +397,15 @@ impl FileLister for EngineFiles<'_> {
             }
             pond_catalog::files::Location::S3(url) => {
                 self.check_allowed(&url)?;
+                let started = std::time::Instant::now();
                 self.engine.ensure_storage_access(&self.catalog, &url)?;
+                let access = started.elapsed();
                 let conn = self.engine.root_clone().map_err(|e| pond_catalog::Error::Storage {
                     catalog: self.catalog.clone(),
                     location: url.clone(),
                     message: e.to_string(),
                 })?;
+                let connect = started.elapsed() - access;
                 let pattern = format!("{}/**", url.trim_end_matches('/'));
                 let mut stmt = conn.prepare("SELECT file FROM glob($1) ORDER BY file").map_err(|e| storage(&self.catalog, &url, e))?;
                 let files: Vec<String> = stmt
@@ -382,6 +414,14 @@ impl FileLister for EngineFiles<'_> {
                     .filter_map(|r| r.ok())
                     .filter(|f| f.rsplit('/').next().is_some_and(|n| !pond_catalog::files::is_hidden(n)))
                     .collect();
+                tracing::debug!(
+                    location = %url,
+                    files = files.len(),
+                    access_ms = access.as_secs_f64() * 1000.0,
+                    connect_ms = connect.as_secs_f64() * 1000.0,
+                    total_ms = started.elapsed().as_secs_f64() * 1000.0,
+                    "listed an object-store location"
+                );
                 Ok(files)
             }
         }
@@ -405,6 +445,8 @@ pub(crate) struct ScanNote {
     pub plan: ScanPlan,
     /// Metadata, partition selection and listing for this table.
     pub planning: std::time::Duration,
+    /// Of which: the table's metadata (cache or catalog call, placeholder check).
+    pub metadata: std::time::Duration,
 }
 
 impl ScanNote {
@@ -413,7 +455,8 @@ impl ScanNote {
         let s = &self.plan.selection;
         let total = s.total.map(|t| t.to_string()).unwrap_or_else(|| "?".into());
         format!(
-            "external table {}.{} ({} at {}): {} partitions selected of {} ({}), {} files read, format {}, planned in {:.1} ms",
+            "external table {}.{} ({} at {}): {} partitions selected of {} ({}), {} files read, format {}, planned in {:.1} ms \
+             (metadata {:.1} ms, partitions {:.1} ms, listing {:.1} ms, {} of {} listings cached)",
             self.catalog,
             self.table,
             self.provider,
@@ -423,7 +466,12 @@ impl ScanNote {
             s.method,
             self.plan.files,
             self.plan.format,
-            self.planning.as_secs_f64() * 1000.0
+            self.planning.as_secs_f64() * 1000.0,
+            self.metadata.as_secs_f64() * 1000.0,
+            self.plan.selecting.as_secs_f64() * 1000.0,
+            self.plan.listing.as_secs_f64() * 1000.0,
+            self.plan.listings_cached,
+            self.plan.listings,
         )
     }
 }
@@ -677,6 +725,7 @@ fn rewrite_refs(
     let started = std::time::Instant::now();
     let catalog = engine.external(&r.catalog)?;
     let table = engine.ensure_table(&r.catalog, &catalog, &r.namespace, &r.table)?;
+    let metadata = started.elapsed();
     let qualifiers: Vec<String> = if r.alias.is_empty() { vec![r.table.clone()] } else { vec![r.alias.clone()] };
     let keys = Catalog::keys(&table);
     // Columns renamed in the FROM clause (`AS x(a, b)`) would make names in the
@@ -711,6 +760,7 @@ fn rewrite_refs(
         table: table.qualified(),
         plan,
         planning,
+        metadata,
     });
     Ok(())
 }

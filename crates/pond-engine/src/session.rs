@@ -721,9 +721,11 @@ impl Session {
         if let Statement::DuckDb(text) = st {
             let engine = self.engine()?.engine();
             let base = rewritten.as_deref().unwrap_or(text);
+            let started = std::time::Instant::now();
             if let Some((sql, notes)) = crate::external::rewrite(&engine, conn, base)? {
+                let rewrite_ms = started.elapsed().as_secs_f64() * 1000.0;
                 for n in &notes {
-                    tracing::debug!(scan = %n.describe(), "external table read");
+                    tracing::debug!(scan = %n.describe(), rewrite_ms, "external table read");
                 }
                 return Ok((identity, Some(sql)));
             }
