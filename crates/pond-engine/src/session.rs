@@ -485,7 +485,8 @@ impl Session {
                 | PondStatement::ShowUsers
                 | PondStatement::ShowGrants { .. }
                 | PondStatement::ShowSecrets
-                | PondStatement::ShowLinks,
+                | PondStatement::ShowLinks
+                | PondStatement::ShowNodes,
             ) => {}
             Statement::Pond(PondStatement::Job(text)) if first_word(text) == "show" => {}
             Statement::Pond(_) => qc.versions.bump_all(),
@@ -875,6 +876,9 @@ impl Session {
             Statement::Pond(PondStatement::Backup { .. }) => {
                 Err(Error::PermissionDenied("permission denied: BACKUP requires a superuser".into()))
             }
+            Statement::Pond(PondStatement::ShowNodes) => {
+                Err(Error::PermissionDenied("permission denied: only superusers list the cluster's nodes".into()))
+            }
             Statement::Pond(PondStatement::Use { database, .. }) => {
                 let db = engine.resolve_database(database)?;
                 if policy.allows(identity, &db, None, pond_auth::Privilege::Usage) {
@@ -1243,6 +1247,37 @@ impl Session {
                         Arc::new(arrow_array::Int64Array::from(rows.iter().map(|r| r.status.applied_changes as i64).collect::<Vec<_>>())),
                         Arc::new(StringArray::from(rows.iter().map(|r| r.status.last_error.clone()).collect::<Vec<_>>())),
                         strings(&|r| r.status.notes.join("; ")),
+                    ],
+                )?);
+            }
+            PondStatement::ShowNodes => {
+                let nodes = engine.cluster_nodes(identity)?;
+                let schema = Arc::new(Schema::new(vec![
+                    Field::new("node", DataType::Utf8, false),
+                    Field::new("this_node", DataType::Boolean, false),
+                    Field::new("up", DataType::Boolean, false),
+                    Field::new("http_url", DataType::Utf8, true),
+                    Field::new("seconds_since_heartbeat", DataType::Float64, false),
+                    Field::new("seconds_since_flush", DataType::Float64, true),
+                    Field::new("flushed_rows", DataType::Int64, false),
+                    Field::new("unflushed_rows", DataType::Int64, false),
+                    Field::new("started_at", DataType::Utf8, false),
+                ]));
+                let col = |f: &dyn Fn(&pond_cluster::NodeInfo) -> String| -> ArrayRef {
+                    Arc::new(StringArray::from(nodes.iter().map(f).collect::<Vec<_>>()))
+                };
+                return Ok(RecordBatch::try_new(
+                    schema,
+                    vec![
+                        col(&|n| n.node.clone()),
+                        Arc::new(arrow_array::BooleanArray::from(nodes.iter().map(|n| n.this_node).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::BooleanArray::from(nodes.iter().map(|n| n.up).collect::<Vec<_>>())),
+                        Arc::new(StringArray::from(nodes.iter().map(|n| n.http_url.clone()).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::Float64Array::from(nodes.iter().map(|n| n.seconds_since_heartbeat).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::Float64Array::from(nodes.iter().map(|n| n.seconds_since_flush).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::Int64Array::from(nodes.iter().map(|n| n.flushed_rows as i64).collect::<Vec<_>>())),
+                        Arc::new(arrow_array::Int64Array::from(nodes.iter().map(|n| n.unflushed_rows as i64).collect::<Vec<_>>())),
+                        col(&|n| n.started_at.clone()),
                     ],
                 )?);
             }

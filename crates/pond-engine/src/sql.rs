@@ -127,6 +127,8 @@ pub enum PondStatement {
         name: String,
     },
     ShowLinks,
+    /// `SHOW NODES`: the nodes sharing the lake (`--node-id`).
+    ShowNodes,
     /// `BACKUP [TO '<directory or s3://bucket/prefix>']` (`pond-backup`).
     Backup {
         target: Option<String>,
@@ -536,6 +538,9 @@ fn classify_link(t: &[Token]) -> Result<Option<PondStatement>> {
     if w(0, "show") && w(1, "links") && end_at(2) {
         return Ok(Some(PondStatement::ShowLinks));
     }
+    if w(0, "show") && w(1, "nodes") && end_at(2) {
+        return Ok(Some(PondStatement::ShowNodes));
+    }
     for (word, usage) in [("sync", "SYNC DATABASE <name>"), ("unlink", "UNLINK DATABASE <name>")] {
         if w(0, word) && w(1, "database") {
             let name = ident(t.get(2)).ok_or_else(|| syntax(usage))?;
@@ -842,6 +847,7 @@ mod tests {
         assert!(classify("BACKUP TO somewhere").unwrap_err().to_string().contains("BACKUP [TO"));
         assert_eq!(classify("unlink database shop;").unwrap(), Statement::Pond(PondStatement::UnlinkDatabase { name: "shop".into() }));
         assert_eq!(classify("SHOW LINKS").unwrap(), Statement::Pond(PondStatement::ShowLinks));
+        assert_eq!(classify("show nodes;").unwrap(), Statement::Pond(PondStatement::ShowNodes));
         let e = classify("LINK DATABASE shop TO POSTGRES 'postgresql://u:hunter2@h/db' (COLOR 'red')").unwrap_err().to_string();
         assert!(e.contains("COLOR") && !e.contains("hunter2"), "{e}");
         let e = classify("LINK DATABASE shop 'postgresql://u:hunter2@h/db'").unwrap_err().to_string();
