@@ -10,17 +10,15 @@
 use std::sync::Arc;
 
 use arrow_array::{RecordBatch, RecordBatchReader};
-use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
-use arrow_flight::error::FlightError;
-use arrow_flight::{CancelFlightInfoRequest, FlightInfo, Ticket};
+use arrow_flight::{CancelFlightInfoRequest, FlightData, FlightInfo, Ticket};
 use arrow_schema::{ArrowError, SchemaRef};
-use futures::StreamExt;
 use parking_lot::Mutex;
 use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::{block_on, Compression, Rpc, RUNTIME};
 use crate::error::{Error, Result};
+use crate::ipc::{Decoded, Decoder};
 
 struct Running {
     token: CancellationToken,
@@ -80,6 +78,26 @@ pub async fn cancellable<T>(token: &CancellationToken, fut: impl std::future::Fu
     }
 }
 
+/// One DoGet stream and the decoder of its messages.
+struct Source {
+    stream: tonic::Streaming<FlightData>,
+    decoder: Decoder,
+}
+
+impl Source {
+    fn new(stream: tonic::Streaming<FlightData>) -> Self {
+        Self { stream, decoder: Decoder::default() }
+    }
+
+    async fn next(&mut self) -> Option<Result<Decoded>> {
+        match self.stream.message().await {
+            Ok(Some(data)) => Some(self.decoder.decode(data).map_err(Error::from)),
+            Ok(None) => None,
+            Err(status) => Some(Err(Error::from(status))),
+        }
+    }
+}
+
 /// A streaming result. Dropping it stops the transfer (the server sees the
 /// stream reset and stops the statement).
 pub struct ResultReader {
@@ -118,19 +136,19 @@ impl ResultReader {
         // Open the first stream and read up to its schema on the caller's thread.
         let (schema, decoder, pending) = block_on(cancellable(&token, async {
             let stream = rpc.do_get(first, compression).await?;
-            let mut decoder = FlightDataDecoder::new(stream.map(|r| r.map_err(FlightError::from)));
+            let mut decoder = Source::new(stream);
             let mut pending = None;
             let schema = loop {
                 match decoder.next().await {
-                    Some(Ok(d)) => match d.payload {
-                        DecodedPayload::Schema(s) => break s,
-                        DecodedPayload::RecordBatch(b) => {
+                    Some(Ok(d)) => match d {
+                        Decoded::Schema(s) => break s,
+                        Decoded::Batch(b) => {
                             pending = Some(b.clone());
                             break b.schema();
                         }
-                        DecodedPayload::None => continue,
+                        Decoded::Other => continue,
                     },
-                    Some(Err(e)) => return Err(Error::from(e)),
+                    Some(Err(e)) => return Err(e),
                     None => match &info_schema {
                         Some(s) => break s.clone(),
                         None => return Err(Error::Internal("the result stream ended before its schema".into())),
@@ -159,7 +177,7 @@ impl ResultReader {
                 };
                 match item {
                     Some(Ok(d)) => {
-                        if let DecodedPayload::RecordBatch(b) = d.payload {
+                        if let Decoded::Batch(b) = d {
                             // Waits while the caller is `prefetch` batches behind.
                             tokio::select! {
                                 r = tx.send(Ok(b)) => if r.is_err() { return },
@@ -171,13 +189,13 @@ impl ResultReader {
                         }
                     }
                     Some(Err(e)) => {
-                        let e = if token.is_cancelled() { Error::Cancelled } else { Error::from(e) };
+                        let e = if token.is_cancelled() { Error::Cancelled } else { e };
                         let _ = tx.send(Err(e)).await;
                         return;
                     }
                     None => match rest.next() {
                         Some(t) => match cancellable(&token, rpc.do_get(t, compression)).await {
-                            Ok(s) => decoder = FlightDataDecoder::new(s.map(|r| r.map_err(FlightError::from))),
+                            Ok(s) => decoder = Source::new(s),
                             Err(e) => {
                                 let _ = tx.send(Err(e)).await;
                                 return;
