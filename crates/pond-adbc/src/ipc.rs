@@ -9,11 +9,13 @@
 //!   frame's maximum block size (4 MiB for any column buffer over 256 KiB)
 //!   per buffer, then copies the output once more.
 //!
-//! Here bodies are read in place, and the blocks of every LZ4 frame are
+//! Here LZ4 bodies are read in place, and the blocks of every LZ4 frame are
 //! decompressed straight into one 64-byte aligned body sized from the
 //! buffers' length prefixes; arrow-ipc then reads an uncompressed message
 //! over it (zero-copy). zstd bodies, dictionaries and LZ4 frames that carry
-//! checksums or dictionary ids go through arrow-ipc as before.
+//! checksums or dictionary ids go through arrow-ipc as before. Record
+//! batches are decoded as [`BatchJob`]s, so the stream reader (`stream.rs`)
+//! decodes a few at once off the thread that receives them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -28,16 +30,25 @@ use arrow_schema::{ArrowError, Schema, SchemaRef};
 /// What one Flight data message carried.
 pub enum Decoded {
     Schema(SchemaRef),
-    Batch(RecordBatch),
+    /// A record batch, to be decoded by [`BatchJob::run`] on any thread.
+    Batch(BatchJob),
     /// A dictionary (kept for later batches) or an empty message.
     Other,
 }
 
-/// Decodes the messages of one result stream, in order.
+/// Decodes the messages of one result stream, in order. Record batches come
+/// out as [`BatchJob`]s so that several can be decoded at once.
 #[derive(Default)]
 pub struct Decoder {
     schema: Option<SchemaRef>,
-    dictionaries: HashMap<i64, ArrayRef>,
+    dictionaries: Arc<HashMap<i64, ArrayRef>>,
+}
+
+/// One record batch message with what decoding it needs.
+pub struct BatchJob {
+    data: FlightData,
+    schema: SchemaRef,
+    dictionaries: Arc<HashMap<i64, ArrayRef>>,
 }
 
 fn protocol(msg: impl Into<String>) -> ArrowError {
@@ -52,32 +63,43 @@ impl Decoder {
             MessageHeader::Schema => {
                 let schema = Arc::new(Schema::try_from(&data)?);
                 self.schema = Some(schema.clone());
-                self.dictionaries.clear();
+                self.dictionaries = Arc::default();
                 Ok(Decoded::Schema(schema))
             }
             MessageHeader::DictionaryBatch => {
                 let schema = self.schema.as_ref().ok_or_else(|| protocol("a dictionary arrived before the schema"))?;
                 let batch = message.header_as_dictionary_batch().ok_or_else(|| protocol("invalid dictionary batch header"))?;
-                let body = Buffer::from(data.data_body.clone());
-                read_dictionary(&body, batch, schema, &mut self.dictionaries, &message.version())?;
+                let body = Buffer::from(data.data_body.as_ref());
+                read_dictionary(&body, batch, schema, Arc::make_mut(&mut self.dictionaries), &message.version())?;
                 Ok(Decoded::Other)
             }
             MessageHeader::RecordBatch => {
                 let schema = self.schema.clone().ok_or_else(|| protocol("a record batch arrived before the schema"))?;
-                let batch = message.header_as_record_batch().ok_or_else(|| protocol("invalid record batch header"))?;
-                let version = message.version();
-                if batch.compression().map(|c| c.codec()) == Some(CompressionType::LZ4_FRAME) {
-                    if let Some((header, body)) = decompress_lz4(batch, &data.data_body)? {
-                        let message = arrow_ipc::root_as_message(&header).map_err(|e| protocol(e.to_string()))?;
-                        let batch = message.header_as_record_batch().ok_or_else(|| protocol("invalid record batch header"))?;
-                        return read_record_batch(&body, batch, schema, &self.dictionaries, None, &version).map(Decoded::Batch);
-                    }
-                }
-                let body = Buffer::from(data.data_body.clone());
-                read_record_batch(&body, batch, schema, &self.dictionaries, None, &version).map(Decoded::Batch)
+                Ok(Decoded::Batch(BatchJob { data, schema, dictionaries: self.dictionaries.clone() }))
             }
             other => Err(protocol(format!("unexpected Flight data message {}", other.variant_name().unwrap_or("UNKNOWN")))),
         }
+    }
+}
+
+impl BatchJob {
+    pub fn run(self) -> Result<RecordBatch, ArrowError> {
+        let message =
+            arrow_ipc::root_as_message(&self.data.data_header).map_err(|e| protocol(format!("invalid Flight data header: {e}")))?;
+        let batch = message.header_as_record_batch().ok_or_else(|| protocol("invalid record batch header"))?;
+        let version = message.version();
+        if batch.compression().map(|c| c.codec()) == Some(CompressionType::LZ4_FRAME) {
+            if let Some((header, body)) = decompress_lz4(batch, &self.data.data_body)? {
+                let message = arrow_ipc::root_as_message(&header).map_err(|e| protocol(e.to_string()))?;
+                let batch = message.header_as_record_batch().ok_or_else(|| protocol("invalid record batch header"))?;
+                return read_record_batch(&body, batch, self.schema, &self.dictionaries, None, &version);
+            }
+        }
+        // One aligned copy of the body, as arrow-flight makes: reading the
+        // received bytes in place would keep tonic's receive buffers alive
+        // and realign most column buffers one by one anyway.
+        let body = Buffer::from(self.data.data_body.as_ref());
+        read_record_batch(&body, batch, self.schema, &self.dictionaries, None, &version)
     }
 }
 
@@ -258,8 +280,8 @@ mod tests {
         let mut decoder = Decoder::default();
         let mut out = Vec::new();
         for m in messages {
-            if let Decoded::Batch(b) = decoder.decode(m).unwrap() {
-                out.push(b);
+            if let Decoded::Batch(job) = decoder.decode(m).unwrap() {
+                out.push(job.run().unwrap());
             }
         }
         out
