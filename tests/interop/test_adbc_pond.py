@@ -219,6 +219,18 @@ def test_metadata_objects_and_exact_table_schema(pond, uname):
         values = {st["table_name"]: st["statistic_value"] for c in rows for s in c["catalog_db_schemas"] for st in s["db_schema_statistics"]}
         # The name is a LIKE pattern ('_' matches any character): both tables match.
         assert values == {f"{t}_a_b": 7, f"{t}_axb": 0}
+        # DuckDB's kept row count still counts deleted rows: it is reported as
+        # approximate, and exact counts are counted (and said to be exact).
+        cur.execute(f"DELETE FROM {t}_a_b WHERE x < 2")
+
+        def statistics(approximate):
+            s = conn.adbc_connection.get_statistics(None, None, f"{t}_a_b", approximate)
+            rows = pa.RecordBatchReader._import_from_c(s.address).read_all().to_pylist()
+            return {st["table_name"]: (st["statistic_value"], st["statistic_is_approximate"])
+                    for c in rows for s in c["catalog_db_schemas"] for st in s["db_schema_statistics"]}
+
+        assert statistics(False) == {f"{t}_a_b": (5, False), f"{t}_axb": (0, False)}
+        assert all(approx for _, approx in statistics(True).values())
 
 
 def test_compression_gives_the_same_data(pond):

@@ -351,7 +351,46 @@ pub fn quote_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+pub fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 impl PondConnection {
+    /// Exact row counts of `tables` (in their order), in one query.
+    fn exact_row_counts(&self, tables: &[metadata::RowCount]) -> Result<Vec<metadata::RowCount>> {
+        let sql = tables
+            .iter()
+            .enumerate()
+            .map(|(i, (c, s, t, _, _))| {
+                format!("SELECT {i} AS i, count(*) AS n FROM {}.{}.{}", quote_ident(c), quote_ident(s), quote_ident(t))
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let inner = &self.inner;
+        let batches = inner.run(async {
+            let txn = inner.transaction().await?;
+            inner.query_collect(CommandStatementQuery { query: sql, transaction_id: txn }).await
+        })?;
+        let mut out = tables.to_vec();
+        for b in &batches {
+            let cast = |col: usize| -> Result<arrow_array::Int64Array> {
+                let a = arrow_cast::cast(b.column(col), &arrow_schema::DataType::Int64).map_err(Error::from)?;
+                a.as_any()
+                    .downcast_ref::<arrow_array::Int64Array>()
+                    .cloned()
+                    .ok_or_else(|| Error::Internal("row counts: unexpected column type".into()))
+            };
+            let (idx, n) = (cast(0)?, cast(1)?);
+            for r in 0..b.num_rows() {
+                if let Some(row) = usize::try_from(idx.value(r)).ok().and_then(|i| out.get_mut(i)) {
+                    row.3 = n.value(r);
+                    row.4 = false;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn scalar(&self, sql: &str) -> Result<String> {
         let inner = &self.inner;
         let batches = inner.run(async {
@@ -598,7 +637,10 @@ impl Connection for PondConnection {
         approximate: bool,
     ) -> AdbcResult<Box<dyn RecordBatchReader + Send + 'static>> {
         // DuckDB keeps each table's row count (duckdb_tables().estimated_size):
-        // exact for DuckDB tables and cheap; other catalogs report none.
+        // cheap, but rows deleted since the last checkpoint still count, so it
+        // is reported as approximate. Asked for exact values, the driver counts
+        // the matching tables (one query, `count(*)` per table) and says exact.
+        // Other catalogs (views, attached non-DuckDB databases) report none.
         let mut sql = String::from(
             "SELECT database_name, schema_name, table_name, estimated_size FROM duckdb_tables() WHERE NOT internal AND estimated_size IS NOT NULL",
         );
@@ -626,9 +668,12 @@ impl Connection for PondConnection {
                 .unwrap_or_else(|| arrow_array::Int64Array::from(Vec::<i64>::new()));
             for i in 0..b.num_rows() {
                 if let (Some(c), Some(s), Some(t)) = (&c[i], &s[i], &t[i]) {
-                    rows.push((c.clone(), s.clone(), t.clone(), n.value(i), approximate));
+                    rows.push((c.clone(), s.clone(), t.clone(), n.value(i), true));
                 }
             }
+        }
+        if !approximate && !rows.is_empty() {
+            rows = self.exact_row_counts(&rows)?;
         }
         let batch = metadata::statistics_batch(&rows)?;
         Ok(batches_reader(batch.schema(), vec![batch]))

@@ -16,6 +16,7 @@
 pub mod client;
 pub mod driver;
 pub mod error;
+pub mod ipc;
 pub mod metadata;
 pub mod stream;
 
