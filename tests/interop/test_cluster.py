@@ -149,6 +149,14 @@ def test_three_nodes_ingest_at_once_and_every_node_reads_every_row_once(nodes, l
     listed = r.json()
     assert listed["node"] == "n3"
     assert [(n["node"], n["up"], n["this_node"]) for n in listed["nodes"]] == [("n1", True, False), ("n2", True, False), ("n3", True, True)]
+    # The same over SQL, for superusers only.
+    shown = sql(nodes[0], "SHOW NODES")
+    assert [(row[0], row[1], row[2]) for row in shown] == [("n1", True, True), ("n2", False, True), ("n3", False, True)], shown
+    wait_for("heartbeats carry every node's flushed rows",
+             lambda: sum(row[6] for row in sql(nodes[0], "SHOW NODES")) >= 3 * batches * per_batch)
+    sql(nodes[0], "CREATE USER dave WITH PASSWORD 'dave-pass-1234'")
+    r = requests.post(f"{nodes[0].http_url}/api/v1/query", auth=("dave", "dave-pass-1234"), json={"sql": "SHOW NODES"}, timeout=30)
+    assert r.status_code == 403 and "superusers" in r.text, r.text
     # Nothing secret in any log or listing.
     assert lake.pg.password not in r.text
     for s in nodes:
