@@ -18,6 +18,14 @@ processes on a fresh lake each:
   and the same after `POST /api/v1/lake/flush?nodes=all` (the explicit way to
   make it shorter).
 Writes bench/results/cluster.md and .json with the machine it ran on.
+
+    .venv/bin/python bench/cluster.py --window [--seconds 10]
+
+The lost-disk window instead: one node under the same load with flush
+intervals of 60 s, 5 s, 1 s and 250 ms, and with `--ingest-wal-dir` outside
+its data dir, side by side in one run: accepted lines/s, and the largest
+number of acknowledged-but-unflushed rows seen in `GET /api/v1/cluster` while
+it ran (what a lost disk would lose). Writes bench/results/cluster_window.md.
 """
 
 from __future__ import annotations
@@ -65,7 +73,8 @@ def pct(values: list[float], p: float) -> float:
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
-def start_nodes(n: int, pg: PostgresServer, moto: str, ext_dir: Path, work: Path, flush_interval_ms: int) -> list[PondServer]:
+def start_nodes(n: int, pg: PostgresServer, moto: str, ext_dir: Path, work: Path, flush_interval_ms: int,
+                extra: tuple = ()) -> list[PondServer]:
     db = f"lake_{uuid.uuid4().hex[:8]}"
     bucket = f"bench-{uuid.uuid4().hex[:8]}"
     with pg.connect() as c:
@@ -76,7 +85,7 @@ def start_nodes(n: int, pg: PostgresServer, moto: str, ext_dir: Path, work: Path
         args = ["--node-id", f"n{k}", "--lake-catalog", f"host=127.0.0.1 port={pg.port} dbname={db} user=postgres",
                 "--lake-data-path", f"s3://{bucket}/lake", "--lake-s3-endpoint", moto.removeprefix("http://"),
                 "--lake-s3-region", "us-east-1", "--lake-s3-url-style", "path", "--lake-s3-use-ssl", "false",
-                "--ingest-flush-interval-ms", str(flush_interval_ms), "--lake-compact-interval-secs", "0"]
+                "--ingest-flush-interval-ms", str(flush_interval_ms), "--lake-compact-interval-secs", "0", *extra]
         env = {"POND_LAKE_S3_ACCESS_KEY_ID": "k", "POND_LAKE_S3_SECRET_ACCESS_KEY": "s", "POND_LAKE_CATALOG_PASSWORD": pg.password,
                "POND_MASTER_KEY": "1" * 64, "RUST_LOG": "info"}
         nodes.append(PondServer(data_dir=work / f"{n}-n{k}", ext_dir=ext_dir, password=PASSWORD, extra_args=args, extra_env=env).start())
@@ -155,12 +164,78 @@ def visibility(nodes: list[PondServer], samples: int, flush_all: bool) -> list[f
     return lags
 
 
+def machine_info() -> dict:
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    return {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform(), "load_1m": os.getloadavg()[0],
+            "mem_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def window(seconds: float) -> None:
+    """The lost-disk window and what shrinking it costs (see the module text)."""
+    ext_dir = ensure_extensions(["icu", "ducklake", "httpfs", "postgres_scanner"])
+    pg = PostgresServer("logical").start()
+    moto, moto_proc = start_moto()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            configs = [("flush every 60 s", 60_000, ()), ("flush every 5 s", 5_000, ()), ("flush every 1 s", 1_000, ()),
+                       ("flush every 250 ms", 250, ()),
+                       ("flush every 60 s, log in --ingest-wal-dir (same disk here)", 60_000,
+                        ("--ingest-wal-dir", str(Path(tmp) / "shared" / "n1-wal")))]
+            for name, ms, extra in configs:
+                node = start_nodes(1, pg, moto, ext_dir, Path(tmp) / f"w{ms}-{len(rows)}", ms, extra)[0]
+                try:
+                    peak = [0]
+                    done = threading.Event()
+
+                    def watch():
+                        while not done.is_set():
+                            r = requests.get(f"{node.http_url}/api/v1/cluster", auth=AUTH, timeout=10).json()
+                            peak[0] = max(peak[0], max(n["unflushed_rows"] for n in r["nodes"] if n["this_node"]))
+                            time.sleep(0.1)
+
+                    w = threading.Thread(target=watch)
+                    w.start()
+                    load = sustained([node], seconds)
+                    done.set()
+                    w.join()
+                    rows.append({"config": name, "flush_interval_ms": ms, "lines_per_s": load["lines_per_s"],
+                                 "errors": load["errors"], "peak_unflushed_rows": peak[0]})
+                    print(rows[-1], flush=True)
+                finally:
+                    node.stop()
+    finally:
+        moto_proc.kill()
+        pg.cleanup()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    m = machine_info()
+    at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = ROOT / "bench" / "results"
+    (out / "cluster_window.json").write_text(json.dumps({"at": at, "commit": commit, "machine": m, "seconds": seconds, "runs": rows},
+                                                       indent=2) + "\n")
+    base = rows[0]["lines_per_s"]
+    md = [f"# The lost-disk window of one node ({at}, commit {commit}; {m['cpu']}, {m['cpus']} cores, {m['mem_gib']} GiB, "
+          f"load average {m['load_1m']:.1f})", "",
+          f"One `pond serve --node-id` on a PostgreSQL catalog and moto S3, two clients posting 5,000-line bodies for {seconds:.0f} s "
+          "per configuration, one after another in one run. The window is what the node acknowledged but had not flushed "
+          "(`unflushed_rows`, sampled every 100 ms): a lost disk loses it unless the log is on storage that outlives the node.", "",
+          "| configuration | accepted lines/s | vs 60 s | largest window seen (rows) | errors |", "|---|---|---|---|---|"]
+    for r in rows:
+        md.append(f"| {r['config']} | {r['lines_per_s']:,} | {r['lines_per_s'] / base:.2f}× | {r['peak_unflushed_rows']:,} | {r['errors']} |")
+    (out / "cluster_window.md").write_text("\n".join(md) + "\n")
+    print("\n".join(md))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--lag-samples", type=int, default=20)
     ap.add_argument("--flush-interval-ms", type=int, default=1000)
+    ap.add_argument("--window", action="store_true", help="measure the lost-disk window instead (see above)")
     args = ap.parse_args()
+    if args.window:
+        window(args.seconds)
+        return
     ext_dir = ensure_extensions(["icu", "ducklake", "httpfs", "postgres_scanner"])
     pg = PostgresServer("logical").start()
     moto, moto_proc = start_moto()
