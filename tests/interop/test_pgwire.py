@@ -256,3 +256,32 @@ def test_psql_listing_meta_commands_show_only_what_the_user_may_see(pond, pg, un
     assert t in out and "List of relations" in out
     out = psql("admin", PASSWORD, "default", "\\du")
     assert "admin" in out and "Superuser" in out and user in out
+
+
+def test_describe_announces_the_parameter_types_duckdb_infers(pg, uname):
+    """Parse with unspecified parameter types (what asyncpg and libpq's
+    PQprepare(…, NULL) send), then Describe: the ParameterDescription carries
+    DuckDB's inferred types, and a Bind that encodes the values in binary by
+    those types (as asyncpg does) is read that way. Where DuckDB cannot tell,
+    TEXT, as before."""
+    import struct
+
+    t = uname("desc")
+    pg.execute(f"CREATE TABLE {t}(id BIGINT, score DOUBLE, name VARCHAR, day DATE)")
+    pg.execute(f"INSERT INTO {t} VALUES (1, 0.5, 'a', DATE '2024-01-01'), (2, 1.5, 'b', DATE '2024-01-02')")
+    pgc = pg.pgconn
+    r = pgc.prepare(b"pond_desc1", f"SELECT name FROM {t} WHERE id = $1 AND score < $2 AND name <> $3".encode(), None)
+    assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+    d = pgc.describe_prepared(b"pond_desc1")
+    assert d.status == psycopg.pq.ExecStatus.COMMAND_OK, d.error_message
+    int8, float8, text = 20, 701, 25
+    assert [d.param_type(i) for i in range(d.nparams)] == [int8, float8, text]
+    # Values encoded in binary by the announced types.
+    r = pgc.exec_prepared(b"pond_desc1", [struct.pack("!q", 2), struct.pack("!d", 9.0), b"zzz"], param_formats=[1, 1, 0])
+    assert r.status == psycopg.pq.ExecStatus.TUPLES_OK, r.error_message
+    assert r.ntuples == 1 and r.get_value(0, 0) == b"b"
+    # A parameter DuckDB cannot type on its own stays TEXT.
+    r = pgc.prepare(b"pond_desc2", b"SELECT $1 IS NULL", None)
+    assert r.status == psycopg.pq.ExecStatus.COMMAND_OK, r.error_message
+    d = pgc.describe_prepared(b"pond_desc2")
+    assert d.nparams == 1 and d.param_type(0) == text

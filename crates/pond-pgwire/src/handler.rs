@@ -780,6 +780,32 @@ impl SimpleQueryHandler for Backend {
 pub(crate) struct Prepared {
     sql: String,
     params: usize,
+    /// Parameter types DuckDB inferred at Describe, for the ones Parse left
+    /// unspecified (shared by the statement's portals, so Bind decodes values
+    /// the way Describe announced them).
+    inferred: Arc<Mutex<Vec<Option<Type>>>>,
+}
+
+/// The PostgreSQL type to announce for a parameter DuckDB typed `dt`: only
+/// types whose binary form Bind decodes; anything else stays text (DuckDB
+/// casts it), as do parameters DuckDB cannot type before a value is bound.
+fn announced_param_type(dt: &arrow_schema::DataType) -> Option<Type> {
+    let t = types::pg_type(dt, "");
+    matches!(
+        t,
+        Type::BOOL
+            | Type::INT2
+            | Type::INT4
+            | Type::INT8
+            | Type::FLOAT4
+            | Type::FLOAT8
+            | Type::BYTEA
+            | Type::DATE
+            | Type::TIME
+            | Type::TIMESTAMP
+            | Type::TIMESTAMPTZ
+    )
+    .then_some(t)
 }
 
 pub(crate) struct Parser;
@@ -793,7 +819,7 @@ impl QueryParser for Parser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let sql = sql.trim().trim_end_matches(';').trim().to_string();
-        Ok(Some(Prepared { params: param_count(&sql), sql }))
+        Ok(Some(Prepared { params: param_count(&sql), sql, inferred: Arc::default() }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -810,9 +836,10 @@ fn portal_params(portal: &Portal<Prepared>) -> PgWireResult<Option<Vec<Value>>> 
         return Ok(None);
     }
     let declared = &portal.statement.parameter_types;
+    let inferred = portal.statement.statement.inferred.lock().clone();
     let mut values = Vec::with_capacity(portal.parameters.len());
     for (i, raw) in portal.parameters.iter().enumerate() {
-        let ty = declared.get(i).cloned().flatten().unwrap_or(Type::UNKNOWN);
+        let ty = declared.get(i).cloned().flatten().or_else(|| inferred.get(i).cloned().flatten()).unwrap_or(Type::UNKNOWN);
         let binary = format_for(&portal.parameter_format, i);
         values.push(types::param_value(raw.as_deref(), &ty, binary).map_err(PgWireError::from)?);
     }
@@ -869,7 +896,22 @@ impl ExtendedQueryHandler for Backend {
         let conn = conn(client)?;
         let stmt = &target.statement;
         let n = stmt.params.max(target.parameter_types.len());
-        let params: Vec<Type> = (0..n).map(|i| target.parameter_types.get(i).cloned().flatten().unwrap_or(Type::TEXT)).collect();
+        // Parameters Parse left unspecified: the types DuckDB infers (a
+        // prepare on the session's describing connection, authorized first),
+        // so drivers that encode values by the announced types (asyncpg, JDBC
+        // without hints) send them typed; TEXT where DuckDB cannot tell.
+        if n > 0 && (0..n).any(|i| target.parameter_types.get(i).cloned().flatten().is_none()) {
+            if let Ok(p) = conn.session.prepare(&stmt.sql).await {
+                conn.session.close_prepared(&p.handle);
+                if p.parameter_types.len() == n {
+                    *stmt.inferred.lock() = p.parameter_types.iter().map(announced_param_type).collect();
+                }
+            }
+        }
+        let inferred = stmt.inferred.lock().clone();
+        let params: Vec<Type> = (0..n)
+            .map(|i| target.parameter_types.get(i).cloned().flatten().or_else(|| inferred.get(i).cloned().flatten()).unwrap_or(Type::TEXT))
+            .collect();
         let local = {
             let settings = conn.settings.lock();
             local::intercept(&stmt.sql, &settings, &conn.session.current_schema())
