@@ -78,7 +78,11 @@ async fn rows_flush_to_parquet_and_every_row_is_seen_once() {
     // On-demand flush, then the listing counts lake rows and files.
     let (status, b) = call(&s, reqwest::Method::POST, "/api/v1/lake/flush?db=lk", ADMIN, None).await;
     assert_eq!(status, StatusCode::OK, "{b}");
-    assert_eq!(b["flushed"][0]["rows"], 1, "{b}");
+    // 1 row, or 4 when the threshold flush above ran while the second write
+    // was in the hot store but not yet applied (a flush takes rows up to the
+    // writer's applied sequence; the 3 left behind stay below the threshold).
+    let flushed = b["flushed"][0]["rows"].as_u64().unwrap_or(0);
+    assert!(flushed == 1 || flushed == 4, "{b}");
     assert_eq!(one(&s, "SELECT string_agg(coalesce(temp::VARCHAR, '-'), '' ORDER BY time) FROM lk.cpu").await, "-----1.5-");
     let (_, m) = call(&s, reqwest::Method::GET, "/api/v1/measurements?db=lk", ADMIN, None).await;
     let cpu = &m["measurements"][0];

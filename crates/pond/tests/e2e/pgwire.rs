@@ -149,7 +149,11 @@ async fn pg_extended_protocol_types_and_parameters() {
         .unwrap();
     let n = c.execute(&ins, &[&2i32, &5i64, &"pear", &false, &0.25f64]).await.unwrap();
     assert_eq!(n, 1);
-    let row = c.query_one("select name, big, f from items where id = $1 and ok = $2", &[&"2", &"false"]).await.unwrap();
+    // Untyped parameters get the types DuckDB infers (as PostgreSQL would say
+    // int4 and bool here), and values are sent in binary by those types.
+    let q = c.prepare("select name, big, f from items where id = $1 and ok = $2").await.unwrap();
+    assert_eq!(q.params(), &[Type::INT4, Type::BOOL]);
+    let row = c.query_one(&q, &[&2i32, &false]).await.unwrap();
     assert_eq!(row.get::<_, String>(0), "pear");
     assert_eq!(row.get::<_, i64>(1), 5);
 
