@@ -900,7 +900,13 @@ impl ExtendedQueryHandler for Backend {
         // prepare on the session's describing connection, authorized first),
         // so drivers that encode values by the announced types (asyncpg, JDBC
         // without hints) send them typed; TEXT where DuckDB cannot tell.
-        if n > 0 && (0..n).any(|i| target.parameter_types.get(i).cloned().flatten().is_none()) {
+        let local = {
+            let settings = conn.settings.lock();
+            local::intercept(&stmt.sql, &settings, &conn.session.current_schema())
+        };
+        let untyped = (0..n).any(|i| target.parameter_types.get(i).cloned().flatten().is_none());
+        // (Statements Pond answers itself — local ones and catalog queries — are not DuckDB's to type.)
+        if untyped && local.is_none() && !crate::pgcatalog::handles(&stmt.sql) {
             if let Ok(p) = conn.session.prepare(&stmt.sql).await {
                 conn.session.close_prepared(&p.handle);
                 if p.parameter_types.len() == n {
@@ -912,10 +918,6 @@ impl ExtendedQueryHandler for Backend {
         let params: Vec<Type> = (0..n)
             .map(|i| target.parameter_types.get(i).cloned().flatten().or_else(|| inferred.get(i).cloned().flatten()).unwrap_or(Type::TEXT))
             .collect();
-        let local = {
-            let settings = conn.settings.lock();
-            local::intercept(&stmt.sql, &settings, &conn.session.current_schema())
-        };
         if let Some(Local::Row(row)) = local {
             return Ok(DescribeStatementResponse::new(params, local_fields(&row)));
         }
