@@ -127,49 +127,7 @@ fn list_values(a: &dyn Array) -> std::result::Result<Value, String> {
 
 /// DuckDB column type for an Arrow type, for `CREATE TABLE` during bulk ingest.
 pub fn duckdb_type(dt: &DataType) -> Result<String> {
-    Ok(match dt {
-        DataType::Null => "INTEGER".into(),
-        DataType::Boolean => "BOOLEAN".into(),
-        DataType::Int8 => "TINYINT".into(),
-        DataType::Int16 => "SMALLINT".into(),
-        DataType::Int32 => "INTEGER".into(),
-        DataType::Int64 => "BIGINT".into(),
-        DataType::UInt8 => "UTINYINT".into(),
-        DataType::UInt16 => "USMALLINT".into(),
-        DataType::UInt32 => "UINTEGER".into(),
-        DataType::UInt64 => "UBIGINT".into(),
-        DataType::Float16 | DataType::Float32 => "FLOAT".into(),
-        DataType::Float64 => "DOUBLE".into(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => "BLOB".into(),
-        DataType::Date32 | DataType::Date64 => "DATE".into(),
-        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
-        DataType::Timestamp(u, None) => match u {
-            ArrowUnit::Second => "TIMESTAMP_S".into(),
-            ArrowUnit::Millisecond => "TIMESTAMP_MS".into(),
-            ArrowUnit::Microsecond => "TIMESTAMP".into(),
-            ArrowUnit::Nanosecond => "TIMESTAMP_NS".into(),
-        },
-        DataType::Timestamp(_, Some(_)) => "TIMESTAMPTZ".into(),
-        DataType::Interval(_) | DataType::Duration(_) => "INTERVAL".into(),
-        DataType::Decimal128(p, s) if *p <= 38 => format!("DECIMAL({p},{s})"),
-        DataType::Decimal128(_, _) | DataType::Decimal256(_, _) => "DOUBLE".into(),
-        DataType::List(f) | DataType::LargeList(f) => format!("{}[]", duckdb_type(f.data_type())?),
-        DataType::FixedSizeList(f, n) => format!("{}[{n}]", duckdb_type(f.data_type())?),
-        DataType::Struct(fields) => {
-            let parts: Result<Vec<String>> =
-                fields.iter().map(|f| Ok(format!("{} {}", crate::sql::quote_ident(f.name()), duckdb_type(f.data_type())?))).collect();
-            format!("STRUCT({})", parts?.join(", "))
-        }
-        DataType::Map(entries, _) => match entries.data_type() {
-            DataType::Struct(kv) if kv.len() == 2 => {
-                format!("MAP({}, {})", duckdb_type(kv[0].data_type())?, duckdb_type(kv[1].data_type())?)
-            }
-            _ => return Err(Error::InvalidRequest("malformed Arrow map type".into())),
-        },
-        DataType::Dictionary(_, v) => duckdb_type(v)?,
-        other => return Err(Error::InvalidRequest(format!("cannot ingest Arrow type {other}"))),
-    })
+    pond_lake::duckdb_type(dt).map_err(Error::InvalidRequest)
 }
 
 /// DuckDB's name for a result column's logical type ("HUGEINT", "DECIMAL(18,3)",

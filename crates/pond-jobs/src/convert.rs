@@ -460,31 +460,29 @@ pub fn to_lines(batch: &RecordBatch, shape: &PointShape<'_>, first_row: u64) -> 
     Ok((out.into_bytes(), index))
 }
 
-/// DuckDB's name for an Arrow type, for a staging table (`None`: store it as text).
+/// DuckDB's name for an Arrow type, for a staging table (`None`: store it as
+/// text): only the types DuckDB's appender takes from Arrow as they are.
 pub fn duck_type(t: &DataType) -> Option<String> {
-    Some(match t {
-        DataType::Boolean => "BOOLEAN".into(),
-        DataType::Int8 => "TINYINT".into(),
-        DataType::Int16 => "SMALLINT".into(),
-        DataType::Int32 => "INTEGER".into(),
-        DataType::Int64 => "BIGINT".into(),
-        DataType::UInt8 => "UTINYINT".into(),
-        DataType::UInt16 => "USMALLINT".into(),
-        DataType::UInt32 => "UINTEGER".into(),
-        DataType::UInt64 => "UBIGINT".into(),
-        DataType::Float32 => "FLOAT".into(),
-        DataType::Float64 => "DOUBLE".into(),
-        DataType::Utf8 => "VARCHAR".into(),
-        DataType::Binary => "BLOB".into(),
-        DataType::Date32 => "DATE".into(),
-        DataType::Decimal128(p, s) if *p <= 38 => format!("DECIMAL({p}, {s})"),
-        DataType::Timestamp(TimeUnit::Nanosecond, None) => "TIMESTAMP_NS".into(),
-        DataType::Timestamp(TimeUnit::Microsecond, None) => "TIMESTAMP".into(),
-        DataType::Timestamp(TimeUnit::Millisecond, None) => "TIMESTAMP_MS".into(),
-        DataType::Timestamp(TimeUnit::Second, None) => "TIMESTAMP_S".into(),
-        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => "TIMESTAMPTZ".into(),
-        _ => return None,
-    })
+    let appendable = matches!(
+        t,
+        DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Utf8
+            | DataType::Binary
+            | DataType::Date32
+            | DataType::Timestamp(_, None)
+            | DataType::Timestamp(TimeUnit::Microsecond, Some(_))
+    ) || matches!(t, DataType::Decimal128(p, _) if *p <= 38);
+    appendable.then(|| pond_lake::duckdb_type(t).ok()).flatten()
 }
 
 /// `batch` with every column DuckDB's appender cannot take from Arrow turned into text.
